@@ -1,0 +1,3 @@
+from dumont_plan.cli.main import main
+
+raise SystemExit(main())

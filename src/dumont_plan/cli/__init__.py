@@ -1,0 +1,1 @@
+"""The `dumont` command line (typer lives only here)."""

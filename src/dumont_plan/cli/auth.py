@@ -1,0 +1,62 @@
+"""`dumont auth login|logout|me|register`."""
+
+from __future__ import annotations
+
+import typer
+
+from dumont_plan.cli.output import OutputFormat, OutputOpt, console, emit_json, print_fields
+from dumont_plan.cli.session import open_client, resolve_target
+from dumont_plan.client.auth import token_of
+from dumont_plan.config import forget_token, save_token
+
+app = typer.Typer(help="Log in to a Dumont API and see who you are.", no_args_is_help=True)
+
+
+@app.command()
+def login(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="Account e-mail."),
+    password: str = typer.Argument(..., help="Account password."),
+) -> None:
+    """Log in and store the token (mode 0600) for this API URL."""
+    endpoint, _ = resolve_target(ctx)
+    client = open_client(ctx, login=False)
+    answer = client.auth.login(email, password)
+    save_token(endpoint, token_of(answer), str(answer.get("user", email)))
+    console.print(f"Logged in as {answer.get('user', email)}.")
+
+
+@app.command()
+def register(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="Account e-mail."),
+    password: str = typer.Argument(..., help="Password, at least 6 characters."),
+) -> None:
+    """Create an account and log in with it."""
+    endpoint, _ = resolve_target(ctx)
+    client = open_client(ctx, login=False)
+    answer = client.auth.register(email, password)
+    save_token(endpoint, token_of(answer), str(answer.get("user", email)))
+    console.print(f"Registered and logged in as {answer.get('user', email)}.")
+
+
+@app.command()
+def logout(ctx: typer.Context) -> None:
+    """Revoke the token on the server and forget it here."""
+    endpoint, _ = resolve_target(ctx)
+    client = open_client(ctx, login=False)
+    if client.token:
+        client.auth.logout()
+    forget_token(endpoint)
+    console.print("Logged out.")
+
+
+@app.command()
+def me(ctx: typer.Context, output: OutputOpt = OutputFormat.table) -> None:
+    """Show the logged-in user."""
+    answer = open_client(ctx).auth.me()
+    if output is OutputFormat.json:
+        emit_json(answer)
+        return
+    user = answer.get("user") or {}
+    print_fields({"email": user.get("email"), "authenticated": answer.get("authenticated")})

@@ -1,0 +1,7 @@
+"""`dumont blacklist …` (filled in by its feature)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="blacklist commands.", no_args_is_help=True)

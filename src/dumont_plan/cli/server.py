@@ -1,0 +1,63 @@
+"""`dumont server start|stop|status`: the embedded local control plane."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from dumont_plan.cli.output import OutputFormat, OutputOpt, console, emit_json
+from dumont_plan.config import data_dir
+from dumont_plan.embedded import running_server, start_server, stop_server
+
+app = typer.Typer(
+    help="Manage the local control plane (started automatically when no API URL is set).",
+    no_args_is_help=True,
+)
+
+
+@app.command()
+def start(
+    port: int = typer.Option(0, help="Port on 127.0.0.1; 0 picks a free one."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    foreground: bool = typer.Option(False, help="Run in this terminal until Ctrl-C."),
+    test_hooks: bool = typer.Option(False, hidden=True),
+) -> None:
+    """Start the local control plane in the background (or the foreground)."""
+    if foreground:
+        args = [sys.executable, "-m", "dumont_plan.server", "--data-dir", str(data_dir())]
+        args += ["--host", host, "--port", str(port)]
+        if test_hooks:
+            args.append("--test-hooks")
+        os.execv(sys.executable, args)
+    info = start_server(port=port, host=host)
+    console.print(f"Local control plane running at {info.url} (pid {info.pid}).")
+
+
+@app.command()
+def stop() -> None:
+    """Stop the background local control plane."""
+    info = stop_server()
+    if info is None:
+        console.print("No local control plane was running.")
+    else:
+        console.print(f"Stopped the local control plane (pid {info.pid}).")
+
+
+@app.command()
+def status(output: OutputOpt = OutputFormat.table) -> None:
+    """Show whether the local control plane runs, and where."""
+    info = running_server()
+    data = {
+        "running": info is not None,
+        "url": info.url if info else None,
+        "pid": info.pid if info else None,
+        "data_dir": str(data_dir()),
+    }
+    if output is OutputFormat.json:
+        emit_json(data)
+    elif info is None:
+        console.print(f"Not running (data dir {data['data_dir']}).")
+    else:
+        console.print(f"Running at {info.url} (pid {info.pid}, data dir {data['data_dir']}).")

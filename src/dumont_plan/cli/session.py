@@ -1,0 +1,65 @@
+"""Builds the API client for a command: the configured URL, or the embedded local server."""
+
+from __future__ import annotations
+
+import httpx
+import typer
+
+from dumont_plan.client import DumontClient
+from dumont_plan.client.auth import token_of
+from dumont_plan.config import Endpoint, load_token, resolve_endpoint, save_token
+from dumont_plan.embedded import local_credentials, start_server
+from dumont_plan.errors import AuthenticationError, BadRequestError
+
+HTTP_TIMEOUT = 60.0
+
+
+def api_url_of(ctx: typer.Context) -> str | None:
+    root = ctx.find_root()
+    obj = root.obj if isinstance(root.obj, dict) else {}
+    value = obj.get("api_url")
+    return str(value) if value else None
+
+
+def _local_login(url: str, endpoint: Endpoint) -> str:
+    creds = local_credentials()
+    with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT) as http:
+        bare = DumontClient(http)
+        try:
+            answer = bare.auth.login(creds["email"], creds["password"])
+        except AuthenticationError:
+            try:
+                answer = bare.auth.register(creds["email"], creds["password"])
+            except BadRequestError:
+                raise AuthenticationError(
+                    "the local control plane refused the local user's password",
+                    "remove local-user.json and the database from the data dir to start afresh",
+                ) from None
+    token = token_of(answer)
+    save_token(endpoint, token, creds["email"])
+    return token
+
+
+def resolve_target(ctx: typer.Context) -> tuple[Endpoint, str]:
+    """The endpoint and its base URL, starting the embedded server when none is configured."""
+    endpoint = resolve_endpoint(api_url_of(ctx))
+    if endpoint.url is not None:
+        return endpoint, endpoint.url
+    return endpoint, start_server().url
+
+
+def open_client(ctx: typer.Context, *, login: bool = True) -> DumontClient:
+    """A client for this command. Against the embedded server, log the local user in."""
+    endpoint, url = resolve_target(ctx)
+    http = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT)
+    token = load_token(endpoint)
+    if endpoint.url is not None:
+        return DumontClient(http, token)
+
+    def reauthenticate() -> str | None:
+        return _local_login(url, endpoint)
+
+    client = DumontClient(http, token, reauthenticate=reauthenticate)
+    if token is None and login:
+        client.token = reauthenticate()
+    return client

@@ -1,0 +1,7 @@
+"""`dumont wizard …` (filled in by its feature)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="wizard commands.", no_args_is_help=True)

@@ -1,0 +1,60 @@
+"""httpx client for the Dumont API v1: `DumontClient(http).jobs.create(...)`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from dumont_plan.client.auth import AuthAPI
+from dumont_plan.client.base import RetryPolicy, Transport
+from dumont_plan.client.blacklist import BlacklistAPI
+from dumont_plan.client.finetune import FinetuneAPI
+from dumont_plan.client.history import HistoryAPI
+from dumont_plan.client.instances import InstancesAPI
+from dumont_plan.client.jobs import JobsAPI
+from dumont_plan.client.serverless import ServerlessAPI
+from dumont_plan.client.spot import SpotAPI
+
+__all__ = ["DumontClient", "RetryPolicy", "Transport"]
+
+
+class DumontClient:
+    """The Dumont API v1 over an injected `httpx.Client` (its base_url is the server root)."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        token: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] | None = None,
+        reauthenticate: Callable[[], str | None] | None = None,
+    ) -> None:
+        kwargs = {} if sleep is None else {"sleep": sleep}
+        self.transport = Transport(
+            http, token, retry=retry, reauthenticate=reauthenticate, **kwargs
+        )
+        self.auth = AuthAPI(self.transport)
+        self.jobs = JobsAPI(self.transport)
+        self.instances = InstancesAPI(self.transport)
+        self.history = HistoryAPI(self.transport)
+        self.blacklist = BlacklistAPI(self.transport)
+        self.finetune = FinetuneAPI(self.transport)
+        self.serverless = ServerlessAPI(self.transport)
+        self.spot = SpotAPI(self.transport)
+
+    @property
+    def token(self) -> str | None:
+        return self.transport.token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self.transport.token = value
+
+    def health(self) -> dict[str, object]:
+        result: dict[str, object] = self.transport.request("GET", "/health")
+        return result
+
+    def close(self) -> None:
+        self.transport.http.close()

@@ -1,0 +1,197 @@
+"""The one choke point for API traffic: auth header, user agent, error mapping, retries."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from dumont_plan import __version__
+from dumont_plan.errors import ApiError, ConnectError, error_for_status
+
+USER_AGENT = f"dumont-plan/{__version__}"
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def error_message(body: Any, fallback: str) -> str:
+    """The human message of an error body: `error`, then `detail`, then `details`."""
+    if isinstance(body, dict):
+        for key in ("error", "detail", "details", "message"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+            if value:
+                return str(value)
+    if isinstance(body, str) and body.strip():
+        return body.strip()[:300]
+    return fallback
+
+
+class RetryPolicy:
+    """Jittered exponential backoff with a cap, honouring Retry-After."""
+
+    def __init__(
+        self,
+        attempts: int = 4,
+        base: float = 0.25,
+        cap: float = 30.0,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.attempts = attempts
+        self.base = base
+        self.cap = cap
+        self.rng = rng
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return float(min(retry_after, self.cap))
+        backoff = float(min(self.cap, self.base * (2**attempt)))
+        return backoff / 2 + float(self.rng()) * backoff / 2
+
+
+class Transport:
+    """Sends requests for the resource groups; owns auth, retries and error mapping."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        token: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        reauthenticate: Callable[[], str | None] | None = None,
+    ) -> None:
+        self.http = http
+        self.token = token
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.reauthenticate = reauthenticate
+        self.request_count = 0
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        files: Any = None,
+        headers: dict[str, str] | None = None,
+        idempotent: bool | None = None,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
+        """Send one API call; return the decoded JSON (or the response when `raw`).
+
+        Idempotent calls (GET/PUT/DELETE, or `idempotent=True`) are retried on connect errors and
+        429/502/503/504; a POST that creates something is never retried.
+        """
+        method = method.upper()
+        retryable = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        clean_params = {k: v for k, v in (params or {}).items() if v is not None}
+        reauthed = False
+        attempt = 0
+        while True:
+            send_headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+            if self.token:
+                send_headers["Authorization"] = f"Bearer {self.token}"
+            send_headers.update(headers or {})
+            self.request_count += 1
+            try:
+                response = self.http.request(
+                    method,
+                    path,
+                    params=clean_params or None,
+                    json=json,
+                    files=files,
+                    headers=send_headers,
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+                if retryable and attempt + 1 < self.retry.attempts:
+                    self.sleep(self.retry.delay(attempt, None))
+                    attempt += 1
+                    continue
+                raise ConnectError(
+                    f"cannot reach the Dumont API at {self.http.base_url} ({type(exc).__name__})",
+                    "check DUMONT_API_URL or start the server (`dumont server start`)",
+                ) from None
+            except httpx.TimeoutException:
+                raise ConnectError(
+                    f"the Dumont API at {self.http.base_url} did not answer "
+                    f"{method} {path} in time",
+                    "retry, or check the server's load",
+                ) from None
+            status = response.status_code
+            if status in RETRY_STATUSES and retryable and attempt + 1 < self.retry.attempts:
+                wait = parse_retry_after(response.headers.get("Retry-After"))
+                self.sleep(self.retry.delay(attempt, wait))
+                attempt += 1
+                continue
+            if status == 401 and self.reauthenticate is not None and not reauthed:
+                reauthed = True
+                new_token = self.reauthenticate()
+                if new_token:
+                    self.token = new_token
+                    continue
+            if status >= 400:
+                raise self._error(response, method, path)
+            if raw:
+                return response
+            if status == 204 or not response.content:
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                return response.text
+
+    @staticmethod
+    def _error(response: httpx.Response, method: str, path: str) -> ApiError:
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text
+        status = response.status_code
+        message = error_message(body, f"HTTP {status}")
+        cls = error_for_status(status)
+        hint = None
+        if status == 401:
+            hint = "log in again (`dumont auth login <email> <password>`)"
+        elif status == 422 and isinstance(body, dict) and isinstance(body.get("details"), list):
+            parts = []
+            for item in body["details"][:5]:
+                if isinstance(item, dict):
+                    loc = ".".join(str(p) for p in item.get("loc", []) if p != "body")
+                    parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg")))
+            if parts:
+                message = f"{message}: " + "; ".join(parts)
+        return cls(
+            f"{method} {path} failed ({status}): {message}",
+            hint,
+            status_code=status,
+            body=body,
+            method=method,
+            path=path,
+        )

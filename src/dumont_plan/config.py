@@ -1,0 +1,163 @@
+"""Where dumont keeps its files, and how it finds the API URL and the token.
+
+Precedence for the API URL: `--api-url` (passed in) > `DUMONT_API_URL` > config file `api_url` >
+the embedded local control plane. For the token: `DUMONT_TOKEN` > the credentials file entry for
+that URL > `~/.dumont_token` (compatibility with the old CLI, remote URLs only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dumont_plan.errors import ConfigError
+
+APP_NAME = "dumont-plan"
+LOCAL_KEY = "local"
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    value = os.environ.get(var)
+    if value and os.path.isabs(value):
+        return Path(value)
+    return Path.home() / fallback
+
+
+def config_dir() -> Path:
+    """The XDG config dir of dumont (config.json, credentials.json)."""
+    return _xdg("XDG_CONFIG_HOME", ".config") / APP_NAME
+
+
+def data_dir() -> Path:
+    """The XDG data dir of dumont (the embedded control plane's database and sandboxes)."""
+    override = os.environ.get("DUMONT_DATA_DIR")
+    if override:
+        return Path(override)
+    return _xdg("XDG_DATA_HOME", ".local/share") / APP_NAME
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file atomically with mode 0600 (temp file, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_json_file(path: Path, what: str) -> dict[str, Any]:
+    """Read a JSON object file; a corrupt one is a ConfigError naming the file and the fix."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{what} {path} is corrupt (line {exc.lineno}: {exc.msg})",
+            "delete it and log in again (`dumont auth login`)",
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} is not a JSON object", "delete it and log in again")
+    return data
+
+
+def validate_api_url(url: str, source: str) -> str:
+    """Return the URL without a trailing slash, or raise a ConfigError naming its source."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{source} is not a valid API URL: {url!r}",
+            "use a full URL such as http://127.0.0.1:8766 or https://api.dumontcloud.com",
+        )
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ConfigError(
+            f"{source} has an invalid port: {url!r}", "use a number 1-65535"
+        ) from None
+    return url.strip().rstrip("/")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to talk to: a URL and the key under which its token is stored."""
+
+    url: str | None  # None = the embedded local control plane (started on demand)
+    key: str
+
+
+def load_config() -> dict[str, Any]:
+    return read_json_file(config_dir() / "config.json", "config file")
+
+
+def resolve_endpoint(api_url: str | None = None) -> Endpoint:
+    """Pick the API URL by precedence; None means the embedded local control plane."""
+    if api_url:
+        url = validate_api_url(api_url, "--api-url")
+        return Endpoint(url, url)
+    env = os.environ.get("DUMONT_API_URL")
+    if env:
+        url = validate_api_url(env, "DUMONT_API_URL")
+        return Endpoint(url, url)
+    configured = load_config().get("api_url")
+    if configured:
+        url = validate_api_url(str(configured), f"api_url in {config_dir() / 'config.json'}")
+        return Endpoint(url, url)
+    return Endpoint(None, LOCAL_KEY)
+
+
+def _credentials_path() -> Path:
+    return config_dir() / "credentials.json"
+
+
+def load_token(endpoint: Endpoint) -> str | None:
+    """The bearer token to use for an endpoint, if any."""
+    env = os.environ.get("DUMONT_TOKEN")
+    if env:
+        return env.strip()
+    creds = read_json_file(_credentials_path(), "credentials file")
+    entry = creds.get(endpoint.key)
+    if isinstance(entry, dict) and isinstance(entry.get("token"), str):
+        return str(entry["token"])
+    if endpoint.url is not None:
+        legacy = Path.home() / ".dumont_token"
+        if legacy.is_file():
+            token = legacy.read_text(encoding="utf-8", errors="replace").strip()
+            if not token or any(c.isspace() or not c.isprintable() for c in token):
+                raise ConfigError(
+                    f"token file {legacy} is corrupt",
+                    "delete it and log in again (`dumont auth login`)",
+                )
+            return token
+    return None
+
+
+def save_token(endpoint: Endpoint, token: str, user: str) -> None:
+    path = _credentials_path()
+    creds = read_json_file(path, "credentials file")
+    creds[endpoint.key] = {"token": token, "user": user}
+    write_private(path, json.dumps(creds, indent=2) + "\n")
+
+
+def forget_token(endpoint: Endpoint) -> None:
+    path = _credentials_path()
+    creds = read_json_file(path, "credentials file")
+    if creds.pop(endpoint.key, None) is not None:
+        write_private(path, json.dumps(creds, indent=2) + "\n")

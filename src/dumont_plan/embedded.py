@@ -1,0 +1,174 @@
+"""The embedded default: start (or reuse) the local control plane on 127.0.0.1.
+
+The running server is recorded in `<data dir>/server.json` (pid, port, url). Starting is
+serialised with an exclusive lock on `<data dir>/server.lock`, so two CLI processes starting at
+once end up sharing one server. A local user is registered on first use and its password kept
+in `<data dir>/local-user.json` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from dumont_plan.config import data_dir, read_json_file, write_private
+from dumont_plan.errors import ServerStartError
+
+START_TIMEOUT = 30.0
+LOCAL_EMAIL = "local@dumont.localhost"
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    pid: int
+    port: int
+    url: str
+    data_dir: Path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        response = httpx.get(f"{url}/health", timeout=timeout)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200 and response.json().get("status") == "healthy"
+
+
+@contextlib.contextmanager
+def _start_lock(directory: Path) -> Iterator[None]:
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "server.lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def running_server(directory: Path | None = None) -> ServerInfo | None:
+    """The recorded server if its process is alive and answers /health."""
+    directory = directory or data_dir()
+    info = read_json_file(directory / "server.json", "server record")
+    if not info:
+        return None
+    try:
+        pid, port, url = int(info["pid"]), int(info["port"]), str(info["url"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not _pid_alive(pid) or not _healthy(url):
+        return None
+    return ServerInfo(pid, port, url, directory)
+
+
+def start_server(
+    directory: Path | None = None, port: int = 0, host: str = "127.0.0.1"
+) -> ServerInfo:
+    """Return the running local control plane, starting it in the background if needed."""
+    directory = directory or data_dir()
+    with _start_lock(directory):
+        current = running_server(directory)
+        if current is not None:
+            return current
+        port_file = directory / "server.port.json"
+        port_file.unlink(missing_ok=True)
+        log_path = directory / "server.log"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dumont_plan.server",
+                    "--data-dir",
+                    str(directory),
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    "--port-file",
+                    str(port_file),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                close_fds=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        url = ""
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ServerStartError(
+                    f"the local control plane exited with code {proc.returncode} on start",
+                    f"see {log_path}",
+                )
+            if not url and port_file.exists():
+                with contextlib.suppress(ValueError, OSError):
+                    bound = json.loads(port_file.read_text(encoding="utf-8"))
+                    url = f"http://{host}:{int(bound['port'])}"
+            if url and _healthy(url, timeout=1.0):
+                info = ServerInfo(proc.pid, int(url.rsplit(":", 1)[1]), url, directory)
+                record = {"pid": info.pid, "port": info.port, "url": url, "started": time.time()}
+                write_private(directory / "server.json", json.dumps(record) + "\n")
+                return info
+            time.sleep(0.1)
+        proc.kill()
+        raise ServerStartError(
+            f"the local control plane did not answer /health within {START_TIMEOUT:.0f}s",
+            f"see {log_path}",
+        )
+
+
+def stop_server(directory: Path | None = None, timeout: float = 10.0) -> ServerInfo | None:
+    """Stop the recorded local control plane; return what was stopped (None if nothing)."""
+    directory = directory or data_dir()
+    with _start_lock(directory):
+        info = read_json_file(directory / "server.json", "server record")
+        (directory / "server.json").unlink(missing_ok=True)
+        if not info:
+            return None
+        pid = int(info.get("pid", 0))
+        if pid <= 0 or not _pid_alive(pid):
+            return None
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        return ServerInfo(pid, int(info.get("port", 0)), str(info.get("url", "")), directory)
+
+
+def local_credentials(directory: Path | None = None) -> dict[str, Any]:
+    """The local user's e-mail and password, created (0600) on first use."""
+    directory = directory or data_dir()
+    path = directory / "local-user.json"
+    creds = read_json_file(path, "local user file")
+    if not creds.get("email") or not creds.get("password"):
+        creds = {"email": LOCAL_EMAIL, "password": secrets.token_urlsafe(24)}
+        write_private(path, json.dumps(creds) + "\n")
+    return creds

@@ -1,0 +1,216 @@
+"""One error tree for everything a user can get wrong or the platform can refuse.
+
+    DumontError                      message + optional hint (the next step); exit code 1
+    ├── ConfigError                  bad DUMONT_API_URL, corrupt token/config file, ...
+    ├── SpecError                    a spec problem at file:line:col
+    ├── PlanError                    references, cycles, policy gates while planning
+    ├── ApplyError                   a failed or partial apply
+    ├── LockError                    the ledger is held by another apply
+    ├── StalePlanError               a saved plan no longer matches what is live (exit 7)
+    ├── ServerStartError             the embedded local control plane did not come up
+    ├── ConnectError                 the API could not be reached at all
+    └── ApiError                     the API answered with an error status
+        ├── BadRequestError          400
+        ├── AuthenticationError      401
+        ├── PaymentRequiredError     402
+        ├── PermissionDeniedError    403
+        ├── NotFoundError            404
+        ├── MethodNotAllowedError    405
+        ├── ConflictError            409
+        ├── UnprocessableError       422 (carries the server's `details`)
+        ├── RateLimitedError         429
+        └── ServerError              5xx
+            └── ServiceUnavailableError 502/503/504
+
+Only the CLI's error boundary catches DumontError; anything else is a bug and shows a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DumontError(Exception):
+    """Base of every error the user can act on."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if not self.hint:
+            return self.message
+        joiner = " " if self.message.endswith(".") else "; "
+        return f"{self.message}{joiner}{self.hint}"
+
+
+class ConfigError(DumontError):
+    """Configuration, credentials or environment are unusable."""
+
+
+class SpecError(DumontError):
+    """A problem in a spec file, located at file:line:col when known."""
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        col: int | None = None,
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.col = col
+        super().__init__(message, hint)
+
+    @property
+    def location(self) -> str:
+        if self.file is None:
+            return ""
+        if self.line is None:
+            return self.file
+        if self.col is None:
+            return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}:{self.col}"
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{self.location}: {text}" if self.location else text
+
+
+class PlanError(DumontError):
+    """The plan cannot be built (bad reference, cycle, policy gate)."""
+
+
+class PolicyError(PlanError):
+    """A cost or policy gate refused the plan (exit 6)."""
+
+    exit_code = 6
+
+
+class ApplyError(DumontError):
+    """An apply failed or finished partially (exit 3)."""
+
+    exit_code = 3
+
+
+class LockError(DumontError):
+    """The ledger lock is held by another process."""
+
+
+class StalePlanError(DumontError):
+    """A saved plan is stale against the live state (exit 7)."""
+
+    exit_code = 7
+
+
+class ServerStartError(DumontError):
+    """The embedded local control plane could not be started."""
+
+
+class ConnectError(DumontError):
+    """The API could not be reached."""
+
+
+class ApiError(DumontError):
+    """The API answered with an error status."""
+
+    status_code: int = 0
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        status_code: int | None = None,
+        body: Any = None,
+        method: str = "",
+        path: str = "",
+    ) -> None:
+        super().__init__(message, hint)
+        if status_code is not None:
+            self.status_code = status_code
+        self.body = body
+        self.method = method
+        self.path = path
+
+
+class BadRequestError(ApiError):
+    status_code = 400
+
+
+class AuthenticationError(ApiError):
+    status_code = 401
+
+
+class PaymentRequiredError(ApiError):
+    status_code = 402
+
+
+class PermissionDeniedError(ApiError):
+    status_code = 403
+
+
+class NotFoundError(ApiError):
+    status_code = 404
+
+
+class MethodNotAllowedError(ApiError):
+    status_code = 405
+
+
+class ConflictError(ApiError):
+    status_code = 409
+
+
+class UnprocessableError(ApiError):
+    status_code = 422
+
+    @property
+    def details(self) -> list[dict[str, Any]]:
+        if isinstance(self.body, dict) and isinstance(self.body.get("details"), list):
+            return [d for d in self.body["details"] if isinstance(d, dict)]
+        return []
+
+
+class RateLimitedError(ApiError):
+    status_code = 429
+
+
+class ServerError(ApiError):
+    status_code = 500
+
+
+class ServiceUnavailableError(ServerError):
+    status_code = 503
+
+
+STATUS_ERRORS: dict[int, type[ApiError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: PaymentRequiredError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    405: MethodNotAllowedError,
+    409: ConflictError,
+    422: UnprocessableError,
+    429: RateLimitedError,
+    500: ServerError,
+    502: ServiceUnavailableError,
+    503: ServiceUnavailableError,
+    504: ServiceUnavailableError,
+}
+
+
+def error_for_status(status_code: int) -> type[ApiError]:
+    """The exception class for an HTTP error status."""
+    if status_code in STATUS_ERRORS:
+        return STATUS_ERRORS[status_code]
+    if status_code >= 500:
+        return ServerError
+    return ApiError

@@ -1,0 +1,54 @@
+"""`python -m dumont_plan.server`: run the local control plane in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+from pathlib import Path
+
+import uvicorn
+
+from dumont_plan.server.app import create_app
+from dumont_plan.server.settings import ServerSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dumont_plan.server")
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--port-file", type=Path, help="write {host, port, pid} here once bound")
+    parser.add_argument("--test-hooks", action="store_true", help="enable /api/v1/_local routes")
+    parser.add_argument("--fault-rate", type=float, default=None)
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+
+    settings = ServerSettings.from_env(
+        args.data_dir.resolve(),
+        host=args.host,
+        enable_test_hooks=True if args.test_hooks else None,
+        fault_rate=args.fault_rate,
+    )
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    sock.set_inheritable(True)
+    settings.port = int(sock.getsockname()[1])
+    app = create_app(settings)
+    if args.port_file:
+        tmp = args.port_file.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps({"host": args.host, "port": settings.port, "pid": os.getpid()}),
+            encoding="utf-8",
+        )
+        os.replace(tmp, args.port_file)
+    config = uvicorn.Config(app, log_level=args.log_level, access_log=False)
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""Fault injection for robustness tests (only with test hooks or a configured fault rate).
+
+- queued faults: `POST /api/v1/_local/faults {"count":2,"status":503,"retry_after":1}` makes
+  the next `count` API requests answer `status` (with `Retry-After` when given);
+- a random fault rate (`ServerSettings.fault_rate`): 500/503/429 answers, delays and dropped
+  connections at that rate, seeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp
+
+LOCAL_PREFIX = "/api/v1/_local"
+
+
+@dataclass
+class Fault:
+    status: int
+    retry_after: float | None = None
+
+
+class FaultQueue:
+    def __init__(self, rate: float = 0.0, seed: int = 1) -> None:
+        self._queue: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        self.rate = rate
+        self._rng = random.Random(seed)
+        self.injected = 0
+
+    def push(self, fault: Fault, count: int) -> None:
+        with self._lock:
+            self._queue.extend([fault] * count)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+
+    def next(self) -> Fault | str | None:
+        with self._lock:
+            if self._queue:
+                self.injected += 1
+                return self._queue.popleft()
+            if self.rate > 0 and self._rng.random() < self.rate:
+                self.injected += 1
+                roll = self._rng.random()
+                if roll < 0.3:
+                    return Fault(503, 0.05)
+                if roll < 0.5:
+                    return Fault(429, 0.05)
+                if roll < 0.7:
+                    return Fault(500)
+                if roll < 0.85:
+                    return "delay"
+                return "drop"
+        return None
+
+
+class FaultMiddleware(BaseHTTPMiddleware):
+    def __init__(self, app: ASGIApp, faults: FaultQueue) -> None:
+        super().__init__(app)
+        self.faults = faults
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        path = request.url.path
+        if not path.startswith("/api") or path.startswith(LOCAL_PREFIX):
+            return await call_next(request)
+        fault = self.faults.next()
+        if fault is None:
+            return await call_next(request)
+        if fault == "delay":
+            await asyncio.sleep(0.2)
+            return await call_next(request)
+        if fault == "drop":
+            # Process the request (as a real server might) but lose the answer.
+            await call_next(request)
+            return JSONResponse({"error": "connection dropped"}, status_code=502)
+        assert isinstance(fault, Fault)
+        headers = {}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = f"{fault.retry_after:g}"
+        message = {
+            500: "Internal server error",
+            503: "Service unavailable",
+            429: "Too many requests",
+        }.get(fault.status, "Injected fault")
+        return JSONResponse({"error": message}, status_code=fault.status, headers=headers)

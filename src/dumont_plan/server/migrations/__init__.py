@@ -1,0 +1,1 @@
+"""Numbered schema migrations: `mNNNN_<name>.py` modules with a `SQL` string."""

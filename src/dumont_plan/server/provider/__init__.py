@@ -1,0 +1,1 @@
+"""Local execution: sandboxes, the job runner, the market simulator."""

@@ -1,0 +1,44 @@
+"""Background loop: job supervision, instance lifecycle (and later serverless, spot)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from dumont_plan.server.context import AppState
+from dumont_plan.server.provider.instances import reconcile_instances
+from dumont_plan.server.provider.jobs import reconcile_jobs
+
+log = logging.getLogger("dumont_plan.server.reconciler")
+
+TICKS: list[Callable[[AppState], None]] = [reconcile_jobs, reconcile_instances]
+
+
+def run_once(state: AppState) -> None:
+    for tick in TICKS:
+        try:
+            tick(state)
+        except Exception:  # a failing pass must not stop the loop
+            log.exception("reconciler pass %s failed", tick.__name__)
+
+
+class Reconciler:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            run_once(self.state)
+            self._stop.wait(self.state.settings.reconcile_interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

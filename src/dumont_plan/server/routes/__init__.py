@@ -1,0 +1,1 @@
+"""API routers; each mirrors a section of the contract under /api/v1."""

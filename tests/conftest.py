@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import LocalServer, UserSession, cli_env, new_user, run_cli
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """One real local control plane for the session, on a free loopback port."""
+    srv = LocalServer(tmp_path_factory.mktemp("control-plane")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def user(server: LocalServer) -> UserSession:
+    """A fresh user on the session server."""
+    return new_user(server.url)
+
+
+@pytest.fixture
+def make_user(server: LocalServer) -> Callable[[], UserSession]:
+    return lambda: new_user(server.url)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def cli(home: Path, user: UserSession) -> Callable[..., object]:
+    """Run the `dumont` CLI as `user` against the session server (subprocess)."""
+    env = cli_env(home, user.url, user.token)
+
+    def _run(*args: str, **kwargs: object) -> object:
+        return run_cli(list(args), env, **kwargs)  # type: ignore[arg-type]
+
+    return _run

@@ -1,0 +1,192 @@
+"""Test support: a real local control plane on a free loopback port, users, the CLI.
+
+Every test that needs the API gets its own fresh user on the shared session server, so no test
+depends on another's leftovers (per-user isolation is itself a tested property).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from dumont_plan.client import DumontClient, RetryPolicy
+from dumont_plan.errors import ApiError
+
+REPO = Path(__file__).resolve().parents[1]
+PASSWORD = "correct-horse-battery"
+
+
+@dataclass
+class LocalServer:
+    """A `python -m dumont_plan.server` subprocess; stop() kills its whole process group."""
+
+    data_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    url: str = ""
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self, timeout: float = 30.0) -> LocalServer:
+        port_file = self.data_dir / "test-server.port.json"
+        port_file.unlink(missing_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dumont_plan.server",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                "0",
+                "--port-file",
+                str(port_file),
+                "--test-hooks",
+                *self.extra_args,
+            ],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env={**os.environ, **self.env},
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    "server exited: " + (self.data_dir / "server.log").read_text()[-2000:]
+                )
+            if port_file.exists():
+                port = json.loads(port_file.read_text())["port"]
+                self.url = f"http://127.0.0.1:{port}"
+                try:
+                    if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("server did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the server process only (its detached children, e.g. job runners, live on)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def stats(self) -> dict[str, Any]:
+        data: dict[str, Any] = httpx.get(self.url + "/api/v1/_local/stats", timeout=10).json()
+        return data
+
+    def mutating_requests(self) -> int:
+        """Count of non-GET API requests the server has seen (test hooks)."""
+        counts = self.stats()["requests"]
+        return sum(
+            n
+            for key, n in counts.items()
+            if not key.startswith(("GET ", "HEAD "))
+            and "/_local/" not in key
+            and "/auth/" not in key
+        )
+
+
+@dataclass
+class UserSession:
+    email: str
+    token: str
+    client: DumontClient
+    url: str
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+
+
+def new_user(url: str, prefix: str = "user") -> UserSession:
+    email = f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
+    http = httpx.Client(base_url=url, timeout=60)
+    client = DumontClient(http, retry=RetryPolicy(attempts=1))
+    answer = client.auth.register(email, PASSWORD)
+    client.token = answer["token"]
+    return UserSession(email, answer["token"], client, url)
+
+
+def assert_invisible_to(other: UserSession, requests: Iterable[tuple[str, str]]) -> None:
+    """User `other` gets 403/404 and no data for every (method, path) of someone else's."""
+    with other.http() as http:
+        for method, path in requests:
+            response = http.request(method, path)
+            assert response.status_code in (403, 404), (method, path, response.status_code)
+            body = response.json()
+            assert set(body) <= {"error", "details"}, (method, path, body)
+
+
+def cli_env(home: Path, url: str | None = None, token: str | None = None) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DUMONT_", "XDG_")) and k not in ("HOME",)
+    }
+    env["HOME"] = str(home)
+    env["COLUMNS"] = "200"
+    env["NO_COLOR"] = "1"
+    if url:
+        env["DUMONT_API_URL"] = url
+    if token:
+        env["DUMONT_TOKEN"] = token
+    return env
+
+
+def run_cli(
+    args: list[str],
+    env: dict[str, str],
+    cwd: Path | None = None,
+    timeout: float = 120,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `dumont ARGS` as a user would, in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "dumont_plan", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )
+
+
+def expect_api_error(call: Any, status: int) -> ApiError:
+    try:
+        call()
+    except ApiError as exc:
+        assert exc.status_code == status, (exc.status_code, str(exc))
+        return exc
+    raise AssertionError(f"expected HTTP {status}")
