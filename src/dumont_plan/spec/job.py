@@ -1,0 +1,61 @@
+"""`jobs:` — run a task on a GPU machine and destroy the machine afterwards."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from dumont_plan.spec.common import Lifecycle, SpecModel
+
+
+class JobSpec(SpecModel):
+    """A job: runs once (by default) on a GPU machine that is destroyed after it ends."""
+
+    source: Literal["command", "git", "huggingface", "script"] = Field(
+        "command", description="Where the code comes from: `command`, `git` or `huggingface`."
+    )
+    command: str = Field("", description="Main command, run with bash in the job's directory.")
+    git_url: str | None = Field(None, description="Repository to clone when `source: git`.")
+    git_branch: str | None = Field(None, description="Branch to clone (default branch if unset).")
+    hf_repo: str | None = Field(
+        None, description="Hugging Face repo id to download when `source: huggingface`."
+    )
+    hf_revision: str | None = Field(None, description="Revision of `hf_repo` (default `main`).")
+    hf_token: str | None = Field(
+        None, description="Hugging Face token; write `${secret.HF_TOKEN}`, never the value."
+    )
+    setup_script: str | None = Field(
+        None, description="Shell script run after pip installs and before `command`."
+    )
+    pip_packages: list[str] = Field(default_factory=list, description="Packages to pip install.")
+    gpu_type: str = Field("RTX 4090", description="GPU model, as the market names it.")
+    num_gpus: int = Field(1, ge=1, le=8, description="Number of GPUs (1-8).")
+    use_spot: bool = Field(True, description="Spot (interruptible, cheaper) or on-demand.")
+    disk_size: float = Field(50, ge=10, description="Disk in GB (at least 10).")
+    timeout_minutes: int = Field(
+        480, ge=10, le=1440, description="Wall-clock limit in minutes (10-1440)."
+    )
+    image: str = Field(
+        "pytorch/pytorch:2.1.0-cuda12.1-cudnn8-runtime", description="Container image."
+    )
+    output_paths: list[str] = Field(
+        default_factory=lambda: ["/workspace/output"],
+        description="Paths kept as downloadable outputs after the job ends.",
+    )
+    auto_destroy: bool = Field(True, description="Destroy the machine when the job ends.")
+    max_retries: int = Field(0, ge=0, le=5, description="Retries after a failure (0-5).")
+    run_policy: Literal["once", "on_change", "always"] = Field(
+        "once",
+        description=(
+            "`once`: a finished job never re-runs; `on_change`: re-run when the spec changes; "
+            "`always`: re-run on every apply."
+        ),
+    )
+    wait: Literal["none", "running", "completed"] = Field(
+        "none", description="What `apply` waits for after creating the job."
+    )
+    depends_on: list[str] = Field(
+        default_factory=list, description="Addresses (`kind.name`) to apply before this one."
+    )
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
