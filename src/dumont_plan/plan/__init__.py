@@ -1,0 +1,1 @@
+"""Pure planning: desired + observed + ledger -> Plan. No I/O here."""
