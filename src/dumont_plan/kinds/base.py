@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from dumont_plan.client import DumontClient
 
 
-class FieldClass(StrEnum):
+class FieldClass(Enum):
     updatable = "updatable"  # changed in place (update)
     replace = "replace"  # immutable: a change replaces the resource
     server_default = "server_default"  # absent from the spec: the live value is ignored

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 PLAN_FORMAT_VERSION = 1
 
 
-class Action(StrEnum):
+class Action(Enum):
     create = "create"  # + create
     update = "update"  # ~ update in place
     replace = "replace"  # -/+ replace (a `replace` field changed)
