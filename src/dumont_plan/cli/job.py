@@ -1,7 +1,383 @@
-"""`dumont job …` (filled in by its feature)."""
+"""`dumont job create|list|status|logs|cancel|wait`: run a command on a GPU once, then destroy.
+
+The flags are the sprint's (`--gpu`, `--use-spot=false`, `--timeout=480`, `--disk`, `--pip`,
+`--setup`); the old CLI's `key=value` words work too (`dumont job create train
+command="python x.py" gpu="RTX 4090"`). Every command takes `--output json` for scripts.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import Any
+
 import typer
 
-app = typer.Typer(help="job commands.", no_args_is_help=True)
+from dumont_plan.cli.job_input import build_create_body, describe_rejection, parse_bool, split_list
+from dumont_plan.cli.job_watch import (
+    LIST_COLUMNS,
+    finish_wait,
+    list_row,
+    log_writer,
+    print_job,
+    status_text,
+    stream_logs,
+)
+from dumont_plan.cli.output import (
+    OutputFormat,
+    OutputOpt,
+    console,
+    emit_json,
+    err_console,
+    print_table,
+    split_key_values,
+)
+from dumont_plan.cli.session import open_client
+from dumont_plan.client.jobs import JOB_STATUSES, is_finished
+from dumont_plan.errors import DumontError, UnprocessableError
+
+app = typer.Typer(
+    help=(
+        "Run a command on a GPU machine once, then destroy the machine (Jobs).\n\n"
+        'Typical use: `dumont job create train --command="python train.py" '
+        '--gpu="RTX 4090" --wait`, then `dumont job logs <id> --follow`.'
+    ),
+    no_args_is_help=True,
+)
+
+WaitTimeoutOpt = typer.Option(
+    None,
+    "--wait-timeout",
+    help="With --wait/--follow: stop waiting after SECONDS (exit 4). Default: no limit.",
+    min=0,
+)
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        '  dumont job create train --command="python train.py" --gpu="RTX 4090"\n\n'
+        '  dumont job create fetch --source=huggingface --hf-repo="user/repo" '
+        '--hf-token-env=HF_TOKEN --command="python main.py"\n\n'
+        '  dumont job create build --source=git --git-url="https://github.com/acme/x.git" '
+        '--command="./run.sh"\n\n'
+        '  dumont job create train --command="python train.py" --use-spot=false '
+        "--timeout=480 --disk=100 --wait\n\n"
+        '  dumont job create train command="python train.py" gpu="RTX 4090"   (old form)'
+    )
+)
+def create(
+    ctx: typer.Context,
+    words: list[str] | None = typer.Argument(
+        None,
+        metavar="NAME [KEY=VALUE]",
+        help="Job name (not unique), then optional old-style key=value words.",
+        show_default=False,
+    ),
+    command: str | None = typer.Option(
+        None, "--command", "-c", help="The command to run (required for --source=command)."
+    ),
+    source: str | None = typer.Option(
+        None,
+        "--source",
+        help="Where the code comes from: command, huggingface, git or script. "
+        "Default: git with --git-url, huggingface with --hf-repo, else command.",
+    ),
+    gpu: str | None = typer.Option(
+        None, "--gpu", "--gpu-type", help='GPU model, exactly as offered (default "RTX 4090").'
+    ),
+    num_gpus: int | None = typer.Option(None, "--num-gpus", help="Number of GPUs, 1–8."),
+    use_spot: str | None = typer.Option(
+        None,
+        "--use-spot",
+        metavar="BOOL",
+        help="true = spot (cheaper, may be interrupted; the default), false = on-demand.",
+    ),
+    spot: bool | None = typer.Option(
+        None, "--spot/--no-spot", help="Short for --use-spot=true / --use-spot=false."
+    ),
+    timeout: int | None = typer.Option(
+        None,
+        "--timeout",
+        "--timeout-minutes",
+        help="Job time limit in MINUTES, 10–1440 (default 480); then status `timeout`.",
+    ),
+    disk: float | None = typer.Option(
+        None, "--disk", "--disk-size", help="Disk size in GB, at least 10 (default 50)."
+    ),
+    image: str | None = typer.Option(None, "--image", help="Container image."),
+    setup: str | None = typer.Option(
+        None, "--setup", "--setup-script", help="Shell script run before the command."
+    ),
+    pip: list[str] | None = typer.Option(
+        None, "--pip", help='Pip packages, comma-separated and/or repeated: --pip="pkg1,pkg2".'
+    ),
+    hf_repo: str | None = typer.Option(None, "--hf-repo", help='Hugging Face repo "user/repo".'),
+    hf_revision: str | None = typer.Option(
+        None, "--hf-revision", help="Branch, tag or commit of --hf-repo (default main)."
+    ),
+    hf_token_env: str | None = typer.Option(
+        None,
+        "--hf-token-env",
+        metavar="NAME",
+        help="Read the Hugging Face token from environment variable NAME (the safe way).",
+    ),
+    hf_token: str | None = typer.Option(
+        None,
+        "--hf-token",
+        help="Hugging Face token (visible in your shell history: prefer --hf-token-env). "
+        "Never printed.",
+        show_default=False,
+    ),
+    git_url: str | None = typer.Option(None, "--git-url", help="Git URL to clone."),
+    git_branch: str | None = typer.Option(None, "--git-branch", help="Branch of --git-url."),
+    max_retries: int | None = typer.Option(
+        None, "--max-retries", help="Retries after a failure or interruption, 0–5 (default 0)."
+    ),
+    output_path: list[str] | None = typer.Option(
+        None,
+        "--output-path",
+        help="A path kept as a downloadable output after the job (repeatable).",
+    ),
+    no_auto_destroy: bool = typer.Option(
+        False, "--no-auto-destroy", help="Keep the machine's workspace after the job."
+    ),
+    idempotency_key: str | None = typer.Option(
+        None,
+        "--idempotency-key",
+        help="Repeat-safe create: the same key returns the first job instead of a new one.",
+    ),
+    wait: bool = typer.Option(
+        False, "--wait", help="Wait for the job to finish (exit 0 completed, 5 failed)."
+    ),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Stream the job's log until it finishes (implies --wait)."
+    ),
+    wait_timeout: float | None = WaitTimeoutOpt,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Create a job: run a command on a GPU machine, then destroy the machine.
+
+    The job's source step runs first (clone --git-url, or download --hf-repo), then --pip
+    packages, then --setup, then --command. Exit codes with --wait/--follow: 0 completed,
+    5 failed/cancelled/timeout, 4 when --wait-timeout elapses.
+    """
+    where = "job create"
+    if use_spot is not None and spot is not None:
+        raise DumontError(f"{where}: both --use-spot and --spot/--no-spot are given", "use one")
+    token = hf_token
+    if hf_token_env is not None:
+        if hf_token is not None:
+            raise DumontError(
+                f"{where}: both --hf-token and --hf-token-env are given", "use --hf-token-env"
+            )
+        token = os.environ.get(hf_token_env)
+        if not token:
+            raise DumontError(
+                f"{where}: --hf-token-env={hf_token_env}: that environment variable is not set",
+                f"export {hf_token_env}=... first",
+            )
+    flags: dict[str, Any] = {
+        "command": command,
+        "source": source,
+        "gpu_type": gpu,
+        "num_gpus": num_gpus,
+        "use_spot": parse_bool(use_spot, "--use-spot") if use_spot is not None else spot,
+        "timeout_minutes": timeout,
+        "disk_size": disk,
+        "image": image,
+        "setup_script": setup,
+        "pip_packages": split_list(pip) or None,
+        "hf_repo": hf_repo,
+        "hf_revision": hf_revision,
+        "hf_token": token,
+        "git_url": git_url,
+        "git_branch": git_branch,
+        "max_retries": max_retries,
+        "output_paths": list(output_path) if output_path else None,
+        "auto_destroy": False if no_auto_destroy else None,
+    }
+    body = build_create_body(list(words or []), flags, where)
+    client = open_client(ctx)
+    try:
+        job = client.jobs.create(idempotency_key=idempotency_key, **body)
+    except UnprocessableError as exc:
+        raise describe_rejection(exc, where) from None
+    if not (wait or follow):
+        if output is OutputFormat.json:
+            emit_json(job)
+        else:
+            console.print(
+                f"Created job {job.get('id')} ({job.get('name')}): {job.get('status')}",
+                markup=False,
+            )
+            console.print(
+                f"Follow it: dumont job logs {job.get('id')} --follow", markup=False, style="dim"
+            )
+        return
+    if output is OutputFormat.table:
+        err_console.print(f"Created job {job.get('id')} ({job.get('name')})", markup=False)
+    finish_wait(
+        client,
+        str(job["id"]),
+        timeout=wait_timeout,
+        poll=1.0,
+        follow=follow,
+        output=output,
+    )
+
+
+@app.command(
+    name="list",
+    epilog=(
+        "Examples:\n\n  dumont job list\n\n  dumont job list --status=running\n\n"
+        "  dumont job list status=failed --output json"
+    ),
+)
+def list_(
+    ctx: typer.Context,
+    words: list[str] | None = typer.Argument(
+        None, metavar="KEY=VALUE", help="Old-style status=… / limit=… words."
+    ),
+    status: str | None = typer.Option(
+        None, "--status", help="Only jobs in this status: " + ", ".join(JOB_STATUSES) + "."
+    ),
+    limit: int = typer.Option(50, "--limit", min=1, max=100, help="At most this many, 1–100."),
+    all_: bool = typer.Option(False, "--all", help="Every job (pages through the API)."),
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """List your jobs, newest first."""
+    where = "job list"
+    positionals, pairs = split_key_values(list(words or []), ["status", "limit"], where)
+    if positionals:
+        raise DumontError(
+            f"{where}: unexpected word {positionals[0]!r}", "use --status=STATUS or --limit=N"
+        )
+    if "status" in pairs:
+        status = str(pairs["status"])
+    if "limit" in pairs:
+        value = pairs["limit"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+            raise DumontError(f"{where}: limit={value}: expected a whole number 1–100")
+        limit = value
+    if status is not None and status not in JOB_STATUSES:
+        raise DumontError(
+            f"{where}: --status={status} is not a job status",
+            "use one of: " + ", ".join(JOB_STATUSES),
+        )
+    client = open_client(ctx)
+    if all_:
+        jobs = client.jobs.list_all(status=status)
+        answer: dict[str, Any] = {"jobs": jobs, "total": len(jobs)}
+    else:
+        answer = client.jobs.list(limit=limit, status=status)
+        jobs = list(answer.get("jobs") or [])
+    if output is OutputFormat.json:
+        emit_json(answer)
+        return
+    print_table((list_row(j) for j in jobs), LIST_COLUMNS)
+    total = answer.get("total")
+    if isinstance(total, int) and total > len(jobs):
+        console.print(
+            f"Showing {len(jobs)} of {total} jobs; see more with --limit=100 or --all.",
+            markup=False,
+            style="dim",
+        )
+
+
+@app.command(epilog="Example:\n\n  dumont job status job_1a2b3c4d")
+def status(
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., metavar="JOB_ID", help="The job's id (job_…)."),
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Show a job: status, machine, timing and cost so far."""
+    job = open_client(ctx).jobs.get(job_id)
+    if output is OutputFormat.json:
+        emit_json(job)
+    else:
+        print_job(job)
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n  dumont job logs job_1a2b3c4d --tail=100\n\n"
+        "  dumont job logs job_1a2b3c4d --follow"
+    )
+)
+def logs(
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., metavar="JOB_ID", help="The job's id (job_…)."),
+    tail: int | None = typer.Option(None, "--tail", "-n", min=0, help="Only the last N lines."),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Keep printing new lines until the job finishes."
+    ),
+    poll: float = typer.Option(1.0, "--poll", min=0.1, help="Seconds between checks."),
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Print a job's log (while it runs and after). With --follow, stream it until the end.
+
+    With --output json: the API's {"job_id", "logs"} object; with --follow, one JSON object
+    per line ({"job_id", "line"}).
+    """
+    client = open_client(ctx)
+    if not follow:
+        answer = client.jobs.logs(job_id, tail=tail)
+        if output is OutputFormat.json:
+            emit_json(answer)
+            return
+        text = str(answer.get("logs") or "")
+        sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
+        return
+
+    result = stream_logs(
+        client,
+        job_id,
+        log_writer(job_id, output),
+        tail=tail,
+        done=is_finished,
+        failed=lambda job: False,
+        timeout=None,
+        poll=poll,
+    )
+    if output is OutputFormat.table:
+        err_console.print(status_text(result.state), markup=False, highlight=False)
+
+
+@app.command(epilog="Example:\n\n  dumont job cancel job_1a2b3c4d")
+def cancel(
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., metavar="JOB_ID", help="The job's id (job_…)."),
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Cancel a job: stop its command and destroy its machine. Finished jobs can't be cancelled."""
+    job = open_client(ctx).jobs.cancel(job_id)
+    if output is OutputFormat.json:
+        emit_json(job)
+    else:
+        console.print(f"Cancelled job {job.get('id')} ({job.get('name')}).", markup=False)
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n  dumont job wait job_1a2b3c4d\n\n"
+        "  dumont job wait job_1a2b3c4d --timeout 600 --follow"
+    )
+)
+def wait(
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., metavar="JOB_ID", help="The job's id (job_…)."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=0, help="Stop waiting after SECONDS (exit 4). Default: no limit."
+    ),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Stream the log while waiting."),
+    poll: float = typer.Option(1.0, "--poll", min=0.1, help="Seconds between checks."),
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Wait until a job finishes, showing its status live.
+
+    Exit codes: 0 completed; 5 failed, cancelled or timed out (the job's own limit);
+    4 when --timeout elapses first (the job keeps running).
+    """
+    client = open_client(ctx)
+    finish_wait(client, job_id, timeout=timeout, poll=poll, follow=follow, output=output)

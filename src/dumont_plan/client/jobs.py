@@ -1,10 +1,170 @@
-"""Resource group `jobs` of the Dumont API v1 (filled in by its feature)."""
+"""`/api/v1/jobs`: run a command on a GPU machine once, then destroy the machine (contract §5).
+
+Paths are the contract's canonical forms: the collection has a trailing slash
+(`POST /api/v1/jobs/`, `GET /api/v1/jobs/`), everything below it has none.
+"""
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
 from dumont_plan.client.base import Transport
+
+COLLECTION = "/api/v1/jobs/"
+PAGE_SIZE = 100  # the contract's maximum `limit`
+
+# Contract §5.4: the statuses after which a job never changes again.
+FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled", "timeout"})
+JOB_STATUSES = (
+    "pending",
+    "provisioning",
+    "starting",
+    "running",
+    "completing",
+    "completed",
+    "failed",
+    "cancelled",
+    "timeout",
+)
+
+
+def is_finished(job: dict[str, Any]) -> bool:
+    """True once a job reached a final status (completed, failed, cancelled or timeout)."""
+    return str(job.get("status", "")) in FINISHED_STATUSES
+
+
+def _item(job_id: str) -> str:
+    return f"/api/v1/jobs/{quote(str(job_id), safe='')}"
 
 
 class JobsAPI:
-    def __init__(self, transport: Transport) -> None:
+    """The Jobs resource group; every method returns the API's JSON as is."""
+
+    def __init__(self, transport: Transport, page_size: int = PAGE_SIZE) -> None:
         self._t = transport
+        self.page_size = page_size
+
+    def create(self, idempotency_key: str | None = None, **fields: Any) -> dict[str, Any]:
+        """`POST /api/v1/jobs/` with the CreateJob fields (contract §5.2); 201 -> the Job.
+
+        Never retried (it creates something). With `idempotency_key` the server replays the
+        first answer for a repeated key instead of creating a second job.
+        """
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        body = {key: value for key, value in fields.items() if value is not None}
+        result: dict[str, Any] = self._t.request(
+            "POST", COLLECTION, json=body, headers=headers, idempotent=False
+        )
+        return result
+
+    def list(
+        self, limit: int | None = None, status: str | None = None, offset: int | None = None
+    ) -> dict[str, Any]:
+        """`GET /api/v1/jobs/` -> `{"jobs": [...], "total": n}`, newest first.
+
+        `offset` is an additive extension of the local control plane (pagination).
+        """
+        params = {"limit": limit, "status": status, "offset": offset or None}
+        result: dict[str, Any] = self._t.request("GET", COLLECTION, params=params)
+        return result
+
+    def iter_all(self, status: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every job (optionally of one status), one page of `page_size` per request."""
+        offset = 0
+        seen: set[str] = set()
+        while True:
+            page = self.list(limit=self.page_size, status=status, offset=offset)
+            jobs = [j for j in page.get("jobs") or [] if isinstance(j, dict)]
+            for job in jobs:
+                # Jobs created while paging shift later pages by one: skip what was seen.
+                key = str(job.get("id"))
+                if key not in seen:
+                    seen.add(key)
+                    yield job
+            offset += len(jobs)
+            total = page.get("total")
+            if len(jobs) < self.page_size or (isinstance(total, int) and offset >= total):
+                return
+
+    def list_all(self, status: str | None = None) -> builtins.list[dict[str, Any]]:
+        """All jobs, paged with `offset` (`page_size` per request; few requests for `plan`)."""
+        return list(self.iter_all(status=status))
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        """`GET /api/v1/jobs/{id}` -> the Job (404 when unknown, 403 for someone else's)."""
+        result: dict[str, Any] = self._t.request("GET", _item(job_id))
+        return result
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """`POST /api/v1/jobs/{id}/cancel` -> the cancelled Job.
+
+        Safe to retry: a second cancel is a 400 "already finished", never a second effect.
+        """
+        result: dict[str, Any] = self._t.request("POST", _item(job_id) + "/cancel", idempotent=True)
+        return result
+
+    def logs(self, job_id: str, tail: int | None = None) -> dict[str, Any]:
+        """`GET /api/v1/jobs/{id}/logs[?tail=N]` -> `{"job_id", "logs"}`; no tail = whole log."""
+        result: dict[str, Any] = self._t.request(
+            "GET", _item(job_id) + "/logs", params={"tail": tail}
+        )
+        return result
+
+    def outputs(self, job_id: str) -> dict[str, Any]:
+        """`GET /api/v1/jobs/{id}/outputs` (local control plane): the kept output files."""
+        result: dict[str, Any] = self._t.request("GET", _item(job_id) + "/outputs")
+        return result
+
+    def download_output(self, job_id: str, path: str) -> bytes:
+        """The bytes of one kept output file (`path` as listed by `outputs`)."""
+        response: httpx.Response = self._t.request(
+            "GET", _item(job_id) + "/outputs/" + quote(path.lstrip("/")), raw=True
+        )
+        return response.content
+
+
+class LogCursor:
+    """Reads a job's log incrementally: each `read()` returns only the lines not returned yet.
+
+    The API answers with the whole log, so the cursor keeps the character offset just after the
+    last newline it returned. A line still being written is held back until its newline arrives,
+    or until `read(final=True)` (call it once the job is finished). A log that became shorter
+    was restarted (a retry): it is read again from its start and `restarts` goes up.
+    """
+
+    def __init__(self, jobs: JobsAPI, job_id: str) -> None:
+        self.jobs = jobs
+        self.job_id = job_id
+        self.offset = 0
+        self.restarts = 0
+
+    def start(self, tail: int | None = None) -> builtins.list[str]:
+        """The last `tail` complete lines so far (every line with None); follow from there."""
+        text = self._fetch()
+        end = text.rfind("\n") + 1
+        lines = text[:end].split("\n")[:-1]
+        self.offset = end
+        if tail is None:
+            return lines
+        return lines[len(lines) - tail :] if tail > 0 else []
+
+    def read(self, final: bool = False) -> builtins.list[str]:
+        """The complete lines added since the last call (with `final`, also an unended last one)."""
+        text = self._fetch()
+        if len(text) < self.offset:
+            self.offset = 0
+            self.restarts += 1
+        end = len(text) if final else text.rfind("\n") + 1
+        if end <= self.offset:
+            return []
+        chunk = text[self.offset : end]
+        self.offset = end
+        return chunk.removesuffix("\n").split("\n")
+
+    def _fetch(self) -> str:
+        return str(self.jobs.logs(self.job_id).get("logs") or "")

@@ -1,0 +1,171 @@
+"""Showing jobs and waiting for them: fields, the live status line, log streaming, exit codes.
+
+Shared by `dumont job status|logs|wait` and `create --wait/--follow`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from dumont_plan.cli.output import OutputFormat, emit_json, err_console, print_fields
+from dumont_plan.client import DumontClient
+from dumont_plan.client.jobs import LogCursor, is_finished
+from dumont_plan.wait import StatusLine, WaitFailedError, WaitResult, WaitTimeoutError, wait_for
+
+LIST_COLUMNS = ("id", "name", "status", "gpu_type", "duration", "total_cost")
+STATUS_FIELDS = (
+    "id",
+    "name",
+    "status",
+    "source",
+    "gpu_type",
+    "instance_id",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "duration",
+    "total_cost",
+    "gpu_hours",
+    "error_message",
+)
+
+
+def money(value: Any) -> str:
+    return f"${value:.4f}" if isinstance(value, int | float) else "-"
+
+
+def list_row(job: dict[str, Any]) -> dict[str, Any]:
+    return {**job, "total_cost": money(job.get("total_cost"))}
+
+
+def print_job(job: dict[str, Any]) -> None:
+    fields = [*STATUS_FIELDS, *(k for k in job if k not in STATUS_FIELDS)]
+    print_fields(list_row(job), fields)
+
+
+def status_text(job: dict[str, Any]) -> str:
+    text = f"{job.get('id')} ({job.get('name')}): {job.get('status')}"
+    duration = job.get("duration")
+    if duration and duration != "N/A":
+        text += f", {duration}"
+    if job.get("total_cost"):
+        text += f", {money(job.get('total_cost'))}"
+    return text
+
+
+def is_completed(job: dict[str, Any]) -> bool:
+    return job.get("status") == "completed"
+
+
+def write_line(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def log_writer(job_id: str, output: OutputFormat) -> Callable[[str], None]:
+    """Plain lines for people; one `{"job_id", "line"}` JSON object per line for scripts."""
+    if output is OutputFormat.json:
+        return lambda line: write_line(json.dumps({"job_id": job_id, "line": line}))
+    return write_line
+
+
+def stream_logs(
+    client: DumontClient,
+    job_id: str,
+    write: Callable[[str], None],
+    *,
+    tail: int | None,
+    done: Callable[[dict[str, Any]], bool],
+    failed: Callable[[dict[str, Any]], bool],
+    timeout: float | None,
+    poll: float,
+) -> WaitResult:
+    """Print the log (its last `tail` lines first) and each new line until the job finishes.
+
+    Every tick reads the status first and the log second, so the read after the job finished
+    holds the whole log: no line is lost at the end, and the cursor prints none twice.
+    """
+    cursor = LogCursor(client.jobs, job_id)
+    for line in cursor.start(tail):
+        write(line)
+
+    def tick(job: dict[str, Any]) -> None:
+        restarts = cursor.restarts
+        lines = cursor.read(final=is_finished(job))
+        if cursor.restarts != restarts:
+            err_console.print("(the job's log restarted: a retry)", markup=False)
+        for line in lines:
+            write(line)
+
+    return wait_for(
+        lambda: client.jobs.get(job_id),
+        done=is_completed,
+        failed=failed,
+        timeout=timeout,
+        on_tick=tick,
+        poll=poll,
+    )
+
+
+def finish_wait(
+    client: DumontClient,
+    job_id: str,
+    *,
+    timeout: float | None,
+    poll: float,
+    follow: bool,
+    output: OutputFormat,
+) -> dict[str, Any]:
+    """Wait for a job to finish (streaming its log with `follow`); raise on failure/timeout.
+
+    Exit codes through the error boundary: completed returns; failed/cancelled/timeout raise
+    WaitFailedError (5); the wait's own `timeout` raises WaitTimeoutError (4).
+    """
+    if follow:
+        result = stream_logs(
+            client,
+            job_id,
+            log_writer(job_id, output),
+            tail=None,
+            done=is_completed,
+            failed=is_finished,
+            timeout=timeout,
+            poll=poll,
+        )
+    else:
+        with StatusLine(err_console) as line:
+            result = wait_for(
+                lambda: client.jobs.get(job_id),
+                done=is_completed,
+                failed=is_finished,
+                timeout=timeout,
+                on_tick=lambda job: line.update(
+                    status_text(job), key=f"{job.get('id')}: {job.get('status')}"
+                ),
+                poll=poll,
+            )
+    job = result.state
+    if output is OutputFormat.json and follow:
+        write_line(json.dumps(job))
+    elif output is OutputFormat.json:
+        emit_json(job)
+    elif not follow:
+        print_job(job)
+    if result.outcome == "timeout":
+        raise WaitTimeoutError(
+            f"job {job_id} is still {job.get('status')} after {timeout:g}s of waiting",
+            f"wait again with `dumont job wait {job_id}` (or cancel it: `dumont job cancel "
+            f"{job_id}`)",
+        )
+    if result.outcome == "failed":
+        reason = f": {job['error_message']}" if job.get("error_message") else ""
+        raise WaitFailedError(
+            f"job {job_id} ended {job.get('status')}{reason}",
+            f"see its log: `dumont job logs {job_id}`",
+        )
+    if follow and output is OutputFormat.table:
+        err_console.print(status_text(job), markup=False, highlight=False)
+    return job
