@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
-from starlette.routing import Route
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dumont_plan import __version__
@@ -52,6 +52,17 @@ class CountRequests:
         if scope["type"] == "http":
             self.counter[f"{scope['method']} {scope['path']}"] += 1
         await self.app(scope, receive, send)
+
+
+def _has_route(app: FastAPI, scope: Scope) -> bool:
+    """Whether a route other than the /api fallback matches `scope` (any method)."""
+    for route in app.router.routes:
+        if getattr(route, "name", None) == "api_fallback":
+            continue
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            return True
+    return False
 
 
 def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
@@ -95,16 +106,9 @@ def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
         path = request.url.path
         if request.method not in ("GET", "HEAD"):
             return JSONResponse({"error": "Method Not Allowed"}, status_code=405)
-        if not path.endswith("/"):
-            slashed = path + "/"
-            for route in app.routes:
-                if (
-                    isinstance(route, Route)
-                    and route.name != "api_fallback"
-                    and route.path_regex.match(slashed)
-                ):
-                    query = request.url.query
-                    return RedirectResponse(slashed + (f"?{query}" if query else ""), 307)
+        if not path.endswith("/") and _has_route(app, {**request.scope, "path": path + "/"}):
+            query = request.url.query
+            return RedirectResponse(path + "/" + (f"?{query}" if query else ""), 307)
         return JSONResponse({"error": f"API endpoint not found: {path}"}, status_code=404)
 
     if settings.fault_rate > 0 or settings.enable_test_hooks:

@@ -7,10 +7,12 @@ there is no built-in fallback secret.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -36,32 +38,50 @@ def hash_password(password: str) -> str:
 def verify_password(password: str, stored: str) -> bool:
     try:
         scheme, n, r, p, salt_b64, digest_b64 = stored.split("$")
-    except ValueError:
+        if scheme != "scrypt":
+            return False
+        salt, expected = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
+        digest = hashlib.scrypt(
+            password.encode(), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(expected)
+        )
+    except ValueError:  # a damaged hash (bad split, base64 or parameters) matches nothing
         return False
-    if scheme != "scrypt":
-        return False
-    digest = hashlib.scrypt(
-        password.encode(),
-        salt=base64.b64decode(salt_b64),
-        n=int(n),
-        r=int(r),
-        p=int(p),
-        dklen=32,
-    )
-    return hmac.compare_digest(digest, base64.b64decode(digest_b64))
+    return hmac.compare_digest(digest, expected)
+
+
+# Verified against when the e-mail is unknown, so both failures take the same time.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+def verify_unknown_user(password: str) -> bool:
+    """Spend the time of a real check on an unknown account; always False."""
+    verify_password(password, _DUMMY_HASH)
+    return False
 
 
 def load_or_create_secret(data_dir: Path) -> str:
-    """The per-install JWT secret, created (0600) on first start."""
+    """The per-install JWT secret, created (0600) on first start.
+
+    The file appears complete or not at all (written aside, then hard-linked into place), so
+    two servers starting at once on one data dir agree on one secret.
+    """
     path = data_dir / "jwt-secret"
     data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
-    secret = secrets.token_urlsafe(48)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(secret)
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".jwt-secret.", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(secrets.token_urlsafe(48))
+                fh.flush()
+                os.fsync(fh.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    secret = path.read_text(encoding="utf-8").strip()
+    if len(secret) < 32:
+        raise RuntimeError(f"{path} is damaged (too short); delete it to generate a new secret")
     return secret
 
 

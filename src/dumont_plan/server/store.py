@@ -63,12 +63,15 @@ class Store:
     def migrate(self) -> None:
         conn = self._connect()
         with self._write_lock:
-            current = self.schema_version
             for number, sql in _discover_migrations():
-                if number <= current:
+                if number <= self.schema_version:
                     continue
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    # Another process may have migrated while we waited for the write lock.
+                    if number <= self.schema_version:
+                        conn.execute("ROLLBACK")
+                        continue
                     for statement in sql.split(";\n"):
                         if statement.strip():
                             conn.execute(statement)

@@ -10,7 +10,12 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from dumont_plan.server.context import StateDep, UserDep, bearer_claims, revoke
-from dumont_plan.server.security import hash_password, issue_token, verify_password
+from dumont_plan.server.security import (
+    hash_password,
+    issue_token,
+    verify_password,
+    verify_unknown_user,
+)
 from dumont_plan.server.store import dumps
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -68,7 +73,10 @@ def register(body: RegisterRequest, state: StateDep) -> dict[str, Any]:
 @router.post("/login", response_model=LoginResponse)
 def login(body: LoginRequest, state: StateDep) -> dict[str, Any]:
     row = state.store.query_one("SELECT password_hash FROM users WHERE email = ?", (body.username,))
-    if row is None or not verify_password(body.password, str(row["password_hash"])):
+    if row is None:
+        verify_unknown_user(body.password)
+        raise HTTPException(401, "Invalid email or password")
+    if not verify_password(body.password, str(row["password_hash"])):
         raise HTTPException(401, "Invalid email or password")
     token = issue_token(state.secret, body.username, state.settings.token_ttl_seconds)
     return {"success": True, "user": body.username, "token": token}
