@@ -111,6 +111,9 @@ class Transport:
         method = method.upper()
         retryable = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         clean_params = {k: v for k, v in (params or {}).items() if v is not None}
+        # Only a per-call timeout is passed: the client's default sentinel belongs to the
+        # injected client's own library (starlette's TestClient may be built on `httpx2`).
+        per_call: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         reauthed = False
         attempt = 0
         while True:
@@ -127,7 +130,7 @@ class Transport:
                     json=json,
                     files=files,
                     headers=send_headers,
-                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                    **per_call,
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
                 if retryable and attempt + 1 < self.retry.attempts:
