@@ -1,10 +1,77 @@
-"""Resource group `blacklist` of the Dumont API v1 (filled in by its feature)."""
+"""`/api/v1/machines/history/blacklist`: machines the wizard and jobs must not use (§9.1-9.2).
+
+Entries are `manual` (added here), `auto` (the server's rules after repeated failures) or
+`temporary`; an entry with `expires_at` in the past is no longer active.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from dumont_plan.client.base import Transport
+from dumont_plan.client.history import PREFIX, machine_path
+
+COLLECTION = f"{PREFIX}/blacklist"
 
 
 class BlacklistAPI:
+    """Manual blacklist CRUD and the check used before renting a machine."""
+
     def __init__(self, transport: Transport) -> None:
         self._t = transport
+
+    def list(
+        self,
+        provider: str | None = None,
+        blacklist_type: str | None = None,
+        include_expired: bool | None = None,
+    ) -> list[dict[str, Any]]:
+        """`GET /blacklist` -> the entries (active ones unless `include_expired`)."""
+        params: dict[str, Any] = {
+            "provider": provider,
+            "blacklist_type": blacklist_type,
+            "include_expired": None if include_expired is None else str(include_expired).lower(),
+        }
+        result = self._t.request("GET", COLLECTION, params=params)
+        return [e for e in result or [] if isinstance(e, dict)]
+
+    def add(
+        self,
+        provider: str,
+        machine_id: str | int,
+        reason: str,
+        duration_hours: int | None = None,
+        gpu_name: str | None = None,
+    ) -> dict[str, Any]:
+        """`POST /blacklist` -> the entry (an upsert on provider + machine_id, so safe to retry).
+
+        `duration_hours=None` blacklists for good.
+        """
+        body = {
+            "provider": provider,
+            "machine_id": str(machine_id),
+            "reason": reason,
+            "duration_hours": duration_hours,
+            "gpu_name": gpu_name,
+        }
+        result: dict[str, Any] = self._t.request(
+            "POST",
+            COLLECTION,
+            json={k: v for k, v in body.items() if v is not None},
+            idempotent=True,
+        )
+        return result
+
+    def remove(self, provider: str, machine_id: str | int) -> dict[str, Any]:
+        """`DELETE /blacklist/{provider}/{machine_id}` (404 `Machine not in blacklist`)."""
+        result: dict[str, Any] = self._t.request(
+            "DELETE", f"{COLLECTION}/{machine_path(provider, machine_id)}"
+        )
+        return result
+
+    def check(self, provider: str, machine_id: str | int) -> dict[str, Any]:
+        """`GET /blacklist/check/{provider}/{machine_id}` -> `{"is_blacklisted", "info"}`."""
+        result: dict[str, Any] = self._t.request(
+            "GET", f"{COLLECTION}/check/{machine_path(provider, machine_id)}"
+        )
+        return result
