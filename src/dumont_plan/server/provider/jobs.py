@@ -1,9 +1,501 @@
-"""Job supervision on the local machine (filled in by the Jobs feature)."""
+"""Job supervision on the local machine: submit, cancel, and the reconciler's pass.
+
+Each job has a directory `<data_dir>/sandboxes/jobs/<job_id>/` (a `Sandbox`: `workspace/`,
+`env/`, `outputs/`, plus `spec.json`, `state.json`, `job.log`) and a detached runner process
+(`provider/runner.py`). The database row is the truth for the API; `reconcile_jobs` (every 0.5 s)
+copies the runner's `state.json` into it. Every status change is guarded by
+`status NOT IN (finished)`, so a finished job (e.g. cancelled) is never updated again.
+
+The runner is identified by (pid, kernel start time) stored in the row, and its state file by a
+token given at launch, so after a restart of the control plane a still-running job is re-attached,
+and a runner that vanished while the control plane was down is recognised: the job is retried if
+`max_retries` allows, else marked failed with "runner lost while the control plane was down".
+
+Environment knob (read by the control plane process):
+
+- `DUMONT_SERVER_TIME_SCALE` (or `ServerSettings.extra["time_scale"]`), default 1: how many
+  times faster job timeouts run out. `60` makes one minute of `timeout_minutes` last one second;
+  tests use it to see the `timeout` status quickly. Cost is always real wall time.
+
+The Hugging Face token of a job is held only in this process's memory (to relaunch an interrupted
+runner) and in the runner's environment; it is never written to disk.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from sqlite3 import Row
+from typing import Any
+
 from dumont_plan.server.context import AppState
+from dumont_plan.server.provider import runner
+from dumont_plan.server.provider.sandbox import (
+    Sandbox,
+    kill_tagged,
+    pid_alive,
+    process_start_time,
+    read_json,
+    workload_env,
+    write_json_atomic,
+)
+
+STATUSES = (
+    "pending",
+    "provisioning",
+    "starting",
+    "running",
+    "completing",
+    "completed",
+    "failed",
+    "cancelled",
+    "timeout",
+)
+FINISHED = runner.FINISHED
+ACTIVE_PHASES = ("provisioning", "starting", "running", "completing")
+NOT_FINISHED_SQL = "status NOT IN ('completed', 'failed', 'cancelled', 'timeout')"
+LOST_WHILE_DOWN = "runner lost while the control plane was down"
+LOST_WHILE_UP = "runner process ended unexpectedly"
+# Extra time the runner gets past its own deadline before the control plane kills it.
+TIMEOUT_GRACE_SECONDS = 5.0
+CANCEL_WAIT_SECONDS = 3.0
+
+
+def utc_iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None).isoformat()
+
+
+def new_job_id() -> str:
+    return f"job_{uuid.uuid4().hex[:8]}"
+
+
+def time_scale(state: AppState) -> float:
+    raw = state.settings.extra.get("time_scale") or os.environ.get("DUMONT_SERVER_TIME_SCALE")
+    try:
+        scale = float(raw) if raw else 1.0
+    except ValueError:
+        return 1.0
+    return scale if scale > 0 else 1.0
+
+
+def job_dir(state: AppState, job_id: str) -> Path:
+    return state.settings.sandboxes_dir / "jobs" / job_id
+
+
+@dataclass
+class Supervisor:
+    """What this control plane process knows beyond the database."""
+
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    seen_alive: set[str] = field(default_factory=set)
+    hf_tokens: dict[str, str] = field(default_factory=dict)
+
+    def reap(self) -> None:
+        for job_id, proc in list(self.children.items()):
+            if proc.poll() is not None:
+                del self.children[job_id]
+
+
+_supervisors: dict[str, Supervisor] = {}
+_supervisors_lock = threading.Lock()
+
+
+def supervisor(state: AppState) -> Supervisor:
+    key = str(state.settings.data_dir)
+    with _supervisors_lock:
+        return _supervisors.setdefault(key, Supervisor())
+
+
+# -- views ------------------------------------------------------------------------------------
+
+
+def format_duration(seconds: float) -> str:
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes}m {secs}s"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def job_view(row: Row, now: float | None = None) -> dict[str, Any]:
+    """The contract's Job object (plus additive fields) for a row; cost grows while running."""
+    now = time.time() if now is None else now
+    started = row["started_ts"]
+    end = row["completed_ts"] if row["completed_ts"] is not None else now
+    hours = max(0.0, end - started) / 3600 if started is not None else 0.0
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "source": row["source"],
+        "gpu_type": row["gpu_type"],
+        "status": row["status"],
+        "instance_id": None,
+        "ssh_host": None,
+        "ssh_port": None,
+        "created_at": utc_iso(row["created_ts"]),
+        "started_at": utc_iso(started),
+        "completed_at": utc_iso(row["completed_ts"]),
+        "duration": format_duration(end - started) if started is not None else "N/A",
+        "total_cost": round(hours * float(row["price_per_hour"]), 4),
+        "gpu_hours": round(hours, 4),
+        "error_message": row["error_message"],
+        # Additive fields of the local control plane.
+        "use_spot": bool(row["use_spot"]),
+        "num_gpus": int(row["num_gpus"]),
+        "price_per_hour": float(row["price_per_hour"]),
+        "timeout_minutes": int(row["timeout_minutes"]),
+        "max_retries": int(row["max_retries"]),
+        "attempt": int(row["attempt"]),
+        "exit_code": row["exit_code"],
+    }
+
+
+def get_row(state: AppState, user_id: int, job_id: str) -> Row | None:
+    return state.store.query_one(
+        "SELECT * FROM jobs WHERE id = ? AND user_id = ?", (job_id, user_id)
+    )
+
+
+def list_rows(
+    state: AppState, user_id: int, status: str | None, limit: int, offset: int
+) -> tuple[list[Row], int]:
+    where = "user_id = ?"
+    params: list[Any] = [user_id]
+    if status is not None:
+        where += " AND status = ?"
+        params.append(status)
+    total = state.store.query_one(f"SELECT COUNT(*) AS n FROM jobs WHERE {where}", tuple(params))
+    rows = state.store.query(
+        f"SELECT * FROM jobs WHERE {where} ORDER BY created_ts DESC, rowid DESC LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    )
+    return rows, int(total["n"]) if total else 0
+
+
+# -- submit / launch --------------------------------------------------------------------------
+
+
+def submit_job(
+    state: AppState,
+    user_id: int,
+    config: dict[str, Any],
+    hf_token: str | None,
+    price_per_hour: float,
+) -> dict[str, Any]:
+    """Record a job (status pending), start its runner, return its view.
+
+    `config` holds the validated CreateJob fields (no hf_token) with aliases resolved.
+    """
+    now = time.time()
+    job_id = new_job_id()
+    timeout_seconds = int(config["timeout_minutes"]) * 60 / time_scale(state)
+    spec = {
+        **config,
+        "job_id": job_id,
+        "has_hf_token": bool(hf_token),
+        "timeout_seconds": timeout_seconds,
+    }
+    directory = job_dir(state, job_id)
+    directory.mkdir(parents=True)
+    write_json_atomic(directory / runner.SPEC_FILE, spec)
+    state.store.execute(
+        "INSERT INTO jobs (id, user_id, name, source, gpu_type, num_gpus, use_spot,"
+        " price_per_hour, timeout_minutes, timeout_seconds, max_retries, has_hf_token, status,"
+        " attempt, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+        (
+            job_id,
+            user_id,
+            config["name"],
+            config["source"],
+            config["gpu_type"],
+            config["num_gpus"],
+            int(config["use_spot"]),
+            price_per_hour,
+            config["timeout_minutes"],
+            timeout_seconds,
+            config["max_retries"],
+            int(bool(hf_token)),
+            now,
+        ),
+    )
+    sup = supervisor(state)
+    with sup.lock:
+        if hf_token:
+            sup.hf_tokens[job_id] = hf_token
+        claim_and_launch(state, job_id)
+    row = get_row(state, user_id, job_id)
+    assert row is not None
+    return job_view(row)
+
+
+def claim_and_launch(state: AppState, job_id: str) -> None:
+    """Start the runner of a pending job, once (the claim is atomic). Hold the supervisor lock."""
+    with state.store.tx() as conn:
+        claimed = conn.execute(
+            "UPDATE jobs SET status = 'provisioning' WHERE id = ? AND status = 'pending'",
+            (job_id,),
+        ).rowcount
+    if claimed:
+        launch(state, job_id, attempt=1)
+
+
+def launch(state: AppState, job_id: str, attempt: int) -> None:
+    """Spawn a runner for `attempt` of a job. Hold the supervisor lock."""
+    sup = supervisor(state)
+    directory = job_dir(state, job_id)
+    token = uuid.uuid4().hex
+    previous = read_json(directory / runner.STATE_FILE) or {}
+    write_json_atomic(
+        directory / runner.STATE_FILE,
+        {
+            "token": token,
+            "attempt": attempt,
+            "phase": "provisioning",
+            "started": previous.get("started"),
+        },
+    )
+    extra = {"HF_TOKEN": sup.hf_tokens[job_id]} if job_id in sup.hf_tokens else {}
+    try:
+        with open(directory / runner.LOG_FILE, "ab") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dumont_plan.server.provider.runner",
+                    str(directory),
+                    "--token",
+                    token,
+                    "--attempt",
+                    str(attempt),
+                ],
+                cwd=directory,
+                env=workload_env(job_id, extra),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+    except OSError as exc:
+        finish(state, job_id, "failed", time.time(), None, f"could not start the runner: {exc}")
+        return
+    sup.children[job_id] = proc
+    sup.seen_alive.add(job_id)
+    with state.store.tx() as conn:
+        conn.execute(
+            f"UPDATE jobs SET runner_pid = ?, runner_start = ?, runner_token = ?, attempt = ?"
+            f" WHERE id = ? AND {NOT_FINISHED_SQL}",
+            (proc.pid, process_start_time(proc.pid), token, attempt, job_id),
+        )
+
+
+# -- finishing ----------------------------------------------------------------------------------
+
+
+def finish(
+    state: AppState,
+    job_id: str,
+    status: str,
+    ended: float,
+    exit_code: int | None,
+    error: str | None,
+    started: float | None = None,
+) -> bool:
+    """Move a job to a finished status unless it is finished already; True if it moved."""
+    with state.store.tx() as conn:
+        moved = conn.execute(
+            "UPDATE jobs SET status = ?, completed_ts = ?, exit_code = ?, error_message = ?,"
+            f" started_ts = COALESCE(started_ts, ?) WHERE id = ? AND {NOT_FINISHED_SQL}",
+            (status, ended, exit_code, error, started, job_id),
+        ).rowcount
+    supervisor(state).hf_tokens.pop(job_id, None)
+    return bool(moved)
+
+
+def runner_alive(row: Row) -> bool:
+    return pid_alive(row["runner_pid"], row["runner_start"])
+
+
+def stop_runner(state: AppState, row: Row) -> None:
+    """End a job's runner and every process of its sandbox; keep outputs if the runner could not."""
+    sup = supervisor(state)
+    directory = job_dir(state, row["id"])
+    if runner_alive(row):
+        with contextlib.suppress(OSError):
+            os.kill(int(row["runner_pid"]), signal.SIGTERM)
+        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            sup.reap()
+            if not runner_alive(row):
+                break
+            time.sleep(0.02)
+    kill_tagged(row["id"])
+    sup.reap()
+    current = read_json(directory / runner.STATE_FILE) or {}
+    if current.get("token") != row["runner_token"] or current.get("phase") != "finished":
+        finalize_without_runner(directory)
+
+
+def finalize_without_runner(directory: Path) -> None:
+    spec = read_json(directory / runner.SPEC_FILE) or {}
+    runner.finalize(directory, spec)
+
+
+def cancel_job(state: AppState, row: Row) -> bool:
+    """Cancel a job unless finished; True if this call cancelled it. Stops its processes."""
+    sup = supervisor(state)
+    with sup.lock:
+        moved = finish(state, row["id"], "cancelled", time.time(), None, None)
+        fresh = state.store.query_one("SELECT * FROM jobs WHERE id = ?", (row["id"],))
+    if moved and fresh is not None:
+        stop_runner(state, fresh)
+    return moved
+
+
+# -- logs and outputs -----------------------------------------------------------------------------
+
+
+def read_logs(state: AppState, job_id: str, tail: int | None) -> str:
+    path = job_dir(state, job_id) / runner.LOG_FILE
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read() if tail is None else _tail_bytes(handle, tail)
+    except OSError:
+        return ""
+    return data.decode("utf-8", errors="replace")
+
+
+def _tail_bytes(handle: Any, lines: int) -> bytes:
+    if lines <= 0:
+        return b""
+    handle.seek(0, os.SEEK_END)
+    position = handle.tell()
+    data = b""
+    while position > 0 and data.count(b"\n") <= lines:
+        step = min(65536, position)
+        position -= step
+        handle.seek(position)
+        data = handle.read(step) + data
+    return b"".join(data.splitlines(keepends=True)[-lines:])
+
+
+def job_sandbox(state: AppState, job_id: str) -> Sandbox:
+    return Sandbox(job_dir(state, job_id))
+
+
+# -- reconciliation ----------------------------------------------------------------------------
 
 
 def reconcile_jobs(state: AppState) -> None:
-    """One supervision pass over the jobs (called by the reconciler loop)."""
+    """One supervision pass over the unfinished jobs (called by the reconciler loop)."""
+    sup = supervisor(state)
+    with sup.lock:
+        sup.reap()
+        rows = state.store.query(f"SELECT * FROM jobs WHERE {NOT_FINISHED_SQL}")
+        for row in rows:
+            if row["status"] == "pending":
+                claim_and_launch(state, row["id"])
+            else:
+                reconcile_one(state, row)
+
+
+def reconcile_one(state: AppState, row: Row) -> None:
+    sup = supervisor(state)
+    job_id = row["id"]
+    directory = job_dir(state, job_id)
+    alive = runner_alive(row)
+    current = read_json(directory / runner.STATE_FILE)
+    if current is not None and current.get("token") != row["runner_token"]:
+        current = None
+    if current is not None and current.get("result") in FINISHED:
+        finish(
+            state,
+            job_id,
+            str(current["result"]),
+            float(current.get("ended") or time.time()),
+            current.get("exit_code"),
+            current.get("error"),
+            current.get("started"),
+        )
+        return
+    if alive:
+        sup.seen_alive.add(job_id)
+        if current is not None:
+            sync_progress(state, row, current)
+            if past_deadline(row, current):
+                kill_tagged(job_id, (current.get("child_pgid"),))
+                finalize_without_runner(directory)
+                minutes = row["timeout_minutes"]
+                finish(
+                    state,
+                    job_id,
+                    "timeout",
+                    time.time(),
+                    None,
+                    f"Job exceeded its timeout of {minutes} minutes",
+                    current.get("started"),
+                )
+        return
+    lost(state, row, current)
+
+
+def sync_progress(state: AppState, row: Row, current: dict[str, Any]) -> None:
+    phase = current.get("phase")
+    status = phase if phase in ACTIVE_PHASES else row["status"]
+    attempt = int(current.get("attempt") or row["attempt"])
+    started = current.get("started")
+    if (status, attempt, started) == (row["status"], row["attempt"], row["started_ts"]):
+        return
+    with state.store.tx() as conn:
+        conn.execute(
+            "UPDATE jobs SET status = ?, attempt = ?, started_ts = ?"
+            f" WHERE id = ? AND {NOT_FINISHED_SQL}",
+            (status, attempt, started, row["id"]),
+        )
+
+
+def past_deadline(row: Row, current: dict[str, Any]) -> bool:
+    started = current.get("attempt_started")
+    if started is None or current.get("phase") not in ("starting", "running"):
+        return False
+    limit = float(row["timeout_seconds"])
+    return time.time() > float(started) + limit + TIMEOUT_GRACE_SECONDS
+
+
+def lost(state: AppState, row: Row, current: dict[str, Any] | None) -> None:
+    """The runner is gone without a final state: retry if allowed, else fail with the reason."""
+    sup = supervisor(state)
+    job_id = row["id"]
+    directory = job_dir(state, job_id)
+    kill_tagged(job_id, ((current or {}).get("child_pgid"),))
+    reason = LOST_WHILE_UP if job_id in sup.seen_alive else LOST_WHILE_DOWN
+    attempt = int((current or {}).get("attempt") or row["attempt"] or 1)
+    max_attempts = int(row["max_retries"]) + 1
+    token_missing = bool(row["has_hf_token"]) and job_id not in sup.hf_tokens
+    note = runner.LogWriter(directory / runner.LOG_FILE, [])
+    try:
+        if attempt < max_attempts and not token_missing:
+            note.note(f"attempt {attempt} interrupted: {reason}; retrying")
+            launch(state, job_id, attempt + 1)
+            return
+        if attempt < max_attempts:
+            reason += "; not retried: the hf_token is not kept across restarts"
+        note.note(f"job failed: {reason}")
+    finally:
+        note.close()
+    finalize_without_runner(directory)
+    finish(state, job_id, "failed", time.time(), None, reason, (current or {}).get("started"))

@@ -13,6 +13,10 @@ CAPABILITIES = [
     "auth.revocable-logout",
     "idempotency-key",
     "per-user-isolation",
+    "jobs.logs-tail",
+    "jobs.outputs",
+    "jobs.timeout-status",
+    "jobs.offset",
 ]
 
 router = APIRouter()

@@ -1,7 +1,318 @@
-"""Routes of the `jobs` section of the contract (filled in by its feature)."""
+"""`/api/v1/jobs`: run a task once on a (local, sandboxed) GPU machine, then destroy it.
+
+Contract §5 with the intended behaviour (DESIGN §6): every CreateJob field is honoured, an unknown
+`source`, GPU or list `status` is a 422, the `timeout` alias is range-checked like
+`timeout_minutes`, `timeout` is a real status, logs can be tailed while the job runs, cancel
+stops the work. Additive: `offset` on the list, `GET /jobs/{id}/outputs[/{path}]`, and the
+extra fields of the Job object (see `provider.jobs.job_view`). Another user's job is a 404,
+exactly like a missing one.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+
+from dumont_plan.server.context import AppState, StateDep, User, UserDep
+from dumont_plan.server.idempotency import idempotent_create
+from dumont_plan.server.provider import jobs as provider
+from dumont_plan.server.provider.market import (
+    GPU_MODELS,
+    canonical_gpu,
+    get_market,
+    job_hourly_price,
+    known_gpu,
+)
+from dumont_plan.server.provider.sandbox import WORKSPACE_MOUNT, map_workspace_path
+
+DEFAULT_IMAGE = "pytorch/pytorch:2.1.0-cuda12.1-cudnn8-runtime"
+DEFAULT_OUTPUT_PATHS = ["/workspace/output"]
+# Any absolute directory works for checking that a path maps inside the workspace.
+WORKSPACE_MOUNT_DIR = Path(str(WORKSPACE_MOUNT))
+Source = Literal["command", "huggingface", "git", "script"]
+JobStatus = Literal[
+    "pending",
+    "provisioning",
+    "starting",
+    "running",
+    "completing",
+    "completed",
+    "failed",
+    "cancelled",
+    "timeout",
+]
+
+
+class CreateJobRequest(BaseModel):
+    """The contract's CreateJob (§5.2); unknown keys are ignored like on the real platform."""
+
+    name: str | None = Field(
+        None, min_length=1, max_length=100, description="Job name (auto-generated if not given)."
+    )
+    source: Source = Field("command", description="command, huggingface, git or script.")
+    command: str | None = Field(
+        None,
+        validate_default=True,
+        description="Shell command to run (bash); required for source command/script.",
+    )
+    hf_repo: str | None = Field(
+        None, validate_default=True, description="Hugging Face repo id (source=huggingface)."
+    )
+    hf_revision: str | None = Field(None, description="Branch, tag or commit (default main).")
+    hf_token: str | None = Field(
+        None, description="Token for private repos; only ever passed in the environment."
+    )
+    git_url: str | None = Field(None, validate_default=True, description="Clone URL (source=git).")
+    git_branch: str | None = Field(None, description="Branch to clone (default: the remote's).")
+    setup_script: str | None = Field(None, description="Runs after pip, before the command.")
+    pip_packages: list[str] | None = Field(None, description="Installed before the setup script.")
+    offer_id: int | None = Field(None, description="Market offer to price the job on.")
+    gpu_type: str = Field("RTX 4090", description="GPU model (ignored when offer_id is given).")
+    num_gpus: int = Field(1, ge=1, le=8, description="Number of GPUs (1-8).")
+    use_spot: bool = Field(True, description="Spot (cheaper, interruptible) or on-demand.")
+    spot: bool | None = Field(None, description="Alias of use_spot; wins when given.")
+    disk_size: float = Field(50, ge=10, description="Disk size in GB (>= 10).")
+    timeout_minutes: int = Field(480, ge=10, le=1440, description="Max runtime (10-1440 min).")
+    timeout: int | None = Field(
+        None, ge=10, le=1440, description="Alias of timeout_minutes; wins when given."
+    )
+    image: str = Field(DEFAULT_IMAGE, description="Docker image (recorded; runs on the host).")
+    output_paths: list[str] | None = Field(
+        None, description="Paths under /workspace kept as downloadable outputs."
+    )
+    save_logs: bool = Field(True, description="Keep the log after the job ends.")
+    auto_destroy: bool = Field(True, description="Remove the workspace after the job ends.")
+    max_retries: int = Field(0, ge=0, le=5, description="Retries of a failed/interrupted run.")
+
+    @field_validator("command")
+    @classmethod
+    def _command_needed(cls, value: str | None, info: ValidationInfo) -> str:
+        if (
+            info.data.get("source", "command") in ("command", "script")
+            and not (value or "").strip()
+        ):
+            raise ValueError(
+                "a command is required when source is 'command' or 'script'; "
+                'pass the shell command to run, e.g. "python train.py"'
+            )
+        return value or ""
+
+    @field_validator("hf_repo")
+    @classmethod
+    def _hf_repo_needed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("source") == "huggingface" and not (value or "").strip():
+            raise ValueError("hf_repo is required when source is 'huggingface', e.g. 'org/model'")
+        return value
+
+    @field_validator("git_url")
+    @classmethod
+    def _git_url_needed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("source") == "git" and not (value or "").strip():
+            raise ValueError("git_url is required when source is 'git'")
+        return value
+
+    @field_validator("gpu_type")
+    @classmethod
+    def _known_gpu(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("offer_id") is None and not known_gpu(value):
+            names = ", ".join(GPU_MODELS)
+            raise ValueError(f"unknown GPU type {value!r}; use one of: {names}")
+        return canonical_gpu(value)
+
+    @field_validator("output_paths")
+    @classmethod
+    def _inside_workspace(cls, value: list[str] | None) -> list[str] | None:
+        for path in value or []:
+            if map_workspace_path(WORKSPACE_MOUNT_DIR, path) is None:
+                raise ValueError(
+                    f"{path!r} is outside {WORKSPACE_MOUNT}; "
+                    "use a path under /workspace (or relative to it)"
+                )
+        return value
+
+    @field_validator("pip_packages")
+    @classmethod
+    def _no_blank_packages(cls, value: list[str] | None) -> list[str] | None:
+        if any(not p.strip() for p in value or []):
+            raise ValueError("pip_packages has an empty entry; remove it")
+        return value
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str
+    status: str
+    source: str
+    gpu_type: str
+    instance_id: int | None = None
+    ssh_host: str | None = None
+    ssh_port: int | None = None
+    created_at: str
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration: str | None = None
+    total_cost: float = 0.0
+    gpu_hours: float = 0.0
+    error_message: str | None = None
+    use_spot: bool = Field(description="Additive: spot or on-demand pricing.")
+    num_gpus: int = Field(description="Additive.")
+    price_per_hour: float = Field(description="Additive: $/h the job is billed at.")
+    timeout_minutes: int = Field(description="Additive.")
+    max_retries: int = Field(description="Additive.")
+    attempt: int = Field(description="Additive: current or last attempt, 1-based (0 = not yet).")
+    exit_code: int | None = Field(None, description="Additive: exit code of the last run.")
+
+
+class JobListOut(BaseModel):
+    jobs: list[JobOut]
+    total: int
+
+
+class JobLogsOut(BaseModel):
+    job_id: str
+    logs: str
+
+
+class OutputFile(BaseModel):
+    path: str
+    size: int
+
+
+class JobOutputsOut(BaseModel):
+    job_id: str
+    outputs: list[OutputFile]
+
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+def _bad_field(field: str, message: str, value: Any) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("body", field), "msg": message, "input": value}]
+    )
+
+
+def _job_config(state: AppState, body: CreateJobRequest) -> tuple[dict[str, Any], float]:
+    """The job's stored configuration (aliases resolved, no secret) and its $/h."""
+    use_spot = body.spot if body.spot is not None else body.use_spot
+    timeout_minutes = body.timeout if body.timeout is not None else body.timeout_minutes
+    settings = state.settings
+    gpu_type = body.gpu_type
+    if body.offer_id is not None:
+        machine = get_market(settings.market_seed, settings.market_size).by_offer(body.offer_id)
+        if machine is None:
+            raise _bad_field(
+                "offer_id",
+                f"offer {body.offer_id} is not on the market; "
+                "pick one from GET /api/v1/instances/offers or leave it out",
+                body.offer_id,
+            )
+        gpu_type = machine.gpu_name
+        price = machine.price(use_spot)
+    else:
+        price = job_hourly_price(
+            gpu_type,
+            use_spot,
+            time.time(),
+            num_gpus=body.num_gpus,
+            seed=settings.market_seed,
+            size=settings.market_size,
+        )
+    name = body.name or (
+        datetime.now(UTC).strftime("job-%Y%m%d-%H%M%S-") + provider.new_job_id()[4:]
+    )
+    config = body.model_dump(exclude={"hf_token", "spot", "timeout"})
+    config.update(
+        name=name,
+        gpu_type=gpu_type,
+        use_spot=use_spot,
+        timeout_minutes=timeout_minutes,
+        pip_packages=body.pip_packages or [],
+        output_paths=DEFAULT_OUTPUT_PATHS if body.output_paths is None else body.output_paths,
+    )
+    return config, price
+
+
+def _own_job(state: AppState, user: User, job_id: str) -> Any:
+    row = provider.get_row(state, user.id, job_id)
+    if row is None:
+        raise HTTPException(404, f"Job {job_id} not found")
+    return row
+
+
+@router.post("/", status_code=201, response_model=JobOut, responses={201: {"model": JobOut}})
+def create_job(
+    body: CreateJobRequest, request: Request, state: StateDep, user: UserDep
+) -> Response:
+    """Create a job: it gets a sandbox and a runner at once (201 with the Job)."""
+    config, price = _job_config(state, body)
+    return idempotent_create(
+        request,
+        state,
+        user,
+        lambda: provider.submit_job(state, user.id, config, body.hf_token, price),
+    )
+
+
+@router.get("/", response_model=JobListOut)
+def list_jobs(
+    state: StateDep,
+    user: UserDep,
+    limit: int = Query(50, ge=1, le=100, description="Max jobs to return"),
+    status: JobStatus | None = Query(None, description="Filter by status"),
+    offset: int = Query(0, ge=0, description="Additive: jobs to skip (pagination)"),
+) -> dict[str, Any]:
+    """The user's jobs, newest first; `total` counts all that match the filter."""
+    rows, total = provider.list_rows(state, user.id, status, limit, offset)
+    now = time.time()
+    return {"jobs": [provider.job_view(r, now) for r in rows], "total": total}
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job_id: str, state: StateDep, user: UserDep) -> dict[str, Any]:
+    return provider.job_view(_own_job(state, user, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut)
+def cancel_job(job_id: str, state: StateDep, user: UserDep) -> dict[str, Any]:
+    """Stop the job's processes; it ends `cancelled` and never changes again."""
+    row = _own_job(state, user, job_id)
+    if row["status"] in provider.FINISHED or not provider.cancel_job(state, row):
+        raise HTTPException(400, f"Job {job_id} is already finished")
+    return provider.job_view(_own_job(state, user, job_id))
+
+
+@router.get("/{job_id}/logs", response_model=JobLogsOut)
+def job_logs(
+    job_id: str,
+    state: StateDep,
+    user: UserDep,
+    tail: int | None = Query(None, ge=0, description="Only the last N lines"),
+) -> dict[str, Any]:
+    """The job's output so far (stdout and stderr of every step), whole or its last lines."""
+    _own_job(state, user, job_id)
+    return {"job_id": job_id, "logs": provider.read_logs(state, job_id, tail)}
+
+
+@router.get("/{job_id}/outputs", response_model=JobOutputsOut)
+def job_outputs(job_id: str, state: StateDep, user: UserDep) -> dict[str, Any]:
+    """Additive: the files kept from `output_paths` (paths relative to /workspace)."""
+    _own_job(state, user, job_id)
+    return {"job_id": job_id, "outputs": provider.job_sandbox(state, job_id).list_outputs()}
+
+
+@router.get("/{job_id}/outputs/{path:path}", response_class=FileResponse)
+def job_output_file(job_id: str, path: str, state: StateDep, user: UserDep) -> FileResponse:
+    """Additive: download one kept output file."""
+    _own_job(state, user, job_id)
+    file = provider.job_sandbox(state, job_id).output_file(path)
+    if file is None:
+        raise HTTPException(404, f"Output {path} not found for job {job_id}")
+    return FileResponse(file, media_type="application/octet-stream", filename=file.name)

@@ -1,0 +1,435 @@
+"""The job runner: one detached process per job, started by the control plane.
+
+`python -m dumont_plan.server.provider.runner <job_dir> --token T --attempt N` runs the job
+described by `<job_dir>/spec.json` (no secrets in it: the Hugging Face token arrives only as
+`HF_TOKEN` in this process's environment). It lives in its own session, so it outlives a restart
+of the control plane, and it tells the control plane what happens only through
+`<job_dir>/state.json`, written atomically:
+
+    token, pid, pid_start, attempt, max_attempts, phase, step, started, attempt_started,
+    child_pgid, ended, outcome, exit_code, error, result
+
+`phase` goes provisioning -> starting (source, pip, setup) -> running (command) -> completing
+(outputs kept, sandbox destroyed) -> finished; `result` (completed|failed|timeout|cancelled) is
+set last, once the outputs are in place. Each attempt is one bash script in a fresh workspace,
+in its own process group: `set -e`, the source step (`git clone`, or a Hugging Face download by
+`runner hf-download`), `pip install --target` of `pip_packages`, `setup_script`, then `command`
+in `repo/`, `model/` or the workspace. The script reports its step on a private pipe that is
+closed before the command runs. Output streams to `<job_dir>/job.log` line by line, with every
+secret value replaced by `***`. A failed attempt is retried up to `max_retries` times; the
+attempt's deadline (`timeout_seconds`) ends it with `timeout`; SIGTERM (the control plane's
+cancel) ends it with `cancelled`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import selectors
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dumont_plan.server.provider.sandbox import (
+    Sandbox,
+    kill_tagged,
+    process_start_time,
+    python_wrappers,
+    read_json,
+    workload_env,
+    write_json_atomic,
+)
+
+SPEC_FILE = "spec.json"
+STATE_FILE = "state.json"
+LOG_FILE = "job.log"
+SCRIPT_FILE = "run.sh"
+MASK = b"***"
+FINISHED = ("completed", "failed", "cancelled", "timeout")
+# After the script's main process exits, how long its output may still flow before leftovers die.
+DRAIN_SECONDS = 0.5
+
+
+class LogWriter:
+    """Appends output to the job log as it arrives, whole lines at a time, secrets masked."""
+
+    def __init__(self, path: Path, secrets: list[str]) -> None:
+        self.path = path
+        self.secrets = sorted({s.encode() for s in secrets if len(s) >= 3}, key=len, reverse=True)
+        self.keep = max((len(s) for s in self.secrets), default=1) - 1
+        self.pending = b""
+        self.handle = open(path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
+
+    def mask(self, data: bytes) -> bytes:
+        for secret in self.secrets:
+            data = data.replace(secret, MASK)
+        return data
+
+    def feed(self, data: bytes) -> None:
+        self.pending += data
+        cut = self.pending.rfind(b"\n") + 1
+        if cut == 0 and len(self.pending) > 65536:
+            cut = len(self.pending) - self.keep
+        if cut > 0:
+            chunk, self.pending = self.pending[:cut], self.pending[cut:]
+            self.handle.write(self.mask(chunk))
+
+    def flush(self) -> None:
+        if self.pending:
+            self.handle.write(self.mask(self.pending))
+            self.pending = b""
+
+    def note(self, message: str) -> None:
+        self.flush()
+        self.handle.write(self.mask(f"[dumont] {message}\n".encode()))
+
+    def close(self) -> None:
+        self.flush()
+        self.handle.close()
+
+
+def url_password(url: str | None) -> str | None:
+    if not url:
+        return None
+    with contextlib.suppress(ValueError):
+        return urlsplit(url).password
+    return None
+
+
+def build_script(spec: dict[str, Any], workspace: Path) -> str:
+    """The bash script of one attempt (no secret in it)."""
+    q = shlex.quote
+    source = spec.get("source", "command")
+    site_install = '"$DUMONT_PYTHON" -m pip install --target "$DUMONT_SITE" --upgrade'
+    lines = [
+        "set -e",
+        'step() { echo "step $1" >&"$DUMONT_CONTROL_FD"; }',
+        f"cd {q(str(workspace))}",
+        "step source",
+    ]
+    workdir = workspace
+    if source == "git":
+        branch = f"-b {q(spec['git_branch'])} " if spec.get("git_branch") else ""
+        lines.append(f"git clone {branch}-- {q(spec['git_url'])} repo")
+        workdir = workspace / "repo"
+    elif source == "huggingface":
+        revision = spec.get("hf_revision") or "main"
+        lines.append(
+            '"$DUMONT_PYTHON" -m dumont_plan.server.provider.runner hf-download '
+            f"{q(spec['hf_repo'])} {q(revision)} model"
+        )
+        workdir = workspace / "model"
+    if source in ("git", "huggingface"):
+        req = q(f"{workdir.name}/requirements.txt")
+        lines.append(f"if [ -f {req} ]; then {site_install} -r {req}; fi")
+    lines.append("step pip")
+    packages = [str(p) for p in spec.get("pip_packages") or []]
+    if packages:
+        lines.append(f"{site_install} {' '.join(q(p) for p in packages)}")
+    lines.append("step setup")
+    if spec.get("setup_script"):
+        lines.append(str(spec["setup_script"]))
+    lines += [
+        f"cd {q(str(workdir))}",
+        "step command",
+        'eval "exec $DUMONT_CONTROL_FD>&-"',
+        str(spec.get("command") or "") or ":",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+STEP_FAILURES = {
+    "source": "source step failed (exit code {code})",
+    "pip": "pip install of pip_packages failed (exit code {code})",
+    "setup": "setup_script failed (exit code {code})",
+    "command": "command exited with code {code}",
+}
+
+
+class Runner:
+    def __init__(self, job_dir: Path, token: str, attempt: int) -> None:
+        self.dir = job_dir
+        self.spec: dict[str, Any] = json.loads((job_dir / SPEC_FILE).read_text(encoding="utf-8"))
+        self.sandbox = Sandbox(job_dir)
+        self.max_attempts = int(self.spec.get("max_retries", 0)) + 1
+        previous = read_json(job_dir / STATE_FILE) or {}
+        self.state: dict[str, Any] = {
+            "token": token,
+            "pid": os.getpid(),
+            "pid_start": process_start_time(os.getpid()),
+            "attempt": attempt,
+            "max_attempts": self.max_attempts,
+            "phase": "provisioning",
+            "step": None,
+            "started": previous.get("started"),
+            "attempt_started": None,
+            "child_pgid": None,
+            "ended": None,
+            "outcome": None,
+            "exit_code": None,
+            "error": None,
+            "result": None,
+        }
+        self.hf_token = os.environ.get("HF_TOKEN") or None
+        secrets = [s for s in (self.hf_token, url_password(self.spec.get("git_url"))) if s]
+        self.log = LogWriter(job_dir / LOG_FILE, secrets)
+        self.cancelled = False
+        self.child_pgid: int | None = None
+
+    # -- state -------------------------------------------------------------------------------
+    def save(self, **changes: Any) -> None:
+        self.state.update(changes)
+        write_json_atomic(self.dir / STATE_FILE, self.state)
+
+    def on_term(self, signum: int, frame: object) -> None:
+        self.cancelled = True
+        if self.child_pgid:
+            with contextlib.suppress(OSError):
+                os.killpg(self.child_pgid, signal.SIGKILL)
+
+    # -- one attempt -------------------------------------------------------------------------
+    def job_env(self, control_fd: int) -> dict[str, str]:
+        env_dir = self.sandbox.env_dir
+        site = env_dir / "site"
+        extra = {
+            "DUMONT_JOB_ID": str(self.spec["job_id"]),
+            "DUMONT_WORKSPACE": str(self.sandbox.workspace),
+            "DUMONT_PYTHON": sys.executable,
+            "DUMONT_SITE": str(site),
+            "DUMONT_CONTROL_FD": str(control_fd),
+            "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p
+            ),
+            "PYTHONUNBUFFERED": "1",
+            "HF_HOME": str(env_dir / "hf-home"),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PIP_NO_INPUT": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+        }
+        env = workload_env(str(self.spec["job_id"]), extra)
+        if self.hf_token:
+            env["HF_TOKEN"] = self.hf_token
+        return env
+
+    def prepare(self) -> None:
+        self.sandbox.create()
+        (self.sandbox.env_dir / "site").mkdir()
+        python_wrappers(self.sandbox.env_dir / "bin")
+
+    def run_attempt(self) -> tuple[str, int | None, str | None]:
+        """Run the script once; return (outcome, exit code, error message)."""
+        attempt = self.state["attempt"]
+        now = time.time()
+        self.save(
+            phase="starting",
+            step=None,
+            attempt_started=now,
+            started=self.state["started"] or now,
+            child_pgid=None,
+        )
+        self.log.note(f"attempt {attempt} of {self.max_attempts}")
+        self.prepare()
+        script = self.dir / SCRIPT_FILE
+        script.write_text(build_script(self.spec, self.sandbox.workspace), encoding="utf-8")
+        deadline = now + float(self.spec.get("timeout_seconds", 480 * 60))
+        control_r, control_w = os.pipe()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            if self.cancelled:
+                os.close(control_r)
+                os.close(control_w)
+                return "cancelled", None, None
+            proc = subprocess.Popen(
+                ["bash", str(script)],
+                cwd=self.sandbox.workspace,
+                env=self.job_env(control_w),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(control_w,),
+                process_group=0,
+            )
+            self.child_pgid = proc.pid
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        os.close(control_w)
+        self.save(child_pgid=proc.pid)
+        step, step_error, timed_out = self.pump(proc, control_r, deadline)
+        self.child_pgid = None
+        kill_tagged(str(self.spec["job_id"]), (proc.pid,), exclude=os.getpid())
+        code = proc.wait()
+        self.log.flush()
+        if self.cancelled:
+            return "cancelled", None, None
+        if timed_out:
+            minutes = self.spec.get("timeout_minutes")
+            return "timeout", None, f"Job exceeded its timeout of {minutes} minutes"
+        if code == 0:
+            return "completed", 0, None
+        message = step_error or STEP_FAILURES.get(step or "source", "exit code {code}")
+        return "failed", code, message.format(code=code)
+
+    def pump(
+        self, proc: subprocess.Popen[bytes], control_fd: int, deadline: float
+    ) -> tuple[str | None, str | None, bool]:
+        """Relay output to the log and step markers to the state until the script ends."""
+        assert proc.stdout is not None
+        out_fd = proc.stdout.fileno()
+        selector = selectors.DefaultSelector()
+        selector.register(out_fd, selectors.EVENT_READ)
+        selector.register(control_fd, selectors.EVENT_READ)
+        open_fds = {out_fd, control_fd}
+        control_buffer = b""
+        step: str | None = None
+        step_error: str | None = None
+        exited_at: float | None = None
+        timed_out = False
+        try:
+            while out_fd in open_fds:
+                now = time.time()
+                if now >= deadline:
+                    timed_out = True
+                    break
+                if exited_at is None and proc.poll() is not None:
+                    exited_at = now
+                if exited_at is not None and now - exited_at > DRAIN_SECONDS:
+                    break  # background leftovers keep stdout open: they die below
+                for key, _ in selector.select(min(0.2, max(0.0, deadline - now))):
+                    fd = int(key.fd)
+                    data = os.read(fd, 65536)
+                    if not data:
+                        selector.unregister(fd)
+                        open_fds.discard(fd)
+                    elif fd == out_fd:
+                        self.log.feed(data)
+                    else:
+                        control_buffer += data
+                        *lines, control_buffer = control_buffer.split(b"\n")
+                        for line in lines:
+                            kind, _, value = line.decode(errors="replace").partition(" ")
+                            if kind == "step":
+                                step = value
+                                phase = "running" if value == "command" else "starting"
+                                self.save(phase=phase, step=value)
+                            elif kind == "error":
+                                step_error = value
+        finally:
+            selector.close()
+            os.close(control_fd)
+        if timed_out:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        # Whatever is still buffered in the pipe after the kill.
+        with contextlib.suppress(OSError):
+            os.set_blocking(out_fd, False)
+            while chunk := os.read(out_fd, 65536):
+                self.log.feed(chunk)
+        return step, step_error, timed_out
+
+    # -- whole job ---------------------------------------------------------------------------
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.on_term)
+        self.save()
+        outcome: str = "failed"
+        code: int | None = None
+        error: str | None = "runner did not start"
+        try:
+            while True:
+                outcome, code, error = self.run_attempt()
+                attempt = self.state["attempt"]
+                if outcome != "failed" or attempt >= self.max_attempts or self.cancelled:
+                    break
+                self.log.note(f"attempt {attempt} failed: {error}; retrying")
+                self.save(attempt=attempt + 1)
+        except Exception as exc:  # the runner's own failure still ends the job cleanly
+            outcome, code, error = "failed", None, f"runner error: {type(exc).__name__}: {exc}"
+        if self.cancelled:
+            outcome, code, error = "cancelled", None, None
+        self.save(
+            phase="completing", ended=time.time(), outcome=outcome, exit_code=code, error=error
+        )
+        self.log.note(f"job {outcome}" + (f": {error}" if error else ""))
+        finalize(self.dir, self.spec, self.log.note)
+        self.log.close()
+        if not self.spec.get("save_logs", True):
+            (self.dir / LOG_FILE).unlink(missing_ok=True)
+        self.save(phase="finished", result=outcome)
+        return 0
+
+
+def finalize(job_dir: Path, spec: dict[str, Any], note: Any = None) -> None:
+    """Keep the outputs, then destroy the workspace when the job asks for it."""
+    sandbox = Sandbox(job_dir)
+    try:
+        kept = sandbox.collect([str(p) for p in spec.get("output_paths") or []])
+        if note is not None:
+            note(f"kept {len(kept)} output file(s)")
+    except OSError as exc:
+        if note is not None:
+            note(f"could not keep outputs: {exc}")
+    if spec.get("auto_destroy", True):
+        sandbox.destroy()
+        (job_dir / SCRIPT_FILE).unlink(missing_ok=True)
+
+
+def hf_download(repo: str, revision: str, dest: str) -> int:
+    """`runner hf-download REPO REVISION DEST`: snapshot a Hugging Face repo into DEST."""
+    token = os.environ.get("HF_TOKEN") or None
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return report_error(
+            "huggingface_hub is not installed on the control plane; "
+            "install it with: pip install 'dumont-plan[hf]'"
+        )
+    print(f"[dumont] downloading {repo}@{revision} from Hugging Face", flush=True)
+    try:
+        snapshot_download(repo_id=repo, revision=revision, local_dir=dest, token=token or False)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        message = f"Hugging Face download of {repo}@{revision} failed: {type(exc).__name__}"
+        if first:
+            message += f": {first}"
+        if token:
+            message = message.replace(token, "***")
+        return report_error(message)
+    return 0
+
+
+def report_error(message: str) -> int:
+    """Say why a step failed: in the log, and to the runner's control pipe when there is one."""
+    print(f"[dumont] {message}", file=sys.stderr, flush=True)
+    fd = os.environ.get("DUMONT_CONTROL_FD")
+    if fd and fd.isdigit():
+        with contextlib.suppress(OSError):
+            os.write(int(fd), f"error {message}\n".encode())
+    return 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["hf-download"]:
+        if len(args) != 4:
+            print("usage: runner hf-download REPO REVISION DEST", file=sys.stderr)
+            return 2
+        return hf_download(args[1], args[2], args[3])
+    parser = argparse.ArgumentParser(prog="python -m dumont_plan.server.provider.runner")
+    parser.add_argument("job_dir", type=Path)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--attempt", type=int, default=1)
+    ns = parser.parse_args(args)
+    return Runner(ns.job_dir.resolve(), ns.token, ns.attempt).run()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
