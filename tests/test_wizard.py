@@ -241,7 +241,8 @@ def test_blacklisted_machines_are_never_raced() -> None:
     api.blacklist = FakeBlacklist(
         [
             {"provider": "vast", "machine_id": "bad-listed", "is_active": True},
-            {"provider": "vast", "machine_id": "good", "expires_at": clock() - 10},  # expired
+            {"provider": "vast", "machine_id": "good", "expires_at": "1970-01-01T00:00:10"},
+            {"provider": "local", "machine_id": "good", "is_active": False},  # expired
         ]
     )
 
@@ -266,6 +267,9 @@ def test_next_batch_when_nobody_is_ready_in_the_window() -> None:
     first_create_of_2 = instances.calls.index("create 3")
     assert instances.calls.index("delete 1") < first_create_of_2
     assert instances.calls.index("delete 2") < first_create_of_2
+    # Still loading when the window closed: a `loading` failure, not a cancelled loser.
+    assert (1, "boot_timeout") in instances.deleted
+    assert (2, "boot_timeout") in instances.deleted
 
 
 def test_nobody_ready_in_any_batch_deletes_everything_and_says_so() -> None:

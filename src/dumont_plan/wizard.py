@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal, Protocol
 
@@ -61,7 +62,10 @@ REGION_COUNTRIES: dict[str, frozenset[str]] = {
 # The offers search's region vocabulary (§3.5): continent codes; the table above is re-applied.
 REGION_QUERY: dict[str, str | None] = {"global": None, "US": "NA", "EU": "EU", "ASIA": "AS"}
 
+# DELETE reasons (the server decides what the history records): a cancelled loser is not a
+# failure (quirk 22); a machine still loading when its batch's window closes is a `loading` one.
 LOSER_REASON = "race_loser"
+TIMEOUT_REASON = "boot_timeout"
 OFFER_LIMIT = 100
 PROBLEMATIC_MIN_ATTEMPTS = 3
 PROBLEMATIC_SUCCESS_RATE = 0.3
@@ -362,14 +366,27 @@ def select_offers(
     return selection
 
 
+def epoch_of(value: Any) -> float | None:
+    """Seconds since the epoch of a number or an ISO timestamp (naive means UTC)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value.strip():
+        try:
+            when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return None
+
+
 def active_blacklist(entries: Sequence[dict[str, Any]], now: float) -> set[str]:
     """Machine ids of the active entries (not expired, not marked inactive)."""
     ids: set[str] = set()
     for entry in entries:
         if entry.get("is_active") is False:
             continue
-        expires = entry.get("expires_at")
-        if isinstance(expires, int | float) and expires < now:
+        expires = epoch_of(entry.get("expires_at"))
+        if expires is not None and expires < now:
             continue
         ids.add(str(entry.get("machine_id")))
     return ids
@@ -510,8 +527,8 @@ class _Race:
         candidate.deleted = True
         return True
 
-    def cancel(self, candidate: Candidate, why: str) -> None:
-        if self.delete(candidate, LOSER_REASON):
+    def cancel(self, candidate: Candidate, why: str, reason: str = LOSER_REASON) -> None:
+        if self.delete(candidate, reason):
             candidate.state = "cancelled"
             self.emit(
                 "cancelled",
@@ -603,7 +620,7 @@ class _Race:
                     )
                 for candidate in batch:
                     if candidate.state == "loading":
-                        self.cancel(candidate, "not ready in time")
+                        self.cancel(candidate, "not ready in time", TIMEOUT_REASON)
             if winner is None:
                 raise self.nobody_ready()
             self.emit(

@@ -1,7 +1,331 @@
-"""`dumont instance …` (filled in by its feature)."""
+"""`dumont instance list|get|pause|resume|delete|offers`: GPU machines and the offers behind them.
+
+The old CLI's `key=value` words work too (`dumont instance list status=running`). `paused` is
+what people say; the provider reports `stopped` (contract quirk 16): `status=paused` asks for
+`stopped` and the table shows `paused`. Every command takes `--output json` for scripts.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
-app = typer.Typer(help="instance commands.", no_args_is_help=True)
+from dumont_plan.cli.output import (
+    OutputFormat,
+    OutputOpt,
+    console,
+    emit_json,
+    print_fields,
+    print_table,
+    split_key_values,
+)
+from dumont_plan.cli.session import open_client
+from dumont_plan.client import DumontClient
+from dumont_plan.client.instances import display_status, ssh_command, wire_status
+from dumont_plan.errors import DumontError, NotFoundError
+
+app = typer.Typer(
+    help=(
+        "GPU instances: list, inspect, pause, resume, delete, and search offers.\n\n"
+        "Create one with `dumont wizard deploy` (it races several offers and keeps the first "
+        "that boots)."
+    ),
+    no_args_is_help=True,
+)
+
+LIST_STATUSES = ("running", "paused", "stopped", "loading", "created", "exited", "offline")
+LIST_COLUMNS = ("id", "status", "gpu", "price", "location", "ssh", "label")
+OFFER_COLUMNS = ("id", "gpu", "vram", "price", "net_down", "location", "reliability", "machine")
+
+IdArg = typer.Argument(..., metavar="INSTANCE_ID", help="Instance id (see `dumont instance list`).")
+
+
+def parse_id(value: str) -> int:
+    """An instance id typed by a person; a clear error when it is not a whole number."""
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise DumontError(
+            f"instance id {value!r} is not a number", "use an id from `dumont instance list`"
+        )
+    return number
+
+
+def not_found(instance_id: int) -> DumontError:
+    return DumontError(
+        f"instance {instance_id} not found", "list yours with `dumont instance list`"
+    )
+
+
+def money(value: Any) -> str:
+    return f"${float(value):.3f}/h" if isinstance(value, int | float) else "-"
+
+
+def gpu_text(row: dict[str, Any]) -> str:
+    name = row.get("gpu_name") or "-"
+    count = row.get("num_gpus")
+    return f"{count}x {name}" if isinstance(count, int) and count > 1 else str(name)
+
+
+def instance_row(instance: dict[str, Any]) -> dict[str, Any]:
+    """A table row of an instance: the status people know (`paused`), $/h, SSH."""
+    return {
+        "id": instance.get("id"),
+        "status": display_status(instance),
+        "gpu": gpu_text(instance),
+        "price": money(instance.get("dph_total")),
+        "location": instance.get("geolocation"),
+        "ssh": ssh_command(instance),
+        "label": instance.get("label"),
+    }
+
+
+def describe(instance: dict[str, Any]) -> str:
+    """`RTX 4090, $0.350/h` — a short description for messages."""
+    return f"{gpu_text(instance)}, {money(instance.get('dph_total'))}"
+
+
+def fetch(client: DumontClient, instance_id: int) -> dict[str, Any]:
+    try:
+        return client.instances.get(instance_id)
+    except NotFoundError:
+        raise not_found(instance_id) from None
+
+
+@app.command(
+    "list",
+    epilog=(
+        "Examples:\n\n"
+        "  dumont instance list\n\n"
+        "  dumont instance list status=running\n\n"
+        "  dumont instance list --status=paused --output json"
+    ),
+)
+def list_instances(
+    ctx: typer.Context,
+    words: list[str] | None = typer.Argument(
+        None, metavar="[status=STATUS]", help="Old-style filter word.", show_default=False
+    ),
+    status: str | None = typer.Option(
+        None,
+        "--status",
+        "-s",
+        help="Only instances in this state: running, paused (= stopped), loading, …",
+    ),
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """List your instances (one API call)."""
+    positionals, pairs = split_key_values(words or [], ["status"], "instance list")
+    if positionals:
+        raise DumontError(
+            f"instance list: unexpected argument {positionals[0]!r}",
+            "filter with status=running or --status=paused",
+        )
+    word_status = str(pairs["status"]) if "status" in pairs else None
+    if status and word_status and wire_status(status) != wire_status(word_status):
+        raise DumontError(
+            f"instance list: status given twice ({word_status!r} and {status!r})", "give it once"
+        )
+    wanted = status or word_status
+    if wanted is not None and wanted.strip().lower() not in LIST_STATUSES:
+        raise DumontError(
+            f"instance list: status {wanted!r} is unknown",
+            f"use one of: {', '.join(LIST_STATUSES)}",
+        )
+    client = open_client(ctx)
+    instances = client.instances.list(status=wanted)
+    if output is OutputFormat.json:
+        emit_json({"instances": instances, "count": len(instances)})
+        return
+    print_table((instance_row(i) for i in instances), LIST_COLUMNS)
+
+
+@app.command(
+    epilog="Examples:\n\n  dumont instance get 12\n\n  dumont instance get 12 --output json"
+)
+def get(
+    ctx: typer.Context, instance_id: str = IdArg, output: OutputOpt = OutputFormat.table
+) -> None:
+    """Show one instance."""
+    number = parse_id(instance_id)
+    instance = fetch(open_client(ctx), number)
+    if output is OutputFormat.json:
+        emit_json(instance)
+        return
+    shown = {
+        **instance,
+        "status": display_status(instance),
+        "intended_status": instance.get("status"),
+        "ssh": ssh_command(instance),
+    }
+    keys = ["id", "status", "intended_status", "actual_status", "gpu_name", "num_gpus"]
+    keys += ["dph_total", "geolocation", "ssh", "label", "start_date"]
+    keys += [k for k in instance if k not in keys and k not in ("ports",)]
+    print_fields(shown, keys)
+
+
+def _state_change(ctx: typer.Context, instance_id: str, action: str, output: OutputFormat) -> None:
+    number = parse_id(instance_id)
+    client = open_client(ctx)
+    call = client.instances.pause if action == "pause" else client.instances.resume
+    try:
+        answer = call(number)
+    except NotFoundError:
+        raise not_found(number) from None
+    if output is OutputFormat.json:
+        emit_json(answer)
+        return
+    done = "Paused" if action == "pause" else "Resumed"
+    message = answer.get("message") if isinstance(answer, dict) else None
+    console.print(message or f"{done} instance {number}.", markup=False)
+
+
+@app.command(
+    epilog=(
+        "Stops the instance's processes and keeps its disk; billing drops to storage.\n\n"
+        "Examples:\n\n  dumont instance pause 12\n\n  dumont instance resume 12"
+    )
+)
+def pause(
+    ctx: typer.Context, instance_id: str = IdArg, output: OutputOpt = OutputFormat.table
+) -> None:
+    """Pause an instance (it shows as `paused`; the provider says `stopped`)."""
+    _state_change(ctx, instance_id, "pause", output)
+
+
+@app.command(epilog="Examples:\n\n  dumont instance resume 12")
+def resume(
+    ctx: typer.Context, instance_id: str = IdArg, output: OutputOpt = OutputFormat.table
+) -> None:
+    """Resume a paused instance."""
+    _state_change(ctx, instance_id, "resume", output)
+
+
+@app.command(
+    epilog=(
+        "Like `vastai destroy instance`, it asks no confirmation and prints what it deleted.\n\n"
+        "Examples:\n\n  dumont instance delete 12"
+    )
+)
+def delete(
+    ctx: typer.Context, instance_id: str = IdArg, output: OutputOpt = OutputFormat.table
+) -> None:
+    """Delete an instance and its disk (no prompt)."""
+    number = parse_id(instance_id)
+    client = open_client(ctx)
+    instance = fetch(client, number)
+    try:
+        answer = client.instances.delete(number)
+    except NotFoundError:
+        raise not_found(number) from None
+    if output is OutputFormat.json:
+        emit_json({"deleted": instance, "answer": answer})
+        return
+    console.print(f"Deleted instance {number} ({describe(instance)}).", markup=False)
+
+
+def offer_row(offer: dict[str, Any]) -> dict[str, Any]:
+    gpu_ram = offer.get("gpu_ram")
+    speed = offer.get("inet_down")
+    reliability = offer.get("reliability")
+    flags = []
+    if offer.get("is_blacklisted"):
+        flags.append("blacklisted")
+    status = offer.get("reliability_status")
+    if status and status != "unknown":
+        flags.append(str(status))
+    return {
+        "id": offer.get("id"),
+        "gpu": gpu_text(offer),
+        "vram": f"{gpu_ram:g} GB" if isinstance(gpu_ram, int | float) else None,
+        "price": money(offer.get("dph_total")),
+        "net_down": f"{speed:,.0f} Mbps" if isinstance(speed, int | float) else None,
+        "location": offer.get("geolocation"),
+        "reliability": (
+            f"{reliability:.2f}" + (f" ({', '.join(flags)})" if flags else "")
+            if isinstance(reliability, int | float)
+            else None
+        ),
+        "machine": offer.get("machine_id"),
+    }
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DumontError(f"instance offers: {name} {value!r} is not a number", "e.g. 1.5")
+    return float(value)
+
+
+@app.command(
+    epilog=(
+        "Cheapest first. --region takes the offer search's vocabulary: a country code (DE), "
+        "a continent (EU, NA, AS) or global.\n\n"
+        "Examples:\n\n"
+        "  dumont instance offers\n\n"
+        '  dumont instance offers --gpu="RTX 4090" --max-price=1.0 --region=EU --limit=20\n\n'
+        "  dumont instance offers --min-inet-down=4000 --output json"
+    )
+)
+def offers(
+    ctx: typer.Context,
+    words: list[str] | None = typer.Argument(
+        None,
+        metavar="[KEY=VALUE]",
+        help="Old-style words: gpu=, max_price=, region=, limit=.",
+        show_default=False,
+    ),
+    gpu: str | None = typer.Option(None, "--gpu", "--gpu-name", help='GPU model, e.g. "RTX 4090".'),
+    num_gpus: int | None = typer.Option(None, "--num-gpus", help="GPUs per machine (1-8).", min=0),
+    max_price: float | None = typer.Option(None, "--max-price", help="Highest $/h."),
+    region: str | None = typer.Option(None, "--region", help="EU, NA, AS, a country code, global."),
+    min_inet_down: float | None = typer.Option(
+        None, "--min-inet-down", help="Minimum download speed in Mbps."
+    ),
+    spot: bool = typer.Option(False, "--spot", help="Interruptible (spot) offers."),
+    include_blacklisted: bool = typer.Option(
+        False, "--include-blacklisted", help="Also show machines on your blacklist."
+    ),
+    limit: int = typer.Option(20, "--limit", "-n", help="At most this many offers (1-100).", min=1),
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Search the GPU offers you can rent."""
+    positionals, pairs = split_key_values(
+        words or [],
+        ["gpu", "gpu_name", "max_price", "region", "limit", "num_gpus"],
+        "instance offers",
+    )
+    if positionals:
+        raise DumontError(
+            f"instance offers: unexpected argument {positionals[0]!r}",
+            'use flags, e.g. --gpu="RTX 4090" --max-price=1.0',
+        )
+    gpu = gpu or pairs.get("gpu") or pairs.get("gpu_name")
+    if "max_price" in pairs:
+        max_price = _number(pairs["max_price"], "max_price")
+    if max_price is not None and max_price <= 0:
+        raise DumontError(
+            f"instance offers: max price {max_price:g} must be above 0 ($/h)",
+            "e.g. --max-price=1.0",
+        )
+    if "limit" in pairs:
+        limit = int(_number(pairs["limit"], "limit"))
+    if "num_gpus" in pairs:
+        num_gpus = int(_number(pairs["num_gpus"], "num_gpus"))
+    region = str(pairs["region"]) if "region" in pairs else region
+    found = open_client(ctx).instances.offers(
+        gpu_name=str(gpu) if gpu else None,
+        num_gpus=num_gpus,
+        max_price=max_price,
+        region=None if region and region.lower() in ("global", "any", "all") else region,
+        min_inet_down=min_inet_down,
+        machine_type="interruptible" if spot else None,
+        include_blacklisted=True if include_blacklisted else None,
+        limit=min(limit, 100),
+    )
+    if output is OutputFormat.json:
+        emit_json({"offers": found, "count": len(found)})
+        return
+    print_table((offer_row(o) for o in found), OFFER_COLUMNS)
