@@ -37,7 +37,7 @@ def data_dir() -> Path:
     """The XDG data dir of dumont (the embedded control plane's database and sandboxes)."""
     override = os.environ.get("DUMONT_DATA_DIR")
     if override:
-        return Path(override)
+        return Path(override).expanduser().absolute()
     return _xdg("XDG_DATA_HOME", ".local/share") / APP_NAME
 
 
@@ -58,7 +58,11 @@ def write_private(path: Path, text: str) -> None:
         raise
 
 
-def read_json_file(path: Path, what: str) -> dict[str, Any]:
+LOGIN_AGAIN = "log in again (`dumont auth login <email> <password>`)"
+RELOGIN = f"delete it and {LOGIN_AGAIN}"
+
+
+def read_json_file(path: Path, what: str, fix: str = RELOGIN) -> dict[str, Any]:
     """Read a JSON object file; a corrupt one is a ConfigError naming the file and the fix."""
     try:
         raw = path.read_text(encoding="utf-8")
@@ -66,33 +70,48 @@ def read_json_file(path: Path, what: str) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is corrupt (not UTF-8 text)", fix) from None
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{what} {path} is corrupt (line {exc.lineno}: {exc.msg})",
-            "delete it and log in again (`dumont auth login`)",
-        ) from None
+        raise ConfigError(f"{what} {path} is corrupt (line {exc.lineno}: {exc.msg})", fix) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{what} {path} is not a JSON object", "delete it and log in again")
+        raise ConfigError(f"{what} {path} is not a JSON object", fix)
     return data
 
 
 def validate_api_url(url: str, source: str) -> str:
     """Return the URL without a trailing slash, or raise a ConfigError naming its source."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    example = "use the server root, such as http://127.0.0.1:8766 or https://api.dumontcloud.com"
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        hostname = parts.hostname
+    except ValueError:
+        parts, hostname = None, None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not hostname
+        or any(c.isspace() or not c.isprintable() for c in text)
+    ):
+        raise ConfigError(f"{source} is not a valid API URL: {text!r}", example)
+    if parts.username is not None or parts.password is not None:
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
         raise ConfigError(
-            f"{source} is not a valid API URL: {url!r}",
-            "use a full URL such as http://127.0.0.1:8766 or https://api.dumontcloud.com",
+            f"{source} must not contain a user name or password ({shown})",
+            "remove them from the URL and log in with `dumont auth login` or DUMONT_TOKEN",
         )
     try:
         _ = parts.port
     except ValueError:
         raise ConfigError(
-            f"{source} has an invalid port: {url!r}", "use a number 1-65535"
+            f"{source} has an invalid port: {text!r}", "use a number 1-65535"
         ) from None
-    return url.strip().rstrip("/")
+    if parts.query or parts.fragment or parts.path.rstrip("/").endswith(("/api", "/api/v1")):
+        raise ConfigError(f"{source} must be the server root, not an API path: {text!r}", example)
+    return text.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -104,7 +123,9 @@ class Endpoint:
 
 
 def load_config() -> dict[str, Any]:
-    return read_json_file(config_dir() / "config.json", "config file")
+    return read_json_file(
+        config_dir() / "config.json", "config file", 'fix it: a JSON object such as {"api_url": …}'
+    )
 
 
 def resolve_endpoint(api_url: str | None = None) -> Endpoint:
@@ -127,24 +148,42 @@ def _credentials_path() -> Path:
     return config_dir() / "credentials.json"
 
 
+def _valid_token(token: str) -> bool:
+    """A bearer token is visible ASCII (a JWT is base64url and dots); anything else is damage."""
+    return bool(token) and all("!" <= c <= "~" for c in token)
+
+
 def load_token(endpoint: Endpoint) -> str | None:
     """The bearer token to use for an endpoint, if any."""
     env = os.environ.get("DUMONT_TOKEN")
     if env:
+        if not _valid_token(env.strip()):
+            raise ConfigError("DUMONT_TOKEN is not a valid token", f"unset it or {LOGIN_AGAIN}")
         return env.strip()
-    creds = read_json_file(_credentials_path(), "credentials file")
+    path = _credentials_path()
+    creds = read_json_file(path, "credentials file")
     entry = creds.get(endpoint.key)
     if isinstance(entry, dict) and isinstance(entry.get("token"), str):
-        return str(entry["token"])
+        token = str(entry["token"]).strip()
+        if not _valid_token(token):
+            raise ConfigError(
+                f"credentials file {path} has a corrupt token for {endpoint.key}",
+                RELOGIN,
+            )
+        return token
     if endpoint.url is not None:
         legacy = Path.home() / ".dumont_token"
         if legacy.is_file():
-            token = legacy.read_text(encoding="utf-8", errors="replace").strip()
-            if not token or any(c.isspace() or not c.isprintable() for c in token):
-                raise ConfigError(
-                    f"token file {legacy} is corrupt",
-                    "delete it and log in again (`dumont auth login`)",
-                )
+            try:
+                token = legacy.read_bytes().decode("ascii").strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read token file {legacy}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                token = "\ufffd"
+            if not token:
+                return None  # an empty file (the old CLI's logout) holds no token
+            if not _valid_token(token):
+                raise ConfigError(f"token file {legacy} is corrupt", RELOGIN)
             return token
     return None
 

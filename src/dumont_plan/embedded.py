@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from dumont_plan.config import data_dir, read_json_file, write_private
-from dumont_plan.errors import ServerStartError
+from dumont_plan.errors import ConfigError, ServerStartError
 
 START_TIMEOUT = 30.0
 LOCAL_EMAIL = "local@dumont.localhost"
@@ -39,22 +39,41 @@ class ServerInfo:
     data_dir: Path
 
 
+def _proc_file(pid: int, name: str) -> bytes | None:
+    """`/proc/<pid>/<name>` on Linux; None where there is no /proc (or the process is gone)."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes()
+    except OSError:
+        return None
+
+
 def _pid_alive(pid: int) -> bool:
+    """Whether `pid` runs. A zombie (exited, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    stat = _proc_file(pid, "stat")
+    return stat is None or stat.rpartition(b")")[2].split()[:1] != [b"Z"]
+
+
+def _is_control_plane(pid: int) -> bool:
+    """Whether `pid` is a local control plane (and not an unrelated process that reused it)."""
+    cmdline = _proc_file(pid, "cmdline")
+    return cmdline is None or b"dumont_plan.server" in cmdline
 
 
 def _healthy(url: str, timeout: float = 2.0) -> bool:
     try:
         response = httpx.get(f"{url}/health", timeout=timeout)
-    except httpx.HTTPError:
+        body = response.json()
+    except (httpx.HTTPError, ValueError):
         return False
-    return response.status_code == 200 and response.json().get("status") == "healthy"
+    return (
+        response.status_code == 200 and isinstance(body, dict) and body.get("status") == "healthy"
+    )
 
 
 @contextlib.contextmanager
@@ -68,10 +87,18 @@ def _start_lock(directory: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+def _read_record(directory: Path) -> dict[str, Any]:
+    """`server.json`; a damaged record counts as none (it is rewritten on the next start)."""
+    try:
+        return read_json_file(directory / "server.json", "server record")
+    except ConfigError:
+        return {}
+
+
 def running_server(directory: Path | None = None) -> ServerInfo | None:
     """The recorded server if its process is alive and answers /health."""
     directory = directory or data_dir()
-    info = read_json_file(directory / "server.json", "server record")
+    info = _read_record(directory)
     if not info:
         return None
     try:
@@ -145,12 +172,15 @@ def stop_server(directory: Path | None = None, timeout: float = 10.0) -> ServerI
     """Stop the recorded local control plane; return what was stopped (None if nothing)."""
     directory = directory or data_dir()
     with _start_lock(directory):
-        info = read_json_file(directory / "server.json", "server record")
+        info = _read_record(directory)
         (directory / "server.json").unlink(missing_ok=True)
         if not info:
             return None
-        pid = int(info.get("pid", 0))
-        if pid <= 0 or not _pid_alive(pid):
+        try:
+            pid = int(info.get("pid", 0))
+        except (TypeError, ValueError):
+            return None
+        if pid <= 0 or not _pid_alive(pid) or not _is_control_plane(pid):
             return None
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -164,11 +194,27 @@ def stop_server(directory: Path | None = None, timeout: float = 10.0) -> ServerI
 
 
 def local_credentials(directory: Path | None = None) -> dict[str, Any]:
-    """The local user's e-mail and password, created (0600) on first use."""
+    """The local user's e-mail and password, created (0600) on first use.
+
+    The file is written aside and hard-linked into place, so two CLI processes that start at
+    once agree on one password.
+    """
     directory = directory or data_dir()
     path = directory / "local-user.json"
-    creds = read_json_file(path, "local user file")
-    if not creds.get("email") or not creds.get("password"):
-        creds = {"email": LOCAL_EMAIL, "password": secrets.token_urlsafe(24)}
-        write_private(path, json.dumps(creds) + "\n")
-    return creds
+    fix = f"delete it and the database in {directory} to start afresh"
+    creds = read_json_file(path, "local user file", fix)
+    if creds.get("email") and creds.get("password"):
+        return creds
+    fresh = {"email": LOCAL_EMAIL, "password": secrets.token_urlsafe(24)}
+    tmp = directory / f".local-user.{os.getpid()}.tmp"
+    write_private(tmp, json.dumps(fresh) + "\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        existing = read_json_file(path, "local user file", fix)
+        if existing.get("email") and existing.get("password"):
+            return existing
+        os.replace(tmp, path)  # a damaged file: replace it
+    finally:
+        tmp.unlink(missing_ok=True)
+    return fresh

@@ -8,6 +8,7 @@ from dumont_plan.cli.output import OutputFormat, OutputOpt, console, emit_json, 
 from dumont_plan.cli.session import open_client, resolve_target
 from dumont_plan.client.auth import token_of
 from dumont_plan.config import forget_token, save_token
+from dumont_plan.errors import AuthenticationError
 
 app = typer.Typer(help="Log in to a Dumont API and see who you are.", no_args_is_help=True)
 
@@ -19,9 +20,13 @@ def login(
     password: str = typer.Argument(..., help="Account password."),
 ) -> None:
     """Log in and store the token (mode 0600) for this API URL."""
-    endpoint, _ = resolve_target(ctx)
     client = open_client(ctx, login=False)
-    answer = client.auth.login(email, password)
+    endpoint, _ = resolve_target(ctx)
+    try:
+        answer = client.auth.login(email, password)
+    except AuthenticationError as exc:
+        exc.hint = "check the e-mail and password, or create an account with `dumont auth register`"
+        raise
     save_token(endpoint, token_of(answer), str(answer.get("user", email)))
     console.print(f"Logged in as {answer.get('user', email)}.")
 
@@ -33,8 +38,8 @@ def register(
     password: str = typer.Argument(..., help="Password, at least 6 characters."),
 ) -> None:
     """Create an account and log in with it."""
-    endpoint, _ = resolve_target(ctx)
     client = open_client(ctx, login=False)
+    endpoint, _ = resolve_target(ctx)
     answer = client.auth.register(email, password)
     save_token(endpoint, token_of(answer), str(answer.get("user", email)))
     console.print(f"Registered and logged in as {answer.get('user', email)}.")
@@ -43,8 +48,8 @@ def register(
 @app.command()
 def logout(ctx: typer.Context) -> None:
     """Revoke the token on the server and forget it here."""
-    endpoint, _ = resolve_target(ctx)
     client = open_client(ctx, login=False)
+    endpoint, _ = resolve_target(ctx)
     if client.token:
         client.auth.logout()
     forget_token(endpoint)

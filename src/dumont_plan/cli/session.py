@@ -22,6 +22,11 @@ def api_url_of(ctx: typer.Context) -> str | None:
 
 
 def _local_login(url: str, endpoint: Endpoint) -> str:
+    """Log the local user in, registering it on first use.
+
+    Two CLI processes may race here on a fresh data dir: the loser of the register race gets
+    400 (already exists) and logs in with the same credentials (`local_credentials` is shared).
+    """
     creds = local_credentials()
     with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT) as http:
         bare = DumontClient(http)
@@ -31,10 +36,13 @@ def _local_login(url: str, endpoint: Endpoint) -> str:
             try:
                 answer = bare.auth.register(creds["email"], creds["password"])
             except BadRequestError:
-                raise AuthenticationError(
-                    "the local control plane refused the local user's password",
-                    "remove local-user.json and the database from the data dir to start afresh",
-                ) from None
+                try:
+                    answer = bare.auth.login(creds["email"], creds["password"])
+                except AuthenticationError:
+                    raise AuthenticationError(
+                        "the local control plane refused the local user's password",
+                        "remove local-user.json and the database from the data dir to start afresh",
+                    ) from None
     token = token_of(answer)
     save_token(endpoint, token, creds["email"])
     return token
@@ -49,17 +57,19 @@ def resolve_target(ctx: typer.Context) -> tuple[Endpoint, str]:
 
 
 def open_client(ctx: typer.Context, *, login: bool = True) -> DumontClient:
-    """A client for this command. Against the embedded server, log the local user in."""
+    """A client for this command. Against the embedded server, log the local user in
+    (and again whenever its token is refused), unless `login=False` (the `auth` commands)."""
+    endpoint = resolve_endpoint(api_url_of(ctx))
+    token = load_token(endpoint)  # a damaged credentials file fails before anything starts
     endpoint, url = resolve_target(ctx)
     http = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT)
-    token = load_token(endpoint)
-    if endpoint.url is not None:
+    if endpoint.url is not None or not login:
         return DumontClient(http, token)
 
     def reauthenticate() -> str | None:
         return _local_login(url, endpoint)
 
     client = DumontClient(http, token, reauthenticate=reauthenticate)
-    if token is None and login:
+    if token is None:
         client.token = reauthenticate()
     return client
