@@ -17,6 +17,10 @@ CAPABILITIES = [
     "jobs.outputs",
     "jobs.timeout-status",
     "jobs.offset",
+    "offers.all-filters",
+    "instances.use-spot",
+    "instances.delete-reason",
+    "history.per-user",
 ]
 
 router = APIRouter()
