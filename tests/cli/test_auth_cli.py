@@ -140,3 +140,14 @@ def test_version_imports_no_heavy_library(home: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"dumont {__version__}\n[]\n"
+
+
+def test_user_data_is_printed_verbatim(server: LocalServer, home: Path) -> None:
+    """Names are data: never rich markup (a stray `[/x]` crashed) nor emoji codes."""
+    email = f"[/x]:fire:{uuid.uuid4().hex[:6]}@example.com"
+    env = cli_env(home, server.url)
+    registered = run_cli(["auth", "register", email, PASSWORD], env)
+    assert registered.returncode == 0, registered.stderr
+    assert registered.stdout == f"Registered and logged in as {email}.\n"
+    me = run_cli(["auth", "me"], env)
+    assert me.stdout.split() == ["email", email, "authenticated", "True"]

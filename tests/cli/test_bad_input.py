@@ -8,7 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import typer
 
+from dumont_plan.cli import app as cli_app
+from dumont_plan.errors import PlanError
 from tests.support import LocalServer, UserSession, cli_env, run_cli
 
 
@@ -145,3 +148,44 @@ def test_bad_dumont_token_variable(home: Path, server: LocalServer) -> None:
         "Error: DUMONT_TOKEN is not a valid token; "
         "unset it or log in again (`dumont auth login <email> <password>`)"
     )
+
+
+@pytest.fixture
+def boundary(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
+    """The real error boundary (`run`) around a throwaway command group."""
+    app = typer.Typer()
+
+    @app.command()
+    def fail(kind: str) -> None:
+        if kind == "dumont":
+            raise PlanError("dumont.yaml: something is wrong", "fix it like this")
+        if kind == "exit":
+            raise typer.Exit(4)
+        if kind == "bug":
+            raise KeyError("a bug")
+
+    @app.command()
+    def ok() -> None:
+        pass
+
+    monkeypatch.setattr(cli_app, "app", app)
+    return app
+
+
+def test_boundary_prints_one_line_for_a_dumont_error(
+    boundary: typer.Typer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_app.run(["fail", "dumont"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == "Error: dumont.yaml: something is wrong; fix it like this\n"
+    assert captured.out == ""
+
+
+def test_boundary_keeps_exit_codes(boundary: typer.Typer) -> None:
+    assert cli_app.run(["fail", "exit"]) == 4
+    assert cli_app.run(["ok"]) == 0
+
+
+def test_boundary_lets_bugs_through(boundary: typer.Typer) -> None:
+    with pytest.raises(KeyError):
+        cli_app.run(["fail", "bug"])

@@ -72,7 +72,8 @@ declarative.register(app)
 def run(args: list[str]) -> int:
     """Run the CLI; a DumontError prints `Error: …` on stderr and gives its exit code."""
     try:
-        app(args=args, prog_name="dumont", standalone_mode=False)
+        # Without standalone mode, click answers `raise typer.Exit(code)` by returning the code.
+        result = app(args=args, prog_name="dumont", standalone_mode=False)
     except DumontError as exc:
         err_console.print(f"Error: {exc}", markup=False, soft_wrap=True)
         return exc.exit_code
@@ -90,4 +91,4 @@ def run(args: list[str]) -> int:
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         return 130
-    return 0
+    return result if isinstance(result, int) else 0

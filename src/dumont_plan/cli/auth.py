@@ -28,7 +28,7 @@ def login(
         exc.hint = "check the e-mail and password, or create an account with `dumont auth register`"
         raise
     save_token(endpoint, token_of(answer), str(answer.get("user", email)))
-    console.print(f"Logged in as {answer.get('user', email)}.")
+    console.print(f"Logged in as {answer.get('user', email)}.", markup=False)
 
 
 @app.command()
@@ -42,7 +42,7 @@ def register(
     endpoint, _ = resolve_target(ctx)
     answer = client.auth.register(email, password)
     save_token(endpoint, token_of(answer), str(answer.get("user", email)))
-    console.print(f"Registered and logged in as {answer.get('user', email)}.")
+    console.print(f"Registered and logged in as {answer.get('user', email)}.", markup=False)
 
 
 @app.command()

@@ -11,11 +11,14 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from dumont_plan.errors import DumontError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Data is never read as emoji codes (a job named ":fire:" stays so); callers that print data
+# pass markup=False or use print_fields/print_table, which never read data as markup.
+console = Console(highlight=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 
 class OutputFormat(StrEnum):
@@ -41,7 +44,7 @@ def print_table(
         table.add_column(column.upper().replace("_", " "))
     count = 0
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in columns))
         count += 1
     if count == 0:
         console.print("(none)")
@@ -54,7 +57,8 @@ def print_fields(data: dict[str, Any], fields: Sequence[str] | None = None) -> N
     width = max((len(k) for k in keys), default=0)
     for key in keys:
         value = data.get(key)
-        console.print(f"{key.ljust(width)}  {'-' if value is None else value}", soft_wrap=True)
+        line = f"{key.ljust(width)}  {'-' if value is None else value}"
+        console.print(line, soft_wrap=True, markup=False)
 
 
 def coerce(value: str) -> Any:
