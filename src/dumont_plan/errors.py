@@ -3,6 +3,7 @@
     DumontError                      message + optional hint (the next step); exit code 1
     ├── ConfigError                  bad DUMONT_API_URL, corrupt token/config file, ...
     ├── SpecError                    a spec problem at file:line:col
+    │   └── SpecErrors               every problem found in the spec files, one line each
     ├── PlanError                    references, cycles, policy gates while planning
     ├── ApplyError                   a failed or partial apply
     ├── LockError                    the ledger is held by another apply
@@ -80,7 +81,26 @@ class SpecError(DumontError):
 
     def __str__(self) -> str:
         text = super().__str__()
-        return f"{self.location}: {text}" if self.location else text
+        return f"{self.location} {text}" if self.location else text
+
+
+class SpecErrors(SpecError):
+    """Several spec problems reported at once (as Terraform does), sorted by place.
+
+    `str()` joins them with a newline and `Error: ` so that the CLI's one-line `Error: …`
+    boundary prints one prefixed line per problem.
+    """
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        first = errors[0]
+        super().__init__(first.message, first.hint, file=first.file, line=first.line, col=first.col)
+        self.errors = errors
+
+    def lines(self) -> list[str]:
+        return [str(error) for error in self.errors]
+
+    def __str__(self) -> str:
+        return "\nError: ".join(self.lines())
 
 
 class PlanError(DumontError):

@@ -6,6 +6,28 @@
 from dumont_plan.spec.common import Lifecycle, SpecModel
 from dumont_plan.spec.instance import InstanceSpec
 from dumont_plan.spec.job import JobSpec
-from dumont_plan.spec.stack import KINDS, Resource, Stack
+from dumont_plan.spec.stack import (
+    KINDS,
+    RESERVED_KINDS,
+    Defaults,
+    Resource,
+    Stack,
+    StackSpec,
+    VariableSpec,
+    remote_name,
+)
 
-__all__ = ["KINDS", "InstanceSpec", "JobSpec", "Lifecycle", "Resource", "SpecModel", "Stack"]
+__all__ = [
+    "KINDS",
+    "RESERVED_KINDS",
+    "Defaults",
+    "InstanceSpec",
+    "JobSpec",
+    "Lifecycle",
+    "Resource",
+    "SpecModel",
+    "Stack",
+    "StackSpec",
+    "VariableSpec",
+    "remote_name",
+]

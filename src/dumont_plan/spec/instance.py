@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -11,6 +11,11 @@ from dumont_plan.spec.common import Lifecycle, SpecModel
 
 class InstanceSpec(SpecModel):
     """An instance: created by racing several offers, kept running or paused as declared."""
+
+    # Attributes other resources may reference as `${instance.NAME.ATTR}`.
+    REF_ATTRS: ClassVar[frozenset[str]] = frozenset(
+        {"id", "name", "status", "ssh_host", "ssh_port", "public_ipaddr", "gpu_name"}
+    )
 
     gpu_name: str | None = Field(None, description="GPU model (any GPU when unset).")
     num_gpus: int = Field(1, ge=1, le=8, description="Number of GPUs (1-8).")
@@ -36,4 +41,7 @@ class InstanceSpec(SpecModel):
     depends_on: list[str] = Field(
         default_factory=list, description="Addresses (`kind.name`) to apply before this one."
     )
-    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+    lifecycle: Lifecycle = Field(
+        default_factory=Lifecycle,
+        description="Guards on changes: `prevent_destroy`, `ignore_changes`.",
+    )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dumont_plan.spec.common import Lifecycle, SpecModel
 
@@ -12,8 +12,15 @@ from dumont_plan.spec.common import Lifecycle, SpecModel
 class JobSpec(SpecModel):
     """A job: runs once (by default) on a GPU machine that is destroyed after it ends."""
 
+    # Attributes other resources may reference as `${job.NAME.ATTR}`.
+    REF_ATTRS: ClassVar[frozenset[str]] = frozenset({"id", "name", "status"})
+
     source: Literal["command", "git", "huggingface", "script"] = Field(
-        "command", description="Where the code comes from: `command`, `git` or `huggingface`."
+        "command",
+        description=(
+            "Where the code comes from: `command` (just run `command`), `git` (clone `git_url`), "
+            "`huggingface` (download `hf_repo`) or `script` (same as `command`)."
+        ),
     )
     command: str = Field("", description="Main command, run with bash in the job's directory.")
     git_url: str | None = Field(None, description="Repository to clone when `source: git`.")
@@ -58,4 +65,15 @@ class JobSpec(SpecModel):
     depends_on: list[str] = Field(
         default_factory=list, description="Addresses (`kind.name`) to apply before this one."
     )
-    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+    lifecycle: Lifecycle = Field(
+        default_factory=Lifecycle,
+        description="Guards on changes: `prevent_destroy`, `ignore_changes`.",
+    )
+
+    @model_validator(mode="after")
+    def _source_needs_its_field(self) -> JobSpec:
+        if self.source == "git" and not self.git_url:
+            raise ValueError("`source: git` needs `git_url`; add git_url: https://...")
+        if self.source == "huggingface" and not self.hf_repo:
+            raise ValueError("`source: huggingface` needs `hf_repo`; add hf_repo: OWNER/NAME")
+        return self

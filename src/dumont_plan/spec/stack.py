@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
-from dumont_plan.spec.common import SpecModel
+from dumont_plan.spec.common import NAME_RE, VAR_NAME_RE, SpecModel
 from dumont_plan.spec.instance import InstanceSpec
 from dumont_plan.spec.job import JobSpec
 
@@ -17,21 +20,36 @@ KINDS: dict[str, tuple[str, type[SpecModel]]] = {
     "instances": ("instance", InstanceSpec),
 }
 RESERVED_KINDS = ("finetunes", "serverless", "spot_templates", "spot_deployments")
+SECTION_OF_PREFIX: dict[str, str] = {prefix: section for section, (prefix, _) in KINDS.items()}
+
+ResourceName = Annotated[str, StringConstraints(pattern=NAME_RE)]
+VariableName = Annotated[str, StringConstraints(pattern=VAR_NAME_RE)]
+REMOTE_NAME_MAX = 100
 
 
 class VariableSpec(SpecModel):
     """A variable usable as `{{ var.NAME }}`."""
 
-    default: Any = Field(None, description="Value when not set by DUMONT_VAR_*, --var-file, --var.")
+    default: Any = Field(
+        None,
+        description=(
+            "Value when not set otherwise; `DUMONT_VAR_NAME`, then `--var-file`, then "
+            "`--var NAME=VALUE` override it, in that order."
+        ),
+    )
     description: str | None = Field(None, description="What the variable is for.")
 
 
 class Defaults(SpecModel):
     """Values applied to every resource of a kind unless it sets them itself."""
 
-    job: dict[str, Any] = Field(default_factory=dict, description="Defaults for every job.")
+    job: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Fields of `jobs.*` applied to every job that does not set them.",
+    )
     instance: dict[str, Any] = Field(
-        default_factory=dict, description="Defaults for every instance."
+        default_factory=dict,
+        description="Fields of `instances.*` applied to every instance that does not set them.",
     )
 
 
@@ -39,16 +57,37 @@ class StackSpec(SpecModel):
     """The top level of dumont.yaml / dumontfile."""
 
     version: int = Field(1, ge=1, le=1, description="Spec format version (1).")
-    project: str = Field(..., min_length=1, description="Project name; prefixes remote names.")
-    variables: dict[str, VariableSpec] = Field(default_factory=dict)
-    defaults: Defaults = Field(default_factory=Defaults)
-    jobs: dict[str, JobSpec] = Field(default_factory=dict)
-    instances: dict[str, InstanceSpec] = Field(default_factory=dict)
+    project: ResourceName = Field(
+        ...,
+        description=(
+            "Project name (lowercase letters, digits, `-`, `_`); prefixes the remote name of "
+            "every resource. Required in one of the files."
+        ),
+    )
+    variables: dict[VariableName, VariableSpec] = Field(
+        default_factory=dict,
+        description="Variables used as `{{ var.NAME }}` in any string value.",
+    )
+    defaults: Defaults = Field(
+        default_factory=Defaults,
+        description="Fields applied to every resource of a kind (`job`, `instance`).",
+    )
+    jobs: dict[ResourceName, JobSpec] = Field(
+        default_factory=dict, description="Jobs by name; the address of `train` is `job.train`."
+    )
+    instances: dict[ResourceName, InstanceSpec] = Field(
+        default_factory=dict,
+        description="Instances by name; the address of `devbox` is `instance.devbox`.",
+    )
 
 
 @dataclass(frozen=True)
 class Resource:
-    """One declared resource: its address (`job.train`), kind section, name and spec."""
+    """One declared resource: its address (`job.train`), kind section, name and spec.
+
+    `refs` holds the addresses (normalised, sorted, no duplicates, never `secret.*`) this
+    resource needs applied first: every `${kind.name.attr}` in its values plus `depends_on`.
+    """
 
     kind: str  # address prefix: "job", "instance"
     name: str
@@ -60,6 +99,10 @@ class Resource:
     def address(self) -> str:
         return f"{self.kind}.{self.name}"
 
+    def spec_dict(self) -> dict[str, Any]:
+        """The fields the user set (directly or through `defaults`), as plain data."""
+        return self.spec.model_dump(mode="json", exclude_unset=True)
+
 
 @dataclass
 class Stack:
@@ -67,7 +110,36 @@ class Stack:
 
     project: str
     resources: dict[str, Resource] = field(default_factory=dict)  # by address
-    files: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # as displayed in messages
+    root: Path = field(default_factory=Path)  # folder of the first file: `.dumont/` lives here
+    variables: dict[str, Any] = field(default_factory=dict)  # resolved values
 
     def of_kind(self, kind: str) -> list[Resource]:
         return [r for r in self.resources.values() if r.kind == kind]
+
+    def graph(self) -> dict[str, list[str]]:
+        """Address -> the addresses it depends on (the input of plan.graph)."""
+        return {address: list(r.refs) for address, r in self.resources.items()}
+
+    def digest(self) -> str:
+        """sha256 of the rendered resources (secret references as written, never values)."""
+        body = {
+            address: r.spec.model_dump(mode="json") for address, r in sorted(self.resources.items())
+        }
+        text = json.dumps({"project": self.project, "resources": body}, sort_keys=True)
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def remote_name(project: str, kind: str, name: str) -> str:
+    """The name a resource carries on the server: `<project>-<name>`, at most 100 characters.
+
+    Stable for a given project and name (the engine adopts objects by it after a crash). `kind`
+    is accepted for kinds that may need it later; jobs and instances live on separate endpoints,
+    so it is not part of the name. Over 100 characters, the name is cut and a hash keeps it unique.
+    """
+    del kind
+    full = f"{project}-{name}"
+    if len(full) <= REMOTE_NAME_MAX:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    return f"{full[: REMOTE_NAME_MAX - 9]}-{digest}"

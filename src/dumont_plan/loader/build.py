@@ -1,0 +1,484 @@
+"""`load_stack`: spec files -> one validated Stack, or SpecErrors listing every problem.
+
+    files -> YAML nodes (marks kept) -> variables -> Jinja over each string -> defaults merged
+    under each resource -> pydantic per file -> project, duplicates, references, cycles -> Stack
+
+Every problem is collected with the `file:line:col` of what the user wrote; they are raised
+together, sorted by place, as one SpecErrors.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from dumont_plan.errors import SpecError, SpecErrors
+from dumont_plan.loader.inputs import discover, display_path, read_text, resolve_variables
+from dumont_plan.loader.templates import Renderer, TemplateProblem, needs_render
+from dumont_plan.loader.yamlmarks import Doc, Loc, parse_yaml
+from dumont_plan.plan.graph import find_cycle
+from dumont_plan.spec.common import SECRET_NAME_RE, SpecModel
+from dumont_plan.spec.messages import describe, path_text, suggest
+from dumont_plan.spec.refs import SECRET_KIND, find_refs, parse_address
+from dumont_plan.spec.stack import KINDS, RESERVED_KINDS, Resource, Stack, StackSpec
+
+MODEL_OF_PREFIX: dict[str, type[SpecModel]] = {prefix: model for prefix, model in KINDS.values()}
+OPTIONAL_SECTIONS = ("variables", "defaults", *KINDS)
+PLACEHOLDER_PROJECT = "x"
+
+
+@dataclass
+class _Decl:
+    """A declared resource: its body merged with defaults, and where each key was written."""
+
+    section: str
+    prefix: str
+    name: str
+    doc: Doc
+    body: dict[str, Any]
+    origins: dict[str, tuple[Doc, Loc]]  # key -> (file, loc) of its value
+    spec: BaseModel | None = None
+    deps: dict[str, tuple[Doc, Loc]] = field(default_factory=dict)  # address -> where referenced
+
+    @property
+    def address(self) -> str:
+        return f"{self.prefix}.{self.name}"
+
+    def where(self, loc: Loc) -> tuple[Doc, Loc]:
+        if loc and isinstance(loc[0], str) and loc[0] in self.origins:
+            doc, base = self.origins[loc[0]]
+            return doc, (*base, *loc[1:])
+        return self.doc, (self.section, self.name, *loc)
+
+    def from_defaults(self, key: str | int) -> bool:
+        origin = self.origins.get(str(key))
+        return origin is not None and origin[1][0] == "defaults"
+
+
+class _Load:
+    def __init__(self, cwd: Path, env: Mapping[str, str]) -> None:
+        self.cwd = cwd
+        self.env = env
+        self.errors: list[SpecError] = []
+        self.docs: list[tuple[Doc, dict[str, Any]]] = []
+        self.decls: dict[str, _Decl] = {}
+        self.defaults: dict[str, dict[str, tuple[Any, Doc]]] = {p: {} for p in MODEL_OF_PREFIX}
+
+    def fail(
+        self, doc: Doc, loc: Loc, text: str, hint: str | None = None, key: bool = False
+    ) -> None:
+        label = path_text(loc)
+        self.errors.append(doc.error(loc, f"{label}: {text}" if label else text, hint, key))
+
+    def at(self, doc: Doc, loc: Loc, key: bool = False) -> str:
+        line, col = doc.mark(loc, key=key)
+        return f"{doc.file}:{line}:{col}"
+
+    # -- files and templates ------------------------------------------------------------------
+
+    def read(self, files: Sequence[Path]) -> None:
+        for path in files:
+            shown = display_path(path, self.cwd)
+            try:
+                text = read_text(path, shown)
+            except SpecError as exc:
+                self.errors.append(exc)
+                continue
+            doc = parse_yaml(text, shown, self.errors)
+            if doc is None:
+                continue
+            if doc.data is None:
+                doc.data = {}
+            if not isinstance(doc.data, dict):
+                self.fail(
+                    doc,
+                    (),
+                    "expected a mapping at the top level (project:, jobs:, instances:, ...)",
+                    "start the file with `project: NAME`",
+                )
+                continue
+            for section in OPTIONAL_SECTIONS:  # `jobs:` with nothing under it is empty
+                if section in doc.data and doc.data[section] is None:
+                    del doc.data[section]
+            self.docs.append((doc, doc.data))
+
+    def declared_variables(self) -> dict[str, Any]:
+        """Each variable's default (rendered with `env` only), checked across files."""
+        first: dict[str, tuple[Doc, Any]] = {}
+        only_env = Renderer({}, self.env)
+        for doc, top in self.docs:
+            section = top.get("variables")
+            if not isinstance(section, dict):
+                continue
+            for name, body in section.items():
+                default = body.get("default") if isinstance(body, dict) else None
+                loc: Loc = ("variables", name, "default")
+                default = self.render(doc, default, loc, only_env)
+                if name in first and first[name][1] != default:
+                    self.fail(
+                        doc,
+                        ("variables", name),
+                        "declared again with another default "
+                        f"(first at {self.at(first[name][0], ('variables', name), key=True)})",
+                        "declare each variable once",
+                        key=True,
+                    )
+                first.setdefault(name, (doc, default))
+        return {name: default for name, (_, default) in first.items()}
+
+    def render(self, doc: Doc, value: Any, loc: Loc, renderer: Renderer) -> Any:
+        if isinstance(value, str):
+            if not needs_render(value):
+                return value
+            try:
+                return renderer.render(value)
+            except TemplateProblem as problem:
+                line, col = doc.mark(loc)
+                if problem.lineno and problem.lineno > 1:
+                    line += problem.lineno - (0 if loc in doc.block else 1)
+                label = path_text(loc)
+                self.errors.append(
+                    SpecError(
+                        f"{label}: {problem.text}",
+                        problem.hint,
+                        file=doc.file,
+                        line=line,
+                        col=col,
+                    )
+                )
+                return value
+        if isinstance(value, dict):
+            return {k: self.render(doc, v, (*loc, k), renderer) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.render(doc, v, (*loc, i), renderer) for i, v in enumerate(value)]
+        return value
+
+    # -- defaults and resources -------------------------------------------------------------
+
+    def collect_defaults(self) -> None:
+        for doc, top in self.docs:
+            section = top.get("defaults")
+            if not isinstance(section, dict):
+                continue
+            for prefix, model in MODEL_OF_PREFIX.items():
+                body = section.get(prefix)
+                if not isinstance(body, dict):
+                    continue
+                bad = self.validate_partial(doc, ("defaults", prefix), model, body)
+                for key, value in body.items():
+                    seen = self.defaults[prefix].get(key)
+                    if seen is not None and seen[0] != value:
+                        self.fail(
+                            doc,
+                            ("defaults", prefix, key),
+                            f"set again with another value "
+                            f"(first at {self.at(seen[1], ('defaults', prefix, key))})",
+                            "set each default once",
+                        )
+                    elif seen is None and key not in bad:
+                        self.defaults[prefix][key] = (value, doc)
+
+    def validate_partial(
+        self, doc: Doc, base: Loc, model: type[SpecModel], body: dict[str, Any]
+    ) -> set[str]:
+        """Validate defaults field by field (no whole-resource rules); the keys in error."""
+        try:
+            model.model_validate(body)
+        except ValidationError as exc:
+            bad: set[str] = set()
+            for error in exc.errors(include_url=False):
+                if not error["loc"] or error["loc"][0] not in body:
+                    continue
+                problem = describe(model, error)
+                bad.add(str(error["loc"][0]))
+                self.fail(doc, (*base, *problem.loc), problem.text, problem.hint, problem.on_key)
+            return bad
+        return set()
+
+    def declare(self, doc: Doc, top: dict[str, Any]) -> dict[tuple[str, str], _Decl]:
+        """The file's resources merged with defaults; duplicates across files are errors."""
+        mine: dict[tuple[str, str], _Decl] = {}
+        for section, (prefix, _) in KINDS.items():
+            resources = top.get(section)
+            if not isinstance(resources, dict):
+                continue
+            for name, body in list(resources.items()):
+                if body is None:
+                    body = resources[name] = {}
+                if not isinstance(body, dict):
+                    continue
+                origins: dict[str, tuple[Doc, Loc]] = {k: (doc, (section, name, k)) for k in body}
+                merged: dict[str, Any] = {}
+                for key, (value, where) in self.defaults[prefix].items():
+                    if key not in body:
+                        merged[key] = copy.deepcopy(value)
+                        origins[key] = (where, ("defaults", prefix, key))
+                merged.update(body)
+                decl = _Decl(section, prefix, name, doc, merged, origins)
+                other = self.decls.get(decl.address)
+                if other is not None:
+                    self.fail(
+                        doc,
+                        (section, name),
+                        f"{decl.address} is already declared at "
+                        f"{self.at(other.doc, (section, name), key=True)}",
+                        "rename one of them or remove the duplicate",
+                        key=True,
+                    )
+                else:
+                    self.decls[decl.address] = decl
+                mine[(section, name)] = decl
+        return mine
+
+    def validate_file(self, doc: Doc, top: dict[str, Any]) -> None:
+        mine = self.declare(doc, top)
+        data = dict(top)
+        for section in KINDS:
+            if isinstance(data.get(section), dict):
+                data[section] = {
+                    name: mine[(section, name)].body if (section, name) in mine else body
+                    for name, body in data[section].items()
+                }
+        data.setdefault("project", PLACEHOLDER_PROJECT)
+        try:
+            validated = StackSpec.model_validate(data)
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                self.report(doc, error, mine)
+            return
+        for (section, name), decl in mine.items():
+            decl.spec = getattr(validated, section)[name]
+
+    def report(self, doc: Doc, error: Any, mine: dict[tuple[str, str], _Decl]) -> None:
+        loc = tuple(error["loc"])
+        if error["type"] == "extra_forbidden" and len(loc) == 1 and loc[0] in RESERVED_KINDS:
+            supported = ", ".join(KINDS)
+            self.fail(
+                doc,
+                loc,
+                "not supported yet by this version of dumont",
+                f"supported sections: {supported}; remove it or upgrade dumont",
+                key=True,
+            )
+            return
+        problem = describe(StackSpec, error)
+        loc = problem.loc
+        decl = mine.get((str(loc[0]), str(loc[1]))) if len(loc) >= 2 else None
+        if decl is not None and len(loc) >= 3:
+            if decl.from_defaults(loc[2]):
+                return  # reported once, at the default
+            target, loc = decl.where(loc[2:])
+            self.fail(target, loc, problem.text, problem.hint, problem.on_key)
+            return
+        self.fail(doc, loc, problem.text, problem.hint, problem.on_key)
+
+    # -- whole stack --------------------------------------------------------------------------
+
+    def project(self) -> str:
+        found = [(doc, top["project"]) for doc, top in self.docs if "project" in top]
+        if not found:
+            if self.docs:
+                doc = self.docs[0][0]
+                self.errors.append(
+                    SpecError(
+                        "missing required field 'project'",
+                        f"add `project: NAME` at the top of {doc.file}",
+                        file=doc.file,
+                        line=1,
+                        col=1,
+                    )
+                )
+            return PLACEHOLDER_PROJECT
+        first_doc, first = found[0]
+        for doc, value in found[1:]:
+            if value != first:
+                self.fail(
+                    doc,
+                    ("project",),
+                    f"{value!r} differs from {first!r} set at {self.at(first_doc, ('project',))}",
+                    "one stack has one project; make them equal",
+                )
+        return str(first)
+
+    def check_references(self) -> None:
+        for decl in self.decls.values():
+            for path, ref in find_refs(decl.body):
+                doc, loc = decl.where(path)
+                if ref.kind == SECRET_KIND:
+                    if ref.attr is not None or not SECRET_NAME_RE.match(ref.name):
+                        self.fail(
+                            doc,
+                            loc,
+                            f"bad secret reference {ref.text}",
+                            "write ${secret.NAME}, NAME in letters, digits and '_'",
+                        )
+                    continue
+                self.check_ref(decl, doc, loc, ref.kind, ref.name, ref.attr, ref.text)
+            depends = decl.body.get("depends_on")
+            if isinstance(depends, list):
+                for index, item in enumerate(depends):
+                    if not isinstance(item, str) or "${" in item:
+                        continue  # a type error (reported by validation) or a ${ref} (above)
+                    doc, loc = decl.where(("depends_on", index))
+                    try:
+                        address = parse_address(item)
+                    except ValueError as exc:
+                        self.fail(doc, loc, str(exc))
+                        continue
+                    self.link(decl, address, doc, loc, item)
+            self.check_ignore_changes(decl)
+        graph = {address: sorted(d.deps) for address, d in self.decls.items()}
+        cycle = find_cycle(graph)
+        if cycle:
+            doc, loc = self.decls[cycle[0]].deps[cycle[1]]
+            self.fail(
+                doc,
+                loc,
+                "dependency cycle " + " -> ".join(cycle),
+                "remove one of these references or depends_on entries",
+            )
+
+    def check_ref(
+        self, decl: _Decl, doc: Doc, loc: Loc, kind: str, name: str, attr: str | None, text: str
+    ) -> None:
+        if kind in ("var", "env"):
+            self.fail(doc, loc, f"{text} is not a reference", f"write {{{{ {kind}.{name} }}}}")
+            return
+        model = MODEL_OF_PREFIX.get(kind)
+        if model is None:
+            words = [*MODEL_OF_PREFIX, SECRET_KIND]
+            guess = suggest(kind, words)
+            self.fail(
+                doc,
+                loc,
+                f"unknown kind '{kind}' in {text}",
+                f"did you mean '{guess}'?"
+                if guess
+                else "references look like ${job.NAME.id} or ${instance.NAME.id}",
+            )
+            return
+        attrs = sorted(getattr(model, "REF_ATTRS", ()))
+        if attr is None:
+            self.fail(doc, loc, f"{text} names no attribute", f"e.g. ${{{kind}.{name}.id}}")
+            return
+        if attr not in attrs:
+            guess = suggest(attr, attrs)
+            self.fail(
+                doc,
+                loc,
+                f"unknown attribute '{attr}' in {text}",
+                f"did you mean '{guess}'?" if guess else f"use one of: {', '.join(attrs)}",
+            )
+            return
+        self.link(decl, f"{kind}.{name}", doc, loc, text)
+
+    def link(self, decl: _Decl, address: str, doc: Doc, loc: Loc, text: str) -> None:
+        if address not in self.decls:
+            kind, _, name = address.partition(".")
+            same_kind = [d.name for d in self.decls.values() if d.prefix == kind]
+            guess = suggest(name, same_kind)
+            self.fail(
+                doc,
+                loc,
+                f"{text} refers to {address}, which is not declared",
+                f"did you mean '{kind}.{guess}'?" if guess else "declare it, or fix the name",
+            )
+            return
+        decl.deps.setdefault(address, (doc, loc))
+
+    def check_ignore_changes(self, decl: _Decl) -> None:
+        lifecycle = decl.body.get("lifecycle")
+        if not isinstance(lifecycle, dict) or not isinstance(lifecycle.get("ignore_changes"), list):
+            return
+        fields = [f for f in MODEL_OF_PREFIX[decl.prefix].model_fields if f != "lifecycle"]
+        for index, item in enumerate(lifecycle["ignore_changes"]):
+            if isinstance(item, str) and item not in fields:
+                doc, loc = decl.where(("lifecycle", "ignore_changes", index))
+                guess = suggest(item, fields)
+                self.fail(
+                    doc,
+                    loc,
+                    f"unknown field '{item}'",
+                    f"did you mean '{guess}'?" if guess else f"use one of: {', '.join(fields)}",
+                )
+
+    def raise_errors(self) -> None:
+        if not self.errors:
+            return
+        order = {doc.file: index for index, (doc, _) in enumerate(self.docs)}
+        unique: dict[str, SpecError] = {}
+        for error in self.errors:
+            unique.setdefault(str(error), error)
+        errors = sorted(
+            unique.values(),
+            key=lambda e: (
+                e.file is not None,
+                order.get(e.file or "", len(order)),
+                e.file or "",
+                e.line or 0,
+                e.col or 0,
+            ),
+        )
+        raise SpecErrors(errors)
+
+
+def load_stack(
+    paths: Sequence[Path] | None,
+    cwd: Path,
+    variables: Mapping[str, str] | None = None,
+    var_files: Sequence[Path] = (),
+    env: Mapping[str, str] | None = None,
+) -> Stack:
+    """Load, render and validate the spec files into one Stack (see the module doc).
+
+    paths: `-f` values (files or folders), or None/[] for dumont.yaml|dumont.yml|dumontfile in
+    `cwd`; variables: `--var` values; var_files: `--var-file` paths (relative to `cwd`);
+    env: the environment for `{{ env.X }}` and `DUMONT_VAR_*` (default: os.environ).
+    Raises SpecError (SpecErrors when the files have problems, with every one of them).
+    """
+    env = os.environ if env is None else env
+    files = discover(paths, cwd)
+    load = _Load(cwd, env)
+    load.read(files)
+    declared = load.declared_variables()
+    try:
+        values = resolve_variables(declared, env, var_files, variables or {}, cwd)
+    except SpecError as exc:
+        load.errors.append(exc)
+        load.raise_errors()
+        raise
+    renderer = Renderer(values, env)
+    for doc, top in load.docs:
+        for key in list(top):
+            if key != "variables":
+                top[key] = load.render(doc, top[key], (key,), renderer)
+    load.collect_defaults()
+    for doc, top in load.docs:
+        load.validate_file(doc, top)
+    project = load.project()
+    load.check_references()
+    load.raise_errors()
+    resources: dict[str, Resource] = {}
+    for address, decl in load.decls.items():
+        assert decl.spec is not None  # no errors: every file validated
+        line, _ = decl.doc.mark((decl.section, decl.name), key=True)
+        resources[address] = Resource(
+            kind=decl.prefix,
+            name=decl.name,
+            spec=decl.spec,
+            source=f"{decl.doc.file}:{line}",
+            refs=tuple(sorted(decl.deps)),
+        )
+    return Stack(
+        project=project,
+        resources=resources,
+        files=[doc.file for doc, _ in load.docs],
+        root=files[0].resolve().parent,
+        variables=values,
+    )
