@@ -314,13 +314,15 @@ def finish(
     exit_code: int | None,
     error: str | None,
     started: float | None = None,
+    attempt: int | None = None,
 ) -> bool:
     """Move a job to a finished status unless it is finished already; True if it moved."""
     with state.store.tx() as conn:
         moved = conn.execute(
             "UPDATE jobs SET status = ?, completed_ts = ?, exit_code = ?, error_message = ?,"
-            f" started_ts = COALESCE(started_ts, ?) WHERE id = ? AND {NOT_FINISHED_SQL}",
-            (status, ended, exit_code, error, started, job_id),
+            " started_ts = COALESCE(started_ts, ?), attempt = COALESCE(?, attempt)"
+            f" WHERE id = ? AND {NOT_FINISHED_SQL}",
+            (status, ended, exit_code, error, started, attempt, job_id),
         ).rowcount
     supervisor(state).hf_tokens.pop(job_id, None)
     return bool(moved)
@@ -430,6 +432,7 @@ def reconcile_one(state: AppState, row: Row) -> None:
             current.get("exit_code"),
             current.get("error"),
             current.get("started"),
+            current.get("attempt"),
         )
         return
     if alive:

@@ -237,7 +237,8 @@ class Runner:
             started=self.state["started"] or now,
             child_pgid=None,
         )
-        self.log.note(f"attempt {attempt} of {self.max_attempts}")
+        if self.max_attempts > 1:
+            self.log.note(f"attempt {attempt} of {self.max_attempts}")
         self.prepare()
         script = self.dir / SCRIPT_FILE
         script.write_text(build_script(self.spec, self.sandbox.workspace), encoding="utf-8")
@@ -268,6 +269,8 @@ class Runner:
         self.child_pgid = None
         kill_tagged(str(self.spec["job_id"]), (proc.pid,), exclude=os.getpid())
         code = proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
         self.log.flush()
         if self.cancelled:
             return "cancelled", None, None
@@ -352,13 +355,15 @@ class Runner:
                 self.log.note(f"attempt {attempt} failed: {error}; retrying")
                 self.save(attempt=attempt + 1)
         except Exception as exc:  # the runner's own failure still ends the job cleanly
+            kill_tagged(str(self.spec["job_id"]), (self.child_pgid,), exclude=os.getpid())
             outcome, code, error = "failed", None, f"runner error: {type(exc).__name__}: {exc}"
         if self.cancelled:
             outcome, code, error = "cancelled", None, None
         self.save(
             phase="completing", ended=time.time(), outcome=outcome, exit_code=code, error=error
         )
-        self.log.note(f"job {outcome}" + (f": {error}" if error else ""))
+        if outcome != "completed":
+            self.log.note(f"job {outcome}" + (f": {error}" if error else ""))
         finalize(self.dir, self.spec, self.log.note)
         self.log.close()
         if not self.spec.get("save_logs", True):
@@ -371,9 +376,7 @@ def finalize(job_dir: Path, spec: dict[str, Any], note: Any = None) -> None:
     """Keep the outputs, then destroy the workspace when the job asks for it."""
     sandbox = Sandbox(job_dir)
     try:
-        kept = sandbox.collect([str(p) for p in spec.get("output_paths") or []])
-        if note is not None:
-            note(f"kept {len(kept)} output file(s)")
+        sandbox.collect([str(p) for p in spec.get("output_paths") or []])
     except OSError as exc:
         if note is not None:
             note(f"could not keep outputs: {exc}")

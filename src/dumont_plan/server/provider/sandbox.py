@@ -108,6 +108,8 @@ class Sandbox:
         path = self.outputs.joinpath(*parts)
         if path.is_symlink() or not path.is_file():
             return None
+        if not path.resolve().is_relative_to(self.outputs.resolve()):
+            return None
         return path
 
 
