@@ -10,6 +10,7 @@ import typer
 from dumont_plan.cli.output import OutputFormat, OutputOpt, console, emit_json
 from dumont_plan.config import data_dir
 from dumont_plan.embedded import running_server, start_server, stop_server
+from dumont_plan.errors import DumontError
 
 app = typer.Typer(
     help="Manage the local control plane (started automatically when no API URL is set).",
@@ -26,8 +27,14 @@ def start(
 ) -> None:
     """Start the local control plane in the background (or the foreground)."""
     if foreground:
+        current = running_server()
+        if current is not None:
+            raise DumontError(
+                f"a local control plane already runs at {current.url} (pid {current.pid})",
+                "stop it first (`dumont server stop`)",
+            )
         args = [sys.executable, "-m", "dumont_plan.server", "--data-dir", str(data_dir())]
-        args += ["--host", host, "--port", str(port)]
+        args += ["--host", host, "--port", str(port), "--record", str(data_dir() / "server.json")]
         if test_hooks:
             args.append("--test-hooks")
         os.execv(sys.executable, args)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
+import sys
+import time
 from pathlib import Path
 
 import uvicorn
@@ -20,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--port-file", type=Path, help="write {host, port, pid} here once bound")
+    parser.add_argument(
+        "--record", type=Path, help="keep {pid, port, url} here (0600) while serving"
+    )
     parser.add_argument("--test-hooks", action="store_true", help="enable /api/v1/_local routes")
     parser.add_argument("--fault-rate", type=float, default=None)
     parser.add_argument("--log-level", default="warning")
@@ -44,10 +50,36 @@ def main(argv: list[str] | None = None) -> int:
             encoding="utf-8",
         )
         os.replace(tmp, args.port_file)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{settings.port}"
+    if args.record:
+        write_record(args.record, {"pid": os.getpid(), "port": settings.port, "url": url})
+    print(f"Dumont local control plane at {url} (data dir {settings.data_dir})", file=sys.stderr)
+    sys.stderr.flush()
     config = uvicorn.Config(app, log_level=args.log_level, access_log=False)
     server = uvicorn.Server(config)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if args.record:
+            remove_record(args.record)
     return 0
+
+
+def write_record(path: Path, record: dict[str, object]) -> None:
+    """Write the server record atomically with mode 0600."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps({**record, "started": time.time()}) + "\n")
+    os.replace(tmp, path)
+
+
+def remove_record(path: Path) -> None:
+    """Remove the record if it is still this process's (a newer server may have replaced it)."""
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            path.unlink()
 
 
 if __name__ == "__main__":
