@@ -125,8 +125,11 @@ def all_files_text(folder: Path) -> str:
 # -- git ----------------------------------------------------------------------------------------
 
 
-def make_git_repo(path: Path) -> str:
-    """A local repo with run.sh on `main` and a different run.sh on `feature`; its file:// URL."""
+def make_git_repo(path: Path, extra_files: dict[str, str] | None = None) -> str:
+    """A local repo with run.sh (+ `extra_files`) on `main`, another run.sh on `feature`.
+
+    Returns its file:// URL.
+    """
     path.mkdir(parents=True)
 
     def git(*args: str) -> None:
@@ -139,7 +142,9 @@ def make_git_repo(path: Path) -> str:
 
     git("init", "-q", "-b", "main")
     (path / "run.sh").write_text('echo "from git main: $(basename "$PWD")"\n')
-    git("add", "run.sh")
+    for name, text in (extra_files or {}).items():
+        (path / name).write_text(text)
+    git("add", ".")
     git("commit", "-q", "-m", "main")
     git("checkout", "-q", "-b", "feature")
     (path / "run.sh").write_text('echo "from git feature"\n')

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from dumont_plan.server.provider.jobs import LOST_WHILE_UP
+from dumont_plan.server.provider.market import get_market
 from dumont_plan.server.provider.sandbox import Sandbox
 from tests.server.jobfixtures import (
     JOBS,
@@ -104,6 +105,20 @@ def test_spot_is_priced_below_on_demand_and_cost_is_frozen_at_the_end(user: User
         )
         time.sleep(0.4)
         assert get_job(user, job["id"])["total_cost"] == done["total_cost"]
+
+
+def test_offer_id_prices_the_job_on_that_machine(user: UserSession) -> None:
+    machine = get_market().machines[0]
+    job = create_job(user, command="true", offer_id=machine.offer_id, gpu_type="ignored")
+    assert job["gpu_type"] == machine.gpu_name
+    assert job["price_per_hour"] == pytest.approx(machine.price(True), rel=0.05)
+    wait_for(user, job["id"], "completed")
+
+
+def test_save_logs_false_drops_the_log_when_the_job_ends(user: UserSession) -> None:
+    job = create_job(user, command="echo transient", save_logs=False)
+    wait_for(user, job["id"], "completed")
+    assert logs(user, job["id"]) == ""
 
 
 def test_list_filters_by_status_pages_newest_first(user: UserSession) -> None:

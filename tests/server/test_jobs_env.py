@@ -19,6 +19,7 @@ from tests.server.jobfixtures import (
     group_alive,
     job_dir,
     logs,
+    make_git_repo,
     private_server,
     runner_state,
     wait_for,
@@ -85,6 +86,18 @@ def test_pip_packages_install_from_the_local_wheelhouse(env_user: UserSession) -
     failed = wait_for(env_user, missing["id"], "failed", timeout=60)
     assert failed["error_message"] == "pip install of pip_packages failed (exit code 1)"
     assert "never" not in logs(env_user, missing["id"])
+
+
+def test_source_git_installs_the_repos_requirements(tmp_path: Path, env_user: UserSession) -> None:
+    url = make_git_repo(tmp_path / "repo", {"requirements.txt": "dumont_tinypkg\n"})
+    job = create_job(
+        env_user,
+        source="git",
+        git_url=url,
+        command='python -c "import dumont_tinypkg as t; print(t.VALUE)"',
+    )
+    wait_for(env_user, job["id"], "completed", timeout=60)
+    assert logs(env_user, job["id"]).endswith("tiny-ok\n")
 
 
 def test_source_huggingface_downloads_with_the_token_and_never_leaks_it(
