@@ -107,6 +107,7 @@ class RaceProgress:
         self.rows: dict[int, dict[str, Any]] = {}  # offer id -> row
         self.header = "Searching offers…"
         self.footer = ""
+        self.undeleted: list[int] = []  # instances the race could not delete
         self._live: Live | None = None
 
     def __enter__(self) -> RaceProgress:
@@ -196,6 +197,8 @@ class RaceProgress:
             self.footer = "Stopping: deleting every machine the race created…"
             self.line(f"{at} stopping ({event.message}): deleting every machine created")
         elif kind == "cleanup_failed":
+            if event.instance_id is not None:
+                self.undeleted.append(event.instance_id)
             warning = (
                 f"Warning: {event.message}; delete it with "
                 f"`dumont instance delete {event.instance_id}`"
@@ -287,8 +290,20 @@ def deploy(
         batch_timeout=batch_timeout,
     )
     client = open_client(ctx)
-    with RaceProgress(err_console) as progress:
-        result = run_race(client, request, on_event=progress)
+    progress = RaceProgress(err_console)
+    try:
+        with progress:
+            result = run_race(client, request, on_event=progress)
+    except KeyboardInterrupt:
+        left = progress.undeleted
+        err_console.print(
+            "Interrupted: every machine the race created was deleted."
+            if not left
+            else f"Interrupted: delete instances {', '.join(map(str, left))} by hand "
+            "(`dumont instance delete ID`).",
+            markup=False,
+        )
+        raise
     for instance_id in result.undeleted:
         err_console.print(
             f"Warning: instance {instance_id} of the race could not be deleted; delete it "
