@@ -61,7 +61,8 @@ from dumont_plan.server.store import dumps, loads
 
 STORAGE_DPH = 0.005
 RESUME_BOOT_FACTOR = 0.5
-STOP_GRACE_SECONDS = 3.0
+STOP_GRACE_SECONDS = 3.0  # pause: time for SIGTERM before SIGKILL
+DELETE_GRACE_SECONDS = 0.5  # delete destroys the machine: a short courtesy only
 DEFAULT_IMAGE = "pytorch/pytorch:2.1.0-cuda12.1-cudnn8-runtime"
 ALWAYS_EXPOSED_PORT = 8080
 LOCALHOST = "127.0.0.1"
@@ -427,7 +428,7 @@ def delete_instance(
     advance(state, instance_id, now)
     with _lock(instance_id):
         row = _row(state, user_id, instance_id)
-        _stop_processes(instance_id, row)
+        _stop_processes(instance_id, row, DELETE_GRACE_SECONDS)
         machine = market_of(state).by_offer(int(row["offer_id"]))
         failure = DELETE_FAILURES.get(reason)
         if reason == "boot_timeout" and (row["actual_status"] != "loading" or row["booted"]):
@@ -524,11 +525,11 @@ def _reap(instance_id: int, wait: float = 0.0) -> None:
             _PROCS.pop(instance_id, None)
 
 
-def _stop_processes(instance_id: int, row: sqlite3.Row) -> None:
+def _stop_processes(instance_id: int, row: sqlite3.Row, grace: float = STOP_GRACE_SECONDS) -> None:
     """SIGTERM the instance's processes (and SIGCONT frozen ones), SIGKILL what remains."""
     _signal_all(instance_id, row, signal.SIGTERM)
     _signal_all(instance_id, row, signal.SIGCONT)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         _reap(instance_id)
         if not _leader_alive(row) and not tagged_pids(tag_of(instance_id)):

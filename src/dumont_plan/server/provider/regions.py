@@ -5,8 +5,9 @@ offer's `geolocation` (`"<place>, <CC>"`, e.g. `"Texas, US"`, `"Germany, DE"`):
 
 - `global`, `any`, `all` or empty: no filter;
 - a 2-letter country code (`DE`): that country (its code, or its name in the place part);
-- a continent code `EU`, `NA`, `SA`, `AS`, `OC`, `AF`, or a continent name (`europe`, `asia`,
-  `north america`, ...): every member country. `ASIA` is accepted as a name too;
+- a continent code `EU`, `NA`, `SA`, `AS`, `OC`, `AF` (these win over the country codes they
+  spell: `SA` is South America), or a continent name (`europe`, `asia`, `north america`, ...):
+  every member country;
 - a US state code or name (`TX`, `texas`): that state in the US (country codes win: `CA` is
   Canada, `DE` Germany);
 - anything else: a case-insensitive substring of the geolocation, as the real server does.
@@ -183,9 +184,9 @@ def _expand_one(text: str) -> list[Alternative] | None:
     if low in NO_FILTER:
         return None
     up = COUNTRY_ALIASES.get(word.upper(), word.upper())
-    if len(word) == 2 and up in COUNTRIES:
+    continent = up if up in CONTINENTS else None  # SA is South America, not Saudi Arabia
+    if continent is None and len(word) == 2 and up in COUNTRIES:
         return _country(up)
-    continent = up if up in CONTINENTS else None
     if continent is None:
         continent = next((c for c, name in CONTINENTS.items() if name == low), None)
     if continent is None and low == "asia":
