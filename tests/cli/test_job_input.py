@@ -120,8 +120,8 @@ def test_parse_bool_rejects_other_words() -> None:
     with pytest.raises(DumontError) as info:
         parse_bool("maybe", "--use-spot")
     assert str(info.value) == (
-        "--use-spot=maybe: expected true or false; use --use-spot=true or --use-spot=false "
-        "(or the flags --spot / --no-spot)"
+        "job create: --use-spot=maybe: expected true or false; use --use-spot=true or "
+        "--use-spot=false (or the flags --spot / --no-spot)"
     )
 
 
@@ -159,4 +159,11 @@ def test_a_422_without_details_keeps_the_server_message() -> None:
     exc = UnprocessableError("x", status_code=422, body={"error": "unknown source 'ftp'"})
     assert str(describe_rejection(exc, "job create")) == (
         "job create: the API refused the job: unknown source 'ftp'"
+    )
+
+
+def test_a_bad_old_style_bool_names_the_word() -> None:
+    assert error_of("x", "auto_destroy=maybe", command="c") == (
+        "job create: auto_destroy=maybe: expected true or false; use auto_destroy=true or "
+        "auto_destroy=false"
     )

@@ -16,6 +16,8 @@ import typer
 from dumont_plan.cli.job_input import build_create_body, describe_rejection, parse_bool, split_list
 from dumont_plan.cli.job_watch import (
     LIST_COLUMNS,
+    about_job,
+    created_text,
     finish_wait,
     list_row,
     log_writer,
@@ -207,16 +209,13 @@ def create(
         if output is OutputFormat.json:
             emit_json(job)
         else:
-            console.print(
-                f"Created job {job.get('id')} ({job.get('name')}): {job.get('status')}",
-                markup=False,
-            )
+            console.print(created_text(job), markup=False)
             console.print(
                 f"Follow it: dumont job logs {job.get('id')} --follow", markup=False, style="dim"
             )
         return
     if output is OutputFormat.table:
-        err_console.print(f"Created job {job.get('id')} ({job.get('name')})", markup=False)
+        err_console.print(created_text(job), markup=False)
     finish_wait(
         client,
         str(job["id"]),
@@ -292,7 +291,8 @@ def status(
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Show a job: status, machine, timing and cost so far."""
-    job = open_client(ctx).jobs.get(job_id)
+    with about_job(job_id, "job status"):
+        job = open_client(ctx).jobs.get(job_id)
     if output is OutputFormat.json:
         emit_json(job)
     else:
@@ -322,7 +322,8 @@ def logs(
     """
     client = open_client(ctx)
     if not follow:
-        answer = client.jobs.logs(job_id, tail=tail)
+        with about_job(job_id, "job logs"):
+            answer = client.jobs.logs(job_id, tail=tail)
         if output is OutputFormat.json:
             emit_json(answer)
             return
@@ -330,16 +331,17 @@ def logs(
         sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
         return
 
-    result = stream_logs(
-        client,
-        job_id,
-        log_writer(job_id, output),
-        tail=tail,
-        done=is_finished,
-        failed=lambda job: False,
-        timeout=None,
-        poll=poll,
-    )
+    with about_job(job_id, "job logs"):
+        result = stream_logs(
+            client,
+            job_id,
+            log_writer(job_id, output),
+            tail=tail,
+            done=is_finished,
+            failed=lambda job: False,
+            timeout=None,
+            poll=poll,
+        )
     if output is OutputFormat.table:
         err_console.print(status_text(result.state), markup=False, highlight=False)
 
@@ -351,7 +353,8 @@ def cancel(
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Cancel a job: stop its command and destroy its machine. Finished jobs can't be cancelled."""
-    job = open_client(ctx).jobs.cancel(job_id)
+    with about_job(job_id, "job cancel"):
+        job = open_client(ctx).jobs.cancel(job_id)
     if output is OutputFormat.json:
         emit_json(job)
     else:
@@ -380,4 +383,5 @@ def wait(
     4 when --timeout elapses first (the job keeps running).
     """
     client = open_client(ctx)
-    finish_wait(client, job_id, timeout=timeout, poll=poll, follow=follow, output=output)
+    with about_job(job_id, "job wait"):
+        finish_wait(client, job_id, timeout=timeout, poll=poll, follow=follow, output=output)

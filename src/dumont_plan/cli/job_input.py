@@ -74,8 +74,8 @@ FLAG_OF = {
 # Contract §5.2 ranges, to tell the user what to use when the API refuses a value.
 RANGES = {
     "num_gpus": "1–8",
-    "timeout_minutes": "10–1440 (minutes)",
-    "timeout": "10–1440 (minutes)",
+    "timeout_minutes": "10–1440 minutes",
+    "timeout": "10–1440 minutes",
     "disk_size": "10 GB or more",
     "max_retries": "0–5",
     "name": "1–100 characters",
@@ -83,17 +83,17 @@ RANGES = {
 SECRET_FIELDS = frozenset({"hf_token"})
 
 
-def parse_bool(value: str, flag: str) -> bool:
+def parse_bool(value: str, flag: str, where: str = "job create") -> bool:
     """`true/false` (also yes/no, 1/0, on/off) for options like `--use-spot=false`."""
     lowered = value.strip().lower()
     if lowered in TRUE_WORDS:
         return True
     if lowered in FALSE_WORDS:
         return False
-    raise DumontError(
-        f"{flag}={value}: expected true or false",
-        f"use {flag}=true or {flag}=false (or the flags --spot / --no-spot)",
-    )
+    hint = f"use {flag}=true or {flag}=false"
+    if flag.lstrip("-").replace("-", "_") in ("use_spot", "spot"):
+        hint += " (or the flags --spot / --no-spot)"
+    raise DumontError(f"{where}: {flag}={value}: expected true or false", hint)
 
 
 def split_list(values: list[str] | None) -> list[str]:
@@ -128,7 +128,7 @@ def _kv_value(field: str, value: Any, where: str) -> Any:
             raise DumontError(f"{where}: {field}={value}: expected a number of GB")
         return value
     if field in ("use_spot", "auto_destroy"):
-        return value if isinstance(value, bool) else parse_bool(str(value), field)
+        return value if isinstance(value, bool) else parse_bool(str(value), field, where)
     if field in ("pip_packages", "output_paths"):
         return split_list([str(value)])
     return str(value)

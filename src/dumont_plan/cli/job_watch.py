@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from dumont_plan.cli.output import OutputFormat, emit_json, err_console, print_fields
 from dumont_plan.client import DumontClient
+from dumont_plan.client.base import error_message
 from dumont_plan.client.jobs import LogCursor, is_finished
+from dumont_plan.errors import BadRequestError, NotFoundError
 from dumont_plan.wait import StatusLine, WaitFailedError, WaitResult, WaitTimeoutError, wait_for
 
 LIST_COLUMNS = ("id", "name", "status", "gpu_type", "duration", "total_cost")
@@ -33,17 +36,53 @@ STATUS_FIELDS = (
 )
 
 
+@contextmanager
+def about_job(job_id: str, where: str) -> Iterator[None]:
+    """Say which command and job an API refusal is about, in the user's words."""
+    try:
+        yield
+    except NotFoundError as exc:
+        raise NotFoundError(
+            f"{where}: no job {job_id} (or it is not yours)",
+            "see your jobs with `dumont job list`",
+            status_code=exc.status_code,
+            body=exc.body,
+        ) from None
+    except BadRequestError as exc:
+        raise BadRequestError(
+            f"{where}: {error_message(exc.body, exc.message)}",
+            f"see it with `dumont job status {job_id}`",
+            status_code=exc.status_code,
+            body=exc.body,
+        ) from None
+
+
 def money(value: Any) -> str:
     return f"${value:.4f}" if isinstance(value, int | float) else "-"
 
 
 def list_row(job: dict[str, Any]) -> dict[str, Any]:
-    return {**job, "total_cost": money(job.get("total_cost"))}
+    row = {**job, "total_cost": money(job.get("total_cost"))}
+    if isinstance(job.get("price_per_hour"), int | float):
+        row["price_per_hour"] = money(job["price_per_hour"]) + "/h"
+    return row
 
 
 def print_job(job: dict[str, Any]) -> None:
-    fields = [*STATUS_FIELDS, *(k for k in job if k not in STATUS_FIELDS)]
-    print_fields(list_row(job), fields)
+    """The contract's fields in a fixed order, then any extra field the server sent that is set."""
+    extras = [k for k in job if k not in STATUS_FIELDS and job[k] is not None]
+    print_fields(list_row(job), [*STATUS_FIELDS, *extras])
+
+
+def created_text(job: dict[str, Any]) -> str:
+    """`Created job job_1 (train): pending; RTX 4090 spot at $0.1019/h`."""
+    text = f"Created job {job.get('id')} ({job.get('name')}): {job.get('status')}"
+    price = job.get("price_per_hour")
+    if isinstance(price, int | float):
+        spot = job.get("use_spot")
+        kind = "" if not isinstance(spot, bool) else " spot" if spot else " on-demand"
+        text += f"; {job.get('gpu_type')}{kind} at {money(price)}/h"
+    return text
 
 
 def status_text(job: dict[str, Any]) -> str:
