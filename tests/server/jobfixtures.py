@@ -68,6 +68,15 @@ def wait_for(
     raise AssertionError(f"job still {job['status']} after {timeout}s, wanted {wanted}")
 
 
+# A command waits here until the test calls `open_gate` (at most 60 s), so a test can look at a
+# running job without racing its end.
+GATE = 'for _ in $(seq 1200); do [ -f "$DUMONT_WORKSPACE/../gate" ] && break; sleep 0.05; done'
+
+
+def open_gate(server: LocalServer, job_id: str) -> None:
+    (job_dir(server, job_id) / "gate").touch()
+
+
 def wait_until(predicate: Any, timeout: float = 10, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -16,6 +16,7 @@ from dumont_plan.server.provider.jobs import LOST_WHILE_UP
 from dumont_plan.server.provider.market import get_market
 from dumont_plan.server.provider.sandbox import Sandbox
 from tests.server.jobfixtures import (
+    GATE,
     JOBS,
     create_job,
     get_job,
@@ -23,6 +24,7 @@ from tests.server.jobfixtures import (
     job_dir,
     logs,
     make_git_repo,
+    open_gate,
     process_alive,
     runner_state,
     wait_for,
@@ -147,20 +149,25 @@ def test_list_filters_by_status_pages_newest_first(user: UserSession) -> None:
             assert http.get(JOBS, params=params).status_code == 422
 
 
-def test_status_cost_and_logs_while_running_and_after(user: UserSession) -> None:
-    job = create_job(user, command="echo line1; echo line2; echo line3; sleep 1.5; echo after")
+def test_status_cost_and_logs_while_running_and_after(
+    server: LocalServer, user: UserSession
+) -> None:
+    command = f"echo line1; echo line2; echo line3; {GATE}; echo after"
+    job = create_job(user, command=command, gpu_type="H100", use_spot=False)
     running = wait_for(user, job["id"], "running")
     assert running["started_at"] is not None and running["completed_at"] is None
 
     wait_until(lambda: "line3" in logs(user, job["id"]), what="line3 in the logs")
     assert logs(user, job["id"]) == "line1\nline2\nline3\n"
     assert logs(user, job["id"], tail=2) == "line2\nline3\n"
-    first = get_job(user, job["id"])["gpu_hours"]
-    time.sleep(0.8)
+    first = get_job(user, job["id"])
+    time.sleep(1.0)
     second = get_job(user, job["id"])
-    if second["status"] == "running":
-        assert second["gpu_hours"] > first
+    assert second["status"] == "running"
+    assert second["gpu_hours"] > first["gpu_hours"]
+    assert second["total_cost"] > first["total_cost"]
 
+    open_gate(server, job["id"])
     wait_for(user, job["id"], "completed")
     assert logs(user, job["id"]) == "line1\nline2\nline3\nafter\n"
     assert logs(user, job["id"], tail=1) == "after\n"

@@ -29,7 +29,7 @@ from tests.support import LocalServer, UserSession, new_user
 
 HF_REPO = "tiny-org/tiny-model"
 HF_TOKEN = "hf_marker_3c1f0e9a7d5b"
-TIME_SCALE = 600  # one minute of timeout lasts 0.1 s: timeout_minutes=10 is one second
+TIME_SCALE = 300  # one minute of timeout lasts 0.2 s: timeout_minutes=10 is two seconds
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +62,9 @@ def test_timeout_ends_the_job_with_status_timeout(
     env_server: LocalServer, env_user: UserSession
 ) -> None:
     job = create_job(env_user, command="echo begin; sleep 30", timeout_minutes=10)
-    wait_for(env_user, job["id"], "running")
-    child = runner_state(env_server, job["id"])["child_pgid"]
 
-    ended = wait_for(env_user, job["id"], "timeout", timeout=15)
+    ended = wait_for(env_user, job["id"], "timeout", timeout=20)
+    child = runner_state(env_server, job["id"])["child_pgid"]
 
     assert ended["error_message"] == "Job exceeded its timeout of 10 minutes"
     assert ended["exit_code"] is None

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from dumont_plan.server.provider.jobs import LOST_WHILE_DOWN
 from tests.server.jobfixtures import (
+    GATE,
     create_job,
     get_job,
     group_alive,
     logs,
+    open_gate,
     process_alive,
     runner_state,
     wait_for,
@@ -35,7 +37,7 @@ def test_a_running_job_is_reattached_after_a_restart(tmp_path: Path) -> None:
     server = LocalServer(tmp_path / "plane").start()
     try:
         user = new_user(server.url)
-        job = create_job(user, command="echo before; sleep 1.5; echo after")
+        job = create_job(user, command=f"echo before; {GATE}; echo after")
         wait_for(user, job["id"], "running")
         runner = runner_state(server, job["id"])["pid"]
 
@@ -43,6 +45,7 @@ def test_a_running_job_is_reattached_after_a_restart(tmp_path: Path) -> None:
         user = as_user_of(server, user)
         assert process_alive(runner)
         assert get_job(user, job["id"])["status"] == "running"
+        open_gate(server, job["id"])
 
         done = wait_for(user, job["id"], "completed")
         assert done["exit_code"] == 0
@@ -76,7 +79,9 @@ def test_an_interrupted_run_is_retried_when_max_retries_allows(tmp_path: Path) -
     server = LocalServer(tmp_path / "plane").start()
     try:
         user = new_user(server.url)
-        job = create_job(user, command="echo run; sleep 1", max_retries=1)
+        first = '"$DUMONT_WORKSPACE/../first"'
+        once = f"[ -f {first} ] || {{ touch {first}; sleep 30; }}"
+        job = create_job(user, command=f"echo run; {once}", max_retries=1)
         wait_for(user, job["id"], "running")
         state = runner_state(server, job["id"])
         server.kill()
