@@ -5,8 +5,11 @@ No test sleeps: the client's `sleep` is a recorder.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import socket
+import struct
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,3 +174,67 @@ def test_parse_retry_after_http_date() -> None:
     now = 1_700_000_000.0
     assert parse_retry_after(email.utils.formatdate(now + 30, usegmt=True), now=now) == 30.0
     assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
+
+
+class BreakingServer:
+    """A loopback server that reads each request and then resets the connection (RST)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.requests = 0
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                self.requests += 1
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self.sock.close()
+        self.thread.join(timeout=5)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def breaking() -> Iterator[BreakingServer]:
+    srv = BreakingServer()
+    yield srv
+    srv.close()
+
+
+def test_a_connection_broken_mid_get_is_retried(breaking: BreakingServer) -> None:
+    sleeps = Sleeps()
+    with httpx.Client(base_url=breaking.url, timeout=5) as http:
+        client = DumontClient(
+            http, "token", retry=RetryPolicy(attempts=3, rng=lambda: 0.0), sleep=sleeps
+        )
+        with pytest.raises(ConnectError) as caught:
+            client.auth.me()
+    assert breaking.requests == 3
+    assert len(sleeps) == 2
+    assert str(caught.value).startswith(
+        f"the connection to the Dumont API at {breaking.url} broke during GET /api/v1/auth/me ("
+    )
+
+
+def test_a_connection_broken_mid_create_is_not_retried(breaking: BreakingServer) -> None:
+    sleeps = Sleeps()
+    with httpx.Client(base_url=breaking.url, timeout=5) as http:
+        client = DumontClient(http, retry=RetryPolicy(attempts=3), sleep=sleeps)
+        with pytest.raises(ConnectError) as caught:
+            client.auth.register("new@example.com", PASSWORD)
+    assert breaking.requests == 1
+    assert sleeps == []
+    assert "check the result before retrying" in str(caught.value)

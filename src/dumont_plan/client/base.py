@@ -132,7 +132,7 @@ class Transport:
                     headers=send_headers,
                     **per_call,
                 )
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if retryable and attempt + 1 < self.retry.attempts:
                     self.sleep(self.retry.delay(attempt, None))
                     attempt += 1
@@ -141,11 +141,28 @@ class Transport:
                     f"cannot reach the Dumont API at {self.http.base_url} ({type(exc).__name__})",
                     "check DUMONT_API_URL or start the server (`dumont server start`)",
                 ) from None
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                # The connection broke mid-request: a create may or may not have happened.
+                if retryable and attempt + 1 < self.retry.attempts:
+                    self.sleep(self.retry.delay(attempt, None))
+                    attempt += 1
+                    continue
+                raise ConnectError(
+                    f"the connection to the Dumont API at {self.http.base_url} broke during "
+                    f"{method} {path} ({type(exc).__name__})",
+                    "check the result before retrying; if it keeps happening, see the server's log",
+                ) from None
             except httpx.TimeoutException:
                 raise ConnectError(
                     f"the Dumont API at {self.http.base_url} did not answer "
                     f"{method} {path} in time",
                     "retry, or check the server's load",
+                ) from None
+            except httpx.TransportError as exc:  # a proxy or protocol the client cannot use
+                raise ConnectError(
+                    f"cannot talk to the Dumont API at {self.http.base_url} "
+                    f"({type(exc).__name__}: {exc})",
+                    "check DUMONT_API_URL and the proxy settings",
                 ) from None
             status = response.status_code
             if status in RETRY_STATUSES and retryable and attempt + 1 < self.retry.attempts:
