@@ -1,0 +1,278 @@
+"""`instance.*`: a long-lived GPU machine won by the wizard race, kept running or paused.
+
+The server echoes part of an instance (GPU, count, intended state), so those fields are also
+compared with the live object: a paused-by-hand instance shows `changed` drift and a resume.
+
+    gpu_name, num_gpus, speed_tier, region, disk_space, image -> replace (a new race)
+    state running <-> paused                                   -> pause / resume in place
+    label, models, max_price                                   -> update (see `notes`)
+    live instance failed/exited while meant to run             -> replace (lifecycle drift)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from dumont_plan.client import DumontClient
+from dumont_plan.client.instances import FAILED_STATUSES, actual_status, is_running
+from dumont_plan.errors import ApplyError, DumontError, NotFoundError
+from dumont_plan.kinds.base import BaseHandler, Decision, FieldClass, Situation
+from dumont_plan.plan.model import Action
+from dumont_plan.spec.instance import InstanceSpec
+from dumont_plan.wizard import WizardRequest, run_race, select_offers
+
+_R, _U, _C, _O = FieldClass.replace, FieldClass.updatable, FieldClass.control, FieldClass.output
+
+INSTANCE_FIELDS: dict[str, FieldClass] = {
+    "gpu_name": _R,
+    "num_gpus": _R,
+    "speed_tier": _R,
+    "region": _R,
+    "disk_space": _R,
+    "image": _R,
+    "max_price": _U,
+    "label": _U,
+    "state": _U,
+    "models": _U,
+    "wait": _C,
+    "depends_on": _C,
+    "lifecycle": _C,
+    "id": _O,
+    "status": _O,
+    "actual_status": _O,
+    "public_ipaddr": _O,
+    "ssh_host": _O,
+    "ssh_port": _O,
+    "start_date": _O,
+    "dph_total": _O,
+    "ports": _O,
+}
+
+ModelInstaller = Callable[[DumontClient, dict[str, Any], str], None]
+
+
+class InstanceHandler(BaseHandler):
+    kind: ClassVar[str] = "instance"
+    section: ClassVar[str] = "instances"
+    spec_model: ClassVar[type[BaseModel]] = InstanceSpec
+    fields: ClassVar[dict[str, FieldClass]] = INSTANCE_FIELDS
+    unordered: ClassVar[frozenset[str]] = frozenset({"models"})
+    unset_is_any: ClassVar[frozenset[str]] = frozenset({"gpu_name", "image"})
+    notes: ClassVar[dict[str, str]] = {
+        "gpu_name": "unset: any GPU, and the one won is kept",
+        "image": "unset: the platform's image, never diffed",
+        "max_price": "a race filter: recorded, used by the next race",
+        "label": "the name dumont finds it by (default <project>-<name>); the API cannot "
+        "relabel a live instance, so a new label applies from the next race",
+        "state": "running | paused: pause / resume in place",
+        "models": "installed once running; removing one does not uninstall it",
+    }
+    # Set by the CLI (`dumont model install`'s puller); None: model changes fail with a hint.
+    model_installer: ModelInstaller | None = None
+
+    # -- live objects ----------------------------------------------------------------------
+
+    def remote_name(self, project: str, name: str, values: Mapping[str, Any]) -> str:
+        label = values.get("label")
+        return str(label) if label else super().remote_name(project, name, values)
+
+    def list_live(self, client: DumontClient) -> list[dict[str, Any]]:
+        return client.instances.list_all()
+
+    def live_name(self, live: Mapping[str, Any]) -> str | None:
+        value = live.get("label")
+        return str(value) if value is not None else None
+
+    def intended(self, live: Mapping[str, Any]) -> str:
+        """`paused` or `running`: what the instance is meant to be."""
+        return "paused" if str(live.get("status") or "").lower() == "stopped" else "running"
+
+    def status(self, live: Mapping[str, Any]) -> str:
+        if self.intended(live) == "paused":
+            return "paused"
+        return actual_status(dict(live))
+
+    def is_failed(self, live: Mapping[str, Any]) -> bool:
+        """Meant to run but in a state it never boots from (a paused one is not failed)."""
+        return self.intended(live) == "running" and actual_status(dict(live)) in FAILED_STATUSES
+
+    def live_values(self, live: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"state": self.intended(live)}
+        if live.get("gpu_name"):
+            out["gpu_name"] = live["gpu_name"]
+        if isinstance(live.get("num_gpus"), int):
+            out["num_gpus"] = live["num_gpus"]
+        return out
+
+    def observed_view(self, live: Mapping[str, Any] | None) -> dict[str, Any]:
+        if live is None:
+            return {"present": False}
+        return {
+            "present": True,
+            "id": self.live_id(live),
+            "state": self.intended(live),
+            "failed": self.is_failed(live),
+            **{k: v for k, v in self.live_values(live).items() if k != "state"},
+        }
+
+    def live_price(self, live: Mapping[str, Any]) -> float | None:
+        price = live.get("total_dph") or live.get("dph_total")
+        return float(price) if isinstance(price, int | float) else None
+
+    def live_hourly(self, live: Mapping[str, Any]) -> float | None:
+        return self.live_price(live) if self.intended(live) == "running" else None
+
+    def describe(self, values: Mapping[str, Any]) -> str:
+        gpu = values.get("gpu_name") or "any GPU"
+        count = int(values.get("num_gpus") or 1)
+        parts = [f"{count}x {gpu}" if count > 1 else str(gpu)]
+        parts.append(f"{values.get('speed_tier') or 'fast'}, {values.get('region') or 'global'}")
+        if values.get("state") == "paused":
+            parts.append("paused")
+        return ", ".join(parts)
+
+    # -- desired values --------------------------------------------------------------------
+
+    def desired_values(self, project: str, name: str, spec: BaseModel) -> dict[str, Any]:
+        values = super().desired_values(project, name, spec)
+        if not values.get("label"):
+            values["label"] = super().remote_name(project, name, values)
+        return values
+
+    def normalize(self, field: str, value: Any) -> Any:
+        if field == "gpu_name" and isinstance(value, str):
+            return value.strip().casefold()
+        if field == "region" and isinstance(value, str):
+            return value.strip().casefold()
+        return value
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def decide(self, situation: Situation) -> Decision:
+        decision = super().decide(situation)
+        if decision.action is not Action.update:
+            return decision
+        state = next((c for c in situation.changes if c.field == "state"), None)
+        if state is not None:
+            action = Action.pause if state.new == "paused" else Action.resume
+            decision.action = action
+        if any(c.field == "label" for c in situation.changes):
+            decision.notes.append(
+                "the API cannot relabel a live instance: the new label is recorded and used "
+                "from the next race"
+            )
+        return decision
+
+    # -- cost ------------------------------------------------------------------------------
+
+    def wizard_request(self, values: Mapping[str, Any], **extra: Any) -> WizardRequest:
+        return WizardRequest(
+            gpu_name=values.get("gpu_name"),
+            speed_tier=str(values.get("speed_tier") or "fast"),
+            max_price=float(values.get("max_price") or 2.0),
+            region=str(values.get("region") or "global"),
+            disk_space=float(values.get("disk_space") or 50),
+            num_gpus=int(values.get("num_gpus") or 1),
+            image=values.get("image"),
+            label=values.get("label"),
+            **extra,
+        )
+
+    def price_query(self, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        return self.wizard_request(values).offer_filters()
+
+    def hourly_price(
+        self, values: Mapping[str, Any], offers: Sequence[Mapping[str, Any]]
+    ) -> float | None:
+        """The cheapest offer the race would consider (its filters, tier band and region)."""
+        gpu = values.get("gpu_name")
+        count = int(values.get("num_gpus") or 1)
+        disk = float(values.get("disk_space") or 0)
+        fit = [
+            dict(o)
+            for o in offers
+            if (gpu is None or str(o.get("gpu_name") or "").casefold() == str(gpu).casefold())
+            and int(o.get("num_gpus") or 1) == count
+            and float(o.get("disk_space") or 0) >= disk
+        ]
+        try:
+            chosen = select_offers(fit, self.wizard_request(values).validated(), set()).offers
+        except DumontError:  # bad filters are reported by validation, not here
+            return None
+        price = chosen[0].get("dph_total") if chosen else None
+        return float(price) if isinstance(price, int | float) else None
+
+    # -- requests --------------------------------------------------------------------------
+
+    def request_body(self, project: str, name: str, values: dict[str, Any]) -> dict[str, Any]:
+        body = dict(values)
+        body["label"] = self.remote_name(project, name, values)
+        return body
+
+    def create(
+        self, client: DumontClient, body: dict[str, Any], idempotency_key: str
+    ) -> dict[str, Any]:
+        """Race for a machine; pause it when `state: paused`; install the models."""
+        request = self.wizard_request(body, idempotency_prefix=idempotency_key)
+        live = run_race(client, request).winner
+        remote_id = self.live_id(live)
+        if body.get("state") == "paused":
+            client.instances.pause(remote_id)
+            live = client.instances.get(remote_id)
+        elif body.get("models"):
+            self.install_models(client, live, list(body["models"]))
+        return live
+
+    def update(
+        self,
+        client: DumontClient,
+        remote_id: str,
+        values: dict[str, Any],
+        changed: Sequence[str],
+    ) -> dict[str, Any] | None:
+        """Pause or resume for `state`, install new `models`; label/max_price are recorded."""
+        if "state" in changed:
+            if values.get("state") == "paused":
+                client.instances.pause(remote_id)
+            else:
+                client.instances.resume(remote_id)
+        live = client.instances.get(remote_id)
+        if "models" in changed and values.get("models") and values.get("state") != "paused":
+            self.install_models(client, live, list(values["models"]))
+        return live
+
+    def install_models(self, client: DumontClient, live: dict[str, Any], models: list[str]) -> None:
+        if not models:
+            return
+        if self.model_installer is None:
+            raise ApplyError(
+                f"cannot install models {', '.join(models)} on instance {self.live_id(live)}: "
+                "no model installer is available",
+                f"run `dumont model install {self.live_id(live)} MODEL` for each model",
+            )
+        for model in models:
+            self.model_installer(client, live, model)
+
+    def delete(
+        self, client: DumontClient, remote_id: str, live: Mapping[str, Any] | None = None
+    ) -> None:
+        try:
+            client.instances.delete(remote_id, missing_ok=True)
+        except NotFoundError:
+            return
+
+    def get(self, client: DumontClient, remote_id: str) -> dict[str, Any]:
+        return client.instances.get(remote_id)
+
+    # -- waits -----------------------------------------------------------------------------
+
+    def wait_target(self, controls: Mapping[str, Any]) -> str:
+        return str(controls.get("wait") or "running")
+
+    def wait_done(self, live: Mapping[str, Any], target: str) -> bool:
+        if target == "none" or self.intended(live) == "paused":
+            return True
+        return is_running(dict(live))

@@ -1,0 +1,559 @@
+"""The state ledger: address -> remote id, last-applied values, pending operations, and a lock.
+
+`.dumont/state.json` beside the (first) spec file, unless `--state PATH`:
+
+    {format_version, project, serial, salt,
+     resources: {address: {kind, remote_id, remote_name, fingerprint, applied_spec,
+                           prevent_destroy, depends_on, status,
+                           created_at, updated_at, last_run_at, run_count}},
+     pending: [{op_id, address, kind, action, idempotency_key, remote_name, remote_id,
+                started_at}],
+     retired: ["job:job_1a2b3c4d", ...]}
+
+The API does not echo a job's config back, so `applied_spec` is where planning finds the values
+last applied; secrets are in it only as salted hashes (the salt is per ledger).
+
+Every change is written at once and atomically (a temp file, fsync, rename, fsync of the
+folder); the previous version is kept as `state.json.backup`. A file that cannot be read is
+never overwritten: the error names a copy and the way out.
+
+Apply (the only writer besides refresh/import/state commands) works like this:
+
+    with Ledger.locked(path, project, command="dumont apply") as ledger:
+        op = ledger.begin_op(address, "create", kind="job", remote_name=..., idempotency_key=...)
+        live = handler.create(...)                      # crash here: the next plan adopts by name
+        ledger.finish_op(op, remote_id=..., record=desired_record(...))   # or fail_op(op)
+        ledger.remove(address)                          # after a delete / forget
+        ledger.record(address, kind=..., remote_id=..., remote_name=..., record=...)  # adopt
+
+The lock is `.dumont/state.lock`: an `flock` held for the command's lifetime plus a JSON holder
+record (pid, host, user, command, started_at) for the message a second process gets. A crashed
+holder's flock is released by the kernel; `force-unlock` clears what is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import getpass
+import json
+import os
+import secrets
+import shutil
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dumont_plan.errors import DumontError, LockError
+
+STATE_FORMAT_VERSION = 1
+STATE_DIR = ".dumont"
+STATE_FILE = "state.json"
+LOCK_FILE = "state.lock"
+RETIRED_KEEP = 2000  # ids of objects dumont let go (old job runs), never adopted again
+
+
+class StateError(DumontError):
+    """The state file cannot be read or written (corrupt, newer format, wrong project)."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class LedgerEntry(_Model):
+    kind: str
+    remote_id: str | None = None
+    remote_name: str | None = None
+    fingerprint: str = ""
+    applied_spec: dict[str, Any] = Field(default_factory=dict)
+    prevent_destroy: bool = False
+    depends_on: list[str] = Field(default_factory=list)
+    status: str | None = None  # last status seen (refresh), e.g. "gone"
+    created_at: str = Field(default_factory=now_iso)
+    updated_at: str = Field(default_factory=now_iso)
+    last_run_at: str | None = None
+    run_count: int = 0
+
+
+class PendingOp(_Model):
+    op_id: str
+    address: str
+    kind: str
+    action: str
+    idempotency_key: str | None = None
+    remote_name: str | None = None
+    remote_id: str | None = None  # the object the op acts on (None for a create)
+    started_at: str = Field(default_factory=now_iso)
+
+
+class LedgerState(_Model):
+    format_version: int = STATE_FORMAT_VERSION
+    project: str = ""
+    serial: int = 0
+    salt: str = Field(default_factory=lambda: secrets.token_hex(16))
+    resources: dict[str, LedgerEntry] = Field(default_factory=dict)
+    pending: list[PendingOp] = Field(default_factory=list)
+    retired: list[str] = Field(default_factory=list)
+
+    def claimed(self, kind: str) -> set[str]:
+        """Remote ids of `kind` that belong to an address or were let go (not adoptable)."""
+        ids = {e.remote_id for e in self.resources.values() if e.kind == kind and e.remote_id}
+        prefix = f"{kind}:"
+        ids.update(r[len(prefix) :] for r in self.retired if r.startswith(prefix))
+        return {i for i in ids if i}
+
+    def pending_for(self, address: str) -> list[PendingOp]:
+        return [op for op in self.pending if op.address == address]
+
+
+@dataclass(frozen=True)
+class DesiredRecord:
+    """What apply records for an address after a successful operation (no secret values)."""
+
+    applied_spec: dict[str, Any]
+    fingerprint: str
+    prevent_destroy: bool = False
+    depends_on: list[str] = field(default_factory=list)
+
+
+def default_state_path(spec_root: Path) -> Path:
+    return spec_root / STATE_DIR / STATE_FILE
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_atomic(path: Path, text: str, *, mode: int = 0o600) -> None:
+    """Write `text` to `path` so a reader sees the old or the new file, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+class Ledger:
+    """One state file in memory; every mutating method saves at once (thread-safe)."""
+
+    def __init__(self, path: Path, state: LedgerState, *, exists: bool = False) -> None:
+        self.path = path
+        self.state = state
+        self.exists = exists
+        self._mutex = threading.RLock()
+        self._lock: StateLock | None = None
+
+    # -- loading and saving ----------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: Path, project: str | None = None) -> Ledger:
+        """The ledger at `path`; a fresh, unsaved one when the file does not exist.
+
+        With `project`, a ledger of another project is refused (StateError).
+        """
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls(path, LedgerState(project=project or ""))
+        except OSError as exc:
+            raise StateError(f"cannot read state file {path}: {exc.strerror}") from None
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("the top level is not an object")
+            version = data.get("format_version")
+            if isinstance(version, int) and version > STATE_FORMAT_VERSION:
+                raise StateError(
+                    f"state file {path} has format_version {version}, newer than this dumont "
+                    f"understands ({STATE_FORMAT_VERSION})",
+                    "upgrade dumont-plan (pip install -U dumont-plan)",
+                )
+            state = LedgerState.model_validate(data)
+        except (ValueError, ValidationError) as exc:
+            raise cls._corrupt(path, exc) from None
+        if project and state.project and state.project != project:
+            raise StateError(
+                f"state file {path} belongs to project {state.project!r}, "
+                f"but the spec's project is {project!r}",
+                "pass --state PATH to use another state file, or fix `project:` in the spec",
+            )
+        if project and not state.project:
+            state.project = project
+        return cls(path, state, exists=True)
+
+    @staticmethod
+    def _corrupt(path: Path, exc: Exception) -> StateError:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        copy = path.with_name(f"{path.name}.corrupt-{stamp}")
+        with contextlib.suppress(OSError):
+            if not copy.exists():
+                shutil.copy2(path, copy)
+        if isinstance(exc, json.JSONDecodeError):
+            detail = f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+        elif isinstance(exc, ValidationError):
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        else:
+            detail = str(exc)
+        backup = path.with_name(path.name + ".backup")
+        way_out = (
+            f"restore the previous version ({backup}) or move the file away to start afresh "
+            "(the next plan adopts live objects by name)"
+        )
+        return StateError(
+            f"state file {path} is not valid dumont state ({detail}); it was left as it is and "
+            f"a copy is at {copy}",
+            way_out,
+        )
+
+    def save(self) -> None:
+        with self._mutex:
+            self.state.serial += 1
+            text = json.dumps(self.state.model_dump(mode="json"), indent=2, sort_keys=False)
+            if self.path.exists():
+                self._keep_backup()
+            write_atomic(self.path, text + "\n")
+            self.exists = True
+
+    def _keep_backup(self) -> None:
+        backup = self.path.with_name(self.path.name + ".backup")
+        tmp = backup.with_name(f".{backup.name}.{os.getpid()}.tmp")
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(self.path, tmp)
+            except OSError:
+                shutil.copy2(self.path, tmp)
+            os.replace(tmp, backup)
+
+    # -- locking ---------------------------------------------------------------------------
+
+    @classmethod
+    @contextlib.contextmanager
+    def locked(
+        cls, path: Path, project: str | None = None, *, command: str = "dumont"
+    ) -> Iterator[Ledger]:
+        """Lock the state, then load it (so no other writer's change is lost)."""
+        lock = StateLock(path.with_name(LOCK_FILE))
+        lock.acquire(command)
+        try:
+            ledger = cls.load(path, project)
+            ledger._lock = lock
+            yield ledger
+        finally:
+            lock.release()
+
+    # -- operations (apply) ----------------------------------------------------------------
+
+    def begin_op(
+        self,
+        address: str,
+        action: str,
+        *,
+        kind: str,
+        remote_name: str | None = None,
+        idempotency_key: str | None = None,
+        remote_id: str | None = None,
+    ) -> PendingOp:
+        """Journal an operation before its request is sent (and save)."""
+        with self._mutex:
+            op = PendingOp(
+                op_id=uuid.uuid4().hex[:12],
+                address=address,
+                kind=kind,
+                action=str(getattr(action, "value", action)),
+                idempotency_key=idempotency_key,
+                remote_name=remote_name,
+                remote_id=remote_id,
+            )
+            self.state.pending = [p for p in self.state.pending if p.address != address]
+            self.state.pending.append(op)
+            self.save()
+            return op
+
+    def finish_op(
+        self,
+        op: PendingOp,
+        *,
+        remote_id: str | None = None,
+        applied_spec: dict[str, Any] | None = None,
+        fingerprint: str | None = None,
+        record: DesiredRecord | None = None,
+        status: str | None = None,
+    ) -> LedgerEntry:
+        """Record the operation's result for its address, drop it from the journal, save.
+
+        `create`/`run`/`replace` count as a run (run_count, last_run_at); a new remote id
+        retires the old one (an old job run is never adopted again).
+        """
+        with self._mutex:
+            entry = self._put(
+                op.address,
+                kind=op.kind,
+                remote_id=remote_id if remote_id is not None else op.remote_id,
+                remote_name=op.remote_name,
+                applied_spec=applied_spec,
+                fingerprint=fingerprint,
+                record=record,
+                status=status,
+                run=op.action in ("create", "run", "replace"),
+            )
+            self.state.pending = [p for p in self.state.pending if p.op_id != op.op_id]
+            self.save()
+            return entry
+
+    def fail_op(self, op: PendingOp) -> None:
+        """The operation failed for sure (the server refused it): forget the journal entry."""
+        with self._mutex:
+            self.state.pending = [p for p in self.state.pending if p.op_id != op.op_id]
+            self.save()
+
+    def record(
+        self,
+        address: str,
+        *,
+        kind: str,
+        remote_id: str | None,
+        remote_name: str | None = None,
+        record: DesiredRecord | None = None,
+        status: str | None = None,
+        run: bool = False,
+    ) -> LedgerEntry:
+        """Record an address without a journal (adopt, import); clears its pending ops."""
+        with self._mutex:
+            entry = self._put(
+                address,
+                kind=kind,
+                remote_id=remote_id,
+                remote_name=remote_name,
+                applied_spec=None,
+                fingerprint=None,
+                record=record,
+                status=status,
+                run=run,
+            )
+            self.state.pending = [p for p in self.state.pending if p.address != address]
+            self.save()
+            return entry
+
+    def _put(
+        self,
+        address: str,
+        *,
+        kind: str,
+        remote_id: str | None,
+        remote_name: str | None,
+        applied_spec: dict[str, Any] | None,
+        fingerprint: str | None,
+        record: DesiredRecord | None,
+        status: str | None,
+        run: bool,
+    ) -> LedgerEntry:
+        now = now_iso()
+        entry = self.state.resources.get(address)
+        if entry is None:
+            entry = LedgerEntry(kind=kind, created_at=now)
+            self.state.resources[address] = entry
+        if remote_id is not None and entry.remote_id and entry.remote_id != remote_id:
+            self._retire(entry.kind, entry.remote_id)
+            entry.created_at = now
+        if remote_id is not None:
+            entry.remote_id = str(remote_id)
+        if remote_name is not None:
+            entry.remote_name = remote_name
+        if record is not None:
+            entry.applied_spec = dict(record.applied_spec)
+            entry.fingerprint = record.fingerprint
+            entry.prevent_destroy = record.prevent_destroy
+            entry.depends_on = list(record.depends_on)
+        if applied_spec is not None:
+            entry.applied_spec = dict(applied_spec)
+        if fingerprint is not None:
+            entry.fingerprint = fingerprint
+        entry.status = status
+        entry.updated_at = now
+        if run:
+            entry.run_count += 1
+            entry.last_run_at = now
+        return entry
+
+    def _retire(self, kind: str, remote_id: str) -> None:
+        key = f"{kind}:{remote_id}"
+        if key not in self.state.retired:
+            self.state.retired.append(key)
+            del self.state.retired[:-RETIRED_KEEP]
+
+    def remove(self, address: str) -> LedgerEntry | None:
+        """Drop an address (after a delete, a forget or `state rm`); its id is never adopted."""
+        with self._mutex:
+            entry = self.state.resources.pop(address, None)
+            if entry is not None and entry.remote_id:
+                self._retire(entry.kind, entry.remote_id)
+            self.state.pending = [p for p in self.state.pending if p.address != address]
+            self.save()
+            return entry
+
+    def move(self, old: str, new: str) -> None:
+        """`state mv`: the object recorded at `old` is now managed as `new`."""
+        with self._mutex:
+            if old not in self.state.resources:
+                raise StateError(
+                    f"{old} is not in the state", "`dumont state list` shows what is there"
+                )
+            if new in self.state.resources:
+                raise StateError(
+                    f"{new} is already in the state", f"remove it first: dumont state rm {new}"
+                )
+            if old.split(".", 1)[0] != new.split(".", 1)[0]:
+                raise StateError(
+                    f"cannot move {old} to {new}: the kinds differ",
+                    "move within one kind, e.g. job.a -> job.b",
+                )
+            self.state.resources[new] = self.state.resources.pop(old)
+            for op in self.state.pending:
+                if op.address == old:
+                    op.address = new
+            self.save()
+
+    def mark_status(self, address: str, status: str | None) -> None:
+        """Remember the last status seen (refresh), without touching anything else."""
+        with self._mutex:
+            entry = self.state.resources.get(address)
+            if entry is not None:
+                entry.status = status
+                entry.updated_at = now_iso()
+
+
+# -- the lock ------------------------------------------------------------------------------
+
+
+def _holder_text(holder: dict[str, Any]) -> str:
+    pid = holder.get("pid", "?")
+    host = holder.get("host", "?")
+    since = holder.get("started_at", "?")
+    command = holder.get("command")
+    text = f"pid {pid} on host {host} since {since}"
+    return f"{text} ({command})" if command else text
+
+
+class StateLock:
+    """An exclusive, non-blocking `flock` on `.dumont/state.lock` plus a holder record."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[str] | None = None
+
+    def acquire(self, command: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            handle.close()
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise StateError(f"cannot lock {self.path}: {exc.strerror}") from None
+            holder = read_holder(self.path)
+            raise LockError(
+                f"state is locked by {_holder_text(holder)}",
+                "if that process is gone, run `dumont force-unlock`",
+            ) from None
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "user": _user(),
+            "command": command,
+            "started_at": now_iso(),
+        }
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(holder) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+        self._handle = handle
+
+    def release(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        with contextlib.suppress(OSError):
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        handle.close()
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def read_holder(lock_path: Path) -> dict[str, Any]:
+    """The holder record in a lock file ({} when empty or unreadable)."""
+    try:
+        data = json.loads(lock_path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class UnlockResult:
+    removed: bool  # a holder record was cleared
+    holder: dict[str, Any]
+    forced: bool = False
+
+
+def force_unlock(state_path: Path, *, force: bool = False) -> UnlockResult:
+    """Clear a stale lock. A lock still held by a live process is refused unless `force`."""
+    lock_path = state_path.with_name(LOCK_FILE)
+    if not lock_path.exists():
+        return UnlockResult(False, {})
+    holder = read_holder(lock_path)
+    with open(lock_path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if not force:
+                raise LockError(
+                    f"state is locked by {_holder_text(holder)}, and that process still holds it",
+                    "stop it first, or pass --force to remove the lock anyway "
+                    "(two applies could then run at once)",
+                ) from None
+            lock_path.unlink(missing_ok=True)
+            return UnlockResult(True, holder, forced=True)
+        handle.seek(0)
+        handle.truncate()
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return UnlockResult(bool(holder), holder)

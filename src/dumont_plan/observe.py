@@ -1,0 +1,97 @@
+"""Read the actual state: one paged list call sequence per kind, the kinds concurrently.
+
+Never one GET per resource (invariant 3): `plan` over 500 jobs reads `GET /jobs/` in pages of
+100 and `GET /instances` once, whatever the number of resources. Offers for prices are read
+once per distinct search (`plan.cost.price_queries`: one per GPU type, not per resource).
+
+    observed = observe(client, kinds_of(stack, ledger))
+    plan = build_plan(stack, observed, ledger, options)
+    fetch_offers(client, price_queries(stack, plan), observed)   # then build_plan again
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from dumont_plan.client import DumontClient
+from dumont_plan.errors import ApiError, DumontError
+from dumont_plan.kinds.base import BaseHandler
+from dumont_plan.kinds.registry import HANDLERS
+from dumont_plan.ledger import LedgerState
+from dumont_plan.plan.cost import query_key
+from dumont_plan.plan.model import Observed
+from dumont_plan.spec.stack import Stack
+
+MAX_WORKERS = 4
+
+
+def kinds_of(stack: Stack | None, state: LedgerState | None) -> list[str]:
+    """The kinds to read: those in the spec and those in the ledger."""
+    kinds = {r.kind for r in stack.resources.values()} if stack is not None else set()
+    if state is not None:
+        kinds.update(e.kind for e in state.resources.values())
+    return sorted(k for k in kinds if k in HANDLERS)
+
+
+def observe(
+    client: DumontClient,
+    kinds: Iterable[str],
+    *,
+    handlers: Mapping[str, BaseHandler] = HANDLERS,
+) -> Observed:
+    """Every live object of each kind, the kinds read concurrently."""
+    wanted = sorted(set(kinds))
+    before = client.transport.request_count
+    live: dict[str, list[dict[str, Any]]] = {}
+    if wanted:
+        with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(wanted))) as pool:
+            futures = {kind: pool.submit(handlers[kind].list_live, client) for kind in wanted}
+            for kind, future in futures.items():
+                try:
+                    live[kind] = future.result()
+                except ApiError as exc:
+                    raise DumontError(
+                        f"cannot read the live {handlers[kind].section}: {exc}",
+                        "check the API URL and your login (`dumont auth me`)",
+                    ) from None
+    return Observed(
+        live=live,
+        requests=client.transport.request_count - before,
+        at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    )
+
+
+def fetch_offers(
+    client: DumontClient, queries: Sequence[Mapping[str, Any]], observed: Observed
+) -> Observed:
+    """Add the offers of each not-yet-fetched search to `observed` (concurrently).
+
+    A search that fails (e.g. a server without offers) leaves prices unknown rather than
+    failing the plan: the plan then says which resources it could not price.
+    """
+    todo = [dict(q) for q in queries if query_key(q) not in observed.offer_queries]
+    if not todo:
+        return observed
+    before = client.transport.request_count
+
+    def one(query: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            return client.instances.offers(**query)
+        except ApiError:
+            return []
+
+    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(todo))) as pool:
+        results = list(pool.map(one, todo))
+    seen = {(o.get("id"), o.get("dph_total")) for o in observed.offers}
+    for query, offers in zip(todo, results, strict=True):
+        observed.offer_queries.append(query_key(query))
+        for offer in offers:
+            key = (offer.get("id"), offer.get("dph_total"))
+            if key not in seen:
+                seen.add(key)
+                observed.offers.append(offer)
+    observed.requests += client.transport.request_count - before
+    return observed

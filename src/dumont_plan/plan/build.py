@@ -1,0 +1,504 @@
+"""build_plan(stack, observed, ledger, options) -> Plan. Pure: no I/O, no clock unless unset.
+
+For each resource of the spec, dependencies first:
+
+- not in the ledger: an object on the server named like it (an interrupted apply, a lost
+  state file) is *adopted* (recorded, no API call); otherwise *create*.
+- in the ledger: desired values are compared with the last-applied ones (and with what the
+  server echoes, for `changed` drift), field by field through the kind's table; the kind's
+  `decide` picks the action (run policies, pause/resume, lifecycle drift, gone objects).
+
+Then every ledger address that is not in the spec is an orphan: *delete* (or *forget* when
+nothing is left to stop). `--destroy` deletes every ledger address, dependents first.
+`lifecycle.prevent_destroy` turns a delete or replace into a plan error; `ignore_changes`
+leaves fields out of the comparison. Costs come from the observed offers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dumont_plan.kinds.base import BaseHandler, FieldClass, Situation, id_value
+from dumont_plan.kinds.registry import HANDLERS
+from dumont_plan.ledger import Ledger, LedgerEntry, LedgerState
+from dumont_plan.plan import cost
+from dumont_plan.plan.diff import changed_fields
+from dumont_plan.plan.fingerprint import (
+    canonical_json,
+    fingerprint,
+    has_secret,
+    has_unknown,
+    live_by_id,
+    materialize,
+    observed_fingerprint,
+    same_name_ids,
+)
+from dumont_plan.plan.graph import CycleError, dependencies, dependents, levels
+from dumont_plan.plan.model import (
+    UNKNOWN,
+    Action,
+    FieldChange,
+    Observed,
+    Plan,
+    ResourceChange,
+)
+from dumont_plan.spec.refs import Ref, parse_address
+from dumont_plan.spec.stack import Resource, Stack
+
+STABLE = frozenset({Action.noop, Action.update, Action.pause, Action.resume, Action.adopt})
+REMOVALS = frozenset({Action.delete, Action.forget})
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    targets: Sequence[str] = ()
+    excludes: Sequence[str] = ()
+    replace: Sequence[str] = ()
+    destroy: bool = False
+    allow_restart: bool = False
+    max_cost: float | None = None  # $/h the plan may add (--max-cost)
+    secret_hashes: Mapping[str, str] = field(default_factory=dict)  # NAME -> salted hash
+    now: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "targets": list(self.targets),
+            "excludes": list(self.excludes),
+            "replace": list(self.replace),
+            "destroy": self.destroy,
+            "allow_restart": self.allow_restart,
+            "max_cost": self.max_cost,
+        }
+
+
+def build_plan(
+    stack: Stack,
+    observed: Observed,
+    ledger: Ledger | LedgerState,
+    options: PlanOptions | None = None,
+) -> Plan:
+    """The plan for `stack` against `observed` and the ledger (see the module doc)."""
+    state = ledger.state if isinstance(ledger, Ledger) else ledger
+    return _Planner(stack, observed, state, options or PlanOptions()).run()
+
+
+class _Planner:
+    def __init__(
+        self, stack: Stack, observed: Observed, state: LedgerState, options: PlanOptions
+    ) -> None:
+        self.stack = stack
+        self.observed = observed
+        self.state = state
+        self.options = options
+        self.now = options.now or datetime.now(UTC)
+        self.plan = Plan(
+            project=stack.project,
+            created_at=self.now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            spec_files=list(stack.files),
+            spec_digest=stack.digest(),
+            state_serial=state.serial,
+            options=options.as_dict(),
+        )
+        self.errors = self.plan.errors
+        self.decided: dict[str, ResourceChange] = {}
+        self.live_index = {
+            kind: live_by_id(handler, observed.objects(kind)) for kind, handler in HANDLERS.items()
+        }
+
+    # -- the whole plan --------------------------------------------------------------------
+
+    def run(self) -> Plan:
+        if self.state.project and self.state.project != self.stack.project:
+            self.errors.append(
+                f"the state belongs to project {self.state.project!r}, the spec to "
+                f"{self.stack.project!r}; pass --state PATH to use another state file"
+            )
+            return self.plan
+        graph = self.full_graph()
+        try:
+            order = [a for level in levels(graph) for a in level]
+        except CycleError as exc:
+            self.errors.append(
+                "dependency cycle: " + " -> ".join(exc.cycle) + "; break it by removing one "
+                "of these references or depends_on entries"
+            )
+            return self.plan
+        selected = self.select(graph)
+        if self.errors:
+            return self.plan
+        if self.options.destroy:
+            removals = [a for a in order if a in selected and a in self.state.resources]
+            for address in removals:
+                self.plan_removal(address, "destroy", drift=None)
+        else:
+            for address in order:
+                if address not in selected:
+                    continue
+                if address in self.stack.resources:
+                    self.plan_resource(self.stack.resources[address])
+                else:
+                    self.plan_removal(address, "not in the spec", drift="orphan")
+        self.link_dependencies(graph)
+        cost.summarize(self.plan, self.options.max_cost, self.observed)
+        return self.plan
+
+    def full_graph(self) -> dict[str, list[str]]:
+        graph = {a: [d for d in r.refs if d != a] for a, r in self.stack.resources.items()}
+        for address, entry in self.state.resources.items():
+            graph.setdefault(address, [d for d in entry.depends_on if d != address])
+        return graph
+
+    def select(self, graph: dict[str, list[str]]) -> set[str]:
+        known = set(graph)
+        opts = self.options
+
+        def parse(values: Sequence[str], flag: str) -> list[str]:
+            out = []
+            for text in values:
+                try:
+                    address = parse_address(text)
+                except ValueError as exc:
+                    self.errors.append(f"{flag} {text}: {exc}")
+                    continue
+                if address not in known:
+                    self.errors.append(
+                        f"{flag} {address}: no such resource in the spec or the state; "
+                        "`dumont state list` shows the state"
+                    )
+                    continue
+                out.append(address)
+            return out
+
+        targets = parse(opts.targets, "--target")
+        excludes = parse(opts.excludes, "--exclude")
+        self.replace = set(parse(opts.replace, "--replace"))
+        for address in sorted(self.replace):
+            if address not in self.stack.resources:
+                self.errors.append(
+                    f"--replace {address}: it is not in the spec, so there is nothing to "
+                    "replace it with"
+                )
+        if opts.destroy:
+            selected = set(targets) | dependents(graph, targets) if targets else set(known)
+            selected -= set(excludes) | dependencies(graph, excludes)
+        else:
+            selected = set(targets) | dependencies(graph, targets) if targets else set(known)
+            selected -= set(excludes) | dependents(graph, excludes)
+        return selected
+
+    # -- one resource of the spec ----------------------------------------------------------
+
+    def plan_resource(self, resource: Resource) -> None:
+        handler = HANDLERS[resource.kind]
+        address = resource.address
+        values = handler.desired_values(self.stack.project, resource.name, resource.spec)
+        controls = handler.controls(resource.spec)
+        lifecycle = controls.get("lifecycle") or {}
+        ignore = [str(f) for f in lifecycle.get("ignore_changes") or []]
+        for name in ignore:
+            if name not in values:
+                self.errors.append(
+                    f"{address}: lifecycle.ignore_changes names {name!r}, which is not a field "
+                    f"it can change; use fields from `dumont explain {handler.kind}`"
+                )
+        desired = materialize(
+            handler,
+            values,
+            resolve=lambda ref: self.resolve(ref, address),
+            secret_hash=lambda name: self.secret_hash(name, address),
+            salt=self.state.salt,
+        )
+        remote_name = handler.remote_name(self.stack.project, resource.name, values)
+        change = ResourceChange(
+            address=address,
+            kind=resource.kind,
+            name=resource.name,
+            action=Action.noop,
+            remote_name=remote_name,
+            desired_fingerprint=fingerprint(desired),
+        )
+        self.decided[address] = change
+        entry = self.state.resources.get(address)
+        objects = self.observed.objects(resource.kind)
+        price = handler.hourly_price(values, self.observed.offers)
+
+        if entry is None or not entry.remote_id:
+            names = {remote_name, *(op.remote_name for op in self.state.pending_for(address))}
+            found = self.adoptable(handler, objects, names, self.state.claimed(resource.kind))
+            if found is not None:
+                self.adopt(change, handler, found, "found on the server by name")
+                return
+            change.action = Action.create
+            change.reason = handler.describe(values) or "new"
+            change.observed_fingerprint = observed_fingerprint(
+                handler, None, same_name=same_name_ids(handler, objects, remote_name)
+            )
+            self.price_start(change, handler, values, price)
+            return
+
+        change.remote_id = entry.remote_id
+        live = self.live_index[resource.kind].get(entry.remote_id)
+        restarting = [op for op in self.state.pending_for(address) if op.action != "delete"]
+        if restarting:
+            names = {op.remote_name for op in restarting if op.remote_name} or {remote_name}
+            claimed = self.state.claimed(resource.kind) | {entry.remote_id}
+            found = self.adoptable(handler, objects, names, claimed)
+            if found is not None:
+                self.adopt(
+                    change, handler, found, f"an interrupted {restarting[-1].action} made it"
+                )
+                return
+        change.status = handler.status(live) if live is not None else "gone"
+        change.observed_fingerprint = observed_fingerprint(handler, live)
+        changes = self.compare(handler, entry, live, values, desired, ignore)
+        applied_price = handler.hourly_price(entry.applied_spec or values, self.observed.offers)
+        decision = handler.decide(
+            Situation(
+                address=address,
+                values=desired,
+                controls=controls,
+                live=live,
+                changes=changes,
+                forced_replace=address in self.replace,
+                allow_restart=self.options.allow_restart,
+                now=self.now,
+                price=applied_price if applied_price is not None else price,
+            )
+        )
+        change.action = decision.action
+        change.reason = decision.reason
+        change.drift = decision.drift
+        change.notes.extend(decision.notes)
+        change.changes = changes
+        if decision.error:
+            self.errors.append(decision.error)
+        protected = bool(lifecycle.get("prevent_destroy"))
+        if change.action is Action.replace and protected:
+            self.errors.append(
+                f"{address} has lifecycle.prevent_destroy and would be replaced "
+                f"({change.reason}); remove prevent_destroy to allow it, or undo the change"
+            )
+        if (
+            change.action is Action.noop
+            and not decision.error
+            and protected != entry.prevent_destroy
+            and "lifecycle" not in ignore
+        ):
+            change.action = Action.update
+            change.reason = "lifecycle.prevent_destroy (recorded in the state only)"
+            change.changes.append(
+                FieldChange(
+                    field="lifecycle.prevent_destroy", old=entry.prevent_destroy, new=protected
+                )
+            )
+        if change.action in (Action.create, Action.replace, Action.run, Action.resume):
+            self.price_start(change, handler, values, price, live)
+        if live is not None and change.action in (Action.replace, Action.pause):
+            change.hourly_saving = handler.live_hourly(live)
+
+    def compare(
+        self,
+        handler: BaseHandler,
+        entry: LedgerEntry,
+        live: dict[str, Any] | None,
+        values: dict[str, Any],
+        desired: dict[str, Any],
+        ignore: list[str],
+    ) -> list[FieldChange]:
+        """Desired vs last applied, where the server's echo of a field overrides the ledger."""
+        baseline = dict(entry.applied_spec)
+        drifted: set[str] = set()
+        if live is not None:
+            for name, value in handler.live_values(live).items():
+                if name not in baseline:
+                    baseline[name] = value
+                elif changed_fields(
+                    {name: baseline[name]}, {name: value}, [name], normalize=handler.normalize
+                ):
+                    baseline[name] = value
+                    drifted.add(name)
+        keys = [
+            k
+            for k in desired
+            if k not in ignore and not (k in handler.unset_is_any and desired[k] is None)
+        ]
+        names = changed_fields(
+            baseline, desired, keys, unordered=handler.unordered, normalize=handler.normalize
+        )
+        out = []
+        for name in names:
+            cls = handler.fields.get(name)
+            sensitive = (
+                cls is FieldClass.secret
+                or has_secret(values.get(name))
+                or has_secret(baseline.get(name))
+            )
+            new = desired.get(name)
+            out.append(
+                FieldChange(
+                    field=name,
+                    old=None if sensitive else baseline.get(name),
+                    new=None if sensitive else (UNKNOWN if has_unknown(new) else new),
+                    sensitive=sensitive,
+                    forces_replace=cls is FieldClass.replace,
+                    drift=name in drifted,
+                )
+            )
+        return out
+
+    def adoptable(
+        self,
+        handler: BaseHandler,
+        objects: list[dict[str, Any]],
+        names: set[str | None],
+        claimed: set[str],
+    ) -> dict[str, Any] | None:
+        """The newest live object with one of `names` that no address owns (None: none)."""
+        found = [
+            o
+            for o in objects
+            if handler.live_name(o) in names and handler.live_id(o) not in claimed
+        ]
+        if not found:
+            return None
+        return max(found, key=lambda o: (handler.live_created(o), handler.live_id(o)))
+
+    def adopt(
+        self, change: ResourceChange, handler: BaseHandler, live: dict[str, Any], why: str
+    ) -> None:
+        change.action = Action.adopt
+        change.remote_id = handler.live_id(live)
+        change.status = handler.status(live)
+        change.reason = f"{why} ({change.remote_name}, {change.status})"
+        change.observed_fingerprint = observed_fingerprint(handler, live)
+
+    def price_start(
+        self,
+        change: ResourceChange,
+        handler: BaseHandler,
+        values: dict[str, Any],
+        price: float | None,
+        live: dict[str, Any] | None = None,
+    ) -> None:
+        if change.action is Action.resume and live is not None:
+            price = handler.live_price(live) or price
+        if change.action is Action.create and values.get("state") == "paused":
+            price = 0.0
+        change.hourly_cost = price
+        hours = handler.max_hours(values)
+        if price is not None and hours is not None:
+            change.worst_case_cost = round(price * hours, 4)
+
+    # -- removals --------------------------------------------------------------------------
+
+    def plan_removal(self, address: str, reason: str, drift: str | None) -> None:
+        entry = self.state.resources[address]
+        handler = HANDLERS.get(entry.kind)
+        name = address.partition(".")[2]
+        change = ResourceChange(
+            address=address,
+            kind=entry.kind,
+            name=name,
+            action=Action.delete,
+            reason=reason,
+            remote_id=entry.remote_id,
+            remote_name=entry.remote_name,
+            drift=drift,
+        )
+        self.decided[address] = change
+        if handler is None:
+            self.errors.append(
+                f"{address}: the state has kind {entry.kind!r}, which this dumont does not "
+                "know; upgrade dumont-plan or `dumont state rm` it"
+            )
+            return
+        live = self.live_index[entry.kind].get(entry.remote_id or "")
+        change.observed_fingerprint = observed_fingerprint(handler, live)
+        resource = self.stack.resources.get(address)
+        protected = entry.prevent_destroy
+        if resource is not None:
+            lifecycle = handler.controls(resource.spec).get("lifecycle") or {}
+            protected = bool(lifecycle.get("prevent_destroy"))
+        if live is None:
+            change.action = Action.forget
+            change.status = "gone"
+            change.reason = f"{reason}; already gone from the server"
+            return
+        change.status = handler.status(live)
+        if not handler.needs_delete(live):
+            change.action = Action.forget
+            change.reason = f"{reason}; {change.status}, nothing to stop"
+            return
+        if protected:
+            where = "the spec" if resource is not None else "the state (set at its last apply)"
+            self.errors.append(
+                f"{address} has lifecycle.prevent_destroy in {where} and would be deleted; "
+                "set prevent_destroy: false and apply first, or `dumont state rm "
+                f"{address}` to stop managing it without deleting it"
+            )
+        change.hourly_saving = handler.live_hourly(live)
+
+    # -- references and secrets ------------------------------------------------------------
+
+    def resolve(self, ref: Ref, where: str) -> Any:
+        """A reference's value at plan time, or UNKNOWN when its target gets a new id."""
+        target = ref.address
+        attr = ref.attr or "id"
+        decided = self.decided.get(target)
+        if decided is not None and decided.action not in STABLE:
+            return UNKNOWN
+        entry = self.state.resources.get(target)
+        remote_id = decided.remote_id if decided is not None else None
+        remote_id = remote_id or (entry.remote_id if entry else None)
+        if remote_id is None:
+            return UNKNOWN
+        if attr == "id":
+            return id_value(remote_id)
+        if attr == "name":
+            return (decided.remote_name if decided else None) or (
+                entry.remote_name if entry else UNKNOWN
+            )
+        handler = HANDLERS.get(ref.kind)
+        live = self.live_index.get(ref.kind, {}).get(remote_id)
+        if handler is None or live is None:
+            return UNKNOWN
+        value = handler.outputs(live).get(attr)
+        return UNKNOWN if value is None else value
+
+    def secret_hash(self, name: str, where: str) -> str:
+        value = self.options.secret_hashes.get(name)
+        if value is None:
+            message = (
+                f"{where}: secret {name} is not set; export {name}=... (or "
+                f"DUMONT_SECRET_{name}) or add it to .dumont/secrets.env (mode 0600)"
+            )
+            if message not in self.errors:
+                self.errors.append(message)
+            return "missing"
+        return value
+
+    # -- ordering --------------------------------------------------------------------------
+
+    def link_dependencies(self, graph: dict[str, list[str]]) -> None:
+        """depends_on: dependencies first; removals: dependents' removals first."""
+        changes = self.decided
+        removing = {a for a, c in changes.items() if c.action in REMOVALS}
+        for address, change in changes.items():
+            if change.action in REMOVALS:
+                change.depends_on = sorted(
+                    other
+                    for other in removing
+                    if other != address and address in graph.get(other, [])
+                )
+            else:
+                change.depends_on = sorted(d for d in graph.get(address, []) if d in changes)
+        self.plan.changes = list(changes.values())
+        self.plan.changes.sort(key=lambda c: (c.action in REMOVALS, 0))
+        if self.options.destroy:
+            self.plan.changes.reverse()
+
+
+__all__ = ["PlanOptions", "build_plan", "canonical_json"]
