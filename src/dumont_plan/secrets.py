@@ -128,17 +128,31 @@ class SecretStore:
                 return value
         return self._file_values().get(name) or None
 
+    def missing_hint(self, name: str) -> str:
+        """How to provide the secret `name` (no value in it)."""
+        files = " or ".join(_show(p) for p in self.files) or "a secrets file"
+        return (
+            f"export {name}=... (or DUMONT_SECRET_{name}) in the environment, "
+            f"or add a {name}=... line to {files} (mode 0600)"
+        )
+
     def get(self, name: str, where: str = "") -> str:
+        """The secret's value; SecretError naming it and `where` it is used when missing."""
         value = self.lookup(name)
         if value is None:
             place = f" (referenced by {where})" if where else ""
-            files = " or ".join(str(p) for p in self.files) or "a secrets file"
-            raise SecretError(
-                f"secret {name} is not set{place}",
-                f"export {name}=... (or DUMONT_SECRET_{name}) in the environment, "
-                f"or add a {name}=... line to {files} (mode 0600)",
-            )
+            raise SecretError(f"secret {name} is not set{place}", self.missing_hint(name))
         return value
+
+
+def _show(path: Path) -> str:
+    """A path as short as it can be said: relative to here, or under ~."""
+    for base, label in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return label + str(path.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def _path_text(where: str, path: tuple[str | int, ...]) -> str:

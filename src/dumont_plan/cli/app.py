@@ -17,6 +17,7 @@ from dumont_plan.cli import (
     job,
     model,
     server,
+    spec_cmds,
     wizard,
 )
 from dumont_plan.cli.output import err_console
@@ -67,6 +68,7 @@ app.add_typer(model.app, name="model")
 app.add_typer(history.app, name="history")
 app.add_typer(blacklist.app, name="blacklist")
 declarative.register(app)
+spec_cmds.register(app)
 
 
 def run(args: list[str]) -> int:

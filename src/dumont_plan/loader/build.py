@@ -23,6 +23,7 @@ from dumont_plan.loader.inputs import discover, display_path, read_text, resolve
 from dumont_plan.loader.templates import Renderer, TemplateProblem, needs_render
 from dumont_plan.loader.yamlmarks import Doc, Loc, parse_yaml
 from dumont_plan.plan.graph import find_cycle
+from dumont_plan.secrets import SecretStore, default_secrets_files
 from dumont_plan.spec.common import SECRET_NAME_RE, SpecModel
 from dumont_plan.spec.messages import describe, path_text, suggest
 from dumont_plan.spec.refs import SECRET_KIND, find_refs, parse_address
@@ -62,9 +63,10 @@ class _Decl:
 
 
 class _Load:
-    def __init__(self, cwd: Path, env: Mapping[str, str]) -> None:
+    def __init__(self, cwd: Path, env: Mapping[str, str], secrets: SecretStore | None) -> None:
         self.cwd = cwd
         self.env = env
+        self.secrets = secrets
         self.errors: list[SpecError] = []
         self.docs: list[tuple[Doc, dict[str, Any]]] = []
         self.decls: dict[str, _Decl] = {}
@@ -276,6 +278,9 @@ class _Load:
             target, loc = decl.where(loc[2:])
             self.fail(target, loc, problem.text, problem.hint, problem.on_key)
             return
+        if decl is not None:  # a rule about the whole resource: point at its name
+            self.fail(doc, loc, problem.text, problem.hint, key=True)
+            return
         self.fail(doc, loc, problem.text, problem.hint, problem.on_key)
 
     # -- whole stack --------------------------------------------------------------------------
@@ -318,6 +323,13 @@ class _Load:
                             f"bad secret reference {ref.text}",
                             "write ${secret.NAME}, NAME in letters, digits and '_'",
                         )
+                    elif self.secrets is not None and self.secrets.lookup(ref.name) is None:
+                        self.fail(
+                            doc,
+                            loc,
+                            f"secret {ref.name} is not set",
+                            self.secrets.missing_hint(ref.name),
+                        )
                     continue
                 self.check_ref(decl, doc, loc, ref.kind, ref.name, ref.attr, ref.text)
             depends = decl.body.get("depends_on")
@@ -331,7 +343,7 @@ class _Load:
                     except ValueError as exc:
                         self.fail(doc, loc, str(exc))
                         continue
-                    self.link(decl, address, doc, loc, item)
+                    self.link(decl, address, doc, loc, f"depends on {address}")
             self.check_ignore_changes(decl)
         graph = {address: sorted(d.deps) for address, d in self.decls.items()}
         cycle = find_cycle(graph)
@@ -376,9 +388,9 @@ class _Load:
                 f"did you mean '{guess}'?" if guess else f"use one of: {', '.join(attrs)}",
             )
             return
-        self.link(decl, f"{kind}.{name}", doc, loc, text)
+        self.link(decl, f"{kind}.{name}", doc, loc, f"{text} refers to {kind}.{name}")
 
-    def link(self, decl: _Decl, address: str, doc: Doc, loc: Loc, text: str) -> None:
+    def link(self, decl: _Decl, address: str, doc: Doc, loc: Loc, what: str) -> None:
         if address not in self.decls:
             kind, _, name = address.partition(".")
             same_kind = [d.name for d in self.decls.values() if d.prefix == kind]
@@ -386,7 +398,7 @@ class _Load:
             self.fail(
                 doc,
                 loc,
-                f"{text} refers to {address}, which is not declared",
+                f"{what}, which is not declared",
                 f"did you mean '{kind}.{guess}'?" if guess else "declare it, or fix the name",
             )
             return
@@ -434,17 +446,21 @@ def load_stack(
     variables: Mapping[str, str] | None = None,
     var_files: Sequence[Path] = (),
     env: Mapping[str, str] | None = None,
+    *,
+    check_secrets: bool = False,
 ) -> Stack:
     """Load, render and validate the spec files into one Stack (see the module doc).
 
     paths: `-f` values (files or folders), or None/[] for dumont.yaml|dumont.yml|dumontfile in
     `cwd`; variables: `--var` values; var_files: `--var-file` paths (relative to `cwd`);
-    env: the environment for `{{ env.X }}` and `DUMONT_VAR_*` (default: os.environ).
+    env: the environment for `{{ env.X }}` and `DUMONT_VAR_*` (default: os.environ);
+    check_secrets: also report every `${secret.NAME}` that is not set (values are not kept).
     Raises SpecError (SpecErrors when the files have problems, with every one of them).
     """
     env = os.environ if env is None else env
     files = discover(paths, cwd)
-    load = _Load(cwd, env)
+    store = SecretStore(env, default_secrets_files(files[0].resolve().parent))
+    load = _Load(cwd, env, store if check_secrets else None)
     load.read(files)
     declared = load.declared_variables()
     try:

@@ -86,7 +86,7 @@ class Renderer:
             raise self._undefined(exc) from None
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateProblem(
-                f"template syntax error: {exc.message}",
+                f"template syntax error: {(exc.message or '').rstrip('.')}",
                 "to keep '{{' literally, write {{ '{{' }} or wrap the text in "
                 "{% raw %}...{% endraw %}",
                 exc.lineno,

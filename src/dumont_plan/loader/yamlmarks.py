@@ -92,8 +92,9 @@ def syntax_error(exc: yaml.YAMLError, text: str, file: str) -> SpecError:
         before = text[: exc.position]
         line = before.count("\n") + 1
         col = exc.position - (before.rfind("\n") + 1) + 1
+        char = chr(exc.character) if isinstance(exc.character, int) else str(exc.character)
         return SpecError(
-            f"character {exc.character!r} is not allowed in YAML",
+            f"character {char!r} is not allowed in YAML",
             "remove it or write it escaped inside double quotes",
             file=file,
             line=line,
@@ -102,6 +103,11 @@ def syntax_error(exc: yaml.YAMLError, text: str, file: str) -> SpecError:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line, col = _point(mark) if mark is not None else (1, 1)
     problem = str(getattr(exc, "problem", None) or getattr(exc, "context", None) or exc)
+    context_mark = getattr(exc, "context_mark", None)
+    if context_mark is not None and mark is not None and not text[mark.index :].strip():
+        # Hit the end of the file: point at what was left open (a quote, a bracket).
+        line, col = _point(context_mark)
+        problem += f" ({exc.context} that starts here)"  # type: ignore[attr-defined]
     for check in (line, line - 1):
         tab_col = _has_tab_indent(text, check)
         if tab_col is not None:
