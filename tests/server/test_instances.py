@@ -8,9 +8,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.server.instancefixtures import (
+    FAST_ENV,
     HISTORY,
     INSTANCES,
     MARKET,
@@ -285,8 +287,6 @@ def test_unknown_and_malformed_ids(owner: UserSession, method: str, path: str, s
 
 
 def test_instances_need_a_token(fast: LocalServer) -> None:
-    import httpx
-
     response = httpx.get(fast.url + INSTANCES)
     assert response.status_code == 401
     assert response.json() == {"error": "Not authenticated"}
@@ -339,3 +339,31 @@ def test_onstart_output_and_group_are_the_instances_own(
         wait_until(lambda: "hello-from-onstart" in log.read_text())
         http.delete(f"{INSTANCES}/{iid}")
     assert not pid_running(pid)
+
+
+def test_a_restarted_control_plane_still_controls_running_instances(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    data_dir = tmp_path_factory.mktemp("restart-instances")
+    server = LocalServer(data_dir, env=FAST_ENV).start()
+    try:
+        session = new_user(server.url)
+        with session.http() as http:
+            iid = create(
+                http, reliable_offer(http)["id"], onstart_cmd="echo $$ >> pids; exec sleep 300"
+            )["id"]
+            wait_for(http, iid, actual("running"))
+            wait_until(lambda: len(read_pids(server, iid)) == 1)
+        pid = read_pids(server, iid)[0]
+        server.stop()
+        assert pid_running(pid)  # the machine outlives its control plane
+        server.start()
+        headers = {"Authorization": f"Bearer {session.token}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
+            again = http.get(f"{INSTANCES}/{iid}").json()
+            assert again["actual_status"] == "running"
+            assert http.post(f"{INSTANCES}/{iid}/pause").status_code == 200
+            assert not pid_running(pid)
+            assert http.delete(f"{INSTANCES}/{iid}").status_code == 200
+    finally:
+        server.stop()
