@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from dumont_plan.cli.app import run as run_dumont
 from dumont_plan.client import DumontClient
 from tests.support import UserSession
 
@@ -177,9 +178,7 @@ def test_a_huggingface_token_never_shows(run: Cli, user: UserSession) -> None:
     outputs = [result]
     for args in (
         ("job", "status", job["id"]),
-        ("job", "status", job["id"], "-o", "json"),
         ("job", "logs", job["id"]),
-        ("job", "logs", job["id"], "-o", "json"),
         ("job", "list", "-o", "json"),
         ("job", "wait", job["id"], "-o", "json"),
     ):
@@ -212,6 +211,11 @@ def test_list_shows_a_table_and_filters_by_status(run: Cli, user: UserSession) -
     assert [j["id"] for j in failed["jobs"]] == [bad]
     old_form = ok(run("job", "list", "status=completed")).stdout
     assert good in old_form and bad not in old_form
+    first_only = ok(run("job", "list", "--limit=1")).stdout
+    assert bad in first_only and good not in first_only  # newest first
+    assert "Showing 1 of 2 jobs; see more with --limit=100 or --all." in first_only
+    every = json.loads(ok(run("job", "list", "--all", "-o", "json")).stdout)
+    assert sorted(j["id"] for j in every["jobs"]) == sorted([good, bad])
 
 
 def test_list_refuses_an_unknown_status(run: Cli) -> None:
@@ -368,10 +372,13 @@ def test_no_command_makes_no_request(run: Cli, server: Any) -> None:
     assert server.mutating_requests() == before
 
 
-def test_every_job_command_has_help_with_an_example(run: Cli) -> None:
-    for command in ("create", "list", "status", "logs", "cancel", "wait"):
-        text = ok(run("job", command, "--help")).stdout
-        assert "Example" in text, command
+@pytest.mark.parametrize("command", ["create", "list", "status", "logs", "cancel", "wait"])
+def test_every_job_command_has_help_with_an_example(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_dumont(["job", command, "--help"]) == 0
+    text = capsys.readouterr().out
+    assert f"Usage: dumont job {command}" in text and "Example" in text
 
 
 # ----------------------------------------------------------------------------- helpers

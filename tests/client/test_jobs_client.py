@@ -117,3 +117,19 @@ def test_log_cursor_returns_each_line_once(user: UserSession) -> None:
     ours = [line for line in seen if line.startswith(("line-", "tail-"))]
     assert ours == [*(f"line-{i}" for i in range(1, 7)), "tail-no-newline"]
     assert cursor.read(final=True) == []
+
+
+def test_outputs_are_listed_and_downloadable_after_the_job(user: UserSession) -> None:
+    job = user.client.jobs.create(
+        name="out",
+        command="mkdir -p output/sub && printf 'w=1\\n' > output/sub/model.txt",
+        output_paths=["/workspace/output"],
+    )
+    assert wait_until(user.client, job["id"], {"completed", "failed"})["status"] == "completed"
+    listed = user.client.jobs.outputs(job["id"])
+    paths = [item["path"] for item in listed["outputs"]]
+    assert any(p.endswith("sub/model.txt") for p in paths), listed
+    path = next(p for p in paths if p.endswith("sub/model.txt"))
+    assert user.client.jobs.download_output(job["id"], path) == b"w=1\n"
+    with pytest.raises(NotFoundError):
+        user.client.jobs.download_output(job["id"], "output/missing.txt")
