@@ -345,7 +345,8 @@ def stop_runner(state: AppState, row: Row) -> None:
             if not runner_alive(row):
                 break
             time.sleep(0.02)
-    kill_tagged(row["id"])
+    current = read_json(directory / runner.STATE_FILE) or {}
+    kill_tagged(row["id"], (row["runner_pid"], current.get("child_pgid")))
     sup.reap()
     current = read_json(directory / runner.STATE_FILE) or {}
     if current.get("token") != row["runner_token"] or current.get("phase") != "finished":

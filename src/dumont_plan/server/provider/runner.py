@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 from dumont_plan.server.provider.sandbox import (
     Sandbox,
+    kill_group,
     kill_tagged,
     process_start_time,
     python_wrappers,
@@ -190,9 +191,7 @@ class Runner:
 
     def on_term(self, signum: int, frame: object) -> None:
         self.cancelled = True
-        if self.child_pgid:
-            with contextlib.suppress(OSError):
-                os.killpg(self.child_pgid, signal.SIGKILL)
+        kill_group(self.child_pgid)
 
     # -- one attempt -------------------------------------------------------------------------
     def job_env(self, control_fd: int) -> dict[str, str]:
@@ -267,7 +266,10 @@ class Runner:
         self.save(child_pgid=proc.pid)
         step, step_error, timed_out = self.pump(proc, control_r, deadline)
         self.child_pgid = None
-        kill_tagged(str(self.spec["job_id"]), (proc.pid,), exclude=os.getpid())
+        # Leftovers (background processes) die with the attempt; the group id is still ours
+        # because the script's main process is not reaped yet.
+        kill_group(proc.pid)
+        kill_tagged(str(self.spec["job_id"]), exclude=os.getpid())
         code = proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
@@ -330,8 +332,7 @@ class Runner:
             selector.close()
             os.close(control_fd)
         if timed_out:
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            kill_group(proc.pid)
         # Whatever is still buffered in the pipe after the kill.
         with contextlib.suppress(OSError):
             os.set_blocking(out_fd, False)
@@ -355,7 +356,8 @@ class Runner:
                 self.log.note(f"attempt {attempt} failed: {error}; retrying")
                 self.save(attempt=attempt + 1)
         except Exception as exc:  # the runner's own failure still ends the job cleanly
-            kill_tagged(str(self.spec["job_id"]), (self.child_pgid,), exclude=os.getpid())
+            kill_group(self.child_pgid)
+            kill_tagged(str(self.spec["job_id"]), exclude=os.getpid())
             outcome, code, error = "failed", None, f"runner error: {type(exc).__name__}: {exc}"
         if self.cancelled:
             outcome, code, error = "cancelled", None, None

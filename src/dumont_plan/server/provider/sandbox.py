@@ -219,17 +219,27 @@ def tagged_pids(tag: str) -> list[int]:
     return found
 
 
-def kill_tagged(tag: str, pgids: tuple[int | None, ...] = (), exclude: int | None = None) -> int:
-    """SIGKILL every process of sandbox `tag` (and the given process groups); return a count.
+def kill_group(pgid: int | None) -> None:
+    """SIGKILL a process group (never our own, never pid 0/1)."""
+    if pgid and pgid > 1 and pgid != os.getpgrp():
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)
 
-    Without /proc (not Linux) only the process groups are signalled.
+
+def kill_tagged(
+    tag: str, fallback_pgids: tuple[int | None, ...] = (), exclude: int | None = None
+) -> int:
+    """SIGKILL every process of sandbox `tag`; return how many were signalled.
+
+    Without /proc (not Linux) the `fallback_pgids` process groups are signalled instead (a
+    recorded group id is not trusted otherwise: its processes may be gone and the id reused).
     """
     killed = 0
-    for pgid in pgids:
-        if pgid and pgid > 1 and pgid != os.getpgrp():
-            with contextlib.suppress(OSError):
-                os.killpg(pgid, signal.SIGKILL)
-                killed += 1
+    if not PROC.is_dir():
+        for pgid in fallback_pgids:
+            kill_group(pgid)
+            killed += 1
+        return killed
     for pid in tagged_pids(tag):
         if pid != exclude:
             with contextlib.suppress(OSError):
