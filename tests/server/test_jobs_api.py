@@ -175,6 +175,15 @@ def test_status_cost_and_logs_while_running_and_after(
     assert logs(user, job["id"], tail=100) == "line1\nline2\nline3\nafter\n"
 
 
+def test_long_logs_are_neither_truncated_nor_slow_to_tail(user: UserSession) -> None:
+    job = create_job(user, command="seq 1 100000")
+    wait_for(user, job["id"], "completed")
+    full = logs(user, job["id"])
+    assert len(full) > 500_000
+    assert full == "".join(f"{n}\n" for n in range(1, 100001))
+    assert logs(user, job["id"], tail=3) == "99998\n99999\n100000\n"
+
+
 def test_cancel_stops_the_processes_and_the_status_never_flips(
     server: LocalServer, user: UserSession
 ) -> None:

@@ -45,6 +45,7 @@ from dumont_plan.server.provider.sandbox import (
     pid_alive,
     process_start_time,
     read_json,
+    read_text_tail,
     workload_env,
     write_json_atomic,
 )
@@ -373,27 +374,8 @@ def cancel_job(state: AppState, row: Row) -> bool:
 
 
 def read_logs(state: AppState, job_id: str, tail: int | None) -> str:
-    path = job_dir(state, job_id) / runner.LOG_FILE
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read() if tail is None else _tail_bytes(handle, tail)
-    except OSError:
-        return ""
-    return data.decode("utf-8", errors="replace")
-
-
-def _tail_bytes(handle: Any, lines: int) -> bytes:
-    if lines <= 0:
-        return b""
-    handle.seek(0, os.SEEK_END)
-    position = handle.tell()
-    data = b""
-    while position > 0 and data.count(b"\n") <= lines:
-        step = min(65536, position)
-        position -= step
-        handle.seek(position)
-        data = handle.read(step) + data
-    return b"".join(data.splitlines(keepends=True)[-lines:])
+    """The job's log so far: all of it, or its last `tail` lines."""
+    return read_text_tail(job_dir(state, job_id) / runner.LOG_FILE, tail)
 
 
 def job_sandbox(state: AppState, job_id: str) -> Sandbox:
