@@ -24,6 +24,10 @@ records nothing, except `reason=boot_timeout` while it is still loading (a clien
 deadline: a `loading` failure) and `reason=gpu_failure` (an `error` failure). So a wizard race
 that cancels its losers (`reason=race_loser`, or no reason) never punishes them.
 
+Pausing stops the processes (SIGTERM, SIGKILL after a grace) and keeps the disk; resuming boots
+again and restarts `onstart_cmd`. `pause_instance(..., freeze=True)` (serverless `fast` mode, no
+route) SIGSTOPs them instead, and resuming then continues them at once.
+
 Cost accrues by state: loading and running at the machine's current price (spot min bid with
 `use_spot`), stopped and exited at `STORAGE_DPH`, deleted nothing.
 
@@ -33,35 +37,24 @@ so a poll sees `running` as soon as the boot time has passed.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import sqlite3
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any
 
 from dumont_plan.server.context import AppState
+from dumont_plan.server.provider import instance_processes as processes
 from dumont_plan.server.provider.history import LOCAL_PROVIDER, Attempt, iso, record_attempt
 from dumont_plan.server.provider.jobs import time_scale
 from dumont_plan.server.provider.market import Machine, Market, get_market
-from dumont_plan.server.provider.sandbox import (
-    Sandbox,
-    kill_tagged,
-    pid_alive,
-    process_start_time,
-    tagged_pids,
-    workload_env,
-)
+from dumont_plan.server.provider.sandbox import Sandbox
 from dumont_plan.server.provider.usage import sample_usage, usage_of
 from dumont_plan.server.store import dumps, loads
 
 STORAGE_DPH = 0.005
 RESUME_BOOT_FACTOR = 0.5
-STOP_GRACE_SECONDS = 3.0  # pause: time for SIGTERM before SIGKILL
 DELETE_GRACE_SECONDS = 0.5  # delete destroys the machine: a short courtesy only
 DEFAULT_IMAGE = "pytorch/pytorch:2.1.0-cuda12.1-cudnn8-runtime"
 ALWAYS_EXPOSED_PORT = 8080
@@ -96,14 +89,8 @@ def sandbox_of(state: AppState, instance_id: int) -> Sandbox:
     return Sandbox(state.settings.sandboxes_dir / "instances" / str(instance_id))
 
 
-def tag_of(instance_id: int) -> str:
-    return f"instance-{instance_id}"
-
-
 _LOCKS: dict[int, threading.RLock] = {}
 _LOCKS_GUARD = threading.Lock()
-_PROCS: dict[int, subprocess.Popen[bytes]] = {}
-_PROCS_GUARD = threading.Lock()
 
 
 def _lock(instance_id: int) -> threading.RLock:
@@ -368,9 +355,9 @@ def pause_instance(
         message = f"Instance {instance_id} paused successfully"
         if row["actual_status"] == "stopped":
             return {"success": True, "message": message}
-        frozen = freeze and row["actual_status"] == "running" and _freeze(row)
+        frozen = freeze and row["actual_status"] == "running" and processes.freeze(_leader(row))
         if not frozen:
-            _stop_processes(instance_id, row)
+            processes.stop(_leader(row))
         machine = market_of(state).by_offer(int(row["offer_id"]))
         with state.store.tx() as conn:
             conn.execute(
@@ -395,7 +382,7 @@ def resume_instance(state: AppState, user_id: int, instance_id: int) -> dict[str
             return {"success": True, "message": message}
         machine = market_of(state).by_offer(int(row["offer_id"]))
         cost = _fold(row, machine, now)
-        if row["frozen"] and _thaw(row):
+        if row["frozen"] and processes.thaw(_leader(row)):
             state.store.execute(
                 "UPDATE instances SET status = 'running', actual_status = 'running', frozen = 0, "
                 "cost = ?, cost_since = ? WHERE id = ?",
@@ -428,7 +415,7 @@ def delete_instance(
     advance(state, instance_id, now)
     with _lock(instance_id):
         row = _row(state, user_id, instance_id)
-        _stop_processes(instance_id, row, DELETE_GRACE_SECONDS)
+        processes.stop(_leader(row), DELETE_GRACE_SECONDS)
         machine = market_of(state).by_offer(int(row["offer_id"]))
         failure = DELETE_FAILURES.get(reason)
         if reason == "boot_timeout" and (row["actual_status"] != "loading" or row["booted"]):
@@ -463,7 +450,9 @@ def delete_instance(
         return {"success": True, "message": f"Instance {instance_id} destroyed successfully"}
 
 
-# ---------------------------------------------------------------------------- processes
+def _leader(row: sqlite3.Row) -> processes.Leader:
+    pid = row["pid"]
+    return processes.Leader(int(row["id"]), int(pid) if pid else None, row["pid_start"])
 
 
 def _start_processes(state: AppState, row: sqlite3.Row) -> None:
@@ -471,90 +460,12 @@ def _start_processes(state: AppState, row: sqlite3.Row) -> None:
     if not command:
         return
     instance_id = int(row["id"])
-    sandbox = sandbox_of(state, instance_id)
-    sandbox.workspace.mkdir(parents=True, exist_ok=True)
-    env = workload_env(
-        tag_of(instance_id),
-        {"DUMONT_INSTANCE_ID": str(instance_id), "WORKSPACE": str(sandbox.workspace)},
-    )
-    with open(sandbox.root / "onstart.log", "ab") as log:
-        try:
-            proc = subprocess.Popen(
-                ["bash", "-c", str(command)],
-                cwd=sandbox.workspace,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=env,
-            )
-        except OSError as exc:
-            log.write(f"cannot start onstart_cmd: {exc}\n".encode())
-            return
-    with _PROCS_GUARD:
-        _PROCS[instance_id] = proc
-    state.store.execute(
-        "UPDATE instances SET pid = ?, pid_start = ? WHERE id = ?",
-        (proc.pid, process_start_time(proc.pid), instance_id),
-    )
-
-
-def _leader_alive(row: sqlite3.Row) -> bool:
-    pid = row["pid"]
-    return bool(pid) and pid_alive(int(pid), row["pid_start"])
-
-
-def _signal_all(instance_id: int, row: sqlite3.Row, sig: int) -> None:
-    if _leader_alive(row):
-        with contextlib.suppress(OSError):
-            os.killpg(int(row["pid"]), sig)
-    for pid in tagged_pids(tag_of(instance_id)):
-        with contextlib.suppress(OSError):
-            os.kill(pid, sig)
-
-
-def _reap(instance_id: int, wait: float = 0.0) -> None:
-    with _PROCS_GUARD:
-        proc = _PROCS.get(instance_id)
-    if proc is None:
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=wait) if wait > 0 else proc.poll()
-    if proc.returncode is not None:
-        with _PROCS_GUARD:
-            _PROCS.pop(instance_id, None)
-
-
-def _stop_processes(instance_id: int, row: sqlite3.Row, grace: float = STOP_GRACE_SECONDS) -> None:
-    """SIGTERM the instance's processes (and SIGCONT frozen ones), SIGKILL what remains."""
-    _signal_all(instance_id, row, signal.SIGTERM)
-    _signal_all(instance_id, row, signal.SIGCONT)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        _reap(instance_id)
-        if not _leader_alive(row) and not tagged_pids(tag_of(instance_id)):
-            break
-        time.sleep(0.02)
-    pid = int(row["pid"]) if _leader_alive(row) else None
-    kill_tagged(tag_of(instance_id), (pid,))
-    _reap(instance_id, wait=1.0)
-
-
-def _freeze(row: sqlite3.Row) -> bool:
-    """SIGSTOP the processes; False when there is nothing alive to freeze."""
-    instance_id = int(row["id"])
-    if not _leader_alive(row) and not tagged_pids(tag_of(instance_id)):
-        return False
-    _signal_all(instance_id, row, signal.SIGSTOP)
-    return True
-
-
-def _thaw(row: sqlite3.Row) -> bool:
-    instance_id = int(row["id"])
-    if not _leader_alive(row) and not tagged_pids(tag_of(instance_id)):
-        return False
-    _signal_all(instance_id, row, signal.SIGCONT)
-    return True
+    leader = processes.start(instance_id, sandbox_of(state, instance_id), str(command))
+    if leader is not None:
+        state.store.execute(
+            "UPDATE instances SET pid = ?, pid_start = ? WHERE id = ?",
+            (leader.pid, leader.start_time, instance_id),
+        )
 
 
 # ---------------------------------------------------------------------------- reconciler
@@ -570,10 +481,7 @@ def reconcile_instances(state: AppState) -> None:
     )
     for r in due:
         advance(state, int(r["id"]), now)
-    with _PROCS_GUARD:
-        ids = list(_PROCS)
-    for instance_id in ids:
-        _reap(instance_id)
+    processes.reap_all()
     running = state.store.query(
         "SELECT id, pid FROM instances WHERE deleted_at IS NULL AND actual_status = 'running' "
         "AND pid IS NOT NULL"

@@ -1,0 +1,134 @@
+"""An instance's processes: its `onstart_cmd` in a session of its own, and the signals around it.
+
+A process group leader is identified by (pid, kernel start time), so a pid reused after a
+restart of the control plane is never signalled. Every process also carries the sandbox tag
+`instance-<id>` in its environment (`sandbox.workload_env`), which finds those that left the
+group. Children of this control plane process are kept to be reaped (no zombies).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+from dumont_plan.server.provider.sandbox import (
+    Sandbox,
+    kill_tagged,
+    pid_alive,
+    process_start_time,
+    tagged_pids,
+    workload_env,
+)
+
+STOP_GRACE_SECONDS = 3.0  # pause: time for SIGTERM before SIGKILL
+
+_children: dict[int, subprocess.Popen[bytes]] = {}
+_children_guard = threading.Lock()
+
+
+def tag_of(instance_id: int) -> str:
+    return f"instance-{instance_id}"
+
+
+@dataclass(frozen=True)
+class Leader:
+    """The recorded leader of an instance's processes (pid None: never started)."""
+
+    instance_id: int
+    pid: int | None
+    start_time: str | None
+
+    def alive(self) -> bool:
+        return bool(self.pid) and pid_alive(self.pid, self.start_time)
+
+    def any_alive(self) -> bool:
+        return self.alive() or bool(tagged_pids(tag_of(self.instance_id)))
+
+
+def start(instance_id: int, sandbox: Sandbox, command: str) -> Leader | None:
+    """Run `bash -c command` in the workspace, output appended to `onstart.log`."""
+    sandbox.workspace.mkdir(parents=True, exist_ok=True)
+    env = workload_env(
+        tag_of(instance_id),
+        {"DUMONT_INSTANCE_ID": str(instance_id), "WORKSPACE": str(sandbox.workspace)},
+    )
+    with open(sandbox.root / "onstart.log", "ab") as log:
+        try:
+            proc = subprocess.Popen(
+                ["bash", "-c", command],
+                cwd=sandbox.workspace,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+            )
+        except OSError as exc:
+            log.write(f"cannot start onstart_cmd: {exc}\n".encode())
+            return None
+    with _children_guard:
+        _children[instance_id] = proc
+    return Leader(instance_id, proc.pid, process_start_time(proc.pid))
+
+
+def _signal_all(leader: Leader, sig: int) -> None:
+    if leader.pid and leader.alive():
+        with contextlib.suppress(OSError):
+            os.killpg(leader.pid, sig)
+    for pid in tagged_pids(tag_of(leader.instance_id)):
+        with contextlib.suppress(OSError):
+            os.kill(pid, sig)
+
+
+def reap(instance_id: int, wait: float = 0.0) -> None:
+    with _children_guard:
+        proc = _children.get(instance_id)
+    if proc is None:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=wait) if wait > 0 else proc.poll()
+    if proc.returncode is not None:
+        with _children_guard:
+            _children.pop(instance_id, None)
+
+
+def reap_all() -> None:
+    with _children_guard:
+        ids = list(_children)
+    for instance_id in ids:
+        reap(instance_id)
+
+
+def stop(leader: Leader, grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM the processes (and SIGCONT frozen ones), SIGKILL what remains after `grace`."""
+    _signal_all(leader, signal.SIGTERM)
+    _signal_all(leader, signal.SIGCONT)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        reap(leader.instance_id)
+        if not leader.any_alive():
+            break
+        time.sleep(0.02)
+    kill_tagged(tag_of(leader.instance_id), (leader.pid if leader.alive() else None,))
+    reap(leader.instance_id, wait=1.0)
+
+
+def freeze(leader: Leader) -> bool:
+    """SIGSTOP the processes; False when nothing is alive to freeze."""
+    if not leader.any_alive():
+        return False
+    _signal_all(leader, signal.SIGSTOP)
+    return True
+
+
+def thaw(leader: Leader) -> bool:
+    """SIGCONT frozen processes; False when nothing is alive any more."""
+    if not leader.any_alive():
+        return False
+    _signal_all(leader, signal.SIGCONT)
+    return True
