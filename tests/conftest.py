@@ -5,7 +5,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import LocalServer, UserSession, cli_env, new_user, run_cli
+from tests.support import (
+    LocalServer,
+    UserSession,
+    cli_env,
+    new_user,
+    reap_processes_under,
+    run_cli,
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_outlives_the_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """At the end of the session, kill whatever still runs from the test temp dirs (embedded
+    servers started by CLI tests, job runners, instance processes)."""
+    yield
+    reap_processes_under(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")

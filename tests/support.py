@@ -92,6 +92,12 @@ class LocalServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
         self.proc = None
+        self.reap()
+
+    def reap(self) -> int:
+        """Kill every leftover process of this server's sandboxes (job runners, commands,
+        instance processes): they are detached on purpose, but must not outlive the tests."""
+        return reap_processes_under(self.data_dir)
 
     def kill(self) -> None:
         """SIGKILL the server process only (its detached children, e.g. job runners, live on)."""
@@ -114,6 +120,29 @@ class LocalServer:
             and "/_local/" not in key
             and "/auth/" not in key
         )
+
+
+def reap_processes_under(directory: Path) -> int:
+    """SIGKILL the process groups of processes whose cwd or command line is under `directory`."""
+    root = str(directory.resolve())
+    killed = 0
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(entry / "cwd")
+        except (OSError, ValueError):
+            continue
+        if root in cmdline or cwd == root or cwd.startswith(root + os.sep):
+            pid = int(entry.name)
+            with contextlib.suppress(OSError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            killed += 1
+    return killed
 
 
 @dataclass
