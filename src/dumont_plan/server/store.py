@@ -6,6 +6,7 @@ in number order and the applied version is kept in `PRAGMA user_version`.
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import json
 import pkgutil
@@ -61,6 +62,20 @@ class Store:
         return int(self._connect().execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self) -> None:
+        """Apply the pending migrations, one process at a time.
+
+        An exclusive flock beside the database serialises servers opening it at once: the
+        switch to WAL and the migrations then never race (SQLite can answer "database is
+        locked" at once, without waiting, while another connection changes the journal mode).
+        """
+        with open(self.path.with_name(self.path.name + ".lock"), "a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                self._apply_migrations()
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _apply_migrations(self) -> None:
         conn = self._connect()
         with self._write_lock:
             for number, sql in _discover_migrations():
@@ -68,10 +83,6 @@ class Store:
                     continue
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    # Another process may have migrated while we waited for the write lock.
-                    if number <= self.schema_version:
-                        conn.execute("ROLLBACK")
-                        continue
                     for statement in sql.split(";\n"):
                         if statement.strip():
                             conn.execute(statement)
