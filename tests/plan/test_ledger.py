@@ -1,0 +1,239 @@
+"""The state ledger: atomic writes after every operation, the journal, the lock, corruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dumont_plan.errors import LockError
+from dumont_plan.ledger import (
+    DesiredRecord,
+    Ledger,
+    StateError,
+    force_unlock,
+    read_holder,
+)
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from dumont_plan.ledger import Ledger
+with Ledger.locked(Path(sys.argv[1]), "lab", command="dumont apply"):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def state_file(tmp_path: Path) -> Path:
+    return tmp_path / ".dumont" / "state.json"
+
+
+def on_disk(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_a_missing_state_is_fresh_and_not_written(tmp_path: Path) -> None:
+    ledger = Ledger.load(state_file(tmp_path), "lab")
+    assert not ledger.exists
+    assert ledger.state.project == "lab"
+    assert ledger.state.resources == {}
+    assert len(ledger.state.salt) == 32
+    assert not state_file(tmp_path).exists()
+
+
+def test_every_operation_is_on_disk_at_once(tmp_path: Path) -> None:
+    path = state_file(tmp_path)
+    ledger = Ledger.load(path, "lab")
+    op = ledger.begin_op(
+        "job.train", "create", kind="job", remote_name="lab-train", idempotency_key="k1"
+    )
+    data = on_disk(path)
+    assert data["pending"] == [
+        {
+            "op_id": op.op_id,
+            "address": "job.train",
+            "kind": "job",
+            "action": "create",
+            "idempotency_key": "k1",
+            "remote_name": "lab-train",
+            "remote_id": None,
+            "started_at": op.started_at,
+        }
+    ]
+    assert data["resources"] == {}
+    record = DesiredRecord({"command": "x"}, "sha256:f", prevent_destroy=True, depends_on=["a.b"])
+    ledger.finish_op(op, remote_id="job_1", record=record)
+    data = on_disk(path)
+    assert data["pending"] == []
+    entry = data["resources"]["job.train"]
+    assert entry["remote_id"] == "job_1"
+    assert entry["remote_name"] == "lab-train"
+    assert entry["applied_spec"] == {"command": "x"}
+    assert entry["fingerprint"] == "sha256:f"
+    assert entry["prevent_destroy"] is True
+    assert entry["depends_on"] == ["a.b"]
+    assert entry["run_count"] == 1
+    assert data["serial"] == 2
+    assert data["project"] == "lab"
+    # A second run of the address retires the old job id (never adopted again).
+    op2 = ledger.begin_op("job.train", "run", kind="job", remote_name="lab-train")
+    ledger.finish_op(op2, remote_id="job_2", record=record)
+    data = on_disk(path)
+    assert data["resources"]["job.train"]["run_count"] == 2
+    assert data["retired"] == ["job:job_1"]
+    assert Ledger.load(path, "lab").state.claimed("job") == {"job_1", "job_2"}
+
+
+def test_fail_op_drops_the_journal_entry_and_remove_retires_the_id(tmp_path: Path) -> None:
+    path = state_file(tmp_path)
+    ledger = Ledger.load(path, "lab")
+    op = ledger.begin_op("instance.box", "create", kind="instance", remote_name="lab-box")
+    ledger.fail_op(op)
+    assert on_disk(path)["pending"] == []
+    ledger.record("instance.box", kind="instance", remote_id="101", remote_name="lab-box")
+    ledger.remove("instance.box")
+    data = on_disk(path)
+    assert data["resources"] == {}
+    assert data["retired"] == ["instance:101"]
+
+
+def test_the_previous_version_is_kept_and_no_temp_file_is_left(tmp_path: Path) -> None:
+    path = state_file(tmp_path)
+    ledger = Ledger.load(path, "lab")
+    ledger.record("job.a", kind="job", remote_id="job_1")
+    ledger.record("job.b", kind="job", remote_id="job_2")
+    backup = path.with_name("state.json.backup")
+    assert set(on_disk(backup)["resources"]) == {"job.a"}
+    assert set(on_disk(path)["resources"]) == {"job.a", "job.b"}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["state.json", "state.json.backup"]
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_a_crash_mid_write_leaves_the_old_state_whole(tmp_path: Path) -> None:
+    path = state_file(tmp_path)
+    Ledger.load(path, "lab").record("job.a", kind="job", remote_id="job_1")
+    # What a write killed before its rename leaves: a stray temp file beside the state.
+    (path.parent / ".state.json.999.dead.tmp").write_text('{"format_version": 1, "proj')
+    ledger = Ledger.load(path, "lab")
+    assert set(ledger.state.resources) == {"job.a"}
+
+
+def test_a_corrupt_state_is_never_overwritten(tmp_path: Path) -> None:
+    path = state_file(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"format_version": 1, "resources": {"job.a": ')
+    with pytest.raises(StateError) as caught:
+        Ledger.load(path, "lab")
+    message = str(caught.value)
+    assert message.startswith(f"state file {path} is not valid dumont state (line 1 column")
+    copies = list(path.parent.glob("state.json.corrupt-*"))
+    assert len(copies) == 1
+    assert f"a copy is at {copies[0]}" in message
+    assert "restore the previous version" in message
+    assert path.read_text() == '{"format_version": 1, "resources": {"job.a": '
+
+
+def test_a_state_with_wrong_types_names_the_field(tmp_path: Path) -> None:
+    path = state_file(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"format_version": 1, "resources": {"job.a": {"run_count": 1}}}))
+    with pytest.raises(StateError, match=r"\(resources\.job\.a\.kind: Field required\)"):
+        Ledger.load(path, "lab")
+
+
+def test_a_newer_state_format_asks_for_an_upgrade(tmp_path: Path) -> None:
+    path = state_file(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(StateError, match="format_version 99, newer than this dumont"):
+        Ledger.load(path, "lab")
+
+
+def test_a_state_of_another_project_is_refused(tmp_path: Path) -> None:
+    path = state_file(tmp_path)
+    Ledger.load(path, "other").record("job.a", kind="job", remote_id="job_1")
+    with pytest.raises(StateError, match="belongs to project 'other'"):
+        Ledger.load(path, "lab")
+
+
+def test_move_renames_an_address_and_refuses_a_kind_change(tmp_path: Path) -> None:
+    ledger = Ledger.load(state_file(tmp_path), "lab")
+    ledger.record("job.a", kind="job", remote_id="job_1")
+    ledger.move("job.a", "job.b")
+    assert set(on_disk(state_file(tmp_path))["resources"]) == {"job.b"}
+    with pytest.raises(StateError, match="the kinds differ"):
+        ledger.move("job.b", "instance.b")
+    with pytest.raises(StateError, match=r"job\.zzz is not in the state"):
+        ledger.move("job.zzz", "job.c")
+
+
+def _holder(path: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_second_holder_gets_the_holders_details(tmp_path: Path) -> None:
+    path = state_file(tmp_path)
+    proc = _holder(path)
+    try:
+        with pytest.raises(LockError) as caught, Ledger.locked(path, "lab", command="x"):
+            pass
+        started = read_holder(path.with_name("state.lock"))["started_at"]
+        assert str(caught.value) == (
+            f"state is locked by pid {proc.pid} on host {socket.gethostname()} since "
+            f"{started} (dumont apply); if that process is gone, run `dumont force-unlock`"
+        )
+        with pytest.raises(LockError, match="that process still holds it"):
+            force_unlock(path)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_killed_holder_does_not_block_the_next_apply(tmp_path: Path) -> None:
+    path = state_file(tmp_path)
+    proc = _holder(path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with Ledger.locked(path, "lab", command="dumont apply") as ledger:
+        assert read_holder(path.with_name("state.lock"))["pid"] == os.getpid()
+        ledger.record("job.a", kind="job", remote_id="job_1")
+    assert read_holder(path.with_name("state.lock")) == {}
+
+
+def test_force_unlock_clears_a_stale_holder_record(tmp_path: Path) -> None:
+    path = state_file(tmp_path)
+    path.parent.mkdir(parents=True)
+    lock = path.with_name("state.lock")
+    lock.write_text(json.dumps({"pid": 4242, "host": "ci-7", "command": "dumont apply"}))
+    result = force_unlock(path)
+    assert result.removed and not result.forced
+    assert result.holder["pid"] == 4242
+    assert read_holder(lock) == {}
+    assert not force_unlock(path).removed
+
+
+def test_force_unlock_with_force_removes_a_held_lock(tmp_path: Path) -> None:
+    path = state_file(tmp_path)
+    proc = _holder(path)
+    try:
+        result = force_unlock(path, force=True)
+        assert result.forced and result.holder["pid"] == proc.pid
+        deadline = time.monotonic() + 5
+        with Ledger.locked(path, "lab", command="second"):
+            assert time.monotonic() < deadline
+    finally:
+        proc.kill()
+        proc.wait()
