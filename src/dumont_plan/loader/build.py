@@ -314,6 +314,8 @@ class _Load:
     def check_references(self) -> None:
         for decl in self.decls.values():
             for path, ref in find_refs(decl.body):
+                if path[:1] == ("depends_on",):
+                    continue  # addresses, checked below
                 doc, loc = decl.where(path)
                 if ref.kind == SECRET_KIND:
                     if ref.attr is not None or not SECRET_NAME_RE.match(ref.name):
@@ -335,9 +337,12 @@ class _Load:
             depends = decl.body.get("depends_on")
             if isinstance(depends, list):
                 for index, item in enumerate(depends):
-                    if not isinstance(item, str) or "${" in item:
-                        continue  # a type error (reported by validation) or a ${ref} (above)
+                    if not isinstance(item, str):
+                        continue  # a type error, reported by validation
                     doc, loc = decl.where(("depends_on", index))
+                    if "${" in item:
+                        self.fail(doc, loc, "depends_on takes addresses", "write e.g. job.prepare")
+                        continue
                     try:
                         address = parse_address(item)
                     except ValueError as exc:
@@ -483,6 +488,8 @@ def load_stack(
     resources: dict[str, Resource] = {}
     for address, decl in load.decls.items():
         assert decl.spec is not None  # no errors: every file validated
+        if getattr(decl.spec, "depends_on", None):  # `jobs.a` -> `job.a`, as in refs
+            decl.spec.depends_on = [parse_address(a) for a in decl.spec.depends_on]  # type: ignore[attr-defined]
         line, _ = decl.doc.mark((decl.section, decl.name), key=True)
         resources[address] = Resource(
             kind=decl.prefix,

@@ -27,6 +27,7 @@ except AttributeError:  # PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
 STR_TAG = "tag:yaml.org,2002:str"
+MERGE_TAG = "tag:yaml.org,2002:merge"
 MAX_DEPTH = 64
 MAX_NODES = 1_000_000  # values built per file, aliases expanded: stops "billion laughs"
 
@@ -171,29 +172,36 @@ class _Builder:
             return None
 
     def mapping(self, node: MappingNode, loc: Loc) -> dict[str, Any]:
+        first: dict[str, tuple[int, int]] = {}
+        duplicates: set[int] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, ScalarNode) or key_node.tag == MERGE_TAG:
+                continue
+            where = _point(key_node.start_mark)
+            if key_node.value in first:
+                duplicates.add(id(key_node))
+                self.fail(
+                    key_node,
+                    f"duplicate key '{key_node.value}' (first at line {first[key_node.value][0]})",
+                    "keep only one of them",
+                )
+            else:
+                first[key_node.value] = where
         try:
-            self.constructor.flatten_mapping(node)  # `<<: *anchor` merge keys
+            self.constructor.flatten_mapping(node)  # `<<: *anchor` merge keys, then own keys
         except yaml.YAMLError as exc:
             self.fail(node, f"bad merge key: {getattr(exc, 'problem', exc)}")
             return {}
         result: dict[str, Any] = {}
-        first: dict[str, tuple[int, int]] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode):
                 self.fail(key_node, "a key must be a plain word", "write `name: value`")
                 continue
-            key = key_node.value
-            where = _point(key_node.start_mark)
-            if key in first:
-                self.fail(
-                    key_node,
-                    f"duplicate key '{key}' (first at line {first[key][0]})",
-                    "keep only one of them",
-                )
+            if id(key_node) in duplicates:
                 continue
-            first[key] = where
-            self.doc.key_marks[(*loc, key)] = where
-            result[key] = self.build(value_node, (*loc, key))
+            key = key_node.value
+            self.doc.key_marks[(*loc, key)] = _point(key_node.start_mark)
+            result[key] = self.build(value_node, (*loc, key))  # own keys override merged ones
         return result
 
 

@@ -61,8 +61,10 @@ def path_text(loc: Loc) -> str:
 def suggest(word: str, choices: list[str]) -> str | None:
     """The closest choice to a misspelled word, if one is close enough."""
     matches = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if not matches and word.lower() in {c.lower() for c in choices}:
-        matches = [c for c in choices if c.lower() == word.lower()]
+    if not matches:
+        lowered = word.lower()
+        matches = [c for c in choices if c.lower() == lowered]
+        matches = matches or [c for c in choices if len(word) >= 3 and c.startswith(word)]
     return matches[0] if matches else None
 
 
