@@ -120,15 +120,36 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
 ]
 
 
+INTRO = """\
+Generated from the spec models by `scripts/gen-spec`; `dumont schema` prints the JSON Schema
+(`schemas/dumont.schema.json`, referenced by the examples' `yaml-language-server` modeline).
+
+- **Files**: `-f PATH` (repeatable; a folder means its `*.yaml`, `*.yml` and `dumontfile`), else
+  `dumont.yaml`, `dumont.yml` or `dumontfile` here. Several files make one stack: one `project`,
+  no address declared twice. `dumont validate` checks them offline; `dumont fmt` tidies them
+  (`dumont fmt --check` changes nothing and exits 1 listing the files that need it).
+- **Variables**: `{{ var.NAME }}` and `{{ env.NAME }}` are Jinja2 (undefined names are errors)
+  in any string value. Later wins: `variables.NAME.default` < `DUMONT_VAR_NAME` < `--var-file F`
+  < `--var NAME=VALUE`. A value that is a single `{{ ... }}` keeps its type:
+  `num_gpus: "{{ var.n }}"` is an integer when `n` is.
+- **Defaults**: `defaults.job` / `defaults.instance` apply to every job / instance that does not
+  set the field itself.
+- **References**: `${job.NAME.ATTR}` / `${instance.NAME.ATTR}` (or `${jobs...}`, `${instances...}`)
+  in any string are filled at apply time and order the apply, as `depends_on: [job.NAME]` does.
+  Job attributes: {job_attrs}; instance attributes: {instance_attrs}.
+- **Secrets**: `${secret.NAME}` is read only when a request is built: from `DUMONT_SECRET_NAME`
+  or `NAME` in the environment, else `.dumont/secrets.env` beside the spec or
+  `~/.config/dumont-plan/secrets.env` (`NAME=value` lines, mode 0600). It is never printed or
+  stored; `dumont validate --check-secrets` checks that each one is set.
+"""
+
+
 def spec_reference() -> str:
-    """Markdown tables of every spec field, from the models' descriptions."""
+    """Markdown: how specs are read, then tables of every field from the models' descriptions."""
     lines = [
-        "Generated from the spec models (`scripts/gen-spec`); `dumont schema` prints the JSON",
-        "Schema. References: `${job.NAME.ATTR}` (attrs: "
-        + ", ".join(sorted(JobSpec.REF_ATTRS))
-        + "), `${instance.NAME.ATTR}` (attrs: "
-        + ", ".join(sorted(InstanceSpec.REF_ATTRS))
-        + "), `${secret.NAME}`.",
+        INTRO.replace("{job_attrs}", ", ".join(f"`{a}`" for a in sorted(JobSpec.REF_ATTRS)))
+        .replace("{instance_attrs}", ", ".join(f"`{a}`" for a in sorted(InstanceSpec.REF_ATTRS)))
+        .rstrip("\n")
     ]
     for title, model in SECTIONS:
         doc = (model.__doc__ or "").strip().splitlines()[0]
