@@ -156,6 +156,9 @@ def test_import_then_plan_state_refresh(
     assert "it is already managed" in error_line(again)
     missing = dumont("import", "job.nap", "job_00000000", "-f", "jobs.yaml", code=1)
     assert error_line(missing).startswith("Error: import job.nap: no job job_00000000 on the")
+    shown = dumont("show", "-f", "jobs.yaml").stdout
+    row = next(line for line in shown.splitlines() if "job.hello" in line)
+    assert str(job["id"]) in row and "jobs-demo-hello" not in row  # imported: its own name
     refreshed = dumont("refresh", "-f", "jobs.yaml", "-o", "json").stdout
     assert json.loads(refreshed)["resources"]["job.hello"]["live_status"] in (
         "pending",

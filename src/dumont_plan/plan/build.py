@@ -16,8 +16,6 @@ leaves fields out of the comparison. Costs come from the observed offers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +34,7 @@ from dumont_plan.plan.fingerprint import (
     observed_fingerprint,
     same_name_ids,
 )
-from dumont_plan.plan.graph import CycleError, dependencies, dependents, levels
+from dumont_plan.plan.graph import CycleError, levels
 from dumont_plan.plan.model import (
     UNKNOWN,
     Action,
@@ -45,33 +43,12 @@ from dumont_plan.plan.model import (
     Plan,
     ResourceChange,
 )
-from dumont_plan.spec.refs import Ref, parse_address
+from dumont_plan.plan.select import PlanOptions, select_addresses
+from dumont_plan.spec.refs import Ref
 from dumont_plan.spec.stack import Resource, Stack
 
 STABLE = frozenset({Action.noop, Action.update, Action.pause, Action.resume, Action.adopt})
 REMOVALS = frozenset({Action.delete, Action.forget})
-
-
-@dataclass(frozen=True)
-class PlanOptions:
-    targets: Sequence[str] = ()
-    excludes: Sequence[str] = ()
-    replace: Sequence[str] = ()
-    destroy: bool = False
-    allow_restart: bool = False
-    max_cost: float | None = None  # $/h the plan may add (--max-cost)
-    secret_hashes: Mapping[str, str] = field(default_factory=dict)  # NAME -> salted hash
-    now: datetime | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "targets": list(self.targets),
-            "excludes": list(self.excludes),
-            "replace": list(self.replace),
-            "destroy": self.destroy,
-            "allow_restart": self.allow_restart,
-            "max_cost": self.max_cost,
-        }
 
 
 def build_plan(
@@ -152,42 +129,10 @@ class _Planner:
         return graph
 
     def select(self, graph: dict[str, list[str]]) -> set[str]:
-        known = set(graph)
-        opts = self.options
-
-        def parse(values: Sequence[str], flag: str) -> list[str]:
-            out = []
-            for text in values:
-                try:
-                    address = parse_address(text)
-                except ValueError as exc:
-                    self.errors.append(f"{flag} {text}: {exc}")
-                    continue
-                if address not in known:
-                    self.errors.append(
-                        f"{flag} {address}: no such resource in the spec or the state; "
-                        "`dumont state list` shows the state"
-                    )
-                    continue
-                out.append(address)
-            return out
-
-        targets = parse(opts.targets, "--target")
-        excludes = parse(opts.excludes, "--exclude")
-        self.replace = set(parse(opts.replace, "--replace"))
-        for address in sorted(self.replace):
-            if address not in self.stack.resources:
-                self.errors.append(
-                    f"--replace {address}: it is not in the spec, so there is nothing to "
-                    "replace it with"
-                )
-        if opts.destroy:
-            selected = set(targets) | dependents(graph, targets) if targets else set(known)
-            selected -= set(excludes) | dependencies(graph, excludes)
-        else:
-            selected = set(targets) | dependencies(graph, targets) if targets else set(known)
-            selected -= set(excludes) | dependents(graph, excludes)
-        return selected
+        selection = select_addresses(graph, set(self.stack.resources), self.options)
+        self.errors.extend(selection.errors)
+        self.replace = selection.replace
+        return selection.selected
 
     # -- one resource of the spec ----------------------------------------------------------
 
