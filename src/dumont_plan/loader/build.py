@@ -12,54 +12,24 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from dumont_plan.errors import SpecError, SpecErrors
 from dumont_plan.loader.inputs import discover, display_path, read_text, resolve_variables
+from dumont_plan.loader.links import MODEL_OF_PREFIX, Decl, check_references
 from dumont_plan.loader.templates import Renderer, TemplateProblem, needs_render
 from dumont_plan.loader.yamlmarks import Doc, Loc, parse_yaml
-from dumont_plan.plan.graph import find_cycle
 from dumont_plan.secrets import SecretStore, default_secrets_files
-from dumont_plan.spec.common import SECRET_NAME_RE, SpecModel
-from dumont_plan.spec.messages import describe, path_text, suggest
-from dumont_plan.spec.refs import SECRET_KIND, find_refs, parse_address
+from dumont_plan.spec.common import SpecModel
+from dumont_plan.spec.messages import describe, path_text
+from dumont_plan.spec.refs import parse_address
 from dumont_plan.spec.stack import KINDS, RESERVED_KINDS, Resource, Stack, StackSpec
 
-MODEL_OF_PREFIX: dict[str, type[SpecModel]] = {prefix: model for prefix, model in KINDS.values()}
 OPTIONAL_SECTIONS = ("variables", "defaults", *KINDS)
 PLACEHOLDER_PROJECT = "x"
-
-
-@dataclass
-class _Decl:
-    """A declared resource: its body merged with defaults, and where each key was written."""
-
-    section: str
-    prefix: str
-    name: str
-    doc: Doc
-    body: dict[str, Any]
-    origins: dict[str, tuple[Doc, Loc]]  # key -> (file, loc) of its value
-    spec: BaseModel | None = None
-    deps: dict[str, tuple[Doc, Loc]] = field(default_factory=dict)  # address -> where referenced
-
-    @property
-    def address(self) -> str:
-        return f"{self.prefix}.{self.name}"
-
-    def where(self, loc: Loc) -> tuple[Doc, Loc]:
-        if loc and isinstance(loc[0], str) and loc[0] in self.origins:
-            doc, base = self.origins[loc[0]]
-            return doc, (*base, *loc[1:])
-        return self.doc, (self.section, self.name, *loc)
-
-    def from_defaults(self, key: str | int) -> bool:
-        origin = self.origins.get(str(key))
-        return origin is not None and origin[1][0] == "defaults"
 
 
 class _Load:
@@ -69,7 +39,7 @@ class _Load:
         self.secrets = secrets
         self.errors: list[SpecError] = []
         self.docs: list[tuple[Doc, dict[str, Any]]] = []
-        self.decls: dict[str, _Decl] = {}
+        self.decls: dict[str, Decl] = {}
         self.defaults: dict[str, dict[str, tuple[Any, Doc]]] = {p: {} for p in MODEL_OF_PREFIX}
 
     def fail(
@@ -203,9 +173,9 @@ class _Load:
             return bad
         return set()
 
-    def declare(self, doc: Doc, top: dict[str, Any]) -> dict[tuple[str, str], _Decl]:
+    def declare(self, doc: Doc, top: dict[str, Any]) -> dict[tuple[str, str], Decl]:
         """The file's resources merged with defaults; duplicates across files are errors."""
-        mine: dict[tuple[str, str], _Decl] = {}
+        mine: dict[tuple[str, str], Decl] = {}
         for section, (prefix, _) in KINDS.items():
             resources = top.get(section)
             if not isinstance(resources, dict):
@@ -222,7 +192,7 @@ class _Load:
                         merged[key] = copy.deepcopy(value)
                         origins[key] = (where, ("defaults", prefix, key))
                 merged.update(body)
-                decl = _Decl(section, prefix, name, doc, merged, origins)
+                decl = Decl(section, prefix, name, doc, merged, origins)
                 other = self.decls.get(decl.address)
                 if other is not None:
                     self.fail(
@@ -257,7 +227,7 @@ class _Load:
         for (section, name), decl in mine.items():
             decl.spec = getattr(validated, section)[name]
 
-    def report(self, doc: Doc, error: Any, mine: dict[tuple[str, str], _Decl]) -> None:
+    def report(self, doc: Doc, error: Any, mine: dict[tuple[str, str], Decl]) -> None:
         loc = tuple(error["loc"])
         if error["type"] == "extra_forbidden" and len(loc) == 1 and loc[0] in RESERVED_KINDS:
             supported = ", ".join(KINDS)
@@ -310,120 +280,6 @@ class _Load:
                     "one stack has one project; make them equal",
                 )
         return str(first)
-
-    def check_references(self) -> None:
-        for decl in self.decls.values():
-            for path, ref in find_refs(decl.body):
-                if path[:1] == ("depends_on",):
-                    continue  # addresses, checked below
-                doc, loc = decl.where(path)
-                if ref.kind == SECRET_KIND:
-                    if ref.attr is not None or not SECRET_NAME_RE.match(ref.name):
-                        self.fail(
-                            doc,
-                            loc,
-                            f"bad secret reference {ref.text}",
-                            "write ${secret.NAME}, NAME in letters, digits and '_'",
-                        )
-                    elif self.secrets is not None and self.secrets.lookup(ref.name) is None:
-                        self.fail(
-                            doc,
-                            loc,
-                            f"secret {ref.name} is not set",
-                            self.secrets.missing_hint(ref.name),
-                        )
-                    continue
-                self.check_ref(decl, doc, loc, ref.kind, ref.name, ref.attr, ref.text)
-            depends = decl.body.get("depends_on")
-            if isinstance(depends, list):
-                for index, item in enumerate(depends):
-                    if not isinstance(item, str):
-                        continue  # a type error, reported by validation
-                    doc, loc = decl.where(("depends_on", index))
-                    if "${" in item:
-                        self.fail(doc, loc, "depends_on takes addresses", "write e.g. job.prepare")
-                        continue
-                    try:
-                        address = parse_address(item)
-                    except ValueError as exc:
-                        self.fail(doc, loc, str(exc))
-                        continue
-                    self.link(decl, address, doc, loc, f"depends on {address}")
-            self.check_ignore_changes(decl)
-        graph = {address: sorted(d.deps) for address, d in self.decls.items()}
-        cycle = find_cycle(graph)
-        if cycle:
-            doc, loc = self.decls[cycle[0]].deps[cycle[1]]
-            self.fail(
-                doc,
-                loc,
-                "dependency cycle " + " -> ".join(cycle),
-                "remove one of these references or depends_on entries",
-            )
-
-    def check_ref(
-        self, decl: _Decl, doc: Doc, loc: Loc, kind: str, name: str, attr: str | None, text: str
-    ) -> None:
-        if kind in ("var", "env"):
-            self.fail(doc, loc, f"{text} is not a reference", f"write {{{{ {kind}.{name} }}}}")
-            return
-        model = MODEL_OF_PREFIX.get(kind)
-        if model is None:
-            words = [*MODEL_OF_PREFIX, SECRET_KIND]
-            guess = suggest(kind, words)
-            self.fail(
-                doc,
-                loc,
-                f"unknown kind '{kind}' in {text}",
-                f"did you mean '{guess}'?"
-                if guess
-                else "references look like ${job.NAME.id} or ${instance.NAME.id}",
-            )
-            return
-        attrs = sorted(getattr(model, "REF_ATTRS", ()))
-        if attr is None:
-            self.fail(doc, loc, f"{text} names no attribute", f"e.g. ${{{kind}.{name}.id}}")
-            return
-        if attr not in attrs:
-            guess = suggest(attr, attrs)
-            self.fail(
-                doc,
-                loc,
-                f"unknown attribute '{attr}' in {text}",
-                f"did you mean '{guess}'?" if guess else f"use one of: {', '.join(attrs)}",
-            )
-            return
-        self.link(decl, f"{kind}.{name}", doc, loc, f"{text} refers to {kind}.{name}")
-
-    def link(self, decl: _Decl, address: str, doc: Doc, loc: Loc, what: str) -> None:
-        if address not in self.decls:
-            kind, _, name = address.partition(".")
-            same_kind = [d.name for d in self.decls.values() if d.prefix == kind]
-            guess = suggest(name, same_kind)
-            self.fail(
-                doc,
-                loc,
-                f"{what}, which is not declared",
-                f"did you mean '{kind}.{guess}'?" if guess else "declare it, or fix the name",
-            )
-            return
-        decl.deps.setdefault(address, (doc, loc))
-
-    def check_ignore_changes(self, decl: _Decl) -> None:
-        lifecycle = decl.body.get("lifecycle")
-        if not isinstance(lifecycle, dict) or not isinstance(lifecycle.get("ignore_changes"), list):
-            return
-        fields = [f for f in MODEL_OF_PREFIX[decl.prefix].model_fields if f != "lifecycle"]
-        for index, item in enumerate(lifecycle["ignore_changes"]):
-            if isinstance(item, str) and item not in fields:
-                doc, loc = decl.where(("lifecycle", "ignore_changes", index))
-                guess = suggest(item, fields)
-                self.fail(
-                    doc,
-                    loc,
-                    f"unknown field '{item}'",
-                    f"did you mean '{guess}'?" if guess else f"use one of: {', '.join(fields)}",
-                )
 
     def raise_errors(self) -> None:
         if not self.errors:
@@ -483,7 +339,7 @@ def load_stack(
     for doc, top in load.docs:
         load.validate_file(doc, top)
     project = load.project()
-    load.check_references()
+    check_references(load.decls, load.fail, load.secrets)
     load.raise_errors()
     resources: dict[str, Resource] = {}
     for address, decl in load.decls.items():
