@@ -5,7 +5,7 @@ The file is the Plan model (`format_version`, changes with each resource's
 `"kind": "dumont-plan"`. `check_plan_file` is what `apply F` runs before any mutation:
 
     plan = read_plan_file(path)
-    check_plan_file(plan, stack, observed)   # StalePlanError (exit 7) naming what moved
+    check_plan_file(plan, stack, observed, ledger.state)   # StalePlanError (exit 7)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from dumont_plan.errors import DumontError, StalePlanError
 from dumont_plan.kinds.registry import HANDLERS
-from dumont_plan.ledger import write_atomic
+from dumont_plan.ledger import LedgerState, write_atomic
 from dumont_plan.plan.fingerprint import stale_resources
 from dumont_plan.plan.model import PLAN_FORMAT_VERSION, Observed, Plan
 from dumont_plan.render import plan_json
@@ -66,11 +66,21 @@ def read_plan_file(path: Path) -> Plan:
         ) from None
 
 
-def check_plan_file(plan: Plan, stack: Stack, observed: Observed) -> None:
-    """Refuse a saved plan made for another spec or whose resources moved since (exit 7)."""
+def check_plan_file(
+    plan: Plan, stack: Stack, observed: Observed, state: LedgerState | None = None
+) -> None:
+    """Refuse a saved plan made for another spec, another state, or whose resources moved
+    since (exit 7). With `state`, a state written since the plan (another apply, an import,
+    `state rm`) makes it stale too: its decisions rest on the ledger it read."""
     if plan.project != stack.project or plan.spec_digest != stack.digest():
         raise StalePlanError(
             "the saved plan was made for a different spec (the spec files changed since)",
+            "make the plan again: dumont plan -out FILE",
+        )
+    if state is not None and state.serial != plan.state_serial:
+        raise StalePlanError(
+            f"the saved plan is stale: the state changed since it was made (serial "
+            f"{plan.state_serial} -> {state.serial})",
             "make the plan again: dumont plan -out FILE",
         )
     stale = stale_resources(plan, observed.live, HANDLERS)
