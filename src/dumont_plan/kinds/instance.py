@@ -70,8 +70,9 @@ class InstanceHandler(BaseHandler):
         "state": "running | paused: pause / resume in place",
         "models": "installed once running; removing one does not uninstall it",
     }
-    # Set by the CLI (`dumont model install`'s puller); None: model changes fail with a hint.
-    model_installer: ModelInstaller | None = None
+    # Set on the class by the CLI (`dumont model install`'s puller): None makes model changes
+    # fail with a hint. Read through the class, so a plain function is never bound to self.
+    model_installer: ClassVar[ModelInstaller | None] = None
 
     # -- live objects ----------------------------------------------------------------------
 
@@ -247,14 +248,15 @@ class InstanceHandler(BaseHandler):
     def install_models(self, client: DumontClient, live: dict[str, Any], models: list[str]) -> None:
         if not models:
             return
-        if self.model_installer is None:
+        installer = type(self).model_installer
+        if installer is None:
             raise ApplyError(
                 f"cannot install models {', '.join(models)} on instance {self.live_id(live)}: "
                 "no model installer is available",
                 f"run `dumont model install {self.live_id(live)} MODEL` for each model",
             )
         for model in models:
-            self.model_installer(client, live, model)
+            installer(client, live, model)
 
     def delete(
         self, client: DumontClient, remote_id: str, live: Mapping[str, Any] | None = None

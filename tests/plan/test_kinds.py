@@ -1,0 +1,64 @@
+"""Kind handlers' own pieces: the model installer hook, prices, statuses, names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dumont_plan.errors import ApplyError, PlanError
+from dumont_plan.kinds.instance import InstanceHandler
+from dumont_plan.kinds.registry import HANDLERS, handler_for
+
+OFFERS = [
+    {"id": 1, "gpu_name": "RTX 4090", "num_gpus": 1, "dph_total": 0.4, "min_bid": 0.2},
+    {"id": 2, "gpu_name": "RTX 4090", "num_gpus": 1, "dph_total": 0.3, "min_bid": 0.25},
+    {"id": 3, "gpu_name": "RTX 4090", "num_gpus": 2, "dph_total": 0.5, "min_bid": 0.1},
+]
+
+
+def test_the_model_installer_is_set_on_the_class_and_called_per_model() -> None:
+    calls: list[tuple[Any, Any, str]] = []
+
+    def install(client: Any, live: dict[str, Any], model: str) -> None:
+        calls.append((client, live["id"], model))
+
+    handler = handler_for("instance")
+    assert isinstance(handler, InstanceHandler)
+    with pytest.raises(ApplyError, match="run `dumont model install 7 MODEL`"):
+        handler.install_models(None, {"id": 7}, ["llama3"])  # type: ignore[arg-type]
+    InstanceHandler.model_installer = install
+    try:
+        handler.install_models("client", {"id": 7}, ["llama3", "mistral"])  # type: ignore[arg-type]
+    finally:
+        InstanceHandler.model_installer = None
+    assert calls == [("client", 7, "llama3"), ("client", 7, "mistral")]
+
+
+def test_job_prices_spot_min_bid_or_on_demand_of_the_same_gpu_count() -> None:
+    job = HANDLERS["job"]
+    spec = {"gpu_type": "rtx 4090", "num_gpus": 1}
+    assert job.hourly_price({**spec, "use_spot": True}, OFFERS) == 0.2
+    assert job.hourly_price({**spec, "use_spot": False}, OFFERS) == 0.3
+    assert job.hourly_price({**spec, "num_gpus": 2, "use_spot": True}, OFFERS) == 0.1
+    assert job.hourly_price({"gpu_type": "H100", "num_gpus": 1}, OFFERS) is None
+    assert job.max_hours({"timeout_minutes": 90}) == 1.5
+
+
+def test_instance_status_paused_is_not_failed() -> None:
+    box = HANDLERS["instance"]
+    paused = {"id": 1, "status": "stopped", "actual_status": "exited"}
+    dead = {"id": 1, "status": "running", "actual_status": "exited"}
+    assert (box.status(paused), box.is_failed(paused)) == ("paused", False)
+    assert (box.status(dead), box.is_failed(dead)) == ("exited", True)
+    assert box.live_hourly({**paused, "dph_total": 0.4}) is None
+    assert box.live_price({**paused, "dph_total": 0.4}) == 0.4
+
+
+def test_names_on_the_server() -> None:
+    assert HANDLERS["job"].remote_name("lab", "train", {}) == "lab-train"
+    assert HANDLERS["instance"].remote_name("lab", "box", {"label": "mine"}) == "mine"
+    assert HANDLERS["instance"].remote_name("lab", "box", {"label": None}) == "lab-box"
+    assert handler_for("jobs") is HANDLERS["job"]
+    with pytest.raises(PlanError, match="unknown kind 'gpu'; use one of: instance, job"):
+        handler_for("gpu")
