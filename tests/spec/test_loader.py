@@ -361,3 +361,14 @@ def test_jinja_is_imported_only_when_a_spec_uses_templates(tmp_path: Path) -> No
             check=True,
         )
         assert json.loads(result.stdout) is expected, name
+
+
+def test_a_broken_file_stops_before_cross_file_checks(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "project: demo\nvariables:\n  gpu: {default: x}\njobs:\n  a: [\n")
+    write(tmp_path, "b.yaml", 'jobs:\n  b: {command: "${job.a.id} {{ var.gpu }}"}\n')
+    write(tmp_path, "c.yaml", "jobs:\n  c: {command: x}\n  c: {}\n")
+    assert errors_of(tmp_path, paths=[tmp_path]) == [
+        "a.yaml:6:1 YAML syntax error: did not find expected node content; close the bracket "
+        "or remove the stray comma",
+        "c.yaml:3:3 duplicate key 'c' (first at line 2); keep only one of them",
+    ]

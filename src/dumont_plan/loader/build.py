@@ -39,6 +39,7 @@ class _Load:
         self.secrets = secrets
         self.errors: list[SpecError] = []
         self.docs: list[tuple[Doc, dict[str, Any]]] = []
+        self.order: dict[str, int] = {}  # file as shown -> position, to sort errors
         self.decls: dict[str, Decl] = {}
         self.defaults: dict[str, dict[str, tuple[Any, Doc]]] = {p: {} for p in MODEL_OF_PREFIX}
 
@@ -54,16 +55,21 @@ class _Load:
 
     # -- files and templates ------------------------------------------------------------------
 
-    def read(self, files: Sequence[Path]) -> None:
+    def read(self, files: Sequence[Path]) -> bool:
+        """Parse every file; False when one of them is unusable (unreadable, not YAML)."""
+        usable = True
         for path in files:
             shown = display_path(path, self.cwd)
+            self.order.setdefault(shown, len(self.order))
             try:
                 text = read_text(path, shown)
             except SpecError as exc:
                 self.errors.append(exc)
+                usable = False
                 continue
             doc = parse_yaml(text, shown, self.errors)
             if doc is None:
+                usable = False
                 continue
             if doc.data is None:
                 doc.data = {}
@@ -74,11 +80,13 @@ class _Load:
                     "expected a mapping at the top level (project:, jobs:, instances:, ...)",
                     "start the file with `project: NAME`",
                 )
+                usable = False
                 continue
             for section in OPTIONAL_SECTIONS:  # `jobs:` with nothing under it is empty
                 if section in doc.data and doc.data[section] is None:
                     del doc.data[section]
             self.docs.append((doc, doc.data))
+        return usable
 
     def declared_variables(self) -> dict[str, Any]:
         """Each variable's default (rendered with `env` only), checked across files."""
@@ -284,7 +292,7 @@ class _Load:
     def raise_errors(self) -> None:
         if not self.errors:
             return
-        order = {doc.file: index for index, (doc, _) in enumerate(self.docs)}
+        order = self.order
         unique: dict[str, SpecError] = {}
         for error in self.errors:
             unique.setdefault(str(error), error)
@@ -322,7 +330,8 @@ def load_stack(
     files = discover(paths, cwd)
     store = SecretStore(env, default_secrets_files(files[0].resolve().parent))
     load = _Load(cwd, env, store if check_secrets else None)
-    load.read(files)
+    if not load.read(files):  # with a file missing, anything else found now would be noise
+        load.raise_errors()
     declared = load.declared_variables()
     try:
         values = resolve_variables(declared, env, var_files, variables or {}, cwd)

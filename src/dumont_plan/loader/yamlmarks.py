@@ -105,7 +105,8 @@ def syntax_error(exc: yaml.YAMLError, text: str, file: str) -> SpecError:
     line, col = _point(mark) if mark is not None else (1, 1)
     problem = str(getattr(exc, "problem", None) or getattr(exc, "context", None) or exc)
     context_mark = getattr(exc, "context_mark", None)
-    if context_mark is not None and mark is not None and not text[mark.index :].strip():
+    at_end = mark is not None and not text[mark.index :].strip()
+    if at_end and context_mark is not None and context_mark.index < mark.index:
         # Hit the end of the file: point at what was left open (a quote, a bracket).
         line, col = _point(context_mark)
         problem += f" ({exc.context} that starts here)"  # type: ignore[attr-defined]
