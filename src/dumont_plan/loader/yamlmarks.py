@@ -101,10 +101,10 @@ def syntax_error(exc: yaml.YAMLError, text: str, file: str) -> SpecError:
             line=line,
             col=col,
         )
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    mark: Any = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line, col = _point(mark) if mark is not None else (1, 1)
     problem = str(getattr(exc, "problem", None) or getattr(exc, "context", None) or exc)
-    context_mark = getattr(exc, "context_mark", None)
+    context_mark: Any = getattr(exc, "context_mark", None)
     at_end = mark is not None and not text[mark.index :].strip()
     if at_end and context_mark is not None and context_mark.index < mark.index:
         # Hit the end of the file: point at what was left open (a quote, a bracket).
