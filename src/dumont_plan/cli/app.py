@@ -9,6 +9,7 @@ from typer._click import exceptions as click_exceptions
 
 from dumont_plan import __version__
 from dumont_plan.cli import (
+    apply_cmds,
     auth,
     blacklist,
     declarative,
@@ -68,6 +69,7 @@ app.add_typer(model.app, name="model")
 app.add_typer(history.app, name="history")
 app.add_typer(blacklist.app, name="blacklist")
 declarative.register(app)
+apply_cmds.register(app)
 spec_cmds.register(app)
 
 

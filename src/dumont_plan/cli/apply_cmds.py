@@ -1,0 +1,434 @@
+"""`dumont apply` and `dumont destroy`: plan, confirm, carry out, report.
+
+    dumont apply [-f F] [--var K=V] [-y] [--parallelism N] [--target/--exclude/--replace ADDR]
+                 [--allow-restart] [--wait/--no-wait] [--wait-timeout S] [--logs] [--json]
+                 [--max-cost X] [--state PATH] [PLANFILE]
+    dumont destroy [-y] [--target ADDR] ...
+
+Steps: load the spec, lock the state (a second apply stops with the holder's pid/host/time),
+observe, plan (or read PLANFILE and refuse what moved since: exit 7), show the plan, ask
+`yes` unless -y (a saved plan is not asked again, as in Terraform), apply, summarise.
+
+Output: the plan, live progress lines and the summary go to people (plan and summary on
+stdout, progress on stderr). With `--json`, stdout carries only NDJSON events (`events.py`)
+and nothing is asked: pass -y.
+
+Exit codes (DESIGN §3): 0 ok; 1 error (bad spec, plan error, lock held, refused restart);
+3 partial apply; 4 a wait timed out; 5 a waited job failed; 6 cost/policy gate; 7 stale plan.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from dumont_plan.cli.declarative import ExcludeOpt, ReplaceOpt, TargetOpt
+from dumont_plan.cli.output import console, err_console
+from dumont_plan.cli.planning import (
+    StateOpt,
+    make_plan,
+    raise_plan_errors,
+    raise_policy,
+    secret_hashes,
+    state_path_for,
+)
+from dumont_plan.cli.spec_cmds import FilesOpt, VarFilesOpt, VarsOpt, load_from_options
+from dumont_plan.errors import DumontError
+
+if TYPE_CHECKING:
+    from dumont_plan.apply import ApplyResult
+    from dumont_plan.client import DumontClient
+    from dumont_plan.events import ApplyEvent
+
+PROMPT = "Do you want to perform these actions? Only 'yes' will be accepted: "
+DESTROY_PROMPT = "Do you really want to destroy these resources? Only 'yes' will be accepted: "
+
+AutoApproveOpt = Annotated[
+    bool,
+    typer.Option("--auto-approve", "-y", help="Apply without asking for confirmation."),
+]
+ParallelismOpt = Annotated[
+    int,
+    typer.Option("--parallelism", min=1, max=64, help="Changes carried out at once (default 8)."),
+]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Stream NDJSON events on stdout (one JSON object per line)."),
+]
+
+DOING = {
+    "create": "creating",
+    "run": "starting a new run",
+    "replace": "replacing",
+    "update": "updating",
+    "delete": "deleting",
+    "pause": "pausing",
+    "resume": "resuming",
+    "adopt": "adopting",
+    "forget": "forgetting",
+}
+DONE = {
+    "create": "created",
+    "run": "started",
+    "replace": "replaced",
+    "update": "updated",
+    "delete": "deleted",
+    "pause": "paused",
+    "resume": "resumed",
+    "adopt": "adopted",
+    "forget": "forgotten",
+}
+
+
+# -- progress for people ----------------------------------------------------------------------
+
+
+class ProgressView:
+    """Draws apply events on stderr: one live line per address on a terminal, else plain lines.
+
+    A terminal gets a rich Live block rewritten in place (`creating…`, `waiting for completed
+    (running 12s)…`, `created in 3.2s (job_1a2b)`); a pipe or file gets one line per event
+    (wait progress only when the status changes), so CI logs stay readable.
+    """
+
+    def __init__(self, console: Console, *, live: bool | None = None) -> None:
+        self.console = console
+        self.is_live = console.is_terminal if live is None else live
+        self.lines: dict[str, Text] = {}
+        self._lock = threading.Lock()
+        self._live: Live | None = None
+        self._last_status: dict[str, str | None] = {}
+
+    def __enter__(self) -> ProgressView:
+        if self.is_live:
+            self._live = Live(Group(), console=self.console, refresh_per_second=4, transient=False)
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self._group(), refresh=True)
+            self._live.stop()
+            self._live = None
+
+    def _group(self) -> Group:
+        return Group(*self.lines.values())
+
+    def __call__(self, event: ApplyEvent) -> None:
+        with self._lock:
+            self._handle(event)
+
+    def _handle(self, event: ApplyEvent) -> None:
+        address = event.address or ""
+        action = event.action or ""
+        if event.type == "log":
+            self._permanent(Text(f"{address} | {event.line}", style="dim"))
+            return
+        if event.type == "change_start":
+            text = Text(f"{address}: {DOING.get(action, action)}…")
+        elif event.type == "wait_progress":
+            target = event.data.get("target", "")
+            if not self.is_live and self._last_status.get(address) == event.status:
+                return
+            self._last_status[address] = event.status
+            text = Text(f"{address}: waiting for {target} ({event.status} {_secs(event)})…")
+        elif event.type == "change_done":
+            where = f" ({event.remote_id})" if event.remote_id else ""
+            text = Text(f"{address}: {DONE.get(action, action)} in {_secs(event)}{where}")
+            text.stylize("green")
+        elif event.type == "change_failed":
+            text = Text(f"{address}: failed after {_secs(event)}: {event.error}", style="red")
+        elif event.type == "change_skipped":
+            text = Text(f"{address}: skipped ({event.error})", style="yellow")
+        else:
+            return
+        if self._live is not None:
+            self.lines[address] = text
+            self._live.update(self._group())
+        else:
+            self.console.print(text, soft_wrap=True, highlight=False)
+
+    def _permanent(self, text: Text) -> None:
+        if self._live is not None:
+            self._live.console.print(text, soft_wrap=True, highlight=False)
+        else:
+            self.console.print(text, soft_wrap=True, highlight=False)
+
+
+def _secs(event: ApplyEvent) -> str:
+    return f"{event.elapsed or 0:.1f}s"
+
+
+# -- the commands -----------------------------------------------------------------------------
+
+
+def apply(
+    ctx: typer.Context,
+    planfile: Path | None = typer.Argument(
+        None, help="A plan saved with `dumont plan -out FILE`: apply exactly that, if still true."
+    ),
+    files: FilesOpt = None,
+    var: VarsOpt = None,
+    var_file: VarFilesOpt = None,
+    auto_approve: AutoApproveOpt = False,
+    parallelism: ParallelismOpt = 8,
+    target: TargetOpt = None,
+    exclude: ExcludeOpt = None,
+    replace: ReplaceOpt = None,
+    allow_restart: bool = typer.Option(
+        False, "--allow-restart", help="Allow cancelling and re-running a running job."
+    ),
+    wait: bool | None = typer.Option(
+        None,
+        "--wait/--no-wait",
+        help=(
+            "Wait for every job to complete and every instance to run (--wait), or for "
+            "nothing (--no-wait). Default: each resource's `wait:`."
+        ),
+    ),
+    wait_timeout: float | None = typer.Option(
+        None, "--wait-timeout", min=0, help="Seconds a wait may take (exit 4 when it elapses)."
+    ),
+    logs: bool = typer.Option(False, "--logs", help="Stream job logs while waiting."),
+    json_events: JsonOpt = False,
+    max_cost: float | None = typer.Option(
+        None, "--max-cost", min=0, help="Fail (exit 6) when the plan adds more than this $/h."
+    ),
+    state: StateOpt = None,
+) -> None:
+    """Carry out the plan: create, update, run, pause/resume and delete to match the spec."""
+    _run(
+        ctx,
+        planfile=planfile,
+        files=files,
+        var=var,
+        var_file=var_file,
+        auto_approve=auto_approve,
+        parallelism=parallelism,
+        target=target,
+        exclude=exclude,
+        replace=replace,
+        allow_restart=allow_restart,
+        wait=None if wait is None else ("completed" if wait else "none"),
+        wait_timeout=wait_timeout,
+        logs=logs,
+        json_events=json_events,
+        max_cost=max_cost,
+        state=state,
+        destroy=False,
+    )
+
+
+def destroy(
+    ctx: typer.Context,
+    files: FilesOpt = None,
+    var: VarsOpt = None,
+    var_file: VarFilesOpt = None,
+    auto_approve: AutoApproveOpt = False,
+    parallelism: ParallelismOpt = 8,
+    target: TargetOpt = None,
+    exclude: ExcludeOpt = None,
+    json_events: JsonOpt = False,
+    state: StateOpt = None,
+) -> None:
+    """Delete everything this spec manages (or --target ADDR and what depends on it).
+
+    Jobs still running are cancelled; instances are deleted. Resources with
+    `lifecycle.prevent_destroy` stop the whole destroy before anything is deleted.
+    """
+    _run(
+        ctx,
+        planfile=None,
+        files=files,
+        var=var,
+        var_file=var_file,
+        auto_approve=auto_approve,
+        parallelism=parallelism,
+        target=target,
+        exclude=exclude,
+        replace=None,
+        allow_restart=False,
+        wait="none",
+        wait_timeout=None,
+        logs=False,
+        json_events=json_events,
+        max_cost=None,
+        state=state,
+        destroy=True,
+    )
+
+
+def _run(
+    ctx: typer.Context,
+    *,
+    planfile: Path | None,
+    files: list[Path] | None,
+    var: list[str] | None,
+    var_file: list[Path] | None,
+    auto_approve: bool,
+    parallelism: int,
+    target: list[str] | None,
+    exclude: list[str] | None,
+    replace: list[str] | None,
+    allow_restart: bool,
+    wait: str | None,
+    wait_timeout: float | None,
+    logs: bool,
+    json_events: bool,
+    max_cost: float | None,
+    state: Path | None,
+    destroy: bool,
+) -> None:
+    from dumont_plan.apply import apply_plan
+    from dumont_plan.cli.session import open_client
+    from dumont_plan.events import NdjsonWriter, Redactor
+    from dumont_plan.ledger import Ledger
+    from dumont_plan.observe import kinds_of, observe
+    from dumont_plan.plan.build import PlanOptions
+    from dumont_plan.planfile import check_plan_file, read_plan_file
+    from dumont_plan.render import render_plan
+    from dumont_plan.secrets import SecretStore, default_secrets_files
+
+    saved = read_plan_file(planfile) if planfile is not None else None
+    stack = load_from_options(files, var, var_file)
+    command = "dumont destroy" if destroy else "dumont apply"
+    with Ledger.locked(state_path_for(stack, state, files), stack.project, command=command) as (
+        ledger
+    ):
+        options = PlanOptions(
+            targets=target or [],
+            excludes=exclude or [],
+            replace=replace or [],
+            destroy=destroy,
+            allow_restart=allow_restart,
+            max_cost=max_cost,
+            secret_hashes={} if destroy else secret_hashes(stack, ledger.state.salt),
+        )
+        client = open_client(ctx)
+        try:
+            if saved is not None:
+                observed = observe(client, kinds_of(stack, ledger.state))
+                check_plan_file(saved, stack, observed, ledger.state)
+                allow_restart = allow_restart or bool(saved.options.get("allow_restart"))
+                plan = saved
+            else:
+                plan, observed = make_plan(client, stack, ledger, options)
+            raise_plan_errors(plan)
+            if not json_events:
+                console.print(render_plan(plan))
+            raise_policy(plan)
+            if not plan.has_changes and not json_events:
+                return
+            if saved is None and plan.has_changes and not auto_approve:
+                _confirm(DESTROY_PROMPT if destroy else PROMPT, json_events)
+            _install_models_with_ollama()
+            redactor = Redactor()
+            if json_events:
+                sink: Any = NdjsonWriter(sys.stdout, redactor)
+                result = apply_plan(
+                    plan,
+                    stack,
+                    client,
+                    ledger,
+                    parallelism=parallelism,
+                    wait_default=wait,
+                    wait_timeout=wait_timeout,
+                    logs=logs,
+                    on_event=sink,
+                    allow_restart=allow_restart,
+                    observed=observed,
+                    secrets=SecretStore(os.environ, default_secrets_files(stack.root)),
+                    redactor=redactor,
+                )
+            else:
+                with ProgressView(err_console) as view:
+                    result = apply_plan(
+                        plan,
+                        stack,
+                        client,
+                        ledger,
+                        parallelism=parallelism,
+                        wait_default=wait,
+                        wait_timeout=wait_timeout,
+                        logs=logs,
+                        on_event=view,
+                        allow_restart=allow_restart,
+                        observed=observed,
+                        secrets=SecretStore(os.environ, default_secrets_files(stack.root)),
+                        redactor=redactor,
+                    )
+                _print_summary(result, destroy)
+        finally:
+            client.close()
+    if result.bugs:
+        raise result.bugs[0]
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _confirm(prompt: str, json_events: bool) -> None:
+    if json_events or not sys.stdin.isatty():
+        why = "--json output" if json_events else "stdin is not a terminal"
+        raise DumontError(
+            f"apply needs a confirmation and cannot ask for it ({why})",
+            "pass -y/--auto-approve to apply without asking",
+        )
+    err_console.print("")
+    try:
+        answer = input(prompt)
+    except EOFError:
+        answer = ""
+    if answer.strip() != "yes":
+        raise DumontError("apply cancelled: nothing was changed", "answer exactly `yes` to apply")
+
+
+def _print_summary(result: ApplyResult, destroy: bool) -> None:
+    word = "Destroy" if destroy else "Apply"
+    if result.ok:
+        head = f"{word} complete: {len(result.done)} done in {result.elapsed:.1f}s."
+    else:
+        head = (
+            f"{word} finished with problems: {len(result.done)} done, "
+            f"{len(result.failed)} failed, {len(result.skipped)} skipped."
+        )
+    console.print("")
+    console.print(head, style="bold" if result.ok else "bold red", highlight=False)
+    if result.done:
+        console.print("  done:    " + ", ".join(result.done), highlight=False, soft_wrap=True)
+    for address, error in result.failed.items():
+        console.print(f"  failed:  {address}: {error}", highlight=False, soft_wrap=True)
+    for address, why in result.skipped.items():
+        console.print(f"  skipped: {address} ({why})", highlight=False, soft_wrap=True)
+
+
+def _install_models_with_ollama() -> None:
+    """Let `instances.*.models` be pulled the way `dumont model install` pulls them."""
+    from dumont_plan.cli.model import PULL_TIMEOUT_SECONDS, ollama_host, pull
+    from dumont_plan.kinds.instance import InstanceHandler
+
+    def install(client: DumontClient, live: dict[str, Any], model: str) -> None:
+        binary = shutil.which("ollama")
+        if binary is None:
+            raise DumontError(
+                f"cannot install model {model} on instance {live.get('id')}: no `ollama` "
+                "binary on this machine",
+                "install Ollama (https://ollama.com/download) and apply again",
+            )
+        pull(binary, model, ollama_host(live), PULL_TIMEOUT_SECONDS)
+
+    InstanceHandler.model_installer = install
+
+
+def register(app: typer.Typer) -> None:
+    """Add `apply` and `destroy` to the top-level app."""
+    app.command("apply")(apply)
+    app.command("destroy")(destroy)
