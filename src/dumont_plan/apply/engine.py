@@ -1,42 +1,6 @@
-"""apply_plan: carry a Plan out against the API. The only module that mutates anything.
+"""The apply engine: runs a Plan's changes over the DAG scheduler and journals each one.
 
-    result = apply_plan(plan, stack, client, ledger, parallelism=8, on_event=print)
-    result.done / result.failed / result.skipped      (by address)
-    result.exit_code                                  0, 3, 4 or 5 (DESIGN §3)
-
-Changes run in dependency order, up to `parallelism` at once (`scheduler.run_dag`); a failure
-skips its dependents, transitively, while independent changes complete. No-ops are not run.
-
-Every mutation is journaled in the ledger first, so a crash at any point converges on the next
-apply (the plan adopts an object found by its remote name instead of creating a duplicate):
-
-    create, run   begin_op -> handler.create(body, Idempotency-Key) -> finish_op(id, record)
-    replace       begin_op -> handler.delete(old) -> handler.create(new) -> finish_op
-                  (delete first: a job's old run is cancelled, which `--allow-restart` allowed
-                  at plan time; an instance is a scarce, hourly-billed machine and two of them
-                  under one address would be a duplicate if apply died between the steps.
-                  The price: if the new race finds no machine, the address has none until the
-                  next apply)
-    update, pause, resume
-                  begin_op -> handler.update(values, changed fields) -> finish_op(record)
-    delete        begin_op -> handler.delete (a job: cancel if active; an instance: DELETE)
-                  -> ledger.remove
-    adopt         ledger.record (no API call);  forget: ledger.remove (no API call)
-
-The Idempotency-Key of a create is the one journaled by an interrupted create of the same
-address when there is one, so a create retried after a crash is replayed, not repeated.
-`${kind.name.attr}` references are filled in just before each request from what this apply
-created (or the ledger and live objects for resources it did not touch); `${secret.NAME}` is read
-then, handed to the request, and never stored: the ledger gets the salted-hash record of
-`plan.fingerprint.desired_record`, and every event text goes through a `Redactor`.
-
-Waits (after create, run, replace and resume): the resource's `wait:` or the `wait` argument
-(`--wait`), `none | running | completed` (an instance has no `completed`: it means running).
-A wait ends at the target, or at a terminal failure (-> exit 5), or after `wait_timeout`
-seconds (-> exit 4); the change then counts as failed, so its dependents are skipped.
-
-Test hook: with DUMONT_TEST_CRASH_AFTER=N in the environment the process dies (os._exit(137),
-as SIGKILL would) right after its Nth ledger write, to prove the journal by real crashes.
+See the package docstring (`dumont_plan.apply`) for the order of requests and ledger writes.
 """
 
 from __future__ import annotations
@@ -46,9 +10,17 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from dumont_plan.apply.base import (
+    WAIT_TARGETS,
+    ApplyResult,
+    WaitEndedFailed,
+    WaitTimedOut,
+    crash_point,
+)
+from dumont_plan.apply.recover import adopt
+from dumont_plan.apply.waits import wait_resource
 from dumont_plan.client import DumontClient
 from dumont_plan.errors import ApiError, ApplyError, ConnectError, DumontError, ServerError
 from dumont_plan.events import ApplyEvent, EventSink, Redactor
@@ -60,52 +32,8 @@ from dumont_plan.plan.model import Action, Observed, Plan, ResourceChange
 from dumont_plan.scheduler import run_dag
 from dumont_plan.secrets import SecretStore, default_secrets_files
 from dumont_plan.spec.stack import Resource, Stack
-from dumont_plan.wait import WaitResult, wait_for
 
-CRASH_ENV = "DUMONT_TEST_CRASH_AFTER"
-WAIT_TARGETS = ("none", "running", "completed")
 STARTS_WAIT = frozenset({Action.create, Action.run, Action.replace, Action.resume})
-
-
-class WaitTimedOut(ApplyError):
-    """A wait's time limit elapsed (exit 4)."""
-
-    exit_code = 4
-
-
-class WaitEndedFailed(ApplyError):
-    """A waited resource reached a terminal failure (exit 5)."""
-
-    exit_code = 5
-
-
-@dataclass
-class ApplyResult:
-    """What an apply did, by address (errors are redacted, one line each)."""
-
-    done: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)  # address -> why
-    wait_timeouts: list[str] = field(default_factory=list)
-    wait_failures: list[str] = field(default_factory=list)
-    bugs: list[BaseException] = field(default_factory=list)  # not DumontError: re-raised later
-    elapsed: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.skipped
-
-    @property
-    def exit_code(self) -> int:
-        """0 ok; 3 partial (a change failed); else 4 a wait timed out; 5 a waited job failed."""
-        waits = set(self.wait_timeouts) | set(self.wait_failures)
-        if any(address not in waits for address in self.failed):
-            return 3
-        if self.wait_timeouts:
-            return 4
-        if self.wait_failures:
-            return 5
-        return 3 if self.skipped else 0
 
 
 def apply_plan(
@@ -138,7 +66,7 @@ def apply_plan(
         )
     if plan.errors:
         raise ApplyError("the plan has errors: " + "; ".join(plan.errors), "fix them and re-plan")
-    applier = _Applier(
+    applier = Applier(
         plan=plan,
         stack=stack,
         client=client,
@@ -156,7 +84,7 @@ def apply_plan(
     return applier.run(parallelism)
 
 
-class _Applier:
+class Applier:
     def __init__(
         self,
         *,
@@ -190,8 +118,8 @@ class _Applier:
         self.changes = {c.address: c for c in plan.changes if c.action is not Action.noop}
         self.outputs: dict[str, dict[str, Any]] = outputs_from(ledger.state, observed)
         self.result = ApplyResult()
-        self._lock = threading.Lock()
-        self._started: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.extra: dict[str, dict[str, Any]] = {}  # address -> more for its change_done
 
     # -- the whole apply -------------------------------------------------------------------
 
@@ -232,7 +160,7 @@ class _Applier:
 
     def skipped(self, address: str, cause: str) -> None:
         why = f"{cause} failed"
-        with self._lock:
+        with self.lock:
             self.result.skipped[address] = why
         change = self.changes[address]
         self.emit(
@@ -254,7 +182,7 @@ class _Applier:
             remote_id = self.perform(change)
         except BaseException as exc:
             message = self.redact(_describe(exc))
-            with self._lock:
+            with self.lock:
                 self.result.failed[address] = message
                 if isinstance(exc, WaitTimedOut):
                     self.result.wait_timeouts.append(address)
@@ -265,7 +193,7 @@ class _Applier:
                     "change_failed",
                     address=address,
                     action=change.action.value,
-                    remote_id=self.outputs.get(address, {}).get("id") or change.remote_id,
+                    remote_id=_text(self.outputs.get(address, {}).get("id") or change.remote_id),
                     elapsed=time.monotonic() - started,
                     error=message,
                 )
@@ -278,6 +206,7 @@ class _Applier:
                 action=change.action.value,
                 remote_id=remote_id,
                 elapsed=time.monotonic() - started,
+                data=self.extra.get(address, {}),
             )
         )
 
@@ -289,7 +218,7 @@ class _Applier:
         action = change.action
         if action is Action.forget:
             self.ledger.remove(change.address)
-            _crash_point()
+            crash_point()
             return None
         if action is Action.delete:
             return self.delete(handler, change)
@@ -299,7 +228,7 @@ class _Applier:
                 f"{change.address} is not in the spec, so it cannot be {action.value}d"
             )
         if action is Action.adopt:
-            return self.adopt(handler, change, resource)
+            return adopt(self, handler, change, resource)
         if action in (Action.create, Action.run, Action.replace):
             remote_id = self.create(handler, change, resource)
         elif action in (Action.update, Action.pause, Action.resume):
@@ -310,12 +239,19 @@ class _Applier:
             self.wait(handler, change, resource, remote_id)
         return remote_id
 
-    def create(self, handler: BaseHandler, change: ResourceChange, resource: Resource) -> str:
+    def create(
+        self,
+        handler: BaseHandler,
+        change: ResourceChange,
+        resource: Resource,
+        *,
+        new_key: bool = False,
+    ) -> str:
         resolved = self.prepare(resource)
         remote_name = change.remote_name or handler.remote_name(
             self.stack.project, resource.name, resolved.values
         )
-        key = self.idempotency_key(change)
+        key = uuid.uuid4().hex if new_key else self.idempotency_key(change)
         old_id = change.remote_id if change.action is Action.replace else None
         if old_id is not None:
             self.check_restart(handler, change, old_id)
@@ -327,7 +263,7 @@ class _Applier:
             idempotency_key=key,
             remote_id=old_id,
         )
-        _crash_point()
+        crash_point()
         if old_id is not None:
             handler.delete(self.client, old_id, None)
         try:
@@ -337,11 +273,11 @@ class _Applier:
                 # Nothing was created (the server said no, or the race found no machine and
                 # cleaned up after itself): the journal entry can go.
                 self.ledger.fail_op(op)
-                _crash_point()
+                crash_point()
             raise
         remote_id = handler.live_id(live)
         self.ledger.finish_op(op, remote_id=remote_id, record=resolved.record)
-        _crash_point()
+        crash_point()
         self.set_outputs(change.address, handler, live)
         return remote_id
 
@@ -360,10 +296,10 @@ class _Applier:
             remote_name=change.remote_name,
             remote_id=remote_id,
         )
-        _crash_point()
+        crash_point()
         live = handler.update(self.client, remote_id, resolved.values, fields) if fields else None
         self.ledger.finish_op(op, remote_id=remote_id, record=resolved.record)
-        _crash_point()
+        crash_point()
         if live is not None:
             self.set_outputs(change.address, handler, live)
         return remote_id
@@ -377,27 +313,10 @@ class _Applier:
                 remote_name=change.remote_name,
                 remote_id=change.remote_id,
             )
-            _crash_point()
+            crash_point()
             handler.delete(self.client, change.remote_id, None)
         self.ledger.remove(change.address)
-        _crash_point()
-        return change.remote_id
-
-    def adopt(self, handler: BaseHandler, change: ResourceChange, resource: Resource) -> str:
-        if change.remote_id is None:
-            raise ApplyError(f"{change.address}: nothing to adopt (no remote id in the plan)")
-        record = self.prepare(resource).record
-        pending = self.ledger.state.pending_for(change.address)
-        ran = any(op.action in ("create", "run", "replace") for op in pending)
-        self.ledger.record(
-            change.address,
-            kind=change.kind,
-            remote_id=change.remote_id,
-            remote_name=change.remote_name,
-            record=record,
-            run=ran,
-        )
-        _crash_point()
+        crash_point()
         return change.remote_id
 
     def check_restart(self, handler: BaseHandler, change: ResourceChange, old_id: str) -> None:
@@ -419,7 +338,7 @@ class _Applier:
 
     def prepare(self, resource: Resource) -> Resolved:
         """The request (references and secrets filled in) and the ledger record."""
-        with self._lock:
+        with self.lock:
             outputs = dict(self.outputs)
         resolved = resolve_body(
             resource, self.stack.project, outputs, self.secrets, self.ledger.state.salt
@@ -431,7 +350,7 @@ class _Applier:
     def set_outputs(self, address: str, handler: BaseHandler, live: Mapping[str, Any]) -> None:
         out = handler.outputs(live)
         out["id"] = id_value(str(out.get("id")))
-        with self._lock:
+        with self.lock:
             self.outputs[address] = out
 
     def idempotency_key(self, change: ResourceChange) -> str:
@@ -452,98 +371,29 @@ class _Applier:
         self, handler: BaseHandler, change: ResourceChange, resource: Resource, remote_id: str
     ) -> None:
         target = self.wait_target(handler, resource)
-        if change.action is Action.resume and target == "none":
-            return
         if target == "none":
             return
-        address = change.address
-        started = time.monotonic()
-        log = _LogFollower(self, handler, address, remote_id) if self.logs else None
-        last_status: list[str] = []
-
-        def tick(live: dict[str, Any]) -> None:
-            status = handler.status(live)
-            if log is not None:
-                log.poll(status)
-            if not last_status or last_status[-1] != status or int(time.monotonic()) % 5 == 0:
-                last_status.append(status)
-                self.emit(
-                    ApplyEvent(
-                        "wait_progress",
-                        address=address,
-                        action=change.action.value,
-                        remote_id=remote_id,
-                        status=status,
-                        elapsed=time.monotonic() - started,
-                        data={"target": target},
-                    )
-                )
-
-        result: WaitResult = wait_for(
-            fetch=lambda: handler.get(self.client, remote_id),
-            done=lambda live: handler.wait_done(live, target),
-            failed=handler.is_failed,
+        live = wait_resource(
+            self.client,
+            handler,
+            change.address,
+            remote_id,
+            target,
+            action=change.action.value,
             timeout=self.wait_timeout,
-            on_tick=tick,
             poll=self.poll,
+            logs=self.logs,
+            emit=self.emit,
+            redact=self.redact,
         )
-        if log is not None:
-            log.poll(handler.status(result.state), final=True)
-        self.set_outputs(address, handler, result.state)
-        status = handler.status(result.state)
-        if result.outcome == "timeout":
-            raise WaitTimedOut(
-                f"waited {result.elapsed:.0f}s for {address} to be {target}; it is {status}",
-                "raise --wait-timeout, or check it with `dumont show`",
-            )
-        if result.outcome == "failed":
-            detail = result.state.get("error_message")
-            text = f"{address} ended {status} while waiting for {target}"
-            raise WaitEndedFailed(
-                f"{text}: {detail}" if detail else text,
-                f"see its logs: dumont job logs {remote_id}" if handler.kind == "job" else None,
-            )
-
-
-class _LogFollower:
-    """Streams the new lines of a job's log as `log` events while a wait polls it."""
-
-    def __init__(
-        self, applier: _Applier, handler: BaseHandler, address: str, remote_id: str
-    ) -> None:
-        self.applier = applier
-        self.handler = handler
-        self.address = address
-        self.remote_id = remote_id
-        self.seen = 0
-
-    def poll(self, status: str, final: bool = False) -> None:
-        if self.handler.kind != "job" or status in ("pending", "provisioning"):
-            return
-        try:
-            text = str(self.applier.client.jobs.logs(self.remote_id).get("logs") or "")
-        except ApiError:
-            return
-        if len(text) < self.seen:
-            self.seen = 0  # the log was rotated or cut: start over
-        fresh = text[self.seen :]
-        if not final and "\n" in fresh:
-            fresh = fresh[: fresh.rindex("\n") + 1]  # whole lines only until the end
-        elif not final:
-            return
-        self.seen += len(fresh)
-        for line in fresh.splitlines():
-            self.applier.emit(
-                ApplyEvent(
-                    "log",
-                    address=self.address,
-                    remote_id=self.remote_id,
-                    line=self.applier.redact(line),
-                )
-            )
+        self.set_outputs(change.address, handler, live)
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _definite(exc: DumontError) -> bool:
@@ -558,19 +408,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, DumontError):
         return str(exc)
     return f"internal error: {type(exc).__name__}: {exc}"
-
-
-_crash_lock = threading.Lock()
-_crash_count = 0
-
-
-def _crash_point() -> None:
-    """After a ledger write: die here when DUMONT_TEST_CRASH_AFTER says so (tests only)."""
-    global _crash_count
-    limit = os.environ.get(CRASH_ENV)
-    if not limit:
-        return
-    with _crash_lock:
-        _crash_count += 1
-        if _crash_count >= int(limit):
-            os._exit(137)
