@@ -3,28 +3,54 @@
 from __future__ import annotations
 
 import sys
+from typing import ClassVar
 
 import typer
 from typer._click import exceptions as click_exceptions
 
 from dumont_plan import __version__
-from dumont_plan.cli import (
-    apply_cmds,
-    auth,
-    blacklist,
-    declarative,
-    history,
-    instance,
-    job,
-    model,
-    server,
-    spec_cmds,
-    wizard,
-)
+from dumont_plan.cli import apply_cmds, declarative, spec_cmds
+from dumont_plan.cli.lazy import LazyGroup, LazyGroups
 from dumont_plan.cli.output import err_console
 from dumont_plan.errors import DumontError
 
+
+class Root(LazyGroups):
+    """The imperative command groups, imported only when used (cli/lazy.py)."""
+
+    groups: ClassVar[dict[str, LazyGroup]] = {
+        "auth": LazyGroup("dumont_plan.cli.auth", "Log in to a Dumont API and see who you are."),
+        "server": LazyGroup(
+            "dumont_plan.cli.server",
+            "Manage the local control plane (started automatically when no API URL is set).",
+        ),
+        "job": LazyGroup(
+            "dumont_plan.cli.job",
+            "Run a command on a GPU machine once, then destroy the machine (Jobs).",
+        ),
+        "instance": LazyGroup(
+            "dumont_plan.cli.instance",
+            "GPU instances: list, inspect, pause, resume, delete, and search offers.",
+        ),
+        "wizard": LazyGroup(
+            "dumont_plan.cli.wizard",
+            "Deploy a GPU machine by racing several offers (the Deploy Wizard).",
+        ),
+        "model": LazyGroup("dumont_plan.cli.model", "Ollama models on your instances."),
+        "history": LazyGroup(
+            "dumont_plan.cli.history",
+            "Machine history: every attempt to rent and boot a machine, and what it says about "
+            "each host (see also `dumont blacklist`).",
+        ),
+        "blacklist": LazyGroup(
+            "dumont_plan.cli.blacklist",
+            "Blacklisted machines: the wizard race and jobs never rent them.",
+        ),
+    }
+
+
 app = typer.Typer(
+    cls=Root,
     name="dumont",
     help=(
         "Infrastructure-as-code for the Dumont Cloud GPU platform.\n\n"
@@ -60,14 +86,6 @@ def root(
     ctx.obj = {"api_url": api_url}
 
 
-app.add_typer(auth.app, name="auth")
-app.add_typer(server.app, name="server")
-app.add_typer(job.app, name="job")
-app.add_typer(instance.app, name="instance")
-app.add_typer(wizard.app, name="wizard")
-app.add_typer(model.app, name="model")
-app.add_typer(history.app, name="history")
-app.add_typer(blacklist.app, name="blacklist")
 declarative.register(app)
 apply_cmds.register(app)
 spec_cmds.register(app)
