@@ -25,6 +25,20 @@ COMMANDS: list[tuple[str, list[str], float]] = [
     ("dumont --help", ["--help"], 10),
     ("dumont validate (10 jobs)", ["validate", "-f", "dumont.yaml"], 15),
 ]
+# What the dependencies alone cost (informational): the floor under each command above.
+FLOORS: list[tuple[str, str, str]] = [
+    ("floor: import typer", "import typer", "under every command but --version"),
+    (
+        "floor: typer + its rich help",
+        "import typer, typer.rich_utils",
+        "under --help (typer renders help with rich, markdown-it, pygments)",
+    ),
+    (
+        "floor: typer + pydantic + yaml + jinja2",
+        "import typer, yaml, jinja2; from pydantic import BaseModel, TypeAdapter",
+        "under validate (typer 0.29 coerces options with pydantic; the spec is pydantic)",
+    ),
+]
 
 
 def dumont_argv() -> list[str]:
@@ -55,6 +69,8 @@ def startup(opts: Options) -> list[Row]:
         commands = {"python -c pass": [sys.executable, "-c", "pass"]}
         for name, args, _ in COMMANDS:
             commands[name] = [*dumont_argv(), *args]
+        for name, code, _ in FLOORS:
+            commands[name] = [sys.executable, "-c", code]
         times = time_commands_interleaved(commands, repeats, env=clean_env(home), cwd=tmp)
     floor = median(times["python -c pass"]) * 1000
     rows = [
@@ -64,6 +80,12 @@ def startup(opts: Options) -> list[Row]:
         rows.append(
             Row.ratio_row(
                 name, median(times[name]) * 1000, floor, "ms", "python -c pass", max_ratio=limit
+            )
+        )
+    for name, _, note in FLOORS:
+        rows.append(
+            Row.ratio_row(
+                name, median(times[name]) * 1000, floor, "ms", "python -c pass", note=note
             )
         )
     return rows
