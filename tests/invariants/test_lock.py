@@ -1,0 +1,73 @@
+"""Invariant 6: two applies on one ledger at once: one proceeds, the other stops with the
+holder's pid, host and start time; nothing is created twice."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from pathlib import Path
+
+from tests.apply.applykit import Project, live_names, wait_until
+from tests.support import UserSession
+
+SPEC = """
+version: 1
+project: locked
+jobs:
+  hold:
+    command: sleep 3
+    timeout_minutes: 10
+    wait: completed
+  other:
+    command: echo other
+    timeout_minutes: 10
+"""
+
+
+def test_two_concurrent_applies_one_proceeds_the_other_names_the_holder(
+    tmp_path: Path, home: Path, user: UserSession
+) -> None:
+    proj = Project(tmp_path / "work", home, user.url, user.token)
+    proj.write(SPEC)
+    first, second = proj.popen("apply", "-y"), proj.popen("apply", "-y")
+    results = {p.pid: (p, *p.communicate(timeout=120)) for p in (first, second)}
+    codes = sorted(p.returncode for p, _, _ in results.values())
+    assert codes == [0, 1], [(p.returncode, err) for p, _, err in results.values()]
+    winner = next(pid for pid, (p, _, _) in results.items() if p.returncode == 0)
+    loser_err = next(err for p, _, err in results.values() if p.returncode == 1)
+    pattern = (
+        rf"Error: state is locked by pid {winner} on host {re.escape(socket.gethostname())} "
+        r"since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(dumont apply\); "
+        r"if that process is gone, run `dumont force-unlock`"
+    )
+    assert re.fullmatch(pattern, loser_err.strip()), loser_err
+    assert live_names(user.client) == ({"locked-hold": 1, "locked-other": 1}, {})
+
+    again = proj("apply", "-y")  # the lock is free again, and there is nothing left to do
+    assert "No changes." in again.stdout
+    assert live_names(user.client)[0] == {"locked-hold": 1, "locked-other": 1}
+
+
+def test_the_lock_holder_is_recorded_while_apply_runs(
+    tmp_path: Path, home: Path, user: UserSession
+) -> None:
+    proj = Project(tmp_path / "work", home, user.url, user.token)
+    proj.write(SPEC)
+    running = proj.popen("apply", "-y")
+    lock = proj.folder / ".dumont" / "state.lock"
+
+    def holder() -> dict[str, object]:
+        try:
+            data = json.loads(lock.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    wait_until(lambda: holder().get("pid") == running.pid, what="the lock holder record")
+    assert holder()["command"] == "dumont apply"
+    plan = proj("plan", "--detailed-exitcode", code=None)  # plan reads, it does not lock
+    assert plan.returncode in (0, 2), plan.stderr
+    running.communicate(timeout=120)
+    assert running.returncode == 0
+    assert holder() == {}  # released
