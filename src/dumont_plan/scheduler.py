@@ -31,68 +31,90 @@ def run_dag(
     *,
     parallelism: int = 8,
     on_skip: Callable[[str, str], None] | None = None,
+    on_abort: Callable[[], None] | None = None,
 ) -> DagOutcome:
     """Run `work(name)` for every name of `deps` in dependency order (see the module doc).
 
     `on_skip(name, cause)` is called for each skipped task as soon as it is known. Tasks are
     started in the order of `deps` among those that are ready, so the order is stable.
+    On KeyboardInterrupt (or any other BaseException) no task is started any more and
+    `on_abort()` is called before the running ones are waited for, so they can wind down.
     Raises ValueError for a dependency cycle (the plan rejects cycles before this point).
     """
     if parallelism < 1:
         raise ValueError("parallelism must be at least 1")
-    order = list(deps)
-    waiting: dict[str, set[str]] = {
-        name: {d for d in deps[name] if d in deps and d != name} for name in order
-    }
-    dependents: dict[str, list[str]] = {name: [] for name in order}
-    for name in order:
-        for dep in waiting[name]:
-            dependents[dep].append(name)
-    _check_acyclic(waiting)
+    run = _Run(deps, work, on_skip)
+    with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="apply") as pool:
+        try:
+            run.loop(pool, parallelism)
+        except BaseException:
+            if on_abort is not None:
+                on_abort()
+            raise
+    return run.outcome
 
-    outcome = DagOutcome()
-    ready = [name for name in order if not waiting[name]]
-    running: dict[Future[None], str] = {}
 
-    def skip_dependents(root: str) -> None:
-        stack = list(dependents[root])
+class _Run:
+    def __init__(
+        self,
+        deps: Mapping[str, Sequence[str]],
+        work: Callable[[str], None],
+        on_skip: Callable[[str, str], None] | None,
+    ) -> None:
+        self.work = work
+        self.on_skip = on_skip
+        self.order = list(deps)
+        self.waiting: dict[str, set[str]] = {
+            name: {d for d in deps[name] if d in deps and d != name} for name in self.order
+        }
+        self.dependents: dict[str, list[str]] = {name: [] for name in self.order}
+        for name in self.order:
+            for dep in self.waiting[name]:
+                self.dependents[dep].append(name)
+        _check_acyclic(self.waiting)
+        self.outcome = DagOutcome()
+        self.ready = [name for name in self.order if not self.waiting[name]]
+        self.running: dict[Future[None], str] = {}
+
+    def loop(self, pool: ThreadPoolExecutor, parallelism: int) -> None:
+        while self.ready or self.running:
+            while self.ready and len(self.running) < parallelism:
+                name = self.ready.pop(0)
+                self.running[pool.submit(self.work, name)] = name
+            finished, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: self.order.index(self.running[f])):
+                self.finished(future)
+
+    def finished(self, future: Future[None]) -> None:
+        name = self.running.pop(future)
+        error = future.exception()
+        if error is not None:
+            if not isinstance(error, Exception):
+                raise error  # KeyboardInterrupt/SystemExit inside a task: stop everything
+            self.outcome.failed[name] = error
+            self.skip_dependents(name)
+            return
+        self.outcome.done.append(name)
+        for child in self.dependents[name]:
+            pending = self.waiting[child]
+            pending.discard(name)
+            if not pending and child not in self.outcome.skipped:
+                self.ready.append(child)
+        self.ready.sort(key=self.order.index)
+
+    def skip_dependents(self, root: str) -> None:
+        outcome = self.outcome
+        stack = list(self.dependents[root])
         while stack:
             name = stack.pop(0)
             if name in outcome.skipped or name in outcome.failed or name in outcome.done:
                 continue
             outcome.skipped[name] = root
-            if name in ready:
-                ready.remove(name)
-            if on_skip is not None:
-                on_skip(name, root)
-            stack.extend(dependents[name])
-
-    with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="apply") as pool:
-        while ready or running:
-            while ready and len(running) < parallelism:
-                name = ready.pop(0)
-                running[pool.submit(work, name)] = name
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in sorted(finished, key=lambda f: order.index(running[f])):
-                name = running.pop(future)
-                error = future.exception()
-                if error is not None:
-                    if not isinstance(error, Exception):
-                        # KeyboardInterrupt/SystemExit inside a task: stop everything.
-                        for other in running:
-                            other.cancel()
-                        raise error
-                    outcome.failed[name] = error
-                    skip_dependents(name)
-                    continue
-                outcome.done.append(name)
-                for child in dependents[name]:
-                    pending = waiting[child]
-                    pending.discard(name)
-                    if not pending and child not in outcome.skipped:
-                        ready.append(child)
-                ready.sort(key=order.index)
-    return outcome
+            if name in self.ready:
+                self.ready.remove(name)
+            if self.on_skip is not None:
+                self.on_skip(name, root)
+            stack.extend(self.dependents[name])
 
 
 def _check_acyclic(waiting: Mapping[str, set[str]]) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -284,3 +287,63 @@ def test_destroy_respects_prevent_destroy(proj: Project, user: UserSession) -> N
         assert user.client.jobs.get(job_id)["status"] != "cancelled"
     finally:
         user.client.jobs.cancel(job_id)
+
+
+def test_ctrl_c_ends_a_long_wait_at_once_and_keeps_the_state(
+    proj: Project, user: UserSession
+) -> None:
+    proj.write(
+        """
+        version: 1
+        project: interrupt
+        jobs:
+          long: {command: sleep 60, timeout_minutes: 10, wait: completed}
+        """
+    )
+    running = proj.popen("apply", "-y", "--json")
+    assert running.stdout is not None
+    for line in running.stdout:
+        if json.loads(line)["type"] == "wait_progress":
+            break
+    started = time.monotonic()
+    running.send_signal(signal.SIGINT)
+    _, err = running.communicate(timeout=30)
+    assert time.monotonic() - started < 5
+    assert running.returncode == 130
+    assert "Interrupted: every change made so far is in the state" in err
+    assert proj.state()["pending"] == []
+    job_id = proj.remote_id("job.long")
+    assert user.client.jobs.get(job_id)["status"] in ("provisioning", "starting", "running")
+    assert "No changes." in proj("apply", "-y").stdout
+    user.client.jobs.cancel(job_id)
+
+
+TARGETS = """
+version: 1
+project: targets
+jobs:
+  base: {command: 'true', timeout_minutes: 10}
+  child: {command: 'true', timeout_minutes: 10, depends_on: [job.base]}
+  other: {command: 'true', timeout_minutes: 10}
+"""
+
+
+def test_target_and_exclude_limit_what_apply_touches(proj: Project, user: UserSession) -> None:
+    proj.write(TARGETS)
+    proj("apply", "-y", "--target", "job.child")
+    assert live_names(user.client)[0] == {"targets-base": 1, "targets-child": 1}
+    proj("apply", "-y", "--exclude", "job.other")
+    assert live_names(user.client)[0] == {"targets-base": 1, "targets-child": 1}
+    proj("apply", "-y")
+    assert live_names(user.client)[0] == {
+        n: 1 for n in ("targets-base", "targets-child", "targets-other")
+    }
+
+
+def test_a_cost_gate_stops_apply_before_any_mutation(proj: Project, user: UserSession) -> None:
+    proj.write(TARGETS)
+    result = proj("apply", "-y", "--max-cost", "0.01", code=6)
+    assert result.stderr.startswith("Error: ")
+    assert "Apply" not in result.stdout
+    assert live_names(user.client) == ({}, {})
+    assert not (proj.folder / ".dumont" / "state.json").exists()

@@ -12,6 +12,12 @@ CRASH_ENV = "DUMONT_TEST_CRASH_AFTER"
 WAIT_TARGETS = ("none", "running", "completed")
 
 
+class ApplyInterrupted(ApplyError):
+    """The apply was interrupted (Ctrl-C) while this change waited."""
+
+    exit_code = 130
+
+
 class WaitTimedOut(ApplyError):
     """A wait's time limit elapsed (exit 4)."""
 

@@ -119,6 +119,7 @@ class Applier:
         self.outputs: dict[str, dict[str, Any]] = outputs_from(ledger.state, observed)
         self.result = ApplyResult()
         self.lock = threading.Lock()
+        self.stop = threading.Event()  # set on Ctrl-C: waits end, nothing new starts
         self.extra: dict[str, dict[str, Any]] = {}  # address -> more for its change_done
 
     # -- the whole apply -------------------------------------------------------------------
@@ -139,6 +140,7 @@ class Applier:
             self.run_change,
             parallelism=parallelism,
             on_skip=self.skipped,
+            on_abort=self.stop.set,
         )
         result = self.result
         result.done = list(outcome.done)
@@ -385,6 +387,7 @@ class Applier:
             logs=self.logs,
             emit=self.emit,
             redact=self.redact,
+            stop=self.stop,
         )
         self.set_outputs(change.address, handler, live)
 

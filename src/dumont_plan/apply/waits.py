@@ -10,10 +10,11 @@ new lines of a job's log as `log` events, redacted.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
-from dumont_plan.apply.base import WaitEndedFailed, WaitTimedOut
+from dumont_plan.apply.base import ApplyInterrupted, WaitEndedFailed, WaitTimedOut
 from dumont_plan.client import DumontClient
 from dumont_plan.errors import ApiError
 from dumont_plan.events import ApplyEvent, EventSink, Redactor
@@ -36,8 +37,18 @@ def wait_resource(
     logs: bool,
     emit: EventSink,
     redact: Redactor,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
-    """Wait for `remote_id` to reach `target`; return its last live state (see module doc)."""
+    """Wait for `remote_id` to reach `target`; return its last live state (see module doc).
+
+    Setting `stop` (Ctrl-C in the CLI) ends the wait at once with ApplyInterrupted.
+    """
+    stopped = stop or threading.Event()
+
+    def pause(seconds: float) -> None:
+        if stopped.wait(seconds):
+            raise ApplyInterrupted(f"stopped waiting for {address} (interrupted)")
+
     started = time.monotonic()
     log = LogFollower(client, handler, address, remote_id, emit, redact) if logs else None
     last: dict[str, Any] = {"status": None, "at": 0.0}
@@ -69,6 +80,7 @@ def wait_resource(
         timeout=timeout,
         on_tick=tick,
         poll=poll,
+        sleep=pause,
     )
     if log is not None:
         log.poll(handler.status(result.state), final=True)

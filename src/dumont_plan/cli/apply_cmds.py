@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -103,7 +104,7 @@ class ProgressView:
     def __init__(self, console: Console, *, live: bool | None = None) -> None:
         self.console = console
         self.is_live = console.is_terminal if live is None else live
-        self.lines: dict[str, Text] = {}
+        self.lines: dict[str, Text | _Ticking] = {}
         self._lock = threading.Lock()
         self._live: Live | None = None
         self._last_status: dict[str, str | None] = {}
@@ -130,31 +131,35 @@ class ProgressView:
     def _handle(self, event: ApplyEvent) -> None:
         address = event.address or ""
         action = event.action or ""
+        line: Text | _Ticking
         if event.type == "log":
             self._permanent(Text(f"{address} | {event.line}", style="dim"))
             return
         if event.type == "change_start":
-            text = Text(f"{address}: {DOING.get(action, action)}…")
+            line = _Ticking(f"{address}: {DOING.get(action, action)}… ", 0.0, "")
         elif event.type == "wait_progress":
             target = event.data.get("target", "")
             if not self.is_live and self._last_status.get(address) == event.status:
                 return
             self._last_status[address] = event.status
-            text = Text(f"{address}: waiting for {target} ({event.status} {_secs(event)})…")
+            line = _Ticking(
+                f"{address}: waiting for {target} ({event.status} ", event.elapsed or 0.0, ")…"
+            )
         elif event.type == "change_done":
             where = f" ({event.remote_id})" if event.remote_id else ""
-            text = Text(f"{address}: {DONE.get(action, action)} in {_secs(event)}{where}")
-            text.stylize("green")
+            line = Text(f"{address}: {DONE.get(action, action)} in {_secs(event)}{where}")
+            line.stylize("green")
         elif event.type == "change_failed":
-            text = Text(f"{address}: failed after {_secs(event)}: {event.error}", style="red")
+            line = Text(f"{address}: failed after {_secs(event)}: {event.error}", style="red")
         elif event.type == "change_skipped":
-            text = Text(f"{address}: skipped ({event.error})", style="yellow")
+            line = Text(f"{address}: skipped ({event.error})", style="yellow")
         else:
             return
         if self._live is not None:
-            self.lines[address] = text
+            self.lines[address] = line
             self._live.update(self._group())
         else:
+            text = line.plain() if isinstance(line, _Ticking) else line
             self.console.print(text, soft_wrap=True, highlight=False)
 
     def _permanent(self, text: Text) -> None:
@@ -162,6 +167,22 @@ class ProgressView:
             self._live.console.print(text, soft_wrap=True, highlight=False)
         else:
             self.console.print(text, soft_wrap=True, highlight=False)
+
+
+class _Ticking:
+    """A status line whose seconds count up each time the Live block refreshes."""
+
+    def __init__(self, head: str, elapsed: float, tail: str) -> None:
+        self.head = head
+        self.since = time.monotonic() - elapsed
+        self.tail = tail
+
+    def __rich__(self) -> Text:
+        return Text(f"{self.head}{time.monotonic() - self.since:.0f}s{self.tail}")
+
+    def plain(self) -> Text:
+        """For a log file: the moment's text, without a counter when there is nothing after."""
+        return self.__rich__() if self.tail else Text(self.head.rstrip())
 
 
 def _secs(event: ApplyEvent) -> str:
@@ -367,6 +388,12 @@ def _run(
                         redactor=redactor,
                     )
                 _print_summary(result, destroy)
+        except KeyboardInterrupt:
+            err_console.print(
+                "Interrupted: every change made so far is in the state; "
+                "`dumont apply` again finishes the rest."
+            )
+            raise
         finally:
             client.close()
     if result.bugs:
