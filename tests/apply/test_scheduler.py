@@ -46,19 +46,38 @@ def test_parallelism_is_a_ceiling() -> None:
     active = 0
     peak = 0
     lock = threading.Lock()
+    full = threading.Event()  # the first tasks hold on until 3 run at once
 
     def work(name: str) -> None:
         nonlocal active, peak
         with lock:
             active += 1
             peak = max(peak, active)
-        time.sleep(0.05)
+            if active == 3:
+                full.set()
+        full.wait(timeout=5)
+        time.sleep(0.01)
         with lock:
             active -= 1
 
     outcome = run_dag({f"t{i}": [] for i in range(9)}, work, parallelism=3)
     assert len(outcome.done) == 9
     assert peak == 3
+
+
+def test_an_abort_stops_new_work_and_calls_on_abort() -> None:
+    started: list[str] = []
+    aborted = threading.Event()
+
+    def work(name: str) -> None:
+        started.append(name)
+        if name == "a":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_dag({"a": [], "b": ["a"], "c": ["b"]}, work, parallelism=1, on_abort=aborted.set)
+    assert started == ["a"]
+    assert aborted.is_set()
 
 
 def test_unknown_dependencies_count_as_satisfied() -> None:
