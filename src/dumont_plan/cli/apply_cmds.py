@@ -53,13 +53,19 @@ if TYPE_CHECKING:
 PROMPT = "Do you want to perform these actions? Only 'yes' will be accepted: "
 DESTROY_PROMPT = "Do you really want to destroy these resources? Only 'yes' will be accepted: "
 
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 error (nothing applied); 3 partial (some changes failed or were "
+    "skipped); 4 a wait timed out; 5 a waited job failed; 6 cost gate (--max-cost); "
+    "7 stale saved plan."
+)
+
 AutoApproveOpt = Annotated[
     bool,
     typer.Option("--auto-approve", "-y", help="Apply without asking for confirmation."),
 ]
 ParallelismOpt = Annotated[
     int,
-    typer.Option("--parallelism", min=1, max=64, help="Changes carried out at once (default 8)."),
+    typer.Option("--parallelism", min=1, max=64, help="Changes carried out at once."),
 ]
 JsonOpt = Annotated[
     bool,
@@ -457,5 +463,5 @@ def _install_models_with_ollama() -> None:
 
 def register(app: typer.Typer) -> None:
     """Add `apply` and `destroy` to the top-level app."""
-    app.command("apply")(apply)
-    app.command("destroy")(destroy)
+    app.command("apply", epilog=EXIT_CODES)(apply)
+    app.command("destroy", epilog=EXIT_CODES)(destroy)
