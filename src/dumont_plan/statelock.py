@@ -15,6 +15,7 @@ import getpass
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,7 +55,7 @@ class StateLock:
             handle.close()
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise LockError(f"cannot lock {self.path}: {exc.strerror}") from None
-            holder = read_holder(self.path)
+            holder = _wait_for_holder(self.path)
             raise LockError(
                 f"state is locked by {_holder_text(holder)}",
                 "if that process is gone, run `dumont force-unlock`",
@@ -91,6 +92,16 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid())
+
+
+def _wait_for_holder(lock_path: Path, timeout: float = 1.0) -> dict[str, Any]:
+    """The holder record; one that took the lock this instant writes it a moment later."""
+    deadline = time.monotonic() + timeout
+    holder = read_holder(lock_path)
+    while not holder and time.monotonic() < deadline:
+        time.sleep(0.02)
+        holder = read_holder(lock_path)
+    return holder
 
 
 def read_holder(lock_path: Path) -> dict[str, Any]:
