@@ -37,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         enable_test_hooks=True if args.test_hooks else None,
         fault_rate=args.fault_rate,
     )
-    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on accepted sockets whose proto says
+    # TCP (a proto of 0 is inherited by them); without it every response on a kept-alive
+    # connection waits ~40 ms (Nagle's algorithm against the client's delayed ACK).
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     sock.set_inheritable(True)
