@@ -15,7 +15,7 @@ from typing import Any
 from dumont_plan.kinds.base import BaseHandler
 from dumont_plan.kinds.registry import HANDLERS
 from dumont_plan.plan.fingerprint import canonical_json
-from dumont_plan.plan.model import STARTS, Action, Observed, Plan
+from dumont_plan.plan.model import STARTS, Observed, Plan
 from dumont_plan.spec.stack import Stack
 
 
@@ -28,15 +28,14 @@ def price_queries(
 ) -> list[dict[str, Any]]:
     """The distinct offer searches that price `plan` (a handful, whatever the resource count).
 
-    Starts need a price; so do active jobs that the plan refuses to restart (their spend).
+    Only starts need a price. (A refused restart's error shows the spend from the live cost:
+    a plan with errors is not priced. Pricing no-ops made every plan of applied resources
+    fetch offers and plan twice: 0.1 s at 1,000 jobs.)
     """
     queries: dict[str, dict[str, Any]] = {}
     for change in plan.changes:
-        needs = change.action in STARTS or (
-            change.action is Action.noop and change.status not in (None, "gone")
-        )
         resource = stack.resources.get(change.address)
-        if not needs or resource is None:
+        if change.action not in STARTS or resource is None:
             continue
         handler = handlers[change.kind]
         values = handler.desired_values(stack.project, resource.name, resource.spec)
