@@ -24,6 +24,7 @@ from benchmarks.common import BENCHMARKS, Options, Row
 MODULES = [
     "benchmarks.startup",
     "benchmarks.server_load",
+    "benchmarks.bench_plan",
 ]
 
 RESULTS_JSON = Path(__file__).with_name("results.json")
