@@ -25,6 +25,7 @@ MODULES = [
     "benchmarks.startup",
     "benchmarks.server_load",
     "benchmarks.bench_plan",
+    "benchmarks.bench_apply",
 ]
 
 RESULTS_JSON = Path(__file__).with_name("results.json")
