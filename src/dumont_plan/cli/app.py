@@ -9,42 +9,108 @@ import typer
 from typer._click import exceptions as click_exceptions
 
 from dumont_plan import __version__
-from dumont_plan.cli import apply_cmds, declarative, spec_cmds
-from dumont_plan.cli.lazy import LazyGroup, LazyGroups
-from dumont_plan.cli.output import err_console
+from dumont_plan.cli.lazy import LazyCommand, LazyEntry, LazyGroup, LazyGroups
 from dumont_plan.errors import DumontError
+
+SPEC = "dumont_plan.cli.spec_cmds"
+PLAN = "dumont_plan.cli.declarative"
+APPLY = "dumont_plan.cli.apply_cmds"
+STATE = "dumont_plan.cli.state_cmds"
+DECLARATIVE = "Declarative commands (dumont.yaml / dumontfile)"
+GROUPS = "Imperative commands"
 
 
 class Root(LazyGroups):
-    """The imperative command groups, imported only when used (cli/lazy.py)."""
+    """Every command is imported only when used (cli/lazy.py); this table lists them."""
 
-    groups: ClassVar[dict[str, LazyGroup]] = {
-        "auth": LazyGroup("dumont_plan.cli.auth", "Log in to a Dumont API and see who you are."),
+    entries: ClassVar[dict[str, LazyEntry]] = {
+        "validate": LazyCommand(
+            SPEC,
+            "Check the spec offline: syntax, types, ranges, names, references, cycles.",
+            DECLARATIVE,
+        ),
+        "fmt": LazyCommand(
+            SPEC,
+            "Rewrite spec files in the canonical layout (2-space indents, tidy spacing; "
+            "comments kept).",
+            DECLARATIVE,
+        ),
+        "plan": LazyCommand(
+            PLAN,
+            "Show what `dumont apply` would do: diff the spec against the live state, with costs.",
+            DECLARATIVE,
+        ),
+        "apply": LazyCommand(
+            APPLY,
+            "Carry out the plan: create, update, run, pause/resume and delete to match the spec.",
+            DECLARATIVE,
+        ),
+        "destroy": LazyCommand(
+            APPLY,
+            "Delete everything this spec manages (or --target ADDR and what depends on it).",
+            DECLARATIVE,
+        ),
+        "show": LazyCommand(
+            PLAN, "Show a saved plan, or the managed resources with their live status.", DECLARATIVE
+        ),
+        "refresh": LazyCommand(
+            STATE,
+            "Update the state from the live objects: record each status, mark the gone ones.",
+            DECLARATIVE,
+        ),
+        "import": LazyCommand(
+            STATE,
+            "Adopt an existing live object into the state as ADDR (it must be in the spec).",
+            DECLARATIVE,
+        ),
+        "state": LazyCommand(STATE, "Inspect and edit the state (the ledger).", DECLARATIVE),
+        "force-unlock": LazyCommand(
+            STATE, "Remove a stale lock left by a dumont process that is gone.", DECLARATIVE
+        ),
+        "explain": LazyCommand(
+            PLAN,
+            "Print a kind's field table: what each field's change does (update, replace, ...).",
+            DECLARATIVE,
+        ),
+        "schema": LazyCommand(
+            SPEC,
+            "Print the JSON Schema of dumont.yaml (for editors: yaml-language-server, VS Code).",
+            DECLARATIVE,
+        ),
+        "auth": LazyGroup(
+            "dumont_plan.cli.auth", "Log in to a Dumont API and see who you are.", GROUPS
+        ),
         "server": LazyGroup(
             "dumont_plan.cli.server",
             "Manage the local control plane (started automatically when no API URL is set).",
+            GROUPS,
         ),
         "job": LazyGroup(
             "dumont_plan.cli.job",
             "Run a command on a GPU machine once, then destroy the machine (Jobs).",
+            GROUPS,
         ),
         "instance": LazyGroup(
             "dumont_plan.cli.instance",
             "GPU instances: list, inspect, pause, resume, delete, and search offers.",
+            GROUPS,
         ),
         "wizard": LazyGroup(
             "dumont_plan.cli.wizard",
             "Deploy a GPU machine by racing several offers (the Deploy Wizard).",
+            GROUPS,
         ),
-        "model": LazyGroup("dumont_plan.cli.model", "Ollama models on your instances."),
+        "model": LazyGroup("dumont_plan.cli.model", "Ollama models on your instances.", GROUPS),
         "history": LazyGroup(
             "dumont_plan.cli.history",
             "Machine history: every attempt to rent and boot a machine, and what it says about "
             "each host (see also `dumont blacklist`).",
+            GROUPS,
         ),
         "blacklist": LazyGroup(
             "dumont_plan.cli.blacklist",
             "Blacklisted machines: the wizard race and jobs never rent them.",
+            GROUPS,
         ),
     }
 
@@ -58,8 +124,17 @@ app = typer.Typer(
         "`dumont apply`. With no API URL configured, dumont starts a local control plane on "
         "127.0.0.1 and uses it."
     ),
+    epilog=(
+        "Examples:\n\n"
+        "  dumont validate\n\n"
+        "  dumont plan\n\n"
+        "  dumont apply --auto-approve\n\n"
+        '  dumont job create train --command="python train.py" --gpu="RTX 4090" --wait\n\n'
+        "`dumont COMMAND --help` shows a command's options and examples."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: typer's rich help costs ~11x `python -c pass`
     add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -86,9 +161,10 @@ def root(
     ctx.obj = {"api_url": api_url}
 
 
-declarative.register(app)
-apply_cmds.register(app)
-spec_cmds.register(app)
+def _print_error(text: str) -> None:
+    from dumont_plan.cli.output import err_console  # rich: not needed for help
+
+    err_console.print(text, markup=False, soft_wrap=True)
 
 
 def run(args: list[str]) -> int:
@@ -97,12 +173,12 @@ def run(args: list[str]) -> int:
         # Without standalone mode, click answers `raise typer.Exit(code)` by returning the code.
         result = app(args=args, prog_name="dumont", standalone_mode=False)
     except DumontError as exc:
-        err_console.print(f"Error: {exc}", markup=False, soft_wrap=True)
+        _print_error(f"Error: {exc}")
         return exc.exit_code
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except typer.Abort:
-        err_console.print("Aborted.")
+        _print_error("Aborted.")
         return 1
     except click_exceptions.NoArgsIsHelpError as exc:
         exc.show(file=sys.stderr)
@@ -111,6 +187,6 @@ def run(args: list[str]) -> int:
         exc.show(file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        err_console.print("Interrupted.")
+        _print_error("Interrupted.")
         return 130
     return result if isinstance(result, int) else 0

@@ -1,21 +1,29 @@
-"""Command groups imported only when used, so `dumont --help` and `dumont validate` start fast.
+"""Top-level commands imported only when used, so `dumont --help` and `dumont validate` start fast.
 
-The imperative groups (job, instance, ...) import httpx, the client and more; importing all of
-them cost `dumont --help` about 10x `python -c pass` (benchmarks/startup.py). The root group
-lists each lazy group under its name with the help from its `LazyGroup` entry; running the group,
-completing it or asking its own help imports its module and converts its `app` exactly as
-`app.add_typer(module.app, name=NAME)` would have.
+Importing every command module costs `dumont --help` several times `python -c pass` (httpx, the
+client, rich live views; benchmarks/startup.py). The root group lists each lazy entry under its
+name with the help of its table entry (tests/test_startup_imports.py checks each against the
+real command); running it, completing inside it or asking its own help imports its module:
 
     class Root(LazyGroups):
-        groups = {"job": LazyGroup("dumont_plan.cli.job", "Run a command on a GPU machine ...")}
+        entries = {
+            "validate": LazyCommand("dumont_plan.cli.spec_cmds", "Check the spec offline: ..."),
+            "job": LazyGroup("dumont_plan.cli.job", "Run a command on a GPU machine ..."),
+        }
 
-    app = typer.Typer(cls=Root, ...)
+`LazyGroup`: the module's `app` (a typer.Typer), converted as `app.add_typer(module.app,
+name=NAME)` would. `LazyCommand`: the command (or group) of that name that the module's
+`register(app)` adds, converted as if `register` had been called on the root app.
+
+Help is plain click text (no rich panels: typer's rich help alone costs about 11x `python -c
+pass`), through `HelpFormatter`: words never break at a hyphen and example command lines are kept
+as written.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import ClassVar
@@ -23,51 +31,157 @@ from typing import ClassVar
 import typer
 from typer import _click
 from typer._click.exceptions import UsageError
-from typer.core import TyperGroup
+from typer._click.shell_completion import CompletionItem
+from typer.core import TyperCommand, TyperGroup
 from typer.main import get_group_from_info
 from typer.models import TyperInfo
 
+# -- help text ------------------------------------------------------------------------------
+
+_HYPHEN = "-"
+_NO_BREAK_HYPHEN = "\u2011"  # textwrap breaks after "-" but not after this one
+_EXAMPLE_STARTS = ("dumont ", "$ ")
+
+
+def _no_break(text: str) -> str:
+    return text.replace(_HYPHEN, _NO_BREAK_HYPHEN)
+
+
+def is_example(paragraph: str) -> bool:
+    return any(line.lstrip().startswith(_EXAMPLE_STARTS) for line in paragraph.splitlines())
+
+
+def keep_examples(text: str) -> str:
+    """Mark paragraphs holding example command lines as not to be rewrapped (click's `\\b`).
+
+    Consecutive example paragraphs become one block, one command a line, indented by two.
+    """
+    out: list[str] = []
+    block: list[str] = []
+    for paragraph in text.split("\n\n"):
+        if is_example(paragraph):
+            block += [
+                "  " + line.strip() if line.lstrip().startswith(_EXAMPLE_STARTS) else line
+                for line in paragraph.splitlines()
+            ]
+            continue
+        if block:
+            out.append("\b\n" + "\n".join(block))
+            block = []
+        out.append(paragraph)
+    if block:
+        out.append("\b\n" + "\n".join(block))
+    return "\n\n".join(out)
+
+
+class HelpFormatter(_click.HelpFormatter):
+    """click's help formatter that never breaks `--wait-timeout` at its hyphen and keeps example
+    command lines (`dumont ...`) whole, so they can be copied."""
+
+    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
+        super().write_usage(_no_break(prog), _no_break(args), prefix)
+
+    def write_text(self, text: str) -> None:
+        super().write_text(_no_break(keep_examples(text)))
+
+    def write_dl(
+        self, rows: Sequence[tuple[str, str]], col_max: int = 30, col_spacing: int = 2
+    ) -> None:
+        rows = [(_no_break(first), _no_break(second)) for first, second in rows]
+        super().write_dl(rows, col_max, col_spacing)
+
+    def getvalue(self) -> str:
+        return super().getvalue().replace(_NO_BREAK_HYPHEN, _HYPHEN)
+
+
+class HelpContext(_click.Context):
+    formatter_class = HelpFormatter
+
+
+def use_help_formatter(command: _click.Command) -> _click.Command:
+    """Give `command` and everything under it `HelpContext` (contexts come from each command)."""
+    command.context_class = HelpContext
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            use_help_formatter(sub)
+    return command
+
+
+# -- lazy entries ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
-class LazyGroup:
-    module: str  # defines `app = typer.Typer(help=...)`
-    help: str  # the first paragraph of that help (tests/test_startup_imports.py checks it)
+class LazyEntry:
+    module: str
+    help: str  # the first paragraph of the command's own help (tests check it)
+    section: str = "Commands"  # the heading it is listed under in the root's help
+
+    def load(self, name: str, parent: TyperGroup) -> _click.Command:
+        raise NotImplementedError
 
 
-def load_group(name: str, entry: LazyGroup, parent: TyperGroup) -> TyperGroup:
-    """Import the group's module and convert its Typer app as `add_typer` does."""
-    sub_app: typer.Typer = importlib.import_module(entry.module).app
-    return get_group_from_info(
-        TyperInfo(sub_app, name=name),
-        pretty_exceptions_short=sub_app.pretty_exceptions_short,
+@dataclass(frozen=True)
+class LazyGroup(LazyEntry):
+    """A group: the module defines `app = typer.Typer(help=...)`."""
+
+    def load(self, name: str, parent: TyperGroup) -> _click.Command:
+        sub_app: typer.Typer = importlib.import_module(self.module).app
+        return get_group_from_info(
+            TyperInfo(sub_app, name=name),
+            pretty_exceptions_short=sub_app.pretty_exceptions_short,
+            rich_markup_mode=parent.rich_markup_mode,
+            suggest_commands=parent.suggest_commands,
+        )
+
+
+@dataclass(frozen=True)
+class LazyCommand(LazyEntry):
+    """A command (or group) that the module's `register(app)` adds under this name."""
+
+    def load(self, name: str, parent: TyperGroup) -> _click.Command:
+        commands = registered_commands(self.module, parent)
+        if name not in commands:
+            raise RuntimeError(f"{self.module}.register() adds no command {name!r}")
+        return commands[name]
+
+
+def registered_commands(module: str, parent: TyperGroup) -> dict[str, _click.Command]:
+    """The click commands that `module.register(app)` adds to an app, by name."""
+    scratch = typer.Typer()
+    importlib.import_module(module).register(scratch)
+    group = get_group_from_info(
+        TyperInfo(scratch),
+        pretty_exceptions_short=True,
         rich_markup_mode=parent.rich_markup_mode,
         suggest_commands=parent.suggest_commands,
     )
+    return dict(group.commands)
 
 
 class LazyGroups(TyperGroup):
-    """A root group whose `groups` are imported on first use (not for the root's help)."""
+    """A root group whose `entries` are imported on first use (not for the root's help, nor to
+    complete a command name)."""
 
-    groups: ClassVar[Mapping[str, LazyGroup]] = {}
-    _listing_help = False
+    entries: ClassVar[Mapping[str, LazyEntry]] = {}
+    context_class = HelpContext
+    _listing = False
 
     def list_commands(self, ctx: _click.Context) -> list[str]:
-        # Same order as eager registration: commands, then groups in registration order.
-        names = super().list_commands(ctx)
-        lazy = [name for name in self.groups if name not in self.commands]
-        first_group = next(
-            (i for i, n in enumerate(names) if isinstance(self.commands[n], TyperGroup)),
-            len(names),
-        )
-        return [*names[:first_group], *lazy, *names[first_group:]]
+        # The table's order, then commands added the usual way.
+        return [*self.entries, *(n for n in super().list_commands(ctx) if n not in self.entries)]
 
     def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
-        entry = self.groups.get(cmd_name)
+        entry = self.entries.get(cmd_name)
         if entry is not None and cmd_name not in self.commands:
-            if self._listing_help:
-                return TyperGroup(name=cmd_name, help=entry.help, hidden=False)
-            self.add_command(load_group(cmd_name, entry, self), cmd_name)
+            if self._listing:
+                return TyperCommand(name=cmd_name, help=entry.help)
+            self.add_command(use_help_formatter(entry.load(cmd_name, self)), cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def load_all(self, ctx: _click.Context) -> dict[str, _click.Command]:
+        """Every command, imported (for the CLI reference)."""
+        found = {name: self.get_command(ctx, name) for name in self.list_commands(ctx)}
+        return {name: cmd for name, cmd in found.items() if cmd is not None}
 
     def resolve_command(
         self, ctx: _click.Context, args: list[str]
@@ -83,9 +197,35 @@ class LazyGroups(TyperGroup):
                 exc.message = f"{base}. Did you mean {suggestion}?" if matches else f"{base}."
             raise
 
-    def format_help(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
-        self._listing_help = True
+    def format_commands(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
+        """The commands under their sections' headings, each with its short help."""
+        sections: dict[str, list[tuple[str, _click.Command]]] = {}
+        self._listing = True
         try:
-            super().format_help(ctx, formatter)
+            for name in self.list_commands(ctx):
+                cmd = self.get_command(ctx, name)
+                if cmd is not None and not cmd.hidden:
+                    entry = self.entries.get(name)
+                    sections.setdefault(entry.section if entry else "Commands", []).append(
+                        (name, cmd)
+                    )
         finally:
-            self._listing_help = False
+            self._listing = False
+        if not sections:
+            return
+        width = max(len(name) for rows in sections.values() for name, _ in rows)
+        limit = formatter.width - 6 - width
+        for heading, rows in sections.items():
+            with formatter.section(heading):
+                # Padded names keep every section's help in one column.
+                formatter.write_dl(
+                    [(name.ljust(width), cmd.get_short_help_str(limit)) for name, cmd in rows]
+                )
+
+    def shell_complete(self, ctx: _click.Context, incomplete: str) -> list[CompletionItem]:
+        # Completing a command name needs only the names and short help of the table.
+        self._listing = True
+        try:
+            return super().shell_complete(ctx, incomplete)
+        finally:
+            self._listing = False

@@ -6,19 +6,37 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from dumont_plan.errors import DumontError
 
-# Data is never read as emoji codes (a job named ":fire:" stays so); callers that print data
-# pass markup=False or use print_fields/print_table, which never read data as markup.
-console = Console(highlight=False, emoji=False)
-err_console = Console(stderr=True, highlight=False, emoji=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    # Data is never read as emoji codes (a job named ":fire:" stays so); callers that print data
+    # pass markup=False or use print_fields/print_table, which never read data as markup.
+    console: Console
+    err_console: Console
+
+
+def _console(name: str) -> Console:
+    made: Console | None = globals().get(name)
+    if made is None:
+        from rich.console import Console
+
+        made = Console(stderr=name == "err_console", highlight=False, emoji=False)
+        globals()[name] = made  # from now on a plain module attribute
+    return made
+
+
+def __getattr__(name: str) -> Console:
+    """`console` and `err_console`, made on first use: importing rich costs `dumont validate`
+    about 1.5x `python -c pass` (benchmarks/startup.py)."""
+    if name in ("console", "err_console"):
+        return _console(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class OutputFormat(StrEnum):
@@ -39,6 +57,9 @@ def emit_json(data: Any) -> None:
 def print_table(
     rows: Iterable[dict[str, Any]], columns: Sequence[str], title: str | None = None
 ) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title, show_edge=False, header_style="bold")
     for column in columns:
         table.add_column(column.upper().replace("_", " "))
@@ -47,9 +68,9 @@ def print_table(
         table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in columns))
         count += 1
     if count == 0:
-        console.print("(none)")
+        _console("console").print("(none)")
     else:
-        console.print(table)
+        _console("console").print(table)
 
 
 def print_fields(data: dict[str, Any], fields: Sequence[str] | None = None) -> None:
@@ -58,7 +79,7 @@ def print_fields(data: dict[str, Any], fields: Sequence[str] | None = None) -> N
     for key in keys:
         value = data.get(key)
         line = f"{key.ljust(width)}  {'-' if value is None else value}"
-        console.print(line, soft_wrap=True, markup=False)
+        _console("console").print(line, soft_wrap=True, markup=False)
 
 
 def coerce(value: str) -> Any:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dumont_plan.cli.output import console, emit_json
+from dumont_plan.cli.output import emit_json
 from dumont_plan.errors import DumontError, SpecError, SpecErrors
 
 if TYPE_CHECKING:
@@ -117,11 +117,10 @@ def validate(
         return
     detail = ", ".join(_plural(n, kind) for kind, n in counts.items())
     total = _plural(len(stack.resources), "resource")
-    console.print(
+    # Plain text: rich is not imported for this one line (benchmarks/startup.py).
+    typer.echo(
         f"Valid: {total}{f' ({detail})' if detail else ''} in project {stack.project} "
-        f"({', '.join(stack.files)}).",
-        markup=False,
-        soft_wrap=True,
+        f"({', '.join(stack.files)})."
     )
 
 
@@ -136,6 +135,7 @@ def fmt(
 
     With --check, exits 1 listing the files that would change, 0 when all are formatted.
     """
+    from dumont_plan.cli.output import console
     from dumont_plan.loader import discover, display_path
     from dumont_plan.loader.fmt import format_spec, write_atomic
     from dumont_plan.loader.inputs import read_text
