@@ -225,7 +225,7 @@ def test_list_refuses_an_unknown_status(run: Cli) -> None:
 
 
 def test_status_of_a_running_job_then_cancel_it(run: Cli, user: UserSession) -> None:
-    job_id = user.client.jobs.create(name="sleeper", command="sleep 3")["id"]
+    job_id = user.client.jobs.create(name="sleeper", command="sleep 60")["id"]
     wait_status(user.client, job_id, {"running"})
     shown = ok(run("job", "status", job_id)).stdout
     assert {"id": job_id, "status": "running"}.items() <= fields_of(shown).items()
@@ -252,7 +252,7 @@ def test_an_unknown_job_and_someone_elses_read_the_same(
         "`dumont job list`"
     )
     other = make_user()
-    theirs = other.client.jobs.create(name="theirs", command="sleep 5")["id"]
+    theirs = other.client.jobs.create(name="theirs", command="sleep 60")["id"]
     try:
         for command in ("status", "logs", "cancel", "wait"):
             assert one_error_line(run("job", command, theirs)) == (
