@@ -9,12 +9,9 @@ import httpx
 from dumont_plan.client.auth import AuthAPI
 from dumont_plan.client.base import RetryPolicy, Transport
 from dumont_plan.client.blacklist import BlacklistAPI
-from dumont_plan.client.finetune import FinetuneAPI
 from dumont_plan.client.history import HistoryAPI
 from dumont_plan.client.instances import InstancesAPI
 from dumont_plan.client.jobs import JobsAPI
-from dumont_plan.client.serverless import ServerlessAPI
-from dumont_plan.client.spot import SpotAPI
 
 __all__ = ["DumontClient", "RetryPolicy", "Transport"]
 
@@ -40,9 +37,6 @@ class DumontClient:
         self.instances = InstancesAPI(self.transport)
         self.history = HistoryAPI(self.transport)
         self.blacklist = BlacklistAPI(self.transport)
-        self.finetune = FinetuneAPI(self.transport)
-        self.serverless = ServerlessAPI(self.transport)
-        self.spot = SpotAPI(self.transport)
 
     @property
     def token(self) -> str | None:
