@@ -1,9 +1,13 @@
 """Fault injection for robustness tests (only with test hooks or a configured fault rate).
 
 - queued faults: `POST /api/v1/_local/faults {"count":2,"status":503,"retry_after":1}` makes
-  the next `count` API requests answer `status` (with `Retry-After` when given);
-- a random fault rate (`ServerSettings.fault_rate`): 500/503/429 answers, delays and dropped
-  connections at that rate, seeded.
+  the next `count` API requests answer `status` (with `Retry-After` when given); `"status": 0`
+  is a *drop*: the request is processed but its answer lost (502), as when a connection breaks
+  after the server acted; `"method"` and `"path"` (e.g. `"POST"`, `"/api/v1/jobs/"`) keep the
+  fault for the first matching request, the others pass untouched;
+- a random fault rate (`ServerSettings.fault_rate`, or `PUT /api/v1/_local/faults/rate
+  {"rate": 0.2}` at run time): 500/503/429 answers, delays and dropped answers at that rate,
+  seeded.
 """
 
 from __future__ import annotations
@@ -22,10 +26,20 @@ from starlette.types import ASGIApp
 LOCAL_PREFIX = "/api/v1/_local"
 
 
+DROP = 0  # the status of a queued drop: processed, answer lost
+
+
 @dataclass
 class Fault:
     status: int
     retry_after: float | None = None
+    method: str | None = None  # only for a request with this method (None: any)
+    path: str | None = None  # only for a request with this path (None: any)
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and (
+            self.path is None or self.path == path
+        )
 
 
 class FaultQueue:
@@ -44,11 +58,13 @@ class FaultQueue:
         with self._lock:
             self._queue.clear()
 
-    def next(self) -> Fault | str | None:
+    def next(self, method: str = "", path: str = "") -> Fault | str | None:
         with self._lock:
-            if self._queue:
-                self.injected += 1
-                return self._queue.popleft()
+            for fault in self._queue:
+                if fault.matches(method, path):
+                    self._queue.remove(fault)
+                    self.injected += 1
+                    return "drop" if fault.status == DROP else fault
             if self.rate > 0 and self._rng.random() < self.rate:
                 self.injected += 1
                 roll = self._rng.random()
@@ -73,7 +89,7 @@ class FaultMiddleware(BaseHTTPMiddleware):
         path = request.url.path
         if not path.startswith("/api") or path.startswith(LOCAL_PREFIX):
             return await call_next(request)
-        fault = self.faults.next()
+        fault = self.faults.next(request.method, path)
         if fault is None:
             return await call_next(request)
         if fault == "delay":

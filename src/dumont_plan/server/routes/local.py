@@ -5,24 +5,46 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from dumont_plan.server.faults import Fault, FaultQueue
+from dumont_plan.server.faults import DROP, Fault, FaultQueue
 
 router = APIRouter(prefix="/_local", tags=["local test hooks"], include_in_schema=False)
 
 
 class FaultRequest(BaseModel):
     count: int = Field(1, ge=0, le=1000)
-    status: int = Field(503, ge=400, le=599)
+    status: int = Field(503, description="400-599, or 0: drop (processed, answer lost)")
     retry_after: float | None = Field(None, ge=0)
+    method: str | None = Field(None, description="Only for a request with this method.")
+    path: str | None = Field(None, description="Only for a request with this path.")
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, value: int) -> int:
+        if value != DROP and not 400 <= value <= 599:
+            raise ValueError("use 400-599, or 0 for a dropped answer")
+        return value
+
+
+class FaultRate(BaseModel):
+    rate: float = Field(ge=0, le=1)
 
 
 @router.post("/faults")
 def queue_faults(body: FaultRequest, request: Request) -> dict[str, Any]:
     faults: FaultQueue = request.app.state.faults
-    faults.push(Fault(body.status, body.retry_after), body.count)
+    method = body.method.upper() if body.method else None
+    faults.push(Fault(body.status, body.retry_after, method, body.path), body.count)
     return {"queued": body.count}
+
+
+@router.put("/faults/rate")
+def set_fault_rate(body: FaultRate, request: Request) -> dict[str, Any]:
+    """The random fault rate from now on (0 stops it; the middleware is on with test hooks)."""
+    faults: FaultQueue = request.app.state.faults
+    faults.rate = body.rate
+    return {"rate": body.rate}
 
 
 @router.delete("/faults")
