@@ -19,7 +19,9 @@ How it races (contract §4.3, with quirks 21-24 fixed):
    within `batch_timeout` seconds (quirk 24: a real window, 60 s by default), the batch is deleted
    and the next one starts.
 5. Nothing leaks: on any exception or KeyboardInterrupt every machine the race created is deleted
-   before the exception goes on (creates still in flight are waited for first).
+   before the exception goes on (creates still in flight are waited for first). A create that
+   got no definite answer (a 5xx, a broken connection: the machine may exist) is looked for
+   once the race is over, by the race's label on that offer, and deleted when found.
 
 No CLI code lives here: progress is reported as `RaceEvent`s through `on_event`, so the CLI and
 the declarative `instances:` kind draw the same race their own way. `clock` and `sleep` are
@@ -28,6 +30,7 @@ injectable so tests never wait on wall-clock time.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -40,7 +43,7 @@ from functools import partial
 from typing import Any, Literal, Protocol
 
 from dumont_plan.client.instances import actual_status, is_failed, is_running
-from dumont_plan.errors import DumontError, NotFoundError
+from dumont_plan.errors import ConnectError, DumontError, NotFoundError, ServerError
 
 # Contract §4.2: Mbps bands per tier; `ultra` has no upper bound.
 SPEED_TIERS: dict[str, tuple[float, float | None]] = {
@@ -263,6 +266,14 @@ class Candidate:
     created_at: float | None = None
     ready_at: float | None = None
     deleted: bool = False
+    unknown: bool = False  # the create had no definite answer: its machine may exist
+
+    def made(self, row: dict[str, Any]) -> bool:
+        """Whether the listed instance `row` was rented from this candidate's offer."""
+        if row.get("offer_id") is not None:
+            return str(row["offer_id"]) == str(self.offer_id)
+        machine = self.offer.get("machine_id")
+        return machine is not None and str(row.get("machine_id")) == str(machine)
 
     @property
     def offer_id(self) -> int:
@@ -483,6 +494,7 @@ class _Race:
             with self.lock:
                 candidate.state = "create_failed"
                 candidate.error = exc.message
+                candidate.unknown = isinstance(exc, ServerError | ConnectError)
             self.emit(
                 "create_failed", batch=candidate.batch, offer=candidate.offer, message=exc.message
             )
@@ -637,6 +649,7 @@ class _Race:
                     and not candidate.deleted
                 ):
                     self.cancel(candidate, f"instance {winner.instance_id} won")
+            self.sweep_unknown()
         except BaseException as exc:
             self.abort(pool, exc)
             raise
@@ -687,6 +700,37 @@ class _Race:
         for candidate in self.candidates:
             if candidate.instance_id is not None and not candidate.deleted:
                 _shielded(partial(self.cancel, candidate, "race aborted"))
+        with contextlib.suppress(Exception):
+            _shielded(self.sweep_unknown)
+
+    def sweep_unknown(self) -> None:
+        """Delete the machines of creates whose answer was lost (see the module doc, 5)."""
+        unknown = [c for c in self.candidates if c.unknown and c.instance_id is None]
+        if not unknown or not self.request.label:
+            return
+        known = {c.instance_id for c in self.candidates if c.instance_id is not None}
+        try:
+            rows = self.api.instances.list()
+        except DumontError as exc:
+            for candidate in unknown:
+                self.emit(
+                    "cleanup_failed",
+                    batch=candidate.batch,
+                    offer=candidate.offer,
+                    message=(
+                        f"could not look for the machine of offer {candidate.offer_id} (its "
+                        f"create's answer was lost): {exc.message}; `dumont instance list` "
+                        f"shows it if it exists"
+                    ),
+                )
+            return
+        for row in rows:
+            if row.get("label") != self.request.label or row.get("id") in known:
+                continue
+            owner = next((c for c in unknown if c.made(row)), None)
+            if owner is not None and owner.instance_id is None:
+                owner.instance_id = int(row["id"])
+                self.cancel(owner, "its create's answer was lost")
 
 
 def _shielded(action: Callable[[], object], attempts: int = 3) -> None:

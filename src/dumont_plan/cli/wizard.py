@@ -202,6 +202,8 @@ class RaceProgress:
             warning = (
                 f"Warning: {event.message}; delete it with "
                 f"`dumont instance delete {event.instance_id}`"
+                if event.instance_id is not None
+                else f"Warning: {event.message}"
             )
             self.footer = warning
             if self._live is None:
