@@ -35,8 +35,9 @@ from dumont_plan.cli.output import (
     split_key_values,
 )
 from dumont_plan.cli.session import open_client
-from dumont_plan.client.jobs import JOB_STATUSES, is_finished
+from dumont_plan.client.jobs import is_finished
 from dumont_plan.errors import DumontError, UnprocessableError
+from dumont_plan.wire import JOB_STATUSES
 
 app = typer.Typer(
     help=(

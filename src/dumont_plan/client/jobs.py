@@ -14,23 +14,13 @@ from urllib.parse import quote
 import httpx
 
 from dumont_plan.client.base import Transport
+from dumont_plan.wire import FINISHED_JOB_STATUSES
 
 COLLECTION = "/api/v1/jobs/"
 PAGE_SIZE = 100  # the contract's maximum `limit`
 
 # Contract §5.4: the statuses after which a job never changes again.
-FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled", "timeout"})
-JOB_STATUSES = (
-    "pending",
-    "provisioning",
-    "starting",
-    "running",
-    "completing",
-    "completed",
-    "failed",
-    "cancelled",
-    "timeout",
-)
+FINISHED_STATUSES = frozenset(FINISHED_JOB_STATUSES)
 
 
 def is_finished(job: dict[str, Any]) -> bool:

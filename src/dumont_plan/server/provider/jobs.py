@@ -49,21 +49,11 @@ from dumont_plan.server.provider.sandbox import (
     workload_env,
     write_json_atomic,
 )
+from dumont_plan.wire import FINISHED_JOB_STATUSES
 
-STATUSES = (
-    "pending",
-    "provisioning",
-    "starting",
-    "running",
-    "completing",
-    "completed",
-    "failed",
-    "cancelled",
-    "timeout",
-)
-FINISHED = runner.FINISHED
+FINISHED = FINISHED_JOB_STATUSES
 ACTIVE_PHASES = ("provisioning", "starting", "running", "completing")
-NOT_FINISHED_SQL = "status NOT IN ('completed', 'failed', 'cancelled', 'timeout')"
+NOT_FINISHED_SQL = "status NOT IN (" + ", ".join(f"'{s}'" for s in FINISHED) + ")"
 LOST_WHILE_DOWN = "runner lost while the control plane was down"
 LOST_WHILE_UP = "runner process ended unexpectedly"
 # Extra time the runner gets past its own deadline before the control plane kills it.

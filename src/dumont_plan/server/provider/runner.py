@@ -53,7 +53,6 @@ STATE_FILE = "state.json"
 LOG_FILE = "job.log"
 SCRIPT_FILE = "run.sh"
 MASK = b"***"
-FINISHED = ("completed", "failed", "cancelled", "timeout")
 # After the script's main process exits, how long its output may still flow before leftovers die.
 DRAIN_SECONDS = 0.5
 

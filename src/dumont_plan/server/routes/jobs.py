@@ -31,23 +31,13 @@ from dumont_plan.server.provider.market import (
     known_gpu,
 )
 from dumont_plan.server.provider.sandbox import WORKSPACE_MOUNT, map_workspace_path
+from dumont_plan.wire import JobStatus
 
 DEFAULT_IMAGE = "pytorch/pytorch:2.1.0-cuda12.1-cudnn8-runtime"
 DEFAULT_OUTPUT_PATHS = ["/workspace/output"]
 # Any absolute directory works for checking that a path maps inside the workspace.
 WORKSPACE_MOUNT_DIR = Path(str(WORKSPACE_MOUNT))
 Source = Literal["command", "huggingface", "git", "script"]
-JobStatus = Literal[
-    "pending",
-    "provisioning",
-    "starting",
-    "running",
-    "completing",
-    "completed",
-    "failed",
-    "cancelled",
-    "timeout",
-]
 
 
 class CreateJobRequest(BaseModel):

@@ -1,0 +1,25 @@
+"""Constants of the Dumont API v1 wire format shared by the client and the local server.
+
+A leaf module (standard library only): `client/` and `server/` both import it, neither
+imports the other.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+# Contract §5.4: every status a job can report, in lifecycle order.
+JobStatus = Literal[
+    "pending",
+    "provisioning",
+    "starting",
+    "running",
+    "completing",
+    "completed",
+    "failed",
+    "cancelled",
+    "timeout",
+]
+JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
+# The statuses after which a job never changes again.
+FINISHED_JOB_STATUSES = ("completed", "failed", "cancelled", "timeout")
