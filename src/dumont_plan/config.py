@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from dumont_plan.errors import ConfigError
+from dumont_plan.files import write_atomic
 
 APP_NAME = "dumont-plan"
 LOCAL_KEY = "local"
@@ -39,23 +39,6 @@ def data_dir() -> Path:
     if override:
         return Path(override).expanduser().absolute()
     return _xdg("XDG_DATA_HOME", ".local/share") / APP_NAME
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a file atomically with mode 0600 (temp file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 LOGIN_AGAIN = "log in again (`dumont auth login <email> <password>`)"
@@ -192,11 +175,11 @@ def save_token(endpoint: Endpoint, token: str, user: str) -> None:
     path = _credentials_path()
     creds = read_json_file(path, "credentials file")
     creds[endpoint.key] = {"token": token, "user": user}
-    write_private(path, json.dumps(creds, indent=2) + "\n")
+    write_atomic(path, json.dumps(creds, indent=2) + "\n")
 
 
 def forget_token(endpoint: Endpoint) -> None:
     path = _credentials_path()
     creds = read_json_file(path, "credentials file")
     if creds.pop(endpoint.key, None) is not None:
-        write_private(path, json.dumps(creds, indent=2) + "\n")
+        write_atomic(path, json.dumps(creds, indent=2) + "\n")

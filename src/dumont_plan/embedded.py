@@ -24,8 +24,9 @@ from typing import Any
 
 import httpx
 
-from dumont_plan.config import data_dir, read_json_file, write_private
+from dumont_plan.config import data_dir, read_json_file
 from dumont_plan.errors import ConfigError, ServerStartError
+from dumont_plan.files import write_atomic
 
 START_TIMEOUT = 30.0
 LOCAL_EMAIL = "local@dumont.localhost"
@@ -158,7 +159,7 @@ def start_server(
             if url and _healthy(url, timeout=1.0):
                 info = ServerInfo(proc.pid, int(url.rsplit(":", 1)[1]), url, directory)
                 record = {"pid": info.pid, "port": info.port, "url": url, "started": time.time()}
-                write_private(directory / "server.json", json.dumps(record) + "\n")
+                write_atomic(directory / "server.json", json.dumps(record) + "\n")
                 return info
             time.sleep(0.1)
         proc.kill()
@@ -207,7 +208,7 @@ def local_credentials(directory: Path | None = None) -> dict[str, Any]:
         return creds
     fresh = {"email": LOCAL_EMAIL, "password": secrets.token_urlsafe(24)}
     tmp = directory / f".local-user.{os.getpid()}.tmp"
-    write_private(tmp, json.dumps(fresh) + "\n")
+    write_atomic(tmp, json.dumps(fresh) + "\n")
     try:
         os.link(tmp, path)
     except FileExistsError:

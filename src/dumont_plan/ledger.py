@@ -49,6 +49,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dumont_plan.errors import DumontError
+from dumont_plan.files import write_atomic
 from dumont_plan.statelock import LOCK_FILE, StateLock, UnlockResult, force_unlock, read_holder
 
 STATE_FORMAT_VERSION = 1
@@ -127,33 +128,6 @@ class DesiredRecord:
 
 def default_state_path(spec_root: Path) -> Path:
     return spec_root / STATE_DIR / STATE_FILE
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_atomic(path: Path, text: str, *, mode: int = 0o600) -> None:
-    """Write `text` to `path` so a reader sees the old or the new file, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
 
 
 class Ledger:
@@ -463,5 +437,4 @@ __all__ = [
     "default_state_path",
     "force_unlock",
     "read_holder",
-    "write_atomic",
 ]

@@ -16,8 +16,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from dumont_plan.errors import DumontError, StalePlanError
+from dumont_plan.files import write_atomic
 from dumont_plan.kinds.registry import HANDLERS
-from dumont_plan.ledger import LedgerState, write_atomic
+from dumont_plan.ledger import LedgerState
 from dumont_plan.plan.fingerprint import stale_resources
 from dumont_plan.plan.model import PLAN_FORMAT_VERSION, Observed, Plan
 from dumont_plan.render import plan_json

@@ -136,8 +136,9 @@ def fmt(
     With --check, exits 1 listing the files that would change, 0 when all are formatted.
     """
     from dumont_plan.cli.output import console
+    from dumont_plan.files import write_atomic
     from dumont_plan.loader import discover, display_path
-    from dumont_plan.loader.fmt import format_spec, write_atomic
+    from dumont_plan.loader.fmt import format_spec
     from dumont_plan.loader.inputs import read_text
 
     cwd = Path.cwd()
@@ -160,7 +161,7 @@ def fmt(
         if check:
             console.print(f"would reformat {shown}", markup=False)
         else:
-            write_atomic(path, formatted)
+            write_atomic(path, formatted, mode=None)
             console.print(f"formatted {shown}", markup=False)
     if check and changed:
         raise DumontError(

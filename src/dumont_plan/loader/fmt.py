@@ -13,11 +13,8 @@ file is left alone with an error. `format_text` is pure; `format_file` writes at
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -255,20 +252,3 @@ def format_spec(text: str, file: str) -> str:
     if formatted != text:
         check_same(text, formatted, file)
     return formatted
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace a file's content atomically, keeping its mode."""
-    mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
