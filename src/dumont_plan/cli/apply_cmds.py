@@ -19,6 +19,7 @@ Exit codes (DESIGN §3): 0 ok; 1 error (bad spec, plan error, lock held, refused
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -37,9 +38,9 @@ from dumont_plan.cli.output import console, err_console
 from dumont_plan.cli.planning import (
     StateOpt,
     make_plan,
+    plan_options,
     raise_plan_errors,
     raise_policy,
-    secret_hashes,
     state_path_for,
 )
 from dumont_plan.cli.spec_cmds import FilesOpt, VarFilesOpt, VarsOpt, load_from_options
@@ -320,7 +321,6 @@ def _run(
     from dumont_plan.events import NdjsonWriter, Redactor
     from dumont_plan.ledger import Ledger
     from dumont_plan.observe import kinds_of, observe
-    from dumont_plan.plan.build import PlanOptions
     from dumont_plan.planfile import check_plan_file, read_plan_file
     from dumont_plan.render import render_plan
     from dumont_plan.secrets import SecretStore, default_secrets_files
@@ -331,14 +331,15 @@ def _run(
     with Ledger.locked(state_path_for(stack, state, files), stack.project, command=command) as (
         ledger
     ):
-        options = PlanOptions(
-            targets=target or [],
-            excludes=exclude or [],
-            replace=replace or [],
+        options = plan_options(
+            stack,
+            ledger,
+            targets=target,
+            excludes=exclude,
+            replace=replace,
             destroy=destroy,
             allow_restart=allow_restart,
             max_cost=max_cost,
-            secret_hashes={} if destroy else secret_hashes(stack, ledger.state.salt),
         )
         client = open_client(ctx)
         try:
@@ -359,40 +360,26 @@ def _run(
                 _confirm(DESTROY_PROMPT if destroy else PROMPT, json_events)
             _install_models_with_ollama()
             redactor = Redactor()
+            run = functools.partial(
+                apply_plan,
+                plan,
+                stack,
+                client,
+                ledger,
+                parallelism=parallelism,
+                wait_default=wait,
+                wait_timeout=wait_timeout,
+                logs=logs,
+                allow_restart=allow_restart,
+                observed=observed,
+                secrets=SecretStore(os.environ, default_secrets_files(stack.root)),
+                redactor=redactor,
+            )
             if json_events:
-                sink: Any = NdjsonWriter(sys.stdout, redactor)
-                result = apply_plan(
-                    plan,
-                    stack,
-                    client,
-                    ledger,
-                    parallelism=parallelism,
-                    wait_default=wait,
-                    wait_timeout=wait_timeout,
-                    logs=logs,
-                    on_event=sink,
-                    allow_restart=allow_restart,
-                    observed=observed,
-                    secrets=SecretStore(os.environ, default_secrets_files(stack.root)),
-                    redactor=redactor,
-                )
+                result = run(on_event=NdjsonWriter(sys.stdout, redactor))
             else:
                 with ProgressView(err_console) as view:
-                    result = apply_plan(
-                        plan,
-                        stack,
-                        client,
-                        ledger,
-                        parallelism=parallelism,
-                        wait_default=wait,
-                        wait_timeout=wait_timeout,
-                        logs=logs,
-                        on_event=view,
-                        allow_restart=allow_restart,
-                        observed=observed,
-                        secrets=SecretStore(os.environ, default_secrets_files(stack.root)),
-                        redactor=redactor,
-                    )
+                    result = run(on_event=view)
                 _print_summary(result, destroy)
         except KeyboardInterrupt:
             err_console.print(

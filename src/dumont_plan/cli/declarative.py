@@ -23,10 +23,10 @@ from dumont_plan.cli.planning import (
     load_ledger,
     make_plan,
     open_api,
+    plan_options,
     print_state,
     raise_plan_errors,
     raise_policy,
-    secret_hashes,
     state_path_for,
 )
 from dumont_plan.cli.spec_cmds import FilesOpt, VarFilesOpt, VarsOpt, load_from_options
@@ -76,20 +76,20 @@ def plan(
     state: StateOpt = None,
 ) -> None:
     """Show what `dumont apply` would do: diff the spec against the live state, with costs."""
-    from dumont_plan.plan.build import PlanOptions
     from dumont_plan.planfile import write_plan_file
     from dumont_plan.render import plan_json, render_plan
 
     stack = load_from_options(files, var, var_file)
     ledger = load_ledger(state_path_for(stack, state, files), stack.project)
-    options = PlanOptions(
-        targets=target or [],
-        excludes=exclude or [],
-        replace=replace or [],
+    options = plan_options(
+        stack,
+        ledger,
+        targets=target,
+        excludes=exclude,
+        replace=replace,
         destroy=destroy,
         allow_restart=allow_restart,
         max_cost=max_cost,
-        secret_hashes={} if destroy else secret_hashes(stack, ledger.state.salt),
     )
     client = open_api(ctx)
     try:
@@ -184,7 +184,6 @@ __all__ = [
     "raise_plan_errors",
     "raise_policy",
     "register",
-    "secret_hashes",
     "show",
     "state_path_for",
 ]

@@ -73,6 +73,31 @@ def secret_hashes(stack: Stack, salt: str) -> dict[str, str]:
     return out
 
 
+def plan_options(
+    stack: Stack,
+    ledger: Ledger,
+    *,
+    targets: list[str] | None,
+    excludes: list[str] | None,
+    replace: list[str] | None,
+    destroy: bool,
+    allow_restart: bool,
+    max_cost: float | None,
+) -> PlanOptions:
+    """The planner's options from the command line (destroy plans need no secret hashes)."""
+    from dumont_plan.plan.build import PlanOptions
+
+    return PlanOptions(
+        targets=targets or [],
+        excludes=excludes or [],
+        replace=replace or [],
+        destroy=destroy,
+        allow_restart=allow_restart,
+        max_cost=max_cost,
+        secret_hashes={} if destroy else secret_hashes(stack, ledger.state.salt),
+    )
+
+
 def make_plan(
     client: DumontClient, stack: Stack, ledger: Ledger, options: PlanOptions
 ) -> tuple[Plan, Observed]:
