@@ -48,6 +48,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+JobIdArg = typer.Argument(..., metavar="JOB_ID", help="The job's id (job_…).")
 WaitTimeoutOpt = typer.Option(
     None,
     "--wait-timeout",
@@ -288,7 +289,7 @@ def list_(
 @app.command(epilog="Example:\n\n  dumont job status job_1a2b3c4d")
 def status(
     ctx: typer.Context,
-    job_id: str = typer.Argument(..., metavar="JOB_ID", help="The job's id (job_…)."),
+    job_id: str = JobIdArg,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Show a job: status, machine, timing and cost so far."""
@@ -308,7 +309,7 @@ def status(
 )
 def logs(
     ctx: typer.Context,
-    job_id: str = typer.Argument(..., metavar="JOB_ID", help="The job's id (job_…)."),
+    job_id: str = JobIdArg,
     tail: int | None = typer.Option(None, "--tail", "-n", min=0, help="Only the last N lines."),
     follow: bool = typer.Option(
         False, "--follow", "-f", help="Keep printing new lines until the job finishes."
@@ -350,7 +351,7 @@ def logs(
 @app.command(epilog="Example:\n\n  dumont job cancel job_1a2b3c4d")
 def cancel(
     ctx: typer.Context,
-    job_id: str = typer.Argument(..., metavar="JOB_ID", help="The job's id (job_…)."),
+    job_id: str = JobIdArg,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Cancel a job: stop its command and destroy its machine. Finished jobs can't be cancelled."""
@@ -370,7 +371,7 @@ def cancel(
 )
 def wait(
     ctx: typer.Context,
-    job_id: str = typer.Argument(..., metavar="JOB_ID", help="The job's id (job_…)."),
+    job_id: str = JobIdArg,
     timeout: float | None = typer.Option(
         None, "--timeout", min=0, help="Stop waiting after SECONDS (exit 4). Default: no limit."
     ),

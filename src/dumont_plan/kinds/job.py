@@ -306,9 +306,6 @@ class JobHandler(BaseHandler):
 
     # -- waits -----------------------------------------------------------------------------
 
-    def wait_target(self, controls: Mapping[str, Any]) -> str:
-        return str(controls.get("wait") or "none")
-
     def wait_done(self, live: Mapping[str, Any], target: str) -> bool:
         status = self.status(live)
         if target == "none":
