@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from dumont_plan.client import is_healthy
 from dumont_plan.config import data_dir, read_json_file
 from dumont_plan.errors import ConfigError, ServerStartError
 from dumont_plan.files import write_atomic
@@ -66,17 +65,6 @@ def _is_control_plane(pid: int) -> bool:
     return cmdline is None or b"dumont_plan.server" in cmdline
 
 
-def _healthy(url: str, timeout: float = 2.0) -> bool:
-    try:
-        response = httpx.get(f"{url}/health", timeout=timeout)
-        body = response.json()
-    except (httpx.HTTPError, ValueError):
-        return False
-    return (
-        response.status_code == 200 and isinstance(body, dict) and body.get("status") == "healthy"
-    )
-
-
 @contextlib.contextmanager
 def _start_lock(directory: Path) -> Iterator[None]:
     directory.mkdir(parents=True, exist_ok=True)
@@ -106,7 +94,7 @@ def running_server(directory: Path | None = None) -> ServerInfo | None:
         pid, port, url = int(info["pid"]), int(info["port"]), str(info["url"])
     except (KeyError, TypeError, ValueError):
         return None
-    if not _pid_alive(pid) or not _healthy(url):
+    if not _pid_alive(pid) or not is_healthy(url):
         return None
     return ServerInfo(pid, port, url, directory)
 
@@ -156,7 +144,7 @@ def start_server(
                 with contextlib.suppress(ValueError, OSError):
                     bound = json.loads(port_file.read_text(encoding="utf-8"))
                     url = f"http://{host}:{int(bound['port'])}"
-            if url and _healthy(url, timeout=1.0):
+            if url and is_healthy(url, timeout=1.0):
                 info = ServerInfo(proc.pid, int(url.rsplit(":", 1)[1]), url, directory)
                 record = {"pid": info.pid, "port": info.port, "url": url, "started": time.time()}
                 write_atomic(directory / "server.json", json.dumps(record) + "\n")

@@ -13,7 +13,7 @@ from dumont_plan.client.history import HistoryAPI
 from dumont_plan.client.instances import InstancesAPI
 from dumont_plan.client.jobs import JobsAPI
 
-__all__ = ["DumontClient", "RetryPolicy", "Transport"]
+__all__ = ["DumontClient", "RetryPolicy", "Transport", "is_healthy"]
 
 
 class DumontClient:
@@ -52,3 +52,15 @@ class DumontClient:
 
     def close(self) -> None:
         self.transport.http.close()
+
+
+def is_healthy(url: str, timeout: float = 2.0) -> bool:
+    """One unauthenticated `GET {url}/health` (no retries): does it answer `healthy`?"""
+    try:
+        response = httpx.get(f"{url}/health", timeout=timeout)
+        body = response.json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return (
+        response.status_code == 200 and isinstance(body, dict) and body.get("status") == "healthy"
+    )
