@@ -1,10 +1,10 @@
-"""plan/graph.py: levels, cycles, closures."""
+"""spec/graph.py: levels, cycles, closures."""
 
 from __future__ import annotations
 
 import pytest
 
-from dumont_plan.plan.graph import (
+from dumont_plan.spec.graph import (
     CycleError,
     dependencies,
     dependents,

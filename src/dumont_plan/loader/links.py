@@ -14,9 +14,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from dumont_plan.loader.yamlmarks import Doc, Loc
-from dumont_plan.plan.graph import find_cycle
 from dumont_plan.secrets import SecretStore
 from dumont_plan.spec.common import SECRET_NAME_RE, SpecModel
+from dumont_plan.spec.graph import find_cycle
 from dumont_plan.spec.messages import suggest
 from dumont_plan.spec.refs import SECRET_KIND, Ref, find_refs, parse_address
 from dumont_plan.spec.stack import KINDS

@@ -34,7 +34,6 @@ from dumont_plan.plan.fingerprint import (
     observed_fingerprint,
     same_name_ids,
 )
-from dumont_plan.plan.graph import CycleError, levels
 from dumont_plan.plan.model import (
     UNKNOWN,
     Action,
@@ -44,6 +43,7 @@ from dumont_plan.plan.model import (
     ResourceChange,
 )
 from dumont_plan.plan.select import PlanOptions, select_addresses
+from dumont_plan.spec.graph import CycleError, levels
 from dumont_plan.spec.refs import Ref
 from dumont_plan.spec.stack import Resource, Stack
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dumont_plan.plan.graph import dependencies, dependents
+from dumont_plan.spec.graph import dependencies, dependents
 from dumont_plan.spec.refs import parse_address
 
 

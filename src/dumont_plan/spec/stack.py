@@ -118,7 +118,7 @@ class Stack:
         return [r for r in self.resources.values() if r.kind == kind]
 
     def graph(self) -> dict[str, list[str]]:
-        """Address -> the addresses it depends on (the input of plan.graph)."""
+        """Address -> the addresses it depends on (the input of spec.graph)."""
         return {address: list(r.refs) for address, r in self.resources.items()}
 
     def digest(self) -> str:
