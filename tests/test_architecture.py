@@ -1,0 +1,183 @@
+"""DESIGN §1 import rules, read from the source with `ast` (nothing is imported or run).
+
+Imports flow one way: errors <- spec <- loader; spec <- plan <- apply <- cli; the client knows
+only errors and its own wire models; the server never imports client, plan or cli. Each
+third-party library has one home. Every import counts: top level, inside functions (the CLI's
+lazy imports) and under `if TYPE_CHECKING`. Exceptions are listed here with their reason.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = "dumont_plan"
+
+# Modules every layer may use: leaf modules of standard-library-only constants and helpers.
+LEAVES = {"dumont_plan.errors", "dumont_plan.wire"}
+
+# layer -> the other top-level parts of dumont_plan it may import (besides itself and LEAVES).
+ALLOWED = {
+    "dumont_plan.spec": set(),
+    # secrets: the loader checks `${secret.NAME}` references against the secret store.
+    "dumont_plan.loader": {"dumont_plan.spec", "dumont_plan.secrets"},
+    # kinds: the per-kind field tables and decisions; ledger: what was applied before.
+    "dumont_plan.plan": {
+        "dumont_plan.spec",
+        "dumont_plan.kinds",
+        "dumont_plan.ledger",
+        "dumont_plan.secrets",
+    },
+    "dumont_plan.client": set(),
+}
+
+# The server may import nothing that leads (even indirectly) to these.
+SERVER_NEVER = ("dumont_plan.client", "dumont_plan.plan", "dumont_plan.cli")
+
+# third-party package -> the modules or packages (with everything below) that may import it.
+HOMES = {
+    "deepdiff": ("dumont_plan.plan.diff",),
+    "typer": ("dumont_plan.cli",),
+    "fastapi": ("dumont_plan.server",),
+    "starlette": ("dumont_plan.server",),
+    "uvicorn": ("dumont_plan.server",),
+    "jinja2": ("dumont_plan.loader",),
+    "yaml": ("dumont_plan.loader",),
+    # cli/session.py builds the httpx.Client that DumontClient takes injected (DESIGN §1).
+    "httpx": ("dumont_plan.client", "dumont_plan.cli.session"),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+@cache
+def sources() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted((SRC / PACKAGE).rglob("*.py"))}
+
+
+@cache
+def imports_of(module: str) -> tuple[str, ...]:
+    """Every absolute module name `module` imports (relative imports resolved)."""
+    path = sources()[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.append(base)
+            # `from pkg import sub` imports the module pkg.sub when there is one.
+            found.extend(
+                f"{base}.{alias.name}"
+                for alias in node.names
+                if f"{base}.{alias.name}" in sources()
+            )
+    return tuple(found)
+
+
+def internal_imports(module: str) -> set[str]:
+    """The dumont_plan modules `module` imports, with the packages each import runs."""
+    out: set[str] = set()
+    for name in imports_of(module):
+        if name == PACKAGE or name.startswith(PACKAGE + "."):
+            parts = name.split(".")
+            out.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return {m for m in out if m in sources() and m != module}
+
+
+def part_of(module: str) -> str:
+    """`dumont_plan.plan.build` -> `dumont_plan.plan`; a top-level module is its own part."""
+    return ".".join(module.split(".")[:2])
+
+
+def modules_in(part: str) -> list[str]:
+    return [m for m in sources() if m == part or m.startswith(part + ".")]
+
+
+def reachable(start: Iterable[str]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(start)
+    while todo:
+        module = todo.pop()
+        for name in internal_imports(module):
+            if name not in seen:
+                seen.add(name)
+                todo.append(name)
+    return seen
+
+
+def test_the_rules_see_the_imports() -> None:
+    """Guards against a vacuous pass: known imports are found."""
+    assert "deepdiff" in {n.split(".")[0] for n in imports_of("dumont_plan.plan.diff")}
+    assert "dumont_plan.errors" in internal_imports("dumont_plan.client.base")
+    assert "dumont_plan.server.provider.jobs" in internal_imports("dumont_plan.server.routes.jobs")
+    assert len(modules_in("dumont_plan.server")) > 10
+
+
+def test_errors_import_nothing_of_dumont_plan() -> None:
+    assert internal_imports("dumont_plan.errors") == set()
+
+
+@pytest.mark.parametrize("part", sorted(ALLOWED))
+def test_layers_import_only_what_sits_below_them(part: str) -> None:
+    allowed = {PACKAGE, part, *LEAVES, *ALLOWED[part]}
+    wrong = sorted(
+        f"{module} imports {name}"
+        for module in modules_in(part)
+        for name in internal_imports(module)
+        if part_of(name) not in allowed
+    )
+    assert wrong == []
+
+
+@pytest.mark.parametrize("part", ["dumont_plan.plan", "dumont_plan.apply"])
+def test_nothing_below_the_cli_imports_it(part: str) -> None:
+    wrong = sorted(
+        f"{module} imports {name}"
+        for module in modules_in(part)
+        for name in internal_imports(module)
+        if part_of(name) == "dumont_plan.cli"
+    )
+    assert wrong == []
+
+
+def test_server_never_reaches_client_plan_or_cli() -> None:
+    """Not even indirectly: the server's whole import closure stays clear of them."""
+    closure = reachable(modules_in("dumont_plan.server"))
+    assert sorted(m for m in closure if part_of(m) in SERVER_NEVER) == []
+
+
+def test_client_reaches_only_errors_and_its_wire_models() -> None:
+    closure = reachable(modules_in("dumont_plan.client"))
+    allowed = {PACKAGE, "dumont_plan.client", *LEAVES}
+    assert sorted(m for m in closure if part_of(m) not in allowed) == []
+
+
+@pytest.mark.parametrize("library", sorted(HOMES))
+def test_each_third_party_library_has_one_home(library: str) -> None:
+    homes = HOMES[library]
+
+    def at_home(module: str) -> bool:
+        return any(module == h or module.startswith(h + ".") for h in homes)
+
+    users = sorted(
+        module
+        for module in sources()
+        if any(name.split(".")[0] == library for name in imports_of(module))
+    )
+    assert users, f"nothing imports {library}: drop it from HOMES"
+    assert [m for m in users if not at_home(m)] == []
