@@ -141,7 +141,7 @@ def stream_logs(
 
     return wait_for(
         lambda: client.jobs.get(job_id),
-        done=is_completed,
+        done=done,
         failed=failed,
         timeout=timeout,
         on_tick=tick,
