@@ -13,7 +13,6 @@ from dumont_plan.cli.output import split_key_values
 from dumont_plan.client.base import error_message
 from dumont_plan.errors import DumontError, UnprocessableError
 
-SOURCES = ("command", "huggingface", "git", "script")
 TRUE_WORDS = frozenset({"true", "yes", "1", "on"})
 FALSE_WORDS = frozenset({"false", "no", "0", "off"})
 

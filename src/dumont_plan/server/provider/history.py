@@ -27,12 +27,8 @@ from typing import Any
 
 from dumont_plan.server.store import Store
 
-# A read: (sql, params) -> rows. From a transaction's connection or from the store.
+# A read: (sql, params) -> rows.
 Query = Callable[[str, Sequence[Any]], list[sqlite3.Row]]
-
-
-def conn_query(conn: sqlite3.Connection) -> Query:
-    return lambda sql, params: list(conn.execute(sql, tuple(params)).fetchall())
 
 
 def store_query(store: Store) -> Query:
