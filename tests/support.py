@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -125,8 +126,11 @@ class LocalServer:
 def reap_processes_under(directory: Path) -> int:
     """SIGKILL the process groups of processes whose cwd or command line is under `directory`."""
     root = str(directory.resolve())
+    # The path itself, not a prefix of a sibling's (pytest-22 must not match pytest-226).
+    mentions = re.compile(re.escape(root) + r"(?=[/\s]|$)")
     killed = 0
     me = os.getpid()
+    own_group = os.getpgrp()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
@@ -135,10 +139,14 @@ def reap_processes_under(directory: Path) -> int:
             cwd = os.readlink(entry / "cwd")
         except (OSError, ValueError):
             continue
-        if root in cmdline or cwd == root or cwd.startswith(root + os.sep):
+        if mentions.search(cmdline) or cwd == root or cwd.startswith(root + os.sep):
             pid = int(entry.name)
             with contextlib.suppress(OSError):
-                os.killpg(os.getpgid(pid), signal.SIGKILL)
+                group = os.getpgid(pid)
+                # A child started without a session of its own shares pytest's group: killing
+                # that group would kill this test run (it lost its summary and exit code).
+                if group != own_group:
+                    os.killpg(group, signal.SIGKILL)
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
             killed += 1
