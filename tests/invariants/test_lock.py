@@ -6,17 +6,21 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 from tests.apply.applykit import Project, live_names, wait_until
 from tests.support import UserSession
 
+# `hold` runs until the test creates the gate file (at most 120 s), so the apply holds the lock
+# for as long as the test needs, however slow the machine (a fixed sleep ran out under load).
 SPEC = """
 version: 1
 project: locked
 jobs:
   hold:
-    command: sleep 3
+    command: "timeout 120 sh -c 'until [ -f {gate} ]; do sleep 0.05; done'"
     timeout_minutes: 10
     wait: completed
   other:
@@ -25,12 +29,27 @@ jobs:
 """
 
 
+def first_to_exit(procs: tuple[subprocess.Popen[str], ...], limit: float = 120) -> int:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.poll() is not None:
+                return proc.pid
+        time.sleep(0.05)
+    raise AssertionError("neither apply ended")
+
+
 def test_two_concurrent_applies_one_proceeds_the_other_names_the_holder(
     tmp_path: Path, home: Path, user: UserSession
 ) -> None:
     proj = Project(tmp_path / "work", home, user.url, user.token)
-    proj.write(SPEC)
+    gate = tmp_path / "gate"
+    proj.write(SPEC.format(gate=gate))
     first, second = proj.popen("apply", "-y"), proj.popen("apply", "-y")
+    try:
+        first_to_exit((first, second))  # the loser: the winner waits for the gate
+    finally:
+        gate.touch()
     results = {p.pid: (p, *p.communicate(timeout=120)) for p in (first, second)}
     codes = sorted(p.returncode for p, _, _ in results.values())
     assert codes == [0, 1], [(p.returncode, err) for p, _, err in results.values()]
@@ -53,7 +72,8 @@ def test_the_lock_holder_is_recorded_while_apply_runs(
     tmp_path: Path, home: Path, user: UserSession
 ) -> None:
     proj = Project(tmp_path / "work", home, user.url, user.token)
-    proj.write(SPEC)
+    gate = tmp_path / "gate"
+    proj.write(SPEC.format(gate=gate))
     running = proj.popen("apply", "-y")
     lock = proj.folder / ".dumont" / "state.lock"
 
@@ -64,10 +84,13 @@ def test_the_lock_holder_is_recorded_while_apply_runs(
             return {}
         return data if isinstance(data, dict) else {}
 
-    wait_until(lambda: holder().get("pid") == running.pid, what="the lock holder record")
-    assert holder()["command"] == "dumont apply"
-    plan = proj("plan", "--detailed-exitcode", code=None)  # plan reads, it does not lock
-    assert plan.returncode in (0, 2), plan.stderr
+    try:
+        wait_until(lambda: holder().get("pid") == running.pid, what="the lock holder record")
+        assert holder()["command"] == "dumont apply"
+        plan = proj("plan", "--detailed-exitcode", code=None)  # plan reads, it does not lock
+        assert plan.returncode in (0, 2), plan.stderr
+    finally:
+        gate.touch()
     running.communicate(timeout=120)
     assert running.returncode == 0
     assert holder() == {}  # released
