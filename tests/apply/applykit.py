@@ -86,7 +86,7 @@ def live_names(client: DumontClient) -> tuple[Counter[str], Counter[str]]:
     return jobs, instances
 
 
-def wait_until(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
+def wait_until(predicate: Any, timeout: float = 60.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -59,7 +59,7 @@ def always_failing_machine() -> Machine:
     return min(candidates, key=lambda m: (m.boot_seconds, m.offer_id))
 
 
-def failed_boot(client: DumontClient, machine: Machine, limit: float = 20) -> int:
+def failed_boot(client: DumontClient, machine: Machine, limit: float = 60) -> int:
     """Rent the machine, wait for its boot to fail, delete it; the instance id."""
     instance_id = int(client.instances.create(machine.offer_id, disk_size=50)["id"])
     deadline = time.monotonic() + limit

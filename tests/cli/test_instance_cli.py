@@ -44,7 +44,7 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def wait_running(client: DumontClient, instance_id: int, limit: float = 20) -> dict[str, Any]:
+def wait_running(client: DumontClient, instance_id: int, limit: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         instance = client.instances.get(instance_id)

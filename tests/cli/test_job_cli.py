@@ -46,7 +46,7 @@ def created(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return job
 
 
-def wait_status(client: DumontClient, job_id: str, statuses: set[str], limit: float = 30) -> Any:
+def wait_status(client: DumontClient, job_id: str, statuses: set[str], limit: float = 60) -> Any:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         job = client.jobs.get(job_id)
@@ -307,7 +307,7 @@ def test_create_wait_exits_5_on_failure_and_follow_shows_the_log(run: Cli) -> No
 
 
 def test_wait_exits_4_when_its_own_timeout_elapses(run: Cli, user: UserSession) -> None:
-    job_id = user.client.jobs.create(name="slow", command="sleep 30")["id"]
+    job_id = user.client.jobs.create(name="slow", command="sleep 60")["id"]
     try:
         result = run("job", "wait", job_id, "--timeout", "1", "--poll", "0.2")
         assert result.returncode == 4, (result.stdout, result.stderr)
@@ -318,7 +318,7 @@ def test_wait_exits_4_when_its_own_timeout_elapses(run: Cli, user: UserSession) 
 
 
 def test_wait_exits_5_for_a_cancelled_job(run: Cli, user: UserSession) -> None:
-    job_id = user.client.jobs.create(name="c", command="sleep 30")["id"]
+    job_id = user.client.jobs.create(name="c", command="sleep 60")["id"]
     user.client.jobs.cancel(job_id)
     result = run("job", "wait", job_id)
     assert result.returncode == 5

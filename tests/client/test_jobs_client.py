@@ -14,7 +14,7 @@ from dumont_plan.errors import BadRequestError, NotFoundError, ServiceUnavailabl
 from tests.support import LocalServer, UserSession
 
 
-def wait_until(client: DumontClient, job_id: str, statuses: set[str], limit: float = 30) -> Any:
+def wait_until(client: DumontClient, job_id: str, statuses: set[str], limit: float = 60) -> Any:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         job = client.jobs.get(job_id)
@@ -69,7 +69,7 @@ def test_list_all_filters_by_status(user: UserSession) -> None:
 
 
 def test_cancel_stops_a_running_job_and_a_second_cancel_is_refused(user: UserSession) -> None:
-    job = user.client.jobs.create(name="long", command="sleep 30")
+    job = user.client.jobs.create(name="long", command="sleep 60")
     wait_until(user.client, job["id"], {"running"})
     cancelled = user.client.jobs.cancel(job["id"])
     assert cancelled["status"] == "cancelled"

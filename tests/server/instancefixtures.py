@@ -43,7 +43,7 @@ def wait_for(
     http: httpx.Client,
     instance_id: int,
     done: Callable[[dict[str, Any]], bool],
-    timeout: float = 15.0,
+    timeout: float = 60.0,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -60,7 +60,7 @@ def actual(want: str) -> Callable[[dict[str, Any]], bool]:
     return lambda body: body["actual_status"] == want
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "condition not met in time"

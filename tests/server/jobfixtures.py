@@ -52,7 +52,7 @@ def logs(user: UserSession, job_id: str, tail: int | None = None) -> str:
 
 
 def wait_for(
-    user: UserSession, job_id: str, statuses: set[str] | str, timeout: float = 30
+    user: UserSession, job_id: str, statuses: set[str] | str, timeout: float = 60
 ) -> dict[str, Any]:
     """Poll the job until its status is in `statuses` (a finished job that is not: fail)."""
     wanted = {statuses} if isinstance(statuses, str) else statuses
@@ -77,7 +77,7 @@ def open_gate(server: LocalServer, job_id: str) -> None:
     (job_dir(server, job_id) / "gate").touch()
 
 
-def wait_until(predicate: Any, timeout: float = 10, what: str = "condition") -> None:
+def wait_until(predicate: Any, timeout: float = 60, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -32,7 +32,7 @@ def proc_state(pid: int) -> str:
     return raw[raw.rfind(")") + 2 :].split()[0]
 
 
-def wait(check: object, timeout: float = 10.0) -> None:
+def wait(check: object, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
         assert time.monotonic() < deadline

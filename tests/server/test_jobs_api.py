@@ -187,7 +187,7 @@ def test_long_logs_are_neither_truncated_nor_slow_to_tail(user: UserSession) -> 
 def test_cancel_stops_the_processes_and_the_status_never_flips(
     server: LocalServer, user: UserSession
 ) -> None:
-    job = create_job(user, command="echo started; sleep 30")
+    job = create_job(user, command="echo started; sleep 60")
     wait_for(user, job["id"], "running")
     wait_until(lambda: "started" in logs(user, job["id"]), what="the job's first line")
     state = runner_state(server, job["id"])
@@ -314,7 +314,7 @@ def test_source_git_clones_the_repo_and_runs_in_it(tmp_path: Path, user: UserSes
 def test_another_user_cannot_see_read_or_cancel_a_job(
     server: LocalServer, user: UserSession
 ) -> None:
-    job = create_job(user, command="sleep 30")
+    job = create_job(user, command="sleep 60")
     wait_for(user, job["id"], "running")
     other = new_user(server.url, "other")
     try:
@@ -406,7 +406,7 @@ def test_create_is_idempotent_with_a_key(user: UserSession) -> None:
 def test_a_runner_killed_under_a_live_control_plane_fails_the_job(
     server: LocalServer, user: UserSession
 ) -> None:
-    job = create_job(user, command="echo up; sleep 30")
+    job = create_job(user, command="echo up; sleep 60")
     wait_for(user, job["id"], "running")
     state = runner_state(server, job["id"])
     os.kill(state["pid"], signal.SIGKILL)

@@ -58,7 +58,7 @@ def test_a_runner_lost_while_the_control_plane_was_down_fails_the_job(tmp_path: 
     server = LocalServer(tmp_path / "plane").start()
     try:
         user = new_user(server.url)
-        job = create_job(user, command="echo up; sleep 30")
+        job = create_job(user, command="echo up; sleep 60")
         wait_for(user, job["id"], "running")
         state = runner_state(server, job["id"])
         server.kill()
@@ -80,7 +80,7 @@ def test_an_interrupted_run_is_retried_when_max_retries_allows(tmp_path: Path) -
     try:
         user = new_user(server.url)
         first = '"$DUMONT_WORKSPACE/../first"'
-        once = f"[ -f {first} ] || {{ touch {first}; sleep 30; }}"
+        once = f"[ -f {first} ] || {{ touch {first}; sleep 60; }}"
         job = create_job(user, command=f"echo run; {once}", max_retries=1)
         wait_for(user, job["id"], "running")
         state = runner_state(server, job["id"])
