@@ -52,7 +52,7 @@ def test_the_readme_quick_start_applies_the_dumontfile(tmp_path: Path) -> None:
         assert processes_mentioning(str(home))  # the embedded server, found by its data dir
     finally:
         run_cli(["server", "stop"], env, cwd=work)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while processes_mentioning(str(home)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert processes_mentioning(str(home)) == []
