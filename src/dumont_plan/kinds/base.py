@@ -197,14 +197,28 @@ class BaseHandler:
     notes: ClassVar[dict[str, str]] = {}
     # Fields where an unset (None) desired value means "the server's choice": never diffed then.
     unset_is_any: ClassVar[frozenset[str]] = frozenset()
+    _names_cache: ClassVar[dict[frozenset[FieldClass], frozenset[str]]]
 
     def controls(self, spec: BaseModel) -> dict[str, Any]:
-        data = spec.model_dump(mode="json")
-        return {k: v for k, v in data.items() if self.fields.get(k) is FieldClass.control}
+        keys = self.field_names(FieldClass.control)
+        return {k: v for k, v in spec.model_dump(mode="json").items() if k in keys}
 
     def desired_values(self, project: str, name: str, spec: BaseModel) -> dict[str, Any]:
-        data = spec.model_dump(mode="json")
-        return {k: v for k, v in data.items() if self.fields.get(k) in DESIRED_CLASSES}
+        keys = self.field_names(*DESIRED_CLASSES)
+        return {k: v for k, v in spec.model_dump(mode="json").items() if k in keys}
+
+    @classmethod
+    def field_names(cls, *classes: FieldClass) -> frozenset[str]:
+        """The names of the fields of these classes (once per kind: plans ask per resource)."""
+        cache = cls.__dict__.get("_names_cache")
+        if cache is None:
+            cache = {}
+            cls._names_cache = cache
+        wanted = frozenset(classes)
+        names = cache.get(wanted)
+        if names is None:
+            names = cache[wanted] = frozenset(k for k, c in cls.fields.items() if c in wanted)
+        return names
 
     def remote_name(self, project: str, name: str, values: Mapping[str, Any]) -> str:
         return spec_remote_name(project, self.kind, name)

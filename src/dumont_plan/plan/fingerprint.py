@@ -29,6 +29,7 @@ from dumont_plan.spec.stack import Resource
 SECRET_MARK = "${secret."
 Resolver = Callable[[Ref], Any]
 SecretHasher = Callable[[str], str]  # NAME -> salted hash of its value
+_CONTAINERS = (dict, list)
 
 
 def canonical_json(value: Any) -> str:
@@ -75,10 +76,13 @@ def materialize(
 ) -> dict[str, Any]:
     """The values as recorded and compared (see the module doc)."""
     out: dict[str, Any] = {}
+    secret_fields = handler.field_names(FieldClass.secret)
     for field, value in values.items():
-        resolved = substitute_refs(value, resolve)
-        masked = mask_secrets(resolved, secret_hash)
-        if handler.fields.get(field) is FieldClass.secret and masked is not None:
+        if isinstance(value, _CONTAINERS) or (isinstance(value, str) and "${" in value):
+            masked = mask_secrets(substitute_refs(value, resolve), secret_hash)
+        else:  # a plain value (most fields): neither a reference nor a secret in it
+            masked = value
+        if field in secret_fields and masked is not None:
             out[field] = fingerprint_secret(canonical_json(masked), salt)
         else:
             out[field] = masked
