@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import ssl
+
 import httpx
 import typer
 
@@ -56,13 +59,29 @@ def resolve_target(ctx: typer.Context) -> tuple[Endpoint, str]:
     return endpoint, start_server().url
 
 
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+def tls_for(url: str) -> ssl.SSLContext | bool:
+    """httpx's default TLS (the CA bundle) for https, or when a proxy may carry the traffic.
+
+    A plain-http endpoint (the local control plane) never makes a TLS handshake: loading the CA
+    bundle would cost ~20 ms of CPU per command for nothing. It gets a context with no CA, so
+    a handshake it should never make would fail verification rather than go unchecked.
+    """
+    proxied = any(os.environ.get(v) or os.environ.get(v.lower()) for v in PROXY_VARS)
+    if proxied or not url.lower().startswith("http://"):
+        return True
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 def open_client(ctx: typer.Context, *, login: bool = True) -> DumontClient:
     """A client for this command. Against the embedded server, log the local user in
     (and again whenever its token is refused), unless `login=False` (the `auth` commands)."""
     endpoint = resolve_endpoint(api_url_of(ctx))
     token = load_token(endpoint)  # a damaged credentials file fails before anything starts
     endpoint, url = resolve_target(ctx)
-    http = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT)
+    http = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT, verify=tls_for(url))
     if endpoint.url is not None or not login:
         return DumontClient(http, token)
 

@@ -12,7 +12,7 @@ compared with the live object: a paused-by-hand instance shows `changed` drift a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -22,7 +22,9 @@ from dumont_plan.errors import ApplyError, DumontError, NotFoundError
 from dumont_plan.kinds.base import BaseHandler, Decision, FieldClass, Situation
 from dumont_plan.plan.model import Action
 from dumont_plan.spec.instance import InstanceSpec
-from dumont_plan.wizard import WizardRequest, run_race, select_offers
+
+if TYPE_CHECKING:  # the wizard is imported when an instance is priced or created, not by a plan
+    from dumont_plan.wizard import WizardRequest
 
 _R, _U, _C, _O = FieldClass.replace, FieldClass.updatable, FieldClass.control, FieldClass.output
 
@@ -170,6 +172,8 @@ class InstanceHandler(BaseHandler):
     # -- cost ------------------------------------------------------------------------------
 
     def wizard_request(self, values: Mapping[str, Any], **extra: Any) -> WizardRequest:
+        from dumont_plan.wizard import WizardRequest
+
         return WizardRequest(
             gpu_name=values.get("gpu_name"),
             speed_tier=str(values.get("speed_tier") or "fast"),
@@ -200,6 +204,8 @@ class InstanceHandler(BaseHandler):
             and float(o.get("disk_space") or 0) >= disk
         ]
         try:
+            from dumont_plan.wizard import select_offers
+
             chosen = select_offers(fit, self.wizard_request(values).validated(), set()).offers
         except DumontError:  # bad filters are reported by validation, not here
             return None
@@ -218,6 +224,8 @@ class InstanceHandler(BaseHandler):
     ) -> dict[str, Any]:
         """Race for a machine; pause it when `state: paused`; install the models."""
         request = self.wizard_request(body, idempotency_prefix=idempotency_key)
+        from dumont_plan.wizard import run_race
+
         live = run_race(client, request).winner
         remote_id = self.live_id(live)
         if body.get("state") == "paused":
