@@ -129,9 +129,9 @@ def test_token_of_a_user_that_does_not_exist_is_401(api: httpx.Client, server: L
 
 
 def test_expired_token_is_401(tmp_path: Path) -> None:
-    # A real token issued by a server whose tokens live 2 s (1 s could expire between the
-    # register and the first check when the clock's second ticks in between).
-    srv = LocalServer(tmp_path / "short-ttl", env={"DUMONT_SERVER_TOKEN_TTL": "2"}).start()
+    # A real token issued by a server whose tokens live 3 s: at least 2 s for the first check
+    # (exp counts from the whole second; a shorter life could end before it on a loaded machine).
+    srv = LocalServer(tmp_path / "short-ttl", env={"DUMONT_SERVER_TOKEN_TTL": "3"}).start()
     try:
         with httpx.Client(base_url=srv.url, timeout=30) as http:
             answer = http.post(
@@ -139,7 +139,7 @@ def test_expired_token_is_401(tmp_path: Path) -> None:
             ).json()
             token = answer["token"]
             claims = claims_of(token)
-            assert claims["exp"] - claims["iat"] == 2
+            assert claims["exp"] - claims["iat"] == 3
             assert http.get("/api/v1/auth/me", headers=bearer(token)).status_code == 200
             # PyJWT refuses a token once its whole-second clock reaches `exp`.
             time.sleep(max(0.0, claims["exp"] - time.time()) + 0.1)
