@@ -185,7 +185,8 @@ def test_use_spot_rents_at_the_min_bid(owner: UserSession) -> None:
         instance = create(http, offer["id"], use_spot=True)
         now = time.time()
         assert instance["use_spot"] is True
-        assert instance["dph_total"] == pytest.approx(machine.min_bid(now), rel=1e-3)
+        # Prices drift up to ~0.02 %/s: 1 % allows a slow machine ~50 s between the two reads.
+        assert instance["dph_total"] == pytest.approx(machine.min_bid(now), rel=1e-2)
         assert instance["dph_total"] < machine.dph(now) * 0.7
 
 

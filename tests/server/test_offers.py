@@ -59,7 +59,8 @@ def test_default_search_is_cheapest_first_with_the_contract_shape(server: LocalS
         assert offer["num_gpus"] == 1
         assert offer["disk_space"] >= 50 and offer["inet_down"] >= 100
         assert offer["inet_up"] >= 100 and offer["dph_total"] <= 10
-        assert offer["dph_total"] == pytest.approx(machine(offer).dph(), rel=1e-3)
+        # Prices drift up to ~0.02 %/s: 1 % allows a slow machine ~50 s between the two reads.
+        assert offer["dph_total"] == pytest.approx(machine(offer).dph(), rel=1e-2)
     prices = [o["dph_total"] for o in found]
     assert prices == sorted(prices)
 
