@@ -76,8 +76,11 @@ def plan(
     state: StateOpt = None,
 ) -> None:
     """Show what `dumont apply` would do: diff the spec against the live state, with costs."""
+    from dumont_plan.cli.main import imports_done
     from dumont_plan.planfile import write_plan_file
     from dumont_plan.render import plan_json, render_plan
+
+    imports_done()
 
     stack = load_from_options(files, var, var_file)
     ledger = load_ledger(state_path_for(stack, state, files), stack.project)
