@@ -55,7 +55,7 @@ def test_parallelism_is_a_ceiling() -> None:
             peak = max(peak, active)
             if active == 3:
                 full.set()
-        full.wait(timeout=5)
+        full.wait(timeout=60)
         time.sleep(0.01)
         with lock:
             active -= 1
