@@ -82,7 +82,8 @@ class LocalServer:
         self.stop()
         raise RuntimeError("server did not start")
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def stop(self, sig: int = signal.SIGTERM, *, reap: bool = True) -> None:
+        """Stop the server; with `reap` (default) also kill its sandboxes' leftover processes."""
         if self.proc is None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -93,7 +94,8 @@ class LocalServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
         self.proc = None
-        self.reap()
+        if reap:
+            self.reap()
 
     def reap(self) -> int:
         """Kill every leftover process of this server's sandboxes (job runners, commands,

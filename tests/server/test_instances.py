@@ -356,7 +356,7 @@ def test_a_restarted_control_plane_still_controls_running_instances(
             wait_for(http, iid, actual("running"))
             wait_until(lambda: len(read_pids(server, iid)) == 1)
         pid = read_pids(server, iid)[0]
-        server.stop()
+        server.stop(reap=False)
         assert pid_running(pid)  # the machine outlives its control plane
         server.start()
         headers = {"Authorization": f"Bearer {session.token}"}
