@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,23 +17,8 @@ import pytest
 from dumont_plan.client import DumontClient
 from dumont_plan.client.instances import is_failed
 from dumont_plan.server.provider.market import Machine, get_market
+from tests.cli.instancekit import Cli, ok
 from tests.support import UserSession, new_user
-
-Cli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def run(cli: Any, user: UserSession) -> Iterator[Cli]:
-    """The CLI as a fresh user; whatever the test leaves running is deleted after it."""
-    yield cli
-    for instance in user.client.instances.list():
-        user.client.instances.delete(instance["id"], missing_ok=True)
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    return result
 
 
 def as_json(result: subprocess.CompletedProcess[str]) -> Any:

@@ -6,7 +6,6 @@ import json
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +16,8 @@ from dumont_plan.cli.app import app
 from dumont_plan.client import DumontClient
 from dumont_plan.client.instances import is_running
 from dumont_plan.wizard import REGION_COUNTRIES
+from tests.cli.instancekit import Cli, ok
 from tests.support import UserSession, assert_invisible_to, cli_env, new_user, run_cli
-
-Cli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def run(cli: Any, user: UserSession) -> Iterator[Cli]:
-    """The CLI as a fresh user; whatever the test leaves running is deleted after it."""
-    yield cli
-    for instance in user.client.instances.list():
-        user.client.instances.delete(instance["id"], missing_ok=True)
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    return result
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:

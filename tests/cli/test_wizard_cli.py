@@ -12,7 +12,7 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +22,8 @@ from rich.console import Console
 from dumont_plan.cli.wizard import RaceProgress
 from dumont_plan.client.instances import is_running
 from dumont_plan.wizard import REGION_COUNTRIES, SPEED_TIERS, RaceEvent, WizardRequest, run_race
+from tests.cli.instancekit import Cli, ok
 from tests.support import LocalServer, UserSession, cli_env, new_user
-
-Cli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def run(cli: Any, user: UserSession) -> Iterator[Cli]:
-    """The CLI as a fresh user; whatever the test leaves running is deleted after it."""
-    yield cli
-    for instance in user.client.instances.list():
-        user.client.instances.delete(instance["id"], missing_ok=True)
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    return result
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
