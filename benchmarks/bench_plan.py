@@ -47,9 +47,9 @@ from benchmarks.common import (
 from benchmarks.startup import dumont_argv
 from dumont_plan.client.jobs import PAGE_SIZE
 from dumont_plan.kinds.resolve import resolve_body
-from dumont_plan.ledger import Ledger, LedgerEntry, default_state_path, now_iso
 from dumont_plan.loader import load_stack
 from dumont_plan.secrets import SecretStore
+from dumont_plan.state.ledger import Ledger, LedgerEntry, default_state_path, now_iso
 
 PROJECT = "scale"
 MAX_RATIO_AT_1000 = 1.5

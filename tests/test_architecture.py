@@ -30,7 +30,7 @@ ALLOWED = {
     "dumont_plan.plan": {
         "dumont_plan.spec",
         "dumont_plan.kinds",
-        "dumont_plan.ledger",
+        "dumont_plan.state",
         "dumont_plan.secrets",
     },
     "dumont_plan.client": set(),

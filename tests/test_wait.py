@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from dumont_plan.wait import StatusLine, WaitResult, wait_for
+from dumont_plan.apply.polling import StatusLine, WaitResult, wait_for
 
 
 class FakeClock:

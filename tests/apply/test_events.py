@@ -6,7 +6,7 @@ import io
 import json
 import threading
 
-from dumont_plan.events import ApplyEvent, NdjsonWriter, Redactor, fan_out
+from dumont_plan.apply.events import ApplyEvent, NdjsonWriter, Redactor, fan_out
 
 
 def test_an_event_is_one_json_line_without_empty_keys() -> None:

@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
+from dumont_plan.apply.events import ApplyEvent
 from dumont_plan.cli.apply_cmds import ProgressView
-from dumont_plan.events import ApplyEvent
 
 EVENTS = [
     ApplyEvent("apply_start", data={"changes": 2, "parallelism": 8}),

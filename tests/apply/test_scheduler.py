@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from dumont_plan.scheduler import run_dag
+from dumont_plan.apply.scheduler import run_dag
 
 
 def test_runs_in_dependency_order() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dumont_plan import embedded
+from dumont_plan.cli import embedded
 from tests.support import cli_env, run_cli
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")

@@ -176,7 +176,7 @@ def test_import_then_plan_state_refresh(
 HOLD = """
 import sys, time
 from pathlib import Path
-from dumont_plan.ledger import Ledger
+from dumont_plan.state.ledger import Ledger
 with Ledger.locked(Path(sys.argv[1]), None, command="dumont apply"):
     print("locked", flush=True)
     time.sleep(60)

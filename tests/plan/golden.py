@@ -42,7 +42,6 @@ import yaml
 
 from dumont_plan.kinds.base import id_value
 from dumont_plan.kinds.registry import HANDLERS
-from dumont_plan.ledger import LedgerEntry, LedgerState, PendingOp
 from dumont_plan.loader import load_stack
 from dumont_plan.plan.build import PlanOptions, build_plan
 from dumont_plan.plan.fingerprint import desired_record, fingerprint
@@ -50,6 +49,7 @@ from dumont_plan.plan.model import UNKNOWN, Observed, Plan
 from dumont_plan.secrets import fingerprint_secret
 from dumont_plan.spec.refs import Ref
 from dumont_plan.spec.stack import Stack
+from dumont_plan.state.ledger import LedgerEntry, LedgerState, PendingOp
 
 CASES = Path(__file__).resolve().parents[1] / "cases" / "plan"
 SALT = "golden-salt"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dumont_plan.errors import LockError
-from dumont_plan.ledger import (
+from dumont_plan.state.ledger import (
     DesiredRecord,
     Ledger,
     StateError,
@@ -25,7 +25,7 @@ from dumont_plan.ledger import (
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from dumont_plan.ledger import Ledger
+from dumont_plan.state.ledger import Ledger
 with Ledger.locked(Path(sys.argv[1]), "lab", command="dumont apply"):
     print("locked", flush=True)
     time.sleep(60)

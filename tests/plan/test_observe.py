@@ -5,11 +5,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from dumont_plan.apply.observe import observe
 from dumont_plan.cli.declarative import make_plan
-from dumont_plan.ledger import Ledger, LedgerEntry
-from dumont_plan.observe import observe
 from dumont_plan.plan.build import PlanOptions
 from dumont_plan.plan.model import Action
+from dumont_plan.state.ledger import Ledger, LedgerEntry
 from tests.plan.golden import stack_of
 from tests.support import LocalServer, UserSession
 

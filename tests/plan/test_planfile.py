@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from dumont_plan.errors import DumontError, StalePlanError
-from dumont_plan.ledger import LedgerState
 from dumont_plan.plan.build import build_plan
 from dumont_plan.plan.model import Observed
-from dumont_plan.planfile import check_plan_file, read_plan_file, write_plan_file
+from dumont_plan.state.ledger import LedgerState
+from dumont_plan.state.planfile import check_plan_file, read_plan_file, write_plan_file
 from tests.plan.golden import stack_of
 
 SPEC = {"version": 1, "project": "lab", "jobs": {"a": {"command": "true"}}}

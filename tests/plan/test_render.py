@@ -1,4 +1,4 @@
-"""Plan text and JSON (render.py) from golden cases: symbols, fields, costs, the summary line."""
+"""Plan text and JSON (plan/render.py) from golden cases: symbols, fields, costs, summary."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rich.console import Console
 
 from dumont_plan.kinds.registry import handler_for
 from dumont_plan.plan.model import Plan
-from dumont_plan.render import plan_json, render_fields, render_plan, summary_line
+from dumont_plan.plan.render import plan_json, render_fields, render_plan, summary_line
 from tests.plan.golden import CASES, load_case, run_case
 
 

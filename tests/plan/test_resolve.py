@@ -7,11 +7,11 @@ from pathlib import Path
 
 from dumont_plan.kinds.registry import HANDLERS
 from dumont_plan.kinds.resolve import outputs_from, resolve_body
-from dumont_plan.ledger import LedgerEntry, LedgerState
 from dumont_plan.plan.build import PlanOptions, build_plan
 from dumont_plan.plan.fingerprint import stale_resources
 from dumont_plan.plan.model import Action, Observed
 from dumont_plan.secrets import SecretStore, fingerprint_secret
+from dumont_plan.state.ledger import LedgerEntry, LedgerState
 from tests.plan.golden import stack_of
 
 SPEC = {

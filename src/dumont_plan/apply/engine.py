@@ -19,19 +19,19 @@ from dumont_plan.apply.base import (
     WaitTimedOut,
     crash_point,
 )
+from dumont_plan.apply.events import ApplyEvent, EventSink, Redactor
 from dumont_plan.apply.recover import adopt
+from dumont_plan.apply.scheduler import run_dag
 from dumont_plan.apply.waits import wait_resource
 from dumont_plan.client import DumontClient
 from dumont_plan.errors import ApiError, ApplyError, ConnectError, DumontError, ServerError
-from dumont_plan.events import ApplyEvent, EventSink, Redactor
 from dumont_plan.kinds.base import BaseHandler, id_value
 from dumont_plan.kinds.registry import HANDLERS
 from dumont_plan.kinds.resolve import Resolved, outputs_from, resolve_body
-from dumont_plan.ledger import Ledger
 from dumont_plan.plan.model import Action, Observed, Plan, ResourceChange
-from dumont_plan.scheduler import run_dag
 from dumont_plan.secrets import SecretStore, default_secrets_files
 from dumont_plan.spec.stack import Resource, Stack
+from dumont_plan.state.ledger import Ledger
 
 STARTS_WAIT = frozenset({Action.create, Action.run, Action.replace, Action.resume})
 

@@ -15,11 +15,11 @@ import time
 from typing import Any
 
 from dumont_plan.apply.base import ApplyInterrupted, WaitEndedFailed, WaitTimedOut
+from dumont_plan.apply.events import ApplyEvent, EventSink, Redactor
+from dumont_plan.apply.polling import wait_for
 from dumont_plan.client import DumontClient
 from dumont_plan.errors import ApiError
-from dumont_plan.events import ApplyEvent, EventSink, Redactor
 from dumont_plan.kinds.base import BaseHandler
-from dumont_plan.wait import wait_for
 
 PROGRESS_EVERY = 5.0  # seconds between wait_progress events while the status stays the same
 

@@ -10,7 +10,7 @@ observe, plan (or read PLANFILE and refuse what moved since: exit 7), show the p
 `yes` unless -y (a saved plan is not asked again, as in Terraform), apply, summarise.
 
 Output: the plan, live progress lines and the summary go to people (plan and summary on
-stdout, progress on stderr). With `--json`, stdout carries only NDJSON events (`events.py`)
+stdout, progress on stderr). With `--json`, stdout carries only NDJSON events (`apply/events.py`)
 and nothing is asked: pass -y.
 
 Exit codes (DESIGN §3): 0 ok; 1 error (bad spec, plan error, lock held, refused restart);
@@ -48,8 +48,8 @@ from dumont_plan.errors import DumontError
 
 if TYPE_CHECKING:
     from dumont_plan.apply import ApplyResult
+    from dumont_plan.apply.events import ApplyEvent
     from dumont_plan.client import DumontClient
-    from dumont_plan.events import ApplyEvent
 
 PROMPT = "Do you want to perform these actions? Only 'yes' will be accepted: "
 DESTROY_PROMPT = "Do you really want to destroy these resources? Only 'yes' will be accepted: "
@@ -317,13 +317,13 @@ def _run(
     destroy: bool,
 ) -> None:
     from dumont_plan.apply import apply_plan
+    from dumont_plan.apply.events import NdjsonWriter, Redactor
+    from dumont_plan.apply.observe import kinds_of, observe
     from dumont_plan.cli.session import open_client
-    from dumont_plan.events import NdjsonWriter, Redactor
-    from dumont_plan.ledger import Ledger
-    from dumont_plan.observe import kinds_of, observe
-    from dumont_plan.planfile import check_plan_file, read_plan_file
-    from dumont_plan.render import render_plan
+    from dumont_plan.plan.render import render_plan
     from dumont_plan.secrets import SecretStore, default_secrets_files
+    from dumont_plan.state.ledger import Ledger
+    from dumont_plan.state.planfile import check_plan_file, read_plan_file
 
     saved = read_plan_file(planfile) if planfile is not None else None
     stack = load_from_options(files, var, var_file)

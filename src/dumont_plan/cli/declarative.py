@@ -77,8 +77,8 @@ def plan(
 ) -> None:
     """Show what `dumont apply` would do: diff the spec against the live state, with costs."""
     from dumont_plan.cli.main import imports_done
-    from dumont_plan.planfile import write_plan_file
-    from dumont_plan.render import plan_json, render_plan
+    from dumont_plan.plan.render import plan_json, render_plan
+    from dumont_plan.state.planfile import write_plan_file
 
     imports_done()
 
@@ -126,8 +126,8 @@ def show(
     state: StateOpt = None,
 ) -> None:
     """Show a saved plan, or the managed resources with their live status."""
-    from dumont_plan.planfile import read_plan_file
-    from dumont_plan.render import plan_json, render_plan
+    from dumont_plan.plan.render import plan_json, render_plan
+    from dumont_plan.state.planfile import read_plan_file
 
     if planfile is not None:
         saved = read_plan_file(planfile)
@@ -148,7 +148,7 @@ def explain(
     """Print a kind's field table: what each field's change does (update, replace, ...)."""
     from dumont_plan.kinds.base import CLASS_HELP
     from dumont_plan.kinds.registry import handler_for
-    from dumont_plan.render import render_fields
+    from dumont_plan.plan.render import render_fields
 
     handler = handler_for(kind)
     if output is OutputFormat.json:

@@ -22,10 +22,10 @@ from dumont_plan.errors import DumontError, PlanError, PolicyError
 
 if TYPE_CHECKING:
     from dumont_plan.client import DumontClient
-    from dumont_plan.ledger import Ledger
     from dumont_plan.plan.build import PlanOptions
     from dumont_plan.plan.model import Observed, Plan
     from dumont_plan.spec.stack import Stack
+    from dumont_plan.state.ledger import Ledger
 
 StateOpt = Annotated[
     Path | None,
@@ -37,8 +37,8 @@ StateOpt = Annotated[
 
 def state_path_for(stack: Stack | None, state: Path | None, files: list[Path] | None) -> Path:
     """`--state`, else `.dumont/state.json` beside the first spec file (or here)."""
-    from dumont_plan.ledger import default_state_path
     from dumont_plan.loader import discover
+    from dumont_plan.state.ledger import default_state_path
 
     if state is not None:
         return state
@@ -106,7 +106,7 @@ def make_plan(
     client: DumontClient, stack: Stack, ledger: Ledger, options: PlanOptions
 ) -> tuple[Plan, Observed]:
     """Observe (one list per kind), plan, fetch the offers that price it, plan again."""
-    from dumont_plan.observe import fetch_offers, kinds_of, observe
+    from dumont_plan.apply.observe import fetch_offers, kinds_of, observe
     from dumont_plan.plan.build import build_plan
     from dumont_plan.plan.cost import price_queries
 
@@ -142,14 +142,14 @@ def open_api(ctx: typer.Context) -> DumontClient:
 
 
 def load_ledger(path: Path, project: str | None) -> Ledger:
-    from dumont_plan.ledger import Ledger
+    from dumont_plan.state.ledger import Ledger
 
     return Ledger.load(path, project)
 
 
 def live_statuses(ctx: typer.Context, ledger: Ledger) -> dict[str, str]:
+    from dumont_plan.apply.observe import kinds_of, observe
     from dumont_plan.kinds.registry import HANDLERS
-    from dumont_plan.observe import kinds_of, observe
 
     client = open_api(ctx)
     try:
@@ -171,7 +171,7 @@ def live_statuses(ctx: typer.Context, ledger: Ledger) -> dict[str, str]:
 def print_state(
     ledger: Ledger, statuses: dict[str, str], output: OutputFormat, *, with_status: bool
 ) -> None:
-    from dumont_plan.render import render_rows, state_rows
+    from dumont_plan.plan.render import render_rows, state_rows
 
     if output is OutputFormat.json:
         data: dict[str, Any] = {

@@ -7,9 +7,9 @@ import sys
 
 import typer
 
+from dumont_plan.cli.embedded import running_server, start_server, stop_server
 from dumont_plan.cli.output import OutputFormat, OutputOpt, console, emit_json
 from dumont_plan.config import data_dir
-from dumont_plan.embedded import running_server, start_server, stop_server
 from dumont_plan.errors import DumontError
 
 app = typer.Typer(

@@ -8,10 +8,10 @@ import ssl
 import httpx
 import typer
 
+from dumont_plan.cli.embedded import local_credentials, start_server
 from dumont_plan.client import DumontClient
 from dumont_plan.client.auth import token_of
 from dumont_plan.config import Endpoint, load_token, resolve_endpoint, save_token
-from dumont_plan.embedded import local_credentials, start_server
 from dumont_plan.errors import AuthenticationError, BadRequestError
 
 HTTP_TIMEOUT = 60.0

@@ -31,7 +31,7 @@ def refresh(
     state: StateOpt = None,
 ) -> None:
     """Update the state from the live objects: record each status, mark the gone ones."""
-    from dumont_plan.ledger import Ledger
+    from dumont_plan.state.ledger import Ledger
 
     path = state_path_for(None, state, files)
     with Ledger.locked(path, None, command="dumont refresh") as ledger:
@@ -66,10 +66,10 @@ def import_(
     from dumont_plan.errors import NotFoundError
     from dumont_plan.kinds.registry import handler_for
     from dumont_plan.kinds.resolve import outputs_from
-    from dumont_plan.ledger import Ledger
     from dumont_plan.plan.fingerprint import desired_record
     from dumont_plan.plan.model import UNKNOWN, Observed
     from dumont_plan.spec.refs import Ref, parse_address
+    from dumont_plan.state.ledger import Ledger
 
     stack = load_from_options(files, var, var_file)
     try:
@@ -161,8 +161,8 @@ def state_rm(
     state: StateOpt = None,
 ) -> None:
     """Stop managing ADDR: drop it from the state; the live object is left as it is."""
-    from dumont_plan.ledger import Ledger
     from dumont_plan.spec.refs import parse_address
+    from dumont_plan.state.ledger import Ledger
 
     try:
         address = parse_address(address)
@@ -188,8 +188,8 @@ def state_mv(
     state: StateOpt = None,
 ) -> None:
     """Rename ADDR in the state (after renaming it in the spec), without a replace."""
-    from dumont_plan.ledger import Ledger
     from dumont_plan.spec.refs import parse_address
+    from dumont_plan.state.ledger import Ledger
 
     try:
         old, new = parse_address(old), parse_address(new)
@@ -209,7 +209,7 @@ def force_unlock(
     ),
 ) -> None:
     """Remove a stale lock left by a dumont process that is gone."""
-    from dumont_plan.ledger import force_unlock as unlock
+    from dumont_plan.state.ledger import force_unlock as unlock
 
     path = state_path_for(None, state, files)
     result = unlock(path, force=force)

@@ -21,12 +21,12 @@ from typing import Any
 from dumont_plan.errors import ApplyError, PlanError
 from dumont_plan.kinds.base import id_value
 from dumont_plan.kinds.registry import handler_for
-from dumont_plan.ledger import DesiredRecord, LedgerState
 from dumont_plan.plan.fingerprint import desired_record
 from dumont_plan.plan.model import Observed
 from dumont_plan.secrets import SecretStore, fingerprint_secret, resolve_secrets, secret_names
 from dumont_plan.spec.refs import Ref, substitute_refs
 from dumont_plan.spec.stack import Resource
+from dumont_plan.state.ledger import DesiredRecord, LedgerState
 
 Outputs = Mapping[str, Mapping[str, Any]]
 

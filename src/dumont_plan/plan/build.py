@@ -21,7 +21,6 @@ from typing import Any
 
 from dumont_plan.kinds.base import BaseHandler, FieldClass, Situation, id_value
 from dumont_plan.kinds.registry import HANDLERS
-from dumont_plan.ledger import Ledger, LedgerEntry, LedgerState
 from dumont_plan.plan import cost
 from dumont_plan.plan.diff import changed_fields
 from dumont_plan.plan.fingerprint import (
@@ -46,6 +45,7 @@ from dumont_plan.plan.select import PlanOptions, select_addresses
 from dumont_plan.spec.graph import CycleError, levels
 from dumont_plan.spec.refs import Ref
 from dumont_plan.spec.stack import Resource, Stack
+from dumont_plan.state.ledger import Ledger, LedgerEntry, LedgerState
 
 STABLE = frozenset({Action.noop, Action.update, Action.pause, Action.resume, Action.adopt})
 REMOVALS = frozenset({Action.delete, Action.forget})

@@ -19,12 +19,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dumont_plan.kinds.base import BaseHandler, FieldClass
-from dumont_plan.ledger import DesiredRecord
 from dumont_plan.plan.model import UNKNOWN, Action, Plan
 from dumont_plan.secrets import fingerprint_secret
 from dumont_plan.spec.common import REF_RE
 from dumont_plan.spec.refs import SECRET_KIND, Ref, substitute_refs
 from dumont_plan.spec.stack import Resource
+from dumont_plan.state.ledger import DesiredRecord
 
 SECRET_MARK = "${secret."
 Resolver = Callable[[Ref], Any]

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dumont_plan import __version__
 from dumont_plan.server.context import AppState
-from dumont_plan.server.errors import install_error_handlers
+from dumont_plan.server.envelope import install_error_handlers
 from dumont_plan.server.faults import FaultMiddleware, FaultQueue
 from dumont_plan.server.reconciler import Reconciler
 from dumont_plan.server.routes import auth, health, history, instances, jobs, local

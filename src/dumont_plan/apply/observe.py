@@ -20,10 +20,10 @@ from dumont_plan.client import DumontClient
 from dumont_plan.errors import ApiError, DumontError
 from dumont_plan.kinds.base import BaseHandler
 from dumont_plan.kinds.registry import HANDLERS
-from dumont_plan.ledger import LedgerState
 from dumont_plan.plan.cost import query_key
 from dumont_plan.plan.model import Observed
 from dumont_plan.spec.stack import Stack
+from dumont_plan.state.ledger import LedgerState
 
 MAX_WORKERS = 4
 

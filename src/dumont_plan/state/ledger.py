@@ -26,7 +26,7 @@ Apply (the only writer besides refresh/import/state commands) works like this:
         ledger.remove(address)                          # after a delete / forget
         ledger.record(address, kind=..., remote_id=..., remote_name=..., record=...)  # adopt
 
-The lock is `.dumont/state.lock` (statelock.py): an `flock` held for the command's lifetime plus
+The lock is `.dumont/state.lock` (state/lock.py): an `flock` held for the command's lifetime plus
 a JSON holder record (pid, host, user, command, started_at) for the message a second process
 gets. A crashed holder's flock is released by the kernel; `force-unlock` clears what is left.
 """
@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dumont_plan.errors import DumontError
 from dumont_plan.files import write_atomic
-from dumont_plan.statelock import LOCK_FILE, StateLock, UnlockResult, force_unlock, read_holder
+from dumont_plan.state.lock import LOCK_FILE, StateLock, UnlockResult, force_unlock, read_holder
 
 STATE_FORMAT_VERSION = 1
 STATE_DIR = ".dumont"

@@ -18,11 +18,11 @@ from pydantic import ValidationError
 from dumont_plan.errors import DumontError, StalePlanError
 from dumont_plan.files import write_atomic
 from dumont_plan.kinds.registry import HANDLERS
-from dumont_plan.ledger import LedgerState
 from dumont_plan.plan.fingerprint import stale_resources
 from dumont_plan.plan.model import PLAN_FORMAT_VERSION, Observed, Plan
-from dumont_plan.render import plan_json
+from dumont_plan.plan.render import plan_json
 from dumont_plan.spec.stack import Stack
+from dumont_plan.state.ledger import LedgerState
 
 FILE_KIND = "dumont-plan"
 
