@@ -113,6 +113,12 @@ class LocalServer:
         data: dict[str, Any] = httpx.get(self.url + "/api/v1/_local/stats", timeout=10).json()
         return data
 
+    def reconcile(self) -> None:
+        """Run one reconciler pass now (test hook): it starts after any pass in progress and
+        ends before this returns, so what a pass would change has changed afterwards."""
+        answer = httpx.post(self.url + "/api/v1/_local/reconcile", timeout=60)
+        assert answer.json() == {"reconciled": True}, answer.text
+
     def mutating_requests(self) -> int:
         """Count of non-GET API requests the server has seen (test hooks)."""
         counts = self.stats()["requests"]

@@ -68,7 +68,9 @@ def test_list_all_filters_by_status(user: UserSession) -> None:
     assert [j["id"] for j in client.jobs.list_all(status="failed")] == [bad]
 
 
-def test_cancel_stops_a_running_job_and_a_second_cancel_is_refused(user: UserSession) -> None:
+def test_cancel_stops_a_running_job_and_a_second_cancel_is_refused(
+    server: LocalServer, user: UserSession
+) -> None:
     job = user.client.jobs.create(name="long", command="sleep 60")
     wait_until(user.client, job["id"], {"running"})
     cancelled = user.client.jobs.cancel(job["id"])
@@ -76,7 +78,7 @@ def test_cancel_stops_a_running_job_and_a_second_cancel_is_refused(user: UserSes
     assert is_finished(cancelled)
     with pytest.raises(BadRequestError, match="already finished"):
         user.client.jobs.cancel(job["id"])
-    time.sleep(0.6)  # a reconciler pass: the status must not flip back
+    server.reconcile()  # a reconciler pass must not flip the status back
     assert user.client.jobs.get(job["id"])["status"] == "cancelled"
 
 

@@ -28,6 +28,12 @@ class Reconciler:
         self.state = state
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pass = threading.Lock()  # one pass at a time: the loop's or a test hook's
+
+    def run_once(self) -> None:
+        """One pass now, after any pass in progress (the loop's passes wait for it too)."""
+        with self._pass:
+            run_once(self.state)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
@@ -35,7 +41,7 @@ class Reconciler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            run_once(self.state)
+            self.run_once()
             self._stop.wait(self.state.settings.reconcile_interval)
 
     def stop(self) -> None:

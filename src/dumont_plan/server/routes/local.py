@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, field_validator
 
 from dumont_plan.server.faults import DROP, Fault, FaultQueue
+from dumont_plan.server.reconciler import Reconciler
 
 router = APIRouter(prefix="/_local", tags=["local test hooks"], include_in_schema=False)
 
@@ -58,3 +59,12 @@ def clear_faults(request: Request) -> dict[str, Any]:
 def stats(request: Request) -> dict[str, Any]:
     counter: dict[str, int] = request.app.state.request_counts
     return {"requests": dict(counter), "faults_injected": request.app.state.faults.injected}
+
+
+@router.post("/reconcile")
+def reconcile(request: Request) -> dict[str, Any]:
+    """Run one reconciler pass before answering: a test that something does *not* happen
+    (a status flipping back, a cost moving) drives a pass instead of sleeping past one."""
+    reconciler: Reconciler = request.app.state.reconciler
+    reconciler.run_once()
+    return {"reconciled": True}
