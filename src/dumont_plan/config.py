@@ -22,6 +22,9 @@ LOCAL_KEY = "local"
 
 
 def _xdg(var: str, fallback: str) -> Path:
+    """An XDG base directory: `$var` when it is an absolute path (the spec ignores relative
+    ones), else `~/fallback`. The same on every OS, on purpose: platformdirs would move macOS
+    and Windows users' credentials and state, and honours relative values."""
     value = os.environ.get(var)
     if value and os.path.isabs(value):
         return Path(value)

@@ -1,17 +1,23 @@
-"""Field-by-field comparison of two value maps (the only place that imports deepdiff). Pure.
+"""Field-by-field comparison of two value maps. Pure, standard library only.
 
-deepdiff handles what a plain `==` gets wrong for specs: `50` vs `50.0` (YAML ints, JSON
-floats), and lists that are sets (`models`, `output_paths`) compared without their order.
-It is imported only when two values are not plainly equal: most plans (nothing changed)
-never need it, and importing it costs 25-50 ms of every `dumont plan`.
+Values are what specs, the ledger and the API hold (JSON-like), compared type-strictly with one
+allowance: an int and a float are the same number when equal (`50` vs `50.0`: YAML ints, JSON
+floats). A bool is not a number here (`1` vs `True` is a change), a string is never equal to a
+number, a list never to a tuple. Lists that are sets (`models`, `output_paths`) are compared
+without their order but with their repeats (`["a", "a"]` vs `["a"]` is a change), at every
+depth of the field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 Normalizer = Callable[[str, Any], Any]
+
+_NUMBERS = (int, float)
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _same(field: str, normalize: Normalizer) -> Callable[[Any], Any]:
@@ -23,19 +29,49 @@ def _same(field: str, normalize: Normalizer) -> Callable[[Any], Any]:
     return apply
 
 
-def values_differ(old: Any, new: Any, *, unordered: bool = False) -> bool:
-    """True when `old` and `new` differ beyond number types (and order, for sets)."""
-    if old == new and type(old) is type(new):
-        return False
-    from deepdiff import DeepDiff  # see the module doc
+def comparison_key(value: Any, *, unordered: bool = False) -> Hashable:
+    """A hashable form of `value`: two values are equal for planning iff their keys are."""
+    if isinstance(value, bool):
+        return (bool, value)
+    if isinstance(value, int | float):
+        return (float, value)  # 50 and 50.0: equal numbers hash alike, so the keys are equal
+    if isinstance(value, Mapping):
+        return (
+            dict,
+            frozenset(
+                (comparison_key(k), comparison_key(v, unordered=unordered))
+                for k, v in value.items()
+            ),
+        )
+    if isinstance(value, list | tuple):
+        items = [comparison_key(v, unordered=unordered) for v in value]
+        if unordered:
+            return (type(value), "bag", frozenset(Counter(items).items()))
+        return (type(value), tuple(items))
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value), repr(value))
+    return (type(value), value)
 
-    diff = DeepDiff(
-        old,
-        new,
-        ignore_order=unordered,
-        ignore_numeric_type_changes=True,
-    )
-    return bool(diff)
+
+def _alike(old: Any, new: Any) -> bool:
+    """Given `old == new`: True when no bool stands for a number (or the reverse) inside."""
+    kind = type(old)
+    if kind is not type(new):
+        return kind in _NUMBERS and type(new) in _NUMBERS  # 50 vs 50.0
+    if isinstance(old, dict):
+        return all(_alike(v, new[k]) for k, v in old.items())
+    if kind is list or kind is tuple:
+        return all(_alike(a, b) for a, b in zip(old, new, strict=True))
+    return True
+
+
+def values_differ(old: Any, new: Any, *, unordered: bool = False) -> bool:
+    """True when `old` and `new` differ beyond int/float (and order, for sets): see the doc."""
+    if old == new and _alike(old, new):
+        return False  # the common case, in C but for the walk over containers
+    return comparison_key(old, unordered=unordered) != comparison_key(new, unordered=unordered)
 
 
 def changed_fields(
@@ -57,9 +93,12 @@ def changed_fields(
         if key not in old:
             continue
         before, after = old[key], new.get(key)
-        if before == after and type(before) is type(after):
+        if type(before) in _SCALARS and before == after and type(before) is type(after):
+            continue  # the most common case, in short
+        as_set = key in unordered
+        if not values_differ(before, after, unordered=as_set):
             continue  # the common case, without normalising
         fix = _same(key, norm)
-        if values_differ(fix(before), fix(after), unordered=key in unordered):
+        if values_differ(fix(before), fix(after), unordered=as_set):
             changed.append(key)
     return changed
