@@ -132,7 +132,6 @@ def seed(server: Server, email: str, folder: Path, n: int) -> None:
             kind=resource.kind,
             remote_id=job_id,
             remote_name=body["name"],
-            fingerprint=resolved.record.fingerprint,
             applied_spec=dict(resolved.record.applied_spec),
             prevent_destroy=resolved.record.prevent_destroy,
             depends_on=list(resolved.record.depends_on),

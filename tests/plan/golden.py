@@ -44,7 +44,7 @@ from dumont_plan.kinds.base import id_value
 from dumont_plan.kinds.registry import HANDLERS
 from dumont_plan.loader import load_stack
 from dumont_plan.plan.build import PlanOptions, build_plan
-from dumont_plan.plan.fingerprint import desired_record, fingerprint
+from dumont_plan.plan.fingerprint import desired_record
 from dumont_plan.plan.model import UNKNOWN, Observed, Plan
 from dumont_plan.secrets import fingerprint_secret
 from dumont_plan.spec.refs import Ref
@@ -98,7 +98,6 @@ def ledger_of(case: dict[str, Any], stack: Stack) -> LedgerState:
                 salt=SALT,
             )
             entry.applied_spec = {**record.applied_spec, **overrides}
-            entry.fingerprint = fingerprint(entry.applied_spec)
             entry.depends_on = list(record.depends_on)
             if "prevent_destroy" not in spec:
                 entry.prevent_destroy = record.prevent_destroy

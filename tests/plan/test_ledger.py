@@ -69,7 +69,7 @@ def test_every_operation_is_on_disk_at_once(tmp_path: Path) -> None:
         }
     ]
     assert data["resources"] == {}
-    record = DesiredRecord({"command": "x"}, "sha256:f", prevent_destroy=True, depends_on=["a.b"])
+    record = DesiredRecord({"command": "x"}, prevent_destroy=True, depends_on=["a.b"])
     ledger.finish_op(op, remote_id="job_1", record=record)
     data = on_disk(path)
     assert data["pending"] == []
@@ -77,7 +77,7 @@ def test_every_operation_is_on_disk_at_once(tmp_path: Path) -> None:
     assert entry["remote_id"] == "job_1"
     assert entry["remote_name"] == "lab-train"
     assert entry["applied_spec"] == {"command": "x"}
-    assert entry["fingerprint"] == "sha256:f"
+    assert "fingerprint" not in entry
     assert entry["prevent_destroy"] is True
     assert entry["depends_on"] == ["a.b"]
     assert entry["run_count"] == 1
@@ -147,6 +147,37 @@ def test_a_state_with_wrong_types_names_the_field(tmp_path: Path) -> None:
     path.write_text(json.dumps({"format_version": 1, "resources": {"job.a": {"run_count": 1}}}))
     with pytest.raises(StateError, match=r"\(resources\.job\.a\.kind: Field required\)"):
         Ledger.load(path, "lab")
+
+
+def test_a_state_written_with_fingerprints_loads_and_drops_them(tmp_path: Path) -> None:
+    """Older dumonts wrote a `fingerprint` per entry (never read): such a file still loads."""
+    path = state_file(tmp_path)
+    path.parent.mkdir(parents=True)
+    old_entry = {
+        "kind": "job",
+        "remote_id": "job_1",
+        "remote_name": "lab-a",
+        "fingerprint": "sha256:" + "0" * 64,
+        "applied_spec": {"command": "x", "disk_size": 50},
+        "depends_on": ["instance.box"],
+        "run_count": 3,
+    }
+    old = {"format_version": 1, "project": "lab", "serial": 7, "salt": "s1"}
+    path.write_text(json.dumps({**old, "resources": {"job.a": old_entry}}))
+    ledger = Ledger.load(path, "lab")
+    entry = ledger.state.resources["job.a"]
+    assert (entry.remote_id, entry.applied_spec, entry.run_count) == (
+        "job_1",
+        {"command": "x", "disk_size": 50},
+        3,
+    )
+    ledger.mark_status("job.a", "gone")
+    ledger.save()
+    saved = on_disk(path)
+    assert saved["serial"] == 8 and saved["salt"] == "s1"
+    assert saved["resources"]["job.a"]["applied_spec"] == {"command": "x", "disk_size": 50}
+    assert saved["resources"]["job.a"]["depends_on"] == ["instance.box"]
+    assert "fingerprint" not in saved["resources"]["job.a"]
 
 
 def test_a_newer_state_format_asks_for_an_upgrade(tmp_path: Path) -> None:

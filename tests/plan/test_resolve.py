@@ -53,7 +53,6 @@ def test_what_apply_records_is_what_the_next_plan_expects(tmp_path: Path) -> Non
         remote_id="101",
         remote_name="lab-box",
         applied_spec=boxed.record.applied_spec,
-        fingerprint=boxed.record.fingerprint,
     )
     resolved = resolve_body(
         stack.resources["job.use"], "lab", outputs_from(state, observed), store, "s1"
@@ -69,7 +68,6 @@ def test_what_apply_records_is_what_the_next_plan_expects(tmp_path: Path) -> Non
         remote_id="job_1",
         remote_name="lab-use",
         applied_spec=resolved.record.applied_spec,
-        fingerprint=resolved.record.fingerprint,
     )
     observed.live["job"] = [{"id": "job_1", "name": "lab-use", "status": "completed"}]
     options = PlanOptions(secret_hashes={"TOK": fingerprint_secret(MARKER, "s1")})

@@ -5,10 +5,11 @@ A resource's *materialised* values are its desired values with
 - `${kind.name.attr}` references replaced by what they point at (at plan time: the ledger or
   live value when that resource keeps its id, else `(known after apply)`);
 - `${secret.NAME}` kept as text with a salted hash of the value appended
-  (`${secret.HF_TOKEN@sha256:...}`), so a changed secret changes the fingerprint;
+  (`${secret.HF_TOKEN@sha256:...}`), so a changed secret changes the value;
 - every field of class `secret` replaced by one salted hash of the whole value.
 
-That is what `applied_spec` holds and what `fingerprint` hashes: no secret value ever.
+That is what `applied_spec` holds and what a plan's `desired_fingerprint` hashes: no secret
+value ever.
 """
 
 from __future__ import annotations
@@ -105,7 +106,6 @@ def desired_record(
     lifecycle = controls.get("lifecycle") or {}
     return DesiredRecord(
         applied_spec=applied,
-        fingerprint=fingerprint(applied),
         prevent_destroy=bool(lifecycle.get("prevent_destroy")),
         depends_on=sorted(resource.refs),
     )

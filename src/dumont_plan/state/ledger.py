@@ -3,7 +3,7 @@
 `.dumont/state.json` beside the (first) spec file, unless `--state PATH`:
 
     {format_version, project, serial, salt,
-     resources: {address: {kind, remote_id, remote_name, fingerprint, applied_spec,
+     resources: {address: {kind, remote_id, remote_name, applied_spec,
                            prevent_destroy, depends_on, status,
                            created_at, updated_at, last_run_at, run_count}},
      pending: [{op_id, address, kind, action, idempotency_key, remote_name, remote_id,
@@ -74,7 +74,8 @@ class LedgerEntry(_Model):
     kind: str
     remote_id: str | None = None
     remote_name: str | None = None
-    fingerprint: str = ""
+    # A `fingerprint` key of older files (a hash of applied_spec that nothing read) is ignored
+    # on load and dropped on the next save; older dumonts read a file without it as before.
     applied_spec: dict[str, Any] = Field(default_factory=dict)
     prevent_destroy: bool = False
     depends_on: list[str] = Field(default_factory=list)
@@ -121,7 +122,6 @@ class DesiredRecord:
     """What apply records for an address after a successful operation (no secret values)."""
 
     applied_spec: dict[str, Any]
-    fingerprint: str
     prevent_destroy: bool = False
     depends_on: list[str] = field(default_factory=list)
 
@@ -276,10 +276,7 @@ class Ledger:
         op: PendingOp,
         *,
         remote_id: str | None = None,
-        applied_spec: dict[str, Any] | None = None,
-        fingerprint: str | None = None,
         record: DesiredRecord | None = None,
-        status: str | None = None,
     ) -> LedgerEntry:
         """Record the operation's result for its address, drop it from the journal, save.
 
@@ -292,10 +289,8 @@ class Ledger:
                 kind=op.kind,
                 remote_id=remote_id if remote_id is not None else op.remote_id,
                 remote_name=op.remote_name,
-                applied_spec=applied_spec,
-                fingerprint=fingerprint,
                 record=record,
-                status=status,
+                status=None,
                 run=op.action in ("create", "run", "replace"),
             )
             self.state.pending = [p for p in self.state.pending if p.op_id != op.op_id]
@@ -326,8 +321,6 @@ class Ledger:
                 kind=kind,
                 remote_id=remote_id,
                 remote_name=remote_name,
-                applied_spec=None,
-                fingerprint=None,
                 record=record,
                 status=status,
                 run=run,
@@ -343,8 +336,6 @@ class Ledger:
         kind: str,
         remote_id: str | None,
         remote_name: str | None,
-        applied_spec: dict[str, Any] | None,
-        fingerprint: str | None,
         record: DesiredRecord | None,
         status: str | None,
         run: bool,
@@ -363,13 +354,8 @@ class Ledger:
             entry.remote_name = remote_name
         if record is not None:
             entry.applied_spec = dict(record.applied_spec)
-            entry.fingerprint = record.fingerprint
             entry.prevent_destroy = record.prevent_destroy
             entry.depends_on = list(record.depends_on)
-        if applied_spec is not None:
-            entry.applied_spec = dict(applied_spec)
-        if fingerprint is not None:
-            entry.fingerprint = fingerprint
         entry.status = status
         entry.updated_at = now
         if run:
