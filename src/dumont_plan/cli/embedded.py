@@ -25,7 +25,7 @@ from typing import Any
 from dumont_plan.client import is_healthy
 from dumont_plan.config import data_dir, read_json_file
 from dumont_plan.errors import ConfigError, ServerStartError
-from dumont_plan.files import write_atomic
+from dumont_plan.files import create_atomic, write_atomic
 
 START_TIMEOUT = 30.0
 LOCAL_EMAIL = "local@dumont.localhost"
@@ -195,15 +195,11 @@ def local_credentials(directory: Path | None = None) -> dict[str, Any]:
     if creds.get("email") and creds.get("password"):
         return creds
     fresh = {"email": LOCAL_EMAIL, "password": secrets.token_urlsafe(24)}
-    tmp = directory / f".local-user.{os.getpid()}.tmp"
-    write_atomic(tmp, json.dumps(fresh) + "\n")
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        existing = read_json_file(path, "local user file", fix)
-        if existing.get("email") and existing.get("password"):
-            return existing
-        os.replace(tmp, path)  # a damaged file: replace it
-    finally:
-        tmp.unlink(missing_ok=True)
+    text = json.dumps(fresh) + "\n"
+    if create_atomic(path, text):
+        return fresh
+    existing = read_json_file(path, "local user file", fix)
+    if existing.get("email") and existing.get("password"):
+        return existing  # another process was first
+    write_atomic(path, text)  # a damaged file: replace it
     return fresh

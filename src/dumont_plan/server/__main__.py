@@ -13,6 +13,7 @@ from pathlib import Path
 
 import uvicorn
 
+from dumont_plan.files import write_atomic
 from dumont_plan.server.app import create_app
 from dumont_plan.server.settings import ServerSettings
 
@@ -48,12 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     settings.port = int(sock.getsockname()[1])
     app = create_app(settings)
     if args.port_file:
-        tmp = args.port_file.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"host": args.host, "port": settings.port, "pid": os.getpid()}),
-            encoding="utf-8",
-        )
-        os.replace(tmp, args.port_file)
+        bound = {"host": args.host, "port": settings.port, "pid": os.getpid()}
+        write_atomic(args.port_file, json.dumps(bound), durable=False)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{settings.port}"
     if args.record:
@@ -72,11 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_record(path: Path, record: dict[str, object]) -> None:
     """Write the server record atomically with mode 0600."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps({**record, "started": time.time()}) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({**record, "started": time.time()}) + "\n", durable=False)
 
 
 def remove_record(path: Path) -> None:

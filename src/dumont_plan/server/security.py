@@ -7,18 +7,18 @@ there is no built-in fallback secret.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import os
 import secrets
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import jwt
+
+from dumont_plan.files import create_atomic
 
 SCRYPT_N = 2**14
 SCRYPT_R = 8
@@ -68,17 +68,7 @@ def load_or_create_secret(data_dir: Path) -> str:
     path = data_dir / "jwt-secret"
     data_dir.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".jwt-secret.", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(secrets.token_urlsafe(48))
-                fh.flush()
-                os.fsync(fh.fileno())
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            os.unlink(tmp)
+        create_atomic(path, secrets.token_urlsafe(48))  # False: another server was first
     secret = path.read_text(encoding="utf-8").strip()
     if len(secret) < 32:
         raise RuntimeError(f"{path} is damaged (too short); delete it to generate a new secret")

@@ -26,10 +26,11 @@ import re
 import shutil
 import signal
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
+
+from dumont_plan.files import write_atomic
 
 TAG_VAR = "DUMONT_SANDBOX_ID"
 WORKSPACE_MOUNT = PurePosixPath("/workspace")
@@ -147,16 +148,8 @@ def workload_env(tag: str, extra: dict[str, str] | None = None) -> dict[str, str
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to `path` so that readers see either the old or the new content."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write JSON to `path` so that readers see either the old or the new content (0600)."""
+    write_atomic(path, json.dumps(data, separators=(",", ":")), durable=False)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
