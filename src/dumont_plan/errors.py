@@ -1,29 +1,48 @@
 """One error tree for everything a user can get wrong or the platform can refuse.
 
+Every exception class of dumont_plan is defined here (tests/test_error_tree.py checks it).
+
     DumontError                      message + optional hint (the next step); exit code 1
     ├── ConfigError                  bad DUMONT_API_URL, corrupt token/config file, ...
     ├── SpecError                    a spec problem at file:line:col
-    │   └── SpecErrors               every problem found in the spec files, one line each
+    │   ├── SpecErrors               every problem found in the spec files, one line each
+    │   ├── SecretError              a secret missing, or its file unsafe or malformed
+    │   └── TemplateProblem          a `{{ }}` that cannot be rendered (the loader locates it)
     ├── PlanError                    references, cycles, policy gates while planning
-    ├── ApplyError                   a failed or partial apply
+    │   ├── CycleError               the dependency graph has a cycle (`cycle` is its path)
+    │   └── PolicyError              a cost or policy gate refused the plan (exit 6)
+    ├── StateError                   the state file is corrupt, newer, or another project's
+    ├── ApplyError                   a failed or partial apply (exit 3)
+    │   └── ApplyInterrupted         Ctrl-C while a change waited (exit 130)
+    ├── WaitTimeoutError             a wait's own time limit elapsed (exit 4)
+    ├── WaitFailedError              a waited job or instance ended failed (exit 5)
     ├── LockError                    the ledger is held by another apply
     ├── StalePlanError               a saved plan no longer matches what is live (exit 7)
     ├── ServerStartError             the embedded local control plane did not come up
     ├── ConnectError                 the API could not be reached at all
-    └── ApiError                     the API answered with an error status
-        ├── BadRequestError          400
-        ├── AuthenticationError      401
-        ├── PaymentRequiredError     402
-        ├── PermissionDeniedError    403
-        ├── NotFoundError            404
-        ├── MethodNotAllowedError    405
-        ├── ConflictError            409
-        ├── UnprocessableError       422 (carries the server's `details`)
-        ├── RateLimitedError         429
-        └── ServerError              5xx
-            └── ServiceUnavailableError 502/503/504
+    ├── ApiError                     the API answered with an error status
+    │   ├── BadRequestError          400
+    │   ├── AuthenticationError      401
+    │   ├── PaymentRequiredError     402
+    │   ├── PermissionDeniedError    403
+    │   ├── NotFoundError            404
+    │   ├── MethodNotAllowedError    405
+    │   ├── ConflictError            409
+    │   ├── UnprocessableError       422 (carries the server's `details`)
+    │   ├── RateLimitedError         429
+    │   └── ServerError              5xx
+    │       └── ServiceUnavailableError 502/503/504
+    └── RefusedError                 (server) a request refused with an HTTP `status`
+        ├── InstanceError            an instance operation refused (404, 409, ...)
+        └── OfferQueryError          an offer search parameter it cannot use (400)
+
+    InternalSignal                   control flow inside one module, caught where raised
+    ├── TemplateUndefined            jinja met an undefined value (loader/templates.py)
+    └── TooManyNodes                 YAML aliases expand past the limit (loader/yamlmarks.py)
 
 Only the CLI's error boundary catches DumontError; anything else is a bug and shows a traceback.
+With DUMONT_DEBUG=1 the boundary also prints the chain of causes (`raise ... from exc`).
+An InternalSignal that escapes its module is a bug too: it is not a DumontError on purpose.
 """
 
 from __future__ import annotations
@@ -84,6 +103,21 @@ class SpecError(DumontError):
         return f"{self.location} {text}" if self.location else text
 
 
+class SecretError(SpecError):
+    """A secret is missing or its file is unsafe or malformed."""
+
+
+class TemplateProblem(SpecError):
+    """Why a string could not be rendered; `lineno` is the line inside the string.
+
+    The loader turns it into a SpecError at the string's file:line:col.
+    """
+
+    def __init__(self, text: str, hint: str | None = None, lineno: int | None = None) -> None:
+        super().__init__(text, hint)
+        self.lineno = lineno
+
+
 class SpecErrors(SpecError):
     """Several spec problems reported at once (as Terraform does), sorted by place.
 
@@ -107,6 +141,14 @@ class PlanError(DumontError):
     """The plan cannot be built (bad reference, cycle, policy gate)."""
 
 
+class CycleError(PlanError):
+    """The dependency graph has a cycle; `cycle` is its path, first node repeated at the end."""
+
+    def __init__(self, cycle: list[str]) -> None:
+        super().__init__("dependency cycle: " + " -> ".join(cycle))
+        self.cycle = cycle
+
+
 class PolicyError(PlanError):
     """A cost or policy gate refused the plan (exit 6)."""
 
@@ -117,6 +159,28 @@ class ApplyError(DumontError):
     """An apply failed or finished partially (exit 3)."""
 
     exit_code = 3
+
+
+class ApplyInterrupted(ApplyError):
+    """The apply was interrupted (Ctrl-C) while this change waited (exit 130)."""
+
+    exit_code = 130
+
+
+class StateError(DumontError):
+    """The state file cannot be read or written (corrupt, newer format, wrong project)."""
+
+
+class WaitTimeoutError(DumontError):
+    """A wait's own time limit elapsed before the target state (exit 4)."""
+
+    exit_code = 4
+
+
+class WaitFailedError(DumontError):
+    """The waited job or instance reached a terminal failure state (exit 5)."""
+
+    exit_code = 5
 
 
 class LockError(DumontError):
@@ -208,6 +272,49 @@ class ServerError(ApiError):
 
 class ServiceUnavailableError(ServerError):
     status_code = 503
+
+
+class RefusedError(DumontError):
+    """The local control plane refuses a request; `status` is the HTTP status it answers."""
+
+    status = 400
+
+    def __init__(self, message: str, hint: str | None = None, *, status: int | None = None) -> None:
+        super().__init__(message, hint)
+        if status is not None:
+            self.status = status
+
+
+class InstanceError(RefusedError):
+    """An instance operation refused with an HTTP status and a message for the user."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message, status=status)
+
+
+class OfferQueryError(RefusedError):
+    """A query parameter the offer search cannot use (answered 400 with this message)."""
+
+
+class InternalSignal(Exception):
+    """Control flow inside one module; caught where it is raised, never shown to a user."""
+
+
+class TemplateUndefined(InternalSignal):
+    """Raised by jinja (through the loader's Undefined) for an undefined `obj.name`."""
+
+    def __init__(self, message: str, obj: Any, name: Any) -> None:
+        super().__init__(message)
+        self.obj = obj
+        self.name = name
+
+
+class TooManyNodes(InternalSignal):
+    """A YAML document expands (through aliases) to more values than allowed at `node`."""
+
+    def __init__(self, node: Any) -> None:
+        super().__init__("too big")
+        self.node = node
 
 
 STATUS_ERRORS: dict[int, type[ApiError]] = {

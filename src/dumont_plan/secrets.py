@@ -22,16 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from dumont_plan.config import config_dir
-from dumont_plan.errors import SpecError
+from dumont_plan.errors import SecretError
 from dumont_plan.spec.common import REF_RE, SECRET_NAME_RE
 from dumont_plan.spec.refs import SECRET_KIND, iter_strings, refs_in
 
 SECRETS_FILE = "secrets.env"
 REDACTED = "(sensitive)"
-
-
-class SecretError(SpecError):
-    """A secret is missing or its file is unsafe or malformed."""
 
 
 def default_secrets_files(spec_root: Path) -> list[Path]:

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from dumont_plan.errors import LockError
+from dumont_plan.errors import LockError, StateError
 from dumont_plan.state.ledger import (
     DesiredRecord,
     Ledger,
-    StateError,
     force_unlock,
     read_holder,
 )

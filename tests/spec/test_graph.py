@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from dumont_plan.errors import CycleError
 from dumont_plan.spec.graph import (
-    CycleError,
     dependencies,
     dependents,
     find_cycle,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from dumont_plan.cli.app import run
+from dumont_plan.errors import SecretError
 from dumont_plan.secrets import (
-    SecretError,
     SecretStore,
     fingerprint_secret,
     read_secrets_file,

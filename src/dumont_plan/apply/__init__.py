@@ -38,7 +38,7 @@ A wait ends at the target, or at a terminal failure (-> exit 5), or after `wait_
 seconds (-> exit 4); the change then counts as failed, so its dependents are skipped.
 
 Modules: engine.py (apply_plan, the per-action steps), recover.py (adoption and interrupted
-creates), waits.py (read-only polling and log streaming), base.py (ApplyResult, errors, hook).
+creates), waits.py (read-only polling and log streaming), base.py (ApplyResult, crash hook).
 
 Test hook: with DUMONT_TEST_CRASH_AFTER=N in the environment the process dies (os._exit(137),
 as SIGKILL would) right after its Nth ledger write, to prove the journal by real crashes.
@@ -46,12 +46,7 @@ as SIGKILL would) right after its Nth ledger write, to prove the journal by real
 
 from __future__ import annotations
 
-from dumont_plan.apply.base import (
-    CRASH_ENV,
-    ApplyResult,
-    WaitEndedFailed,
-    WaitTimedOut,
-)
+from dumont_plan.apply.base import CRASH_ENV, ApplyResult
 from dumont_plan.apply.engine import apply_plan
 
-__all__ = ["CRASH_ENV", "ApplyResult", "WaitEndedFailed", "WaitTimedOut", "apply_plan"]
+__all__ = ["CRASH_ENV", "ApplyResult", "apply_plan"]

@@ -1,4 +1,4 @@
-"""Shared pieces of the apply package: the result, the wait errors, the crash test hook."""
+"""Shared pieces of the apply package: the result and the crash test hook."""
 
 from __future__ import annotations
 
@@ -6,28 +6,8 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-from dumont_plan.errors import ApplyError
-
 CRASH_ENV = "DUMONT_TEST_CRASH_AFTER"
 WAIT_TARGETS = ("none", "running", "completed")
-
-
-class ApplyInterrupted(ApplyError):
-    """The apply was interrupted (Ctrl-C) while this change waited."""
-
-    exit_code = 130
-
-
-class WaitTimedOut(ApplyError):
-    """A wait's time limit elapsed (exit 4)."""
-
-    exit_code = 4
-
-
-class WaitEndedFailed(ApplyError):
-    """A waited resource reached a terminal failure (exit 5)."""
-
-    exit_code = 5
 
 
 @dataclass

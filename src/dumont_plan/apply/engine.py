@@ -12,19 +12,21 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from dumont_plan.apply.base import (
-    WAIT_TARGETS,
-    ApplyResult,
-    WaitEndedFailed,
-    WaitTimedOut,
-    crash_point,
-)
+from dumont_plan.apply.base import WAIT_TARGETS, ApplyResult, crash_point
 from dumont_plan.apply.events import ApplyEvent, EventSink, Redactor
 from dumont_plan.apply.recover import adopt
 from dumont_plan.apply.scheduler import run_dag
 from dumont_plan.apply.waits import wait_resource
 from dumont_plan.client import DumontClient
-from dumont_plan.errors import ApiError, ApplyError, ConnectError, DumontError, ServerError
+from dumont_plan.errors import (
+    ApiError,
+    ApplyError,
+    ConnectError,
+    DumontError,
+    ServerError,
+    WaitFailedError,
+    WaitTimeoutError,
+)
 from dumont_plan.kinds.base import BaseHandler, id_value
 from dumont_plan.kinds.registry import HANDLERS
 from dumont_plan.kinds.resolve import Resolved, outputs_from, resolve_body
@@ -186,9 +188,9 @@ class Applier:
             message = self.redact(_describe(exc))
             with self.lock:
                 self.result.failed[address] = message
-                if isinstance(exc, WaitTimedOut):
+                if isinstance(exc, WaitTimeoutError):
                     self.result.wait_timeouts.append(address)
-                elif isinstance(exc, WaitEndedFailed):
+                elif isinstance(exc, WaitFailedError):
                     self.result.wait_failures.append(address)
             self.emit(
                 ApplyEvent(

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dumont_plan.apply.base import WaitEndedFailed, crash_point
-from dumont_plan.errors import ApplyError
+from dumont_plan.apply.base import crash_point
+from dumont_plan.errors import ApplyError, WaitFailedError
 from dumont_plan.kinds.base import BaseHandler, FieldClass
 from dumont_plan.kinds.resolve import Resolved
 from dumont_plan.plan.model import Action, ResourceChange
@@ -65,7 +65,7 @@ def adopt(app: Applier, handler: BaseHandler, change: ResourceChange, resource: 
     if interrupted:
         try:
             app.wait(handler, change, resource, remote_id)
-        except WaitEndedFailed:
+        except WaitFailedError:
             if handler.kind == "job":
                 raise  # a failed job is its result, not a broken machine
             handler.delete(app.client, remote_id, None)

@@ -1,9 +1,24 @@
-"""Waits after a change (read-only): poll until the target state or a terminal failure.
+"""Waiting: poll a remote object until a target state, a terminal failure or a timeout.
+
+    result = wait_for(
+        fetch=lambda: client.jobs.get(job_id),
+        done=lambda job: job["status"] == "completed",
+        failed=lambda job: job["status"] in ("failed", "cancelled", "timeout"),
+        timeout=600,
+        on_tick=lambda job: line.update(f"{job['id']}: {job['status']}"),
+    )
+    result.outcome  # "done" | "failed" | "timeout"
+
+`wait_for` never raises for the outcome itself: the caller decides (`dumont job wait` maps
+"failed" to exit 5 and "timeout" to exit 4; apply records it per resource). Errors of `fetch`
+propagate. `clock` and `sleep` are injectable so tests never sleep on wall-clock time.
+
+After a change, apply waits through `wait_resource` (read-only):
 
     live = wait_resource(client, handler, address, remote_id, target, timeout=..., emit=...)
 
-A wait ends at the target (`running`, `completed`), at a terminal failure (WaitEndedFailed,
-exit 5) or when `timeout` seconds pass (WaitTimedOut, exit 4). While it polls it emits
+It ends at the target (`running`, `completed`), at a terminal failure (WaitFailedError, exit 5)
+or when `timeout` seconds pass (WaitTimeoutError, exit 4). While it polls it emits
 `wait_progress` events (on each status change, and every few seconds), and with `logs` the
 new lines of a job's log as `log` events, redacted.
 """
@@ -12,16 +27,69 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from dumont_plan.apply.base import ApplyInterrupted, WaitEndedFailed, WaitTimedOut
 from dumont_plan.apply.events import ApplyEvent, EventSink, Redactor
-from dumont_plan.apply.polling import wait_for
 from dumont_plan.client import DumontClient
-from dumont_plan.errors import ApiError
+from dumont_plan.client.jobs import LogCursor
+from dumont_plan.errors import ApiError, ApplyInterrupted, WaitFailedError, WaitTimeoutError
 from dumont_plan.kinds.base import BaseHandler
 
+Outcome = Literal["done", "failed", "timeout"]
+State = dict[str, Any]
+
 PROGRESS_EVERY = 5.0  # seconds between wait_progress events while the status stays the same
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    """How a wait ended: the last state seen, the outcome and the seconds it took."""
+
+    state: State
+    outcome: Outcome
+    elapsed: float
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "done"
+
+
+def wait_for(
+    fetch: Callable[[], State],
+    done: Callable[[State], bool],
+    failed: Callable[[State], bool],
+    *,
+    timeout: float | None = None,
+    on_tick: Callable[[State], None] | None = None,
+    poll: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WaitResult:
+    """Poll `fetch()` every `poll` seconds until `done(state)` or `failed(state)`.
+
+    The first fetch happens at once. `on_tick(state)` runs after every fetch (for a status line
+    or to stream logs). With `timeout` (seconds, None = forever) the wait ends with outcome
+    "timeout" once that much time passed; the last sleep is shortened so the wait never
+    overshoots the limit by more than one fetch.
+    """
+    if poll <= 0:
+        raise ValueError("poll must be positive")
+    start = clock()
+    while True:
+        state = fetch()
+        if on_tick is not None:
+            on_tick(state)
+        elapsed = clock() - start
+        if done(state):
+            return WaitResult(state, "done", elapsed)
+        if failed(state):
+            return WaitResult(state, "failed", elapsed)
+        if timeout is not None and elapsed >= timeout:
+            return WaitResult(state, "timeout", elapsed)
+        pause = poll if timeout is None else min(poll, max(timeout - elapsed, 0.0))
+        sleep(pause)
 
 
 def wait_resource(
@@ -86,14 +154,14 @@ def wait_resource(
         log.poll(handler.status(result.state), final=True)
     status = handler.status(result.state)
     if result.outcome == "timeout":
-        raise WaitTimedOut(
+        raise WaitTimeoutError(
             f"waited {result.elapsed:.0f}s for {address} to be {target}; it is {status}",
             "raise --wait-timeout, or check it with `dumont show`",
         )
     if result.outcome == "failed":
         detail = result.state.get("error_message")
         text = f"{address} ended {status} while waiting for {target}"
-        raise WaitEndedFailed(
+        raise WaitFailedError(
             redact(f"{text}: {detail}" if detail else text),
             f"see its logs: dumont job logs {remote_id}" if handler.kind == "job" else None,
         )
@@ -101,7 +169,10 @@ def wait_resource(
 
 
 class LogFollower:
-    """Streams the new lines of a job's log as `log` events while a wait polls it."""
+    """Streams the new lines of a job's log as `log` events while a wait polls it.
+
+    A LogCursor does the reading (each line once; a log that restarted is read again).
+    """
 
     def __init__(
         self,
@@ -112,32 +183,28 @@ class LogFollower:
         emit: EventSink,
         redact: Redactor,
     ) -> None:
-        self.client = client
         self.handler = handler
         self.address = address
         self.remote_id = remote_id
         self.emit = emit
         self.redact = redact
-        self.seen = 0
+        self.cursor = LogCursor(client.jobs, remote_id)
 
     def poll(self, status: str, final: bool = False) -> None:
         if self.handler.kind != "job" or status in ("pending", "provisioning"):
             return
         try:
-            text = str(self.client.jobs.logs(self.remote_id).get("logs") or "")
+            lines = self.cursor.read(final=final)
         except ApiError:
             return
-        if len(text) < self.seen:
-            self.seen = 0  # the log was rotated or cut: start over
-        fresh = text[self.seen :]
-        if not final and "\n" in fresh:
-            fresh = fresh[: fresh.rindex("\n") + 1]  # whole lines only until the end
-        elif not final:
-            return
-        self.seen += len(fresh)
-        for line in fresh.splitlines():
-            self.emit(
-                ApplyEvent(
-                    "log", address=self.address, remote_id=self.remote_id, line=self.redact(line)
+        for line in lines:
+            # A carriage return (a progress bar) also ends a line, as it did before the cursor.
+            for part in line.splitlines() or [""]:
+                self.emit(
+                    ApplyEvent(
+                        "log",
+                        address=self.address,
+                        remote_id=self.remote_id,
+                        line=self.redact(part),
+                    )
                 )
-            )

@@ -11,18 +11,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dumont_plan.apply.polling import (
-    StatusLine,
-    WaitFailedError,
-    WaitResult,
-    WaitTimeoutError,
-    wait_for,
-)
-from dumont_plan.cli.output import OutputFormat, emit_json, err_console, print_fields
+from dumont_plan.apply.waits import WaitResult, wait_for
+from dumont_plan.cli.output import OutputFormat, StatusLine, emit_json, err_console, print_fields
 from dumont_plan.client import DumontClient
 from dumont_plan.client.base import error_message
 from dumont_plan.client.jobs import LogCursor, is_finished
-from dumont_plan.errors import BadRequestError, NotFoundError
+from dumont_plan.errors import (
+    BadRequestError,
+    NotFoundError,
+    WaitFailedError,
+    WaitTimeoutError,
+)
 
 LIST_COLUMNS = ("id", "name", "status", "gpu_type", "duration", "total_cost")
 STATUS_FIELDS = (

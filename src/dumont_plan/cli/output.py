@@ -1,4 +1,4 @@
-"""Output helpers shared by commands: JSON for scripts, rich tables for people."""
+"""Output helpers shared by commands: JSON for scripts, rich tables and a status line for people."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
+from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -14,6 +15,7 @@ from dumont_plan.errors import DumontError
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.status import Status
 
     # Data is never read as emoji codes (a job named ":fire:" stays so); callers that print data
     # pass markup=False or use print_fields/print_table, which never read data as markup.
@@ -80,6 +82,56 @@ def print_fields(data: dict[str, Any], fields: Sequence[str] | None = None) -> N
         value = data.get(key)
         line = f"{key.ljust(width)}  {'-' if value is None else value}"
         _console("console").print(line, soft_wrap=True, markup=False)
+
+
+class StatusLine:
+    """A live one-line status on `console` (use as a context manager, call `update(text)`).
+
+    On a terminal it is a rich spinner rewritten in place; otherwise each new text is printed
+    as its own line, and repeats are skipped so a log file stays short.
+    """
+
+    def __init__(self, console: Console, *, live: bool | None = None) -> None:
+        self.console = console
+        self.live = console.is_terminal if live is None else live
+        self._status: Status | None = None
+        self._last: str | None = None
+
+    def __enter__(self) -> StatusLine:
+        if self.live:
+            from rich.text import Text
+
+            self._status = self.console.status(Text(""), spinner="dots")
+            self._status.start()
+        return self
+
+    def update(self, text: str, key: str | None = None) -> None:
+        """Show `text`. Off a terminal it is printed only when `key` (default: the text) changed,
+        so a line with a running clock in it is not repeated every tick."""
+        if self._status is not None:
+            from rich.text import Text
+
+            self._status.update(Text(text))
+            return
+        seen = text if key is None else key
+        if seen == self._last:
+            return
+        self._last = seen
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def print(self, text: str) -> None:
+        """A permanent line above the status (e.g. a log line while waiting)."""
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
 
 def coerce(value: str) -> Any:

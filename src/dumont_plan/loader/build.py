@@ -17,10 +17,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dumont_plan.errors import SpecError, SpecErrors
+from dumont_plan.errors import SpecError, SpecErrors, TemplateProblem
 from dumont_plan.loader.inputs import discover, display_path, read_text, resolve_variables
 from dumont_plan.loader.links import MODEL_OF_PREFIX, Decl, check_references
-from dumont_plan.loader.templates import Renderer, TemplateProblem, needs_render
+from dumont_plan.loader.templates import Renderer, needs_render
 from dumont_plan.loader.yamlmarks import Doc, Loc, parse_yaml
 from dumont_plan.secrets import SecretStore, default_secrets_files
 from dumont_plan.spec.common import SpecModel
@@ -125,7 +125,7 @@ class _Load:
                 label = path_text(loc)
                 self.errors.append(
                     SpecError(
-                        f"{label}: {problem.text}",
+                        f"{label}: {problem.message}",
                         problem.hint,
                         file=doc.file,
                         line=line,

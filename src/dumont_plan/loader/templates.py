@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from dumont_plan.errors import TemplateProblem, TemplateUndefined
 from dumont_plan.spec.messages import suggest
 
 SINGLE_EXPR = re.compile(r"^\s*\{\{((?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
@@ -21,29 +22,12 @@ def needs_render(text: str) -> bool:
     return "{{" in text or "{%" in text
 
 
-class TemplateProblem(Exception):
-    """Why a string could not be rendered: text + hint, and the line inside the string."""
-
-    def __init__(self, text: str, hint: str | None = None, lineno: int | None = None) -> None:
-        super().__init__(text)
-        self.text = text
-        self.hint = hint
-        self.lineno = lineno
-
-
 class _Namespace(dict[str, Any]):
     """`var` / `env`: attribute access reads items only (a variable may be named `items`)."""
 
     def __init__(self, label: str, values: Mapping[str, Any]) -> None:
         super().__init__(values)
         self.label = label
-
-
-class _Missing(Exception):
-    def __init__(self, message: str, obj: Any, name: Any) -> None:
-        super().__init__(message)
-        self.obj = obj
-        self.name = name
 
 
 class Renderer:
@@ -82,7 +66,7 @@ class Renderer:
                     str(value)  # raises the undefined error
                 return value
             return template.render(var=self.var, env=self.env)
-        except _Missing as exc:
+        except TemplateUndefined as exc:
             raise self._undefined(exc) from None
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateProblem(
@@ -97,7 +81,7 @@ class Renderer:
                 "check the expression inside {{ }}",
             ) from None
 
-    def _undefined(self, exc: _Missing) -> TemplateProblem:
+    def _undefined(self, exc: TemplateUndefined) -> TemplateProblem:
         from jinja2.utils import missing
 
         name = str(exc.name)
@@ -138,7 +122,7 @@ def _make_environment() -> Any:
             exc: type[jinja2.TemplateRuntimeError] = jinja2.UndefinedError,
         ) -> None:
             super().__init__(hint, obj, name, exc)
-            self._undefined_exception = lambda message: _Missing(message, obj, name)  # type: ignore[assignment]
+            self._undefined_exception = lambda message: TemplateUndefined(message, obj, name)  # type: ignore[assignment]
 
     class _Environment(jinja2.Environment):
         def getattr(self, obj: Any, attribute: str) -> Any:

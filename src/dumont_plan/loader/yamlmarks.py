@@ -19,7 +19,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from dumont_plan.errors import SpecError
+from dumont_plan.errors import SpecError, TooManyNodes
 
 try:
     _Loader: type[Any] = yaml.CSafeLoader
@@ -139,7 +139,7 @@ class _Builder:
     def build(self, node: Node, loc: Loc) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            raise _TooBig(node)
+            raise TooManyNodes(node)
         self.doc.marks[loc] = _point(node.start_mark)
         if isinstance(node, ScalarNode):
             return self.scalar(node, loc)
@@ -206,12 +206,6 @@ class _Builder:
         return result
 
 
-class _TooBig(Exception):
-    def __init__(self, node: Node) -> None:
-        super().__init__("too big")
-        self.node = node
-
-
 def parse_yaml(text: str, file: str, errors: list[SpecError]) -> Doc | None:
     """Parse one YAML document; problems go to `errors` (None when the text is unusable)."""
     doc = Doc(file)
@@ -228,7 +222,7 @@ def parse_yaml(text: str, file: str, errors: list[SpecError]) -> Doc | None:
     builder = _Builder(doc, errors)
     try:
         doc.data = builder.build(node, ())
-    except _TooBig as exc:
+    except TooManyNodes as exc:
         line, col = _point(exc.node.start_mark)
         errors.append(
             SpecError(

@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from dumont_plan.errors import CycleError
 from dumont_plan.kinds.base import BaseHandler, FieldClass, Situation, id_value
 from dumont_plan.kinds.registry import HANDLERS
 from dumont_plan.plan import cost
@@ -42,7 +43,7 @@ from dumont_plan.plan.model import (
     ResourceChange,
 )
 from dumont_plan.plan.select import PlanOptions, select_addresses
-from dumont_plan.spec.graph import CycleError, levels
+from dumont_plan.spec.graph import levels
 from dumont_plan.spec.refs import Ref
 from dumont_plan.spec.stack import Resource, Stack
 from dumont_plan.state.ledger import Ledger, LedgerEntry, LedgerState

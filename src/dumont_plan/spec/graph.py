@@ -12,15 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from dumont_plan.errors import CycleError
+
 Graph = Mapping[str, Sequence[str]]
-
-
-class CycleError(ValueError):
-    """The graph has a cycle; `cycle` is its path, first node repeated at the end."""
-
-    def __init__(self, cycle: list[str]) -> None:
-        super().__init__("dependency cycle: " + " -> ".join(cycle))
-        self.cycle = cycle
 
 
 def _deps(graph: Graph, node: str) -> list[str]:

@@ -48,7 +48,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dumont_plan.errors import DumontError
+from dumont_plan.errors import StateError
 from dumont_plan.files import write_atomic
 from dumont_plan.state.lock import LOCK_FILE, StateLock, UnlockResult, force_unlock, read_holder
 
@@ -56,10 +56,6 @@ STATE_FORMAT_VERSION = 1
 STATE_DIR = ".dumont"
 STATE_FILE = "state.json"
 RETIRED_KEEP = 2000  # ids of objects dumont let go (old job runs), never adopted again
-
-
-class StateError(DumontError):
-    """The state file cannot be read or written (corrupt, newer format, wrong project)."""
 
 
 def now_iso() -> str:
@@ -417,7 +413,6 @@ __all__ = [
     "LedgerEntry",
     "LedgerState",
     "PendingOp",
-    "StateError",
     "StateLock",
     "UnlockResult",
     "default_state_path",

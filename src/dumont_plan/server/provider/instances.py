@@ -44,6 +44,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from dumont_plan.errors import InstanceError
 from dumont_plan.server.context import AppState
 from dumont_plan.server.provider import instance_processes as processes
 from dumont_plan.server.provider.history import LOCAL_PROVIDER, Attempt, iso, record_attempt
@@ -59,15 +60,6 @@ DELETE_GRACE_SECONDS = 0.5  # delete destroys the machine: a short courtesy only
 DEFAULT_IMAGE = "pytorch/pytorch:2.1.0-cuda12.1-cudnn8-runtime"
 ALWAYS_EXPOSED_PORT = 8080
 LOCALHOST = "127.0.0.1"
-
-
-class InstanceError(Exception):
-    """An instance operation refused with an HTTP status and a message for the user."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dumont_plan.errors import OfferQueryError
 from dumont_plan.server.provider.history import NEUTRAL, Annotation
 from dumont_plan.server.provider.market import Machine, Market, canonical_gpu
 from dumont_plan.server.provider.regions import expand_region, region_matches
@@ -35,10 +36,6 @@ ORDER_FIELDS = (
     "cuda_version",
     "id",
 )
-
-
-class OfferQueryError(ValueError):
-    """A query parameter the search cannot use (answered 400 with this message)."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from dumont_plan.errors import InstanceError, OfferQueryError
 from dumont_plan.server.context import AppState, StateDep, User, UserDep, current_user
 from dumont_plan.server.idempotency import idempotent_create
 from dumont_plan.server.provider import history
@@ -26,7 +27,6 @@ from dumont_plan.server.provider.instances import (
     ALWAYS_EXPOSED_PORT,
     DEFAULT_IMAGE,
     CreateParams,
-    InstanceError,
     create_instance,
     delete_instance,
     get_instance,
@@ -36,7 +36,7 @@ from dumont_plan.server.provider.instances import (
     rented_offer_ids,
     resume_instance,
 )
-from dumont_plan.server.provider.offers import OfferQuery, OfferQueryError, search_offers
+from dumont_plan.server.provider.offers import OfferQuery, search_offers
 
 router = APIRouter(prefix="/instances", tags=["instances"])
 
