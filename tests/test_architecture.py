@@ -180,3 +180,14 @@ def test_each_third_party_library_has_one_home(library: str) -> None:
     )
     assert users, f"nothing imports {library}: drop it from HOMES"
     assert [m for m in users if not at_home(m)] == []
+
+
+def test_no_assert_statements_in_the_package() -> None:
+    """`python -O` drops asserts: a runtime check must raise (or narrow the type) instead."""
+    found = sorted(
+        f"{module}:{node.lineno}"
+        for module, path in sources().items()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Assert)
+    )
+    assert found == []

@@ -146,7 +146,7 @@ class JobHandler(BaseHandler):
             return self._decide_gone(s, policy, changed, what)
         status = self.status(s.live)
         if not self.is_finished(s.live):
-            return self._decide_active(s, policy, changed, what, status)
+            return self._decide_active(s, s.live, policy, changed, what, status)
         failed = self.is_failed(s.live)
         drift = "lifecycle" if failed else None
         if s.forced_replace:
@@ -186,9 +186,14 @@ class JobHandler(BaseHandler):
         return Decision(Action.noop, "gone from the server", drift="gone", notes=[note])
 
     def _decide_active(
-        self, s: Situation, policy: str, changed: bool, what: str, status: str
+        self,
+        s: Situation,
+        live: Mapping[str, Any],
+        policy: str,
+        changed: bool,
+        what: str,
+        status: str,
     ) -> Decision:
-        assert s.live is not None
         restart = s.forced_replace or (changed and policy != "once")
         if restart:
             why = "--replace" if s.forced_replace else f"spec changed ({what})"
@@ -197,14 +202,14 @@ class JobHandler(BaseHandler):
                     Action.noop,
                     status,
                     error=(
-                        f"{s.address} is {status} ({self.spend_text(s.live, s.price, s.now)}) "
+                        f"{s.address} is {status} ({self.spend_text(live, s.price, s.now)}) "
                         f"and would be cancelled and started again: {why}; "
                         "re-run with --allow-restart to replace it, or wait until it finishes"
                     ),
                 )
             return Decision(
                 Action.replace,
-                f"{why}; cancels the {status} run ({self.spend_text(s.live, s.price, s.now)})",
+                f"{why}; cancels the {status} run ({self.spend_text(live, s.price, s.now)})",
             )
         notes = []
         if changed:

@@ -352,7 +352,8 @@ def load_stack(
     load.raise_errors()
     resources: dict[str, Resource] = {}
     for address, decl in load.decls.items():
-        assert decl.spec is not None  # no errors: every file validated
+        if decl.spec is None:  # no errors were reported, so every file validated
+            raise RuntimeError(f"{address} was never validated, yet no error was reported")
         if getattr(decl.spec, "depends_on", None):  # `jobs.a` -> `job.a`, as in refs
             decl.spec.depends_on = [parse_address(a) for a in decl.spec.depends_on]  # type: ignore[attr-defined]
         line, _ = decl.doc.mark((decl.section, decl.name), key=True)

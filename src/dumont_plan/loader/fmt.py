@@ -113,10 +113,9 @@ def _flush(state: _State, old: int | None, new: int | None) -> None:
     state.pending.clear()
 
 
-def _block_line(state: _State, line: str) -> bool:
-    """Handle a line inside a block scalar; False when the block has ended."""
-    assert state.block is not None
-    parent_old, parent_new, explicit = state.block
+def _block_line(state: _State, block: tuple[int, int, bool], line: str) -> bool:
+    """Handle a line inside a block scalar (`block`: state.block); False when it has ended."""
+    parent_old, parent_new, explicit = block
     stripped = line.strip(" ")
     indent = len(line) - len(line.lstrip(" "))
     if not stripped:
@@ -180,10 +179,9 @@ def _content_line(state: _State, line: str) -> None:
         state.carry = (new - old, depth, quote)
 
 
-def _carry_line(state: _State, line: str) -> None:
+def _carry_line(state: _State, carry: tuple[int, int, str | None], line: str) -> None:
     """A line continuing an open flow collection (shifted) or quoted string (kept as is)."""
-    assert state.carry is not None
-    delta, depth, quote = state.carry
+    delta, depth, quote = carry
     if quote is not None:
         state.out.append(line)
     elif line.strip():
@@ -200,10 +198,10 @@ def format_text(text: str, file: str = "<spec>") -> str:
     state = _State()
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     for number, raw in enumerate(lines, start=1):
-        if state.block is not None and _block_line(state, raw):
+        if state.block is not None and _block_line(state, state.block, raw):
             continue
         if state.carry is not None:
-            _carry_line(state, raw)
+            _carry_line(state, state.carry, raw)
             continue
         leading = raw[: len(raw) - len(raw.lstrip(" \t"))]
         if "\t" in leading and raw.strip():

@@ -17,6 +17,7 @@ import random
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import Literal
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
@@ -58,7 +59,7 @@ class FaultQueue:
         with self._lock:
             self._queue.clear()
 
-    def next(self, method: str = "", path: str = "") -> Fault | str | None:
+    def next(self, method: str = "", path: str = "") -> Fault | Literal["delay", "drop"] | None:
         with self._lock:
             for fault in self._queue:
                 if fault.matches(method, path):
@@ -95,11 +96,10 @@ class FaultMiddleware(BaseHTTPMiddleware):
         if fault == "delay":
             await asyncio.sleep(0.2)
             return await call_next(request)
-        if fault == "drop":
+        if isinstance(fault, str):  # "drop"
             # Process the request (as a real server might) but lose the answer.
             await call_next(request)
             return JSONResponse({"error": "connection dropped"}, status_code=502)
-        assert isinstance(fault, Fault)
         headers = {}
         if fault.retry_after is not None:
             headers["Retry-After"] = f"{fault.retry_after:g}"

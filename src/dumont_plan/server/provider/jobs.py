@@ -230,7 +230,8 @@ def submit_job(
             sup.hf_tokens[job_id] = hf_token
         claim_and_launch(state, job_id)
     row = get_row(state, user_id, job_id)
-    assert row is not None
+    if row is None:  # jobs are never deleted: only a damaged database loses one
+        raise RuntimeError(f"job {job_id} is not in the database right after its insert")
     return job_view(row)
 
 

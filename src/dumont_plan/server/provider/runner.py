@@ -287,7 +287,8 @@ class Runner:
         self, proc: subprocess.Popen[bytes], control_fd: int, deadline: float
     ) -> tuple[str | None, str | None, bool]:
         """Relay output to the log and step markers to the state until the script ends."""
-        assert proc.stdout is not None
+        if proc.stdout is None:
+            raise RuntimeError("the job script was started without a stdout pipe")
         out_fd = proc.stdout.fileno()
         selector = selectors.DefaultSelector()
         selector.register(out_fd, selectors.EVENT_READ)
