@@ -26,6 +26,7 @@ MODULES = [
     "benchmarks.server_load",
     "benchmarks.bench_plan",
     "benchmarks.bench_apply",
+    "benchmarks.bench_graph",
 ]
 
 RESULTS_JSON = Path(__file__).with_name("results.json")

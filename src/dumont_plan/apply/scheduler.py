@@ -7,13 +7,20 @@ A task starts once every task it depends on is done; up to `parallelism` run at 
 thread pool. When a task fails (its `work` raised), every task depending on it, transitively,
 is skipped and never started, while independent tasks complete. Dependencies on names that are
 not tasks are treated as satisfied (e.g. a resource left out by `--target`).
+
+Ready tasks wait in `spec.graph.ReadyQueue` (a heap keyed by their position in `deps`), so
+scheduling N tasks costs O((N + edges) log N), not a re-sort of the ready list per task.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+
+from dumont_plan.errors import CycleError
+from dumont_plan.spec.graph import ReadyQueue, reverse
 
 
 @dataclass
@@ -63,31 +70,31 @@ class _Run:
     ) -> None:
         self.work = work
         self.on_skip = on_skip
-        self.order = list(deps)
-        self.waiting: dict[str, set[str]] = {
-            name: {d for d in deps[name] if d in deps and d != name} for name in self.order
-        }
-        self.dependents: dict[str, list[str]] = {name: [] for name in self.order}
-        for name in self.order:
-            for dep in self.waiting[name]:
-                self.dependents[dep].append(name)
-        _check_acyclic(self.waiting)
+        graph = {name: [d for d in needs if d != name] for name, needs in deps.items()}
+        self.position = {name: index for index, name in enumerate(graph)}
+        try:
+            self.ready = ReadyQueue(graph)  # unknown dependencies are left out: satisfied
+        except CycleError as exc:
+            between = ", ".join(sorted(set(exc.cycle)))
+            raise ValueError(f"dependency cycle between: {between}") from exc
+        self.dependents = reverse(graph)
+        self.settled: set[str] = set()  # done, failed or skipped
         self.outcome = DagOutcome()
-        self.ready = [name for name in self.order if not self.waiting[name]]
         self.running: dict[Future[None], str] = {}
 
     def loop(self, pool: ThreadPoolExecutor, parallelism: int) -> None:
         while self.ready or self.running:
             while self.ready and len(self.running) < parallelism:
-                name = self.ready.pop(0)
+                name = self.ready.pop()
                 self.running[pool.submit(self.work, name)] = name
             finished, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
-            for future in sorted(finished, key=lambda f: self.order.index(self.running[f])):
+            for future in sorted(finished, key=lambda f: self.position[self.running[f]]):
                 self.finished(future)
 
     def finished(self, future: Future[None]) -> None:
         name = self.running.pop(future)
         error = future.exception()
+        self.settled.add(name)
         if error is not None:
             if not isinstance(error, Exception):
                 raise error  # KeyboardInterrupt/SystemExit inside a task: stop everything
@@ -95,35 +102,17 @@ class _Run:
             self.skip_dependents(name)
             return
         self.outcome.done.append(name)
-        for child in self.dependents[name]:
-            pending = self.waiting[child]
-            pending.discard(name)
-            if not pending and child not in self.outcome.skipped:
-                self.ready.append(child)
-        self.ready.sort(key=self.order.index)
+        self.ready.done(name)
 
     def skip_dependents(self, root: str) -> None:
-        outcome = self.outcome
-        stack = list(self.dependents[root])
-        while stack:
-            name = stack.pop(0)
-            if name in outcome.skipped or name in outcome.failed or name in outcome.done:
+        """Skip everything that needs `root`, nearest first (they never become ready)."""
+        queue = deque(self.dependents[root])
+        while queue:
+            name = queue.popleft()
+            if name in self.settled:
                 continue
-            outcome.skipped[name] = root
-            if name in self.ready:
-                self.ready.remove(name)
+            self.settled.add(name)
+            self.outcome.skipped[name] = root
             if self.on_skip is not None:
                 self.on_skip(name, root)
-            stack.extend(self.dependents[name])
-
-
-def _check_acyclic(waiting: Mapping[str, set[str]]) -> None:
-    remaining = {name: set(deps) for name, deps in waiting.items()}
-    while remaining:
-        free = [name for name, deps in remaining.items() if not deps]
-        if not free:
-            raise ValueError("dependency cycle between: " + ", ".join(sorted(remaining)))
-        for name in free:
-            del remaining[name]
-        for deps in remaining.values():
-            deps.difference_update(free)
+            queue.extend(self.dependents[name])

@@ -13,10 +13,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from dumont_plan.errors import CycleError
 from dumont_plan.loader.yamlmarks import Doc, Loc
 from dumont_plan.secrets import SecretStore
 from dumont_plan.spec.common import SECRET_NAME_RE, SpecModel
-from dumont_plan.spec.graph import find_cycle
+from dumont_plan.spec.graph import check_acyclic
 from dumont_plan.spec.messages import suggest
 from dumont_plan.spec.refs import SECRET_KIND, Ref, find_refs, parse_address
 from dumont_plan.spec.stack import KINDS
@@ -94,8 +95,10 @@ def check_references(decls: dict[str, Decl], fail: Fail, secrets: SecretStore | 
                 _link(decls, fail, decl, address, doc, loc, f"depends on {address}")
         _check_ignore_changes(fail, decl)
     graph = {address: sorted(d.deps) for address, d in decls.items()}
-    cycle = find_cycle(graph)
-    if cycle:
+    try:
+        check_acyclic(graph)
+    except CycleError as exc:
+        cycle = exc.cycle
         doc, loc = decls[cycle[0]].deps[cycle[1]]
         fail(
             doc,

@@ -43,10 +43,10 @@ from dumont_plan.plan.model import (
     ResourceChange,
 )
 from dumont_plan.plan.select import PlanOptions, select_addresses
-from dumont_plan.spec.graph import levels
+from dumont_plan.spec.graph import reverse, topological_order
 from dumont_plan.spec.refs import Ref
 from dumont_plan.spec.stack import Resource, Stack
-from dumont_plan.state.ledger import Ledger, LedgerEntry, LedgerState
+from dumont_plan.state.ledger import Ledger, LedgerEntry, LedgerState, PendingOp
 
 STABLE = frozenset({Action.noop, Action.update, Action.pause, Action.resume, Action.adopt})
 REMOVALS = frozenset({Action.delete, Action.forget})
@@ -85,6 +85,17 @@ class _Planner:
         self.live_index = {
             kind: live_by_id(handler, observed.objects(kind)) for kind, handler in HANDLERS.items()
         }
+        # Indexes built once, so that planning N resources stays O(N): live objects by name,
+        # interrupted operations by address, and the ids each kind's addresses claim.
+        self.live_named: dict[str, dict[str | None, list[tuple[int, dict[str, Any]]]]] = {}
+        for kind, handler in HANDLERS.items():
+            named = self.live_named[kind] = {}
+            for position, obj in enumerate(observed.objects(kind)):
+                named.setdefault(handler.live_name(obj), []).append((position, obj))
+        self.pending: dict[str, list[PendingOp]] = {}
+        for op in state.pending:
+            self.pending.setdefault(op.address, []).append(op)
+        self.claimed_ids: dict[str, set[str]] = {}
 
     # -- the whole plan --------------------------------------------------------------------
 
@@ -97,7 +108,7 @@ class _Planner:
             return self.plan
         graph = self.full_graph()
         try:
-            order = [a for level in levels(graph) for a in level]
+            order = topological_order(graph)
         except CycleError as exc:
             self.errors.append(
                 "dependency cycle: " + " -> ".join(exc.cycle) + "; break it by removing one "
@@ -168,30 +179,33 @@ class _Planner:
         )
         self.decided[address] = change
         entry = self.state.resources.get(address)
-        objects = self.observed.objects(resource.kind)
         price = handler.hourly_price(values, self.observed.offers)
 
         if entry is None or not entry.remote_id:
-            names = {remote_name, *(op.remote_name for op in self.state.pending_for(address))}
-            found = self.adoptable(handler, objects, names, self.state.claimed(resource.kind))
+            names = {remote_name, *(op.remote_name for op in self.pending_for(address))}
+            found = self.adoptable(handler, resource.kind, names, self.claimed(resource.kind))
             if found is not None:
                 self.adopt(change, handler, found, "found on the server by name")
                 return
             change.action = Action.create
             change.reason = handler.describe(values) or "new"
             change.observed_fingerprint = observed_fingerprint(
-                handler, None, same_name=same_name_ids(handler, objects, remote_name)
+                handler,
+                None,
+                same_name=same_name_ids(
+                    handler, self.named(resource.kind, {remote_name}), remote_name
+                ),
             )
             self.price_start(change, handler, values, price)
             return
 
         change.remote_id = entry.remote_id
         live = self.live_index[resource.kind].get(entry.remote_id)
-        restarting = [op for op in self.state.pending_for(address) if op.action != "delete"]
+        restarting = [op for op in self.pending_for(address) if op.action != "delete"]
         if restarting:
             names = {op.remote_name for op in restarting if op.remote_name} or {remote_name}
-            claimed = self.state.claimed(resource.kind) | {entry.remote_id}
-            found = self.adoptable(handler, objects, names, claimed)
+            claimed = self.claimed(resource.kind) | {entry.remote_id}
+            found = self.adoptable(handler, resource.kind, names, claimed)
             if found is not None:
                 self.adopt(
                     change, handler, found, f"an interrupted {restarting[-1].action} made it"
@@ -295,19 +309,31 @@ class _Planner:
             )
         return out
 
+    def pending_for(self, address: str) -> list[PendingOp]:
+        """The ledger's interrupted operations on `address` (LedgerState.pending_for)."""
+        return self.pending.get(address, [])
+
+    def claimed(self, kind: str) -> set[str]:
+        """The remote ids of `kind` no address may adopt (LedgerState.claimed, once per kind)."""
+        ids = self.claimed_ids.get(kind)
+        if ids is None:
+            ids = self.claimed_ids[kind] = self.state.claimed(kind)
+        return ids
+
+    def named(self, kind: str, names: set[str | None]) -> list[dict[str, Any]]:
+        """The live objects of `kind` with one of `names`, in the order the server listed them."""
+        index = self.live_named.get(kind, {})
+        return [obj for _, obj in sorted(p for name in names for p in index.get(name, ()))]
+
     def adoptable(
         self,
         handler: BaseHandler,
-        objects: list[dict[str, Any]],
+        kind: str,
         names: set[str | None],
         claimed: set[str],
     ) -> dict[str, Any] | None:
         """The newest live object with one of `names` that no address owns (None: none)."""
-        found = [
-            o
-            for o in objects
-            if handler.live_name(o) in names and handler.live_id(o) not in claimed
-        ]
+        found = [o for o in self.named(kind, names) if handler.live_id(o) not in claimed]
         if not found:
             return None
         return max(found, key=lambda o: (handler.live_created(o), handler.live_id(o)))
@@ -431,14 +457,11 @@ class _Planner:
     def link_dependencies(self, graph: dict[str, list[str]]) -> None:
         """depends_on: dependencies first; removals: dependents' removals first."""
         changes = self.decided
-        removing = {a for a, c in changes.items() if c.action in REMOVALS}
+        removing = {a: graph.get(a, []) for a, c in changes.items() if c.action in REMOVALS}
+        needed_by = reverse(removing)  # a removal -> the removals that depend on it
         for address, change in changes.items():
             if change.action in REMOVALS:
-                change.depends_on = sorted(
-                    other
-                    for other in removing
-                    if other != address and address in graph.get(other, [])
-                )
+                change.depends_on = sorted(a for a in needed_by[address] if a != address)
             else:
                 change.depends_on = sorted(d for d in graph.get(address, []) if d in changes)
         self.plan.changes = list(changes.values())

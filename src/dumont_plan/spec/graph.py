@@ -1,4 +1,4 @@
-"""Dependency graphs of addresses: levels in topological order, cycles, closures. Pure.
+"""Dependency graphs of addresses: topological order, cycles, closures. Pure.
 
 A graph maps each node to the nodes it depends on (`{"job.b": ["job.a"]}`: a before b), the
 same shape `scheduler.run_dag` takes. Dependencies on nodes that are not keys are ignored here
@@ -6,10 +6,16 @@ same shape `scheduler.run_dag` takes. Dependencies on nodes that are not keys ar
 
     levels({"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}) -> [["a"], ["b", "c"], ["d"]]
     find_cycle({"a": ["b"], "b": ["a"]}) -> ["a", "b", "a"]
+
+Every topological order of the package goes through `ReadyQueue` (one `graphlib` sorter and a
+heap): the loader's cycle check (`check_acyclic`), the plan's order (`levels`) and the apply
+scheduler (nodes handed out as they become ready). O((nodes + edges) log nodes).
 """
 
 from __future__ import annotations
 
+import graphlib
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 
 from dumont_plan.errors import CycleError
@@ -49,23 +55,70 @@ def find_cycle(graph: Graph) -> list[str] | None:
     return None
 
 
+class ReadyQueue:
+    """The nodes of `graph`, each handed out once everything it depends on is `done`.
+
+    Among the nodes ready at the same time, `pop` gives the one that comes first in the
+    graph's own order (a heap keyed by position), so the order is stable. A node never marked
+    done holds back its dependents forever (the scheduler skips them). Raises CycleError
+    (with the cycle's path) when the graph has no order.
+
+        queue = ReadyQueue({"a": [], "b": ["a"]})
+        queue.pop() -> "a"; queue.done("a"); queue.pop() -> "b"
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        self._position = {node: index for index, node in enumerate(graph)}
+        self._sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+        for node in graph:
+            self._sorter.add(node, *_deps(graph, node))
+        try:
+            self._sorter.prepare()
+        except graphlib.CycleError as exc:
+            raise CycleError(find_cycle(graph) or sorted(graph)) from exc
+        self._heap: list[tuple[int, str]] = []
+        self._push(self._sorter.get_ready())
+
+    def _push(self, nodes: Iterable[str]) -> None:
+        for node in nodes:
+            heapq.heappush(self._heap, (self._position[node], node))
+
+    def __len__(self) -> int:
+        """How many nodes are ready (handed out by `pop` and not yet taken)."""
+        return len(self._heap)
+
+    def pop(self) -> str:
+        """The ready node that comes first in the graph's order (IndexError when none)."""
+        return heapq.heappop(self._heap)[1]
+
+    def pop_all(self) -> list[str]:
+        """Every ready node, in the graph's order."""
+        ready = [node for _, node in sorted(self._heap)]
+        self._heap.clear()
+        return ready
+
+    def done(self, *nodes: str) -> None:
+        """Mark popped nodes done: dependents whose dependencies are all done become ready."""
+        self._sorter.done(*nodes)
+        self._push(self._sorter.get_ready())
+
+
+def check_acyclic(graph: Graph) -> None:
+    """Raise CycleError (with the cycle's path) when `graph` has no topological order."""
+    ReadyQueue(graph)
+
+
 def levels(graph: Graph) -> list[list[str]]:
     """Nodes grouped in levels: a node's dependencies are all in earlier levels.
 
     Each level is sorted. Raises CycleError (with the cycle's path) when there is no order.
     """
-    remaining = {node: set(_deps(graph, node)) for node in graph}
+    queue = ReadyQueue(graph)
     result: list[list[str]] = []
-    while remaining:
-        ready = sorted(node for node, deps in remaining.items() if not deps)
-        if not ready:
-            cycle = find_cycle({node: sorted(deps) for node, deps in remaining.items()})
-            raise CycleError(cycle or sorted(remaining))
-        result.append(ready)
-        for node in ready:
-            del remaining[node]
-        for deps in remaining.values():
-            deps.difference_update(ready)
+    while queue:
+        level = sorted(queue.pop_all())
+        result.append(level)
+        queue.done(*level)
     return result
 
 
@@ -86,10 +139,15 @@ def dependencies(graph: Graph, nodes: Iterable[str]) -> set[str]:
     return seen
 
 
+def reverse(graph: Graph) -> dict[str, list[str]]:
+    """Node -> the nodes that depend on it directly, each once, in the graph's order."""
+    result: dict[str, list[str]] = {node: [] for node in graph}
+    for node in graph:
+        for dep in dict.fromkeys(_deps(graph, node)):
+            result[dep].append(node)
+    return result
+
+
 def dependents(graph: Graph, nodes: Iterable[str]) -> set[str]:
     """Everything that needs any of `nodes`, transitively (not including `nodes` themselves)."""
-    reverse: dict[str, list[str]] = {node: [] for node in graph}
-    for node in graph:
-        for dep in _deps(graph, node):
-            reverse[dep].append(node)
-    return dependencies(reverse, nodes)
+    return dependencies(reverse(graph), nodes)
