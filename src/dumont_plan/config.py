@@ -55,13 +55,15 @@ def read_json_file(path: Path, what: str, fix: str = RELOGIN) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
     except UnicodeDecodeError:
+        # Not chained: the decode error shows a byte of the file (a token's, in the credentials
+        # file), and DUMONT_DEBUG prints the chain.
         raise ConfigError(f"{what} {path} is corrupt (not UTF-8 text)", fix) from None
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{what} {path} is corrupt (line {exc.lineno}: {exc.msg})", fix) from None
+        raise ConfigError(f"{what} {path} is corrupt (line {exc.lineno}: {exc.msg})", fix) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path} is not a JSON object", fix)
     return data
@@ -91,10 +93,10 @@ def validate_api_url(url: str, source: str) -> str:
         )
     try:
         _ = parts.port
-    except ValueError:
+    except ValueError as exc:
         raise ConfigError(
             f"{source} has an invalid port: {text!r}", "use a number 1-65535"
-        ) from None
+        ) from exc
     if parts.query or parts.fragment or parts.path.rstrip("/").endswith(("/api", "/api/v1")):
         raise ConfigError(f"{source} must be the server root, not an API path: {text!r}", example)
     return text.rstrip("/")
@@ -163,7 +165,7 @@ def load_token(endpoint: Endpoint) -> str | None:
             try:
                 token = legacy.read_bytes().decode("ascii").strip()
             except OSError as exc:
-                raise ConfigError(f"cannot read token file {legacy}: {exc.strerror}") from None
+                raise ConfigError(f"cannot read token file {legacy}: {exc.strerror}") from exc
             except UnicodeDecodeError:
                 token = "\ufffd"
             if not token:

@@ -69,7 +69,7 @@ def read_secrets_file(path: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise SecretError(f"cannot read secrets file {path}: {exc.strerror}") from None
+        raise SecretError(f"cannot read secrets file {path}: {exc.strerror}") from exc
     mode = stat.S_IMODE(info.st_mode)
     if mode & 0o077:
         raise SecretError(
@@ -78,7 +78,11 @@ def read_secrets_file(path: Path) -> dict[str, str]:
         )
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    except OSError as exc:
+        raise SecretError(f"cannot read secrets file {path} as UTF-8 text") from exc
+    except UnicodeDecodeError:
+        # Not chained: the decode error shows a byte of the file, which may be a secret's, and
+        # DUMONT_DEBUG prints the chain.
         raise SecretError(f"cannot read secrets file {path} as UTF-8 text") from None
     values: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):

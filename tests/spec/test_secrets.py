@@ -72,6 +72,20 @@ def test_a_malformed_line_is_refused_without_echoing_it(tmp_path: Path) -> None:
     assert MARKER not in str(info.value)
 
 
+def test_a_secrets_file_that_is_not_utf8_is_refused_without_chaining_the_byte(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "secrets.env"
+    path.write_bytes(b"TOKEN=s3cr\xe9t\n")
+    path.chmod(0o600)
+    with pytest.raises(SecretError) as info:
+        read_secrets_file(path)
+    assert str(info.value) == f"cannot read secrets file {path} as UTF-8 text"
+    # DUMONT_DEBUG prints the chain: the decode error (it shows the byte) is not in it.
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
+
+
 def test_a_missing_secret_names_itself_and_where_it_is_used(tmp_path: Path) -> None:
     files = [tmp_path / ".dumont" / "secrets.env"]
     with pytest.raises(SecretError) as info:

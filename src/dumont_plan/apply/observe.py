@@ -56,7 +56,7 @@ def observe(
                     raise DumontError(
                         f"cannot read the live {handlers[kind].section}: {exc}",
                         "check the API URL and your login (`dumont auth me`)",
-                    ) from None
+                    ) from exc
     return Observed(
         live=live,
         requests=client.transport.request_count - before,

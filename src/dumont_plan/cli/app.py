@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import ClassVar
 
@@ -167,13 +168,57 @@ def _print_error(text: str) -> None:
     err_console.print(text, markup=False, soft_wrap=True)
 
 
+DEBUG_ENV = "DUMONT_DEBUG"
+
+
+def debugging() -> bool:
+    """DUMONT_DEBUG set to anything but empty or `0`."""
+    return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+
+
+def causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what led to it, outermost first: `raise … from` causes, else the exception
+    being handled when it was raised (as Python's own traceback follows them)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    return chain
+
+
+def _print_debug(exc: DumontError) -> None:
+    """Under DUMONT_DEBUG: each cause's type and message, then the traceback of the chain."""
+    import traceback
+
+    lines = [f"{DEBUG_ENV}: the error and its causes, outermost first:"]
+    for depth, item in enumerate(causes(exc)):
+        kind = type(item)
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else f"{kind.__module__}.{kind.__qualname__}"
+        )
+        text = str(item)
+        lines.append(f"  {'caused by ' if depth else ''}{name}{': ' + text if text else ''}")
+    lines.append("".join(traceback.format_exception(exc)).rstrip("\n"))
+    _print_error("\n".join(lines))
+
+
 def run(args: list[str]) -> int:
-    """Run the CLI; a DumontError prints `Error: …` on stderr and gives its exit code."""
+    """Run the CLI; a DumontError prints `Error: …` on stderr and gives its exit code.
+
+    With DUMONT_DEBUG=1 the error's chain of causes and its traceback follow that line.
+    """
     try:
         # Without standalone mode, click answers `raise typer.Exit(code)` by returning the code.
         result = app(args=args, prog_name="dumont", standalone_mode=False)
     except DumontError as exc:
         _print_error(f"Error: {exc}")
+        if debugging():
+            _print_debug(exc)
         return exc.exit_code
     except typer.Exit as exc:
         return int(exc.exit_code or 0)

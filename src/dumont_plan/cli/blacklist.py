@@ -113,10 +113,10 @@ def remove(
     """Take a machine off the blacklist."""
     try:
         answer = open_client(ctx).blacklist.remove(provider, machine_id)
-    except NotFoundError:
+    except NotFoundError as exc:
         raise DumontError(
             f"machine {provider}:{machine_id} is not blacklisted", "see `dumont blacklist list`"
-        ) from None
+        ) from exc
     if output is OutputFormat.json:
         emit_json(answer)
         return

@@ -137,11 +137,11 @@ def stats(
     """One machine's record: attempts, success rate, time to ready, blacklist."""
     try:
         data = open_client(ctx).history.stats(provider, machine_id)
-    except NotFoundError:
+    except NotFoundError as exc:
         raise DumontError(
             f"no history for machine {provider}:{machine_id}",
             "machines get a history once they were rented; see `dumont history list`",
-        ) from None
+        ) from exc
     if output is OutputFormat.json:
         emit_json(data)
         return

@@ -91,8 +91,8 @@ def describe(instance: dict[str, Any]) -> str:
 def fetch(client: DumontClient, instance_id: int) -> dict[str, Any]:
     try:
         return client.instances.get(instance_id)
-    except NotFoundError:
-        raise not_found(instance_id) from None
+    except NotFoundError as exc:
+        raise not_found(instance_id) from exc
 
 
 @app.command(
@@ -173,8 +173,8 @@ def _state_change(ctx: typer.Context, instance_id: str, action: str, output: Out
     call = client.instances.pause if action == "pause" else client.instances.resume
     try:
         answer = call(number)
-    except NotFoundError:
-        raise not_found(number) from None
+    except NotFoundError as exc:
+        raise not_found(number) from exc
     if output is OutputFormat.json:
         emit_json(answer)
         return
@@ -219,8 +219,8 @@ def delete(
     instance = fetch(client, number)
     try:
         answer = client.instances.delete(number)
-    except NotFoundError:
-        raise not_found(number) from None
+    except NotFoundError as exc:
+        raise not_found(number) from exc
     if output is OutputFormat.json:
         emit_json({"deleted": instance, "answer": answer})
         return

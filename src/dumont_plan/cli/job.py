@@ -206,6 +206,8 @@ def create(
     try:
         job = client.jobs.create(idempotency_key=idempotency_key, **body)
     except UnprocessableError as exc:
+        # Not chained: the API's 422 can echo the values sent, hf_token among them (which
+        # describe_rejection leaves out), and DUMONT_DEBUG prints the chain.
         raise describe_rejection(exc, where) from None
     if not (wait or follow):
         if output is OutputFormat.json:

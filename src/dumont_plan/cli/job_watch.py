@@ -52,14 +52,14 @@ def about_job(job_id: str, where: str) -> Iterator[None]:
             "see your jobs with `dumont job list`",
             status_code=exc.status_code,
             body=exc.body,
-        ) from None
+        ) from exc
     except BadRequestError as exc:
         raise BadRequestError(
             f"{where}: {error_message(exc.body, exc.message)}",
             f"see it with `dumont job status {job_id}`",
             status_code=exc.status_code,
             body=exc.body,
-        ) from None
+        ) from exc
 
 
 def money(value: Any) -> str:

@@ -56,11 +56,11 @@ def pull(binary: str, model: str, host: str | None, timeout: float) -> None:
             text=True,
             timeout=timeout,
         )
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as exc:
         raise DumontError(
             f"`ollama pull {model}` did not finish in {timeout:g} s",
             "retry with a larger --timeout, or check the network",
-        ) from None
+        ) from exc
     lines = [line.strip() for line in (proc.stdout or "").splitlines() if line.strip()]
     for line in lines[-20:]:
         err_console.print(line, markup=False, highlight=False)

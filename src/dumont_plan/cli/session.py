@@ -41,11 +41,11 @@ def _local_login(url: str, endpoint: Endpoint) -> str:
             except BadRequestError:
                 try:
                     answer = bare.auth.login(creds["email"], creds["password"])
-                except AuthenticationError:
+                except AuthenticationError as exc:
                     raise AuthenticationError(
                         "the local control plane refused the local user's password",
                         "remove local-user.json and the database from the data dir to start afresh",
-                    ) from None
+                    ) from exc
     token = token_of(answer)
     save_token(endpoint, token, creds["email"])
     return token

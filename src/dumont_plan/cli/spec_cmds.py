@@ -100,7 +100,7 @@ def validate(
                 ],
             }
         )
-        raise typer.Exit(1) from None
+        raise typer.Exit(1) from exc
     counts: dict[str, int] = {}
     for resource in stack.resources.values():
         counts[resource.kind] = counts.get(resource.kind, 0) + 1

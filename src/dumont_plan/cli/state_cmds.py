@@ -75,7 +75,7 @@ def import_(
     try:
         address = parse_address(address)
     except ValueError as exc:
-        raise DumontError(f"import {address}: {exc}") from None
+        raise DumontError(f"import {address}: {exc}") from exc
     resource = stack.resources.get(address)
     if resource is None:
         raise DumontError(
@@ -104,11 +104,11 @@ def import_(
         client = open_api(ctx)
         try:
             live = handler.get(client, remote_id)
-        except NotFoundError:
+        except NotFoundError as exc:
             raise DumontError(
                 f"import {address}: no {handler.kind} {remote_id} on the server",
                 f"`dumont {handler.kind} list` shows the ids",
-            ) from None
+            ) from exc
         finally:
             client.close()
         outputs = outputs_from(ledger.state, Observed())
@@ -167,7 +167,7 @@ def state_rm(
     try:
         address = parse_address(address)
     except ValueError as exc:
-        raise DumontError(f"state rm {address}: {exc}") from None
+        raise DumontError(f"state rm {address}: {exc}") from exc
     path = state_path_for(None, state, files)
     with Ledger.locked(path, None, command="dumont state rm") as ledger:
         if address not in ledger.state.resources:
@@ -194,7 +194,7 @@ def state_mv(
     try:
         old, new = parse_address(old), parse_address(new)
     except ValueError as exc:
-        raise DumontError(f"state mv: {exc}") from None
+        raise DumontError(f"state mv: {exc}") from exc
     path = state_path_for(None, state, files)
     with Ledger.locked(path, None, command="dumont state mv") as ledger:
         ledger.move(old, new)

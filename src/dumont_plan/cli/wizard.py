@@ -95,7 +95,7 @@ def build_request(
     try:
         return request.validated()
     except DumontError as exc:
-        raise DumontError(f"wizard deploy: {exc.message}", exc.hint) from None
+        raise DumontError(f"wizard deploy: {exc.message}", exc.hint) from exc
 
 
 class RaceProgress:

@@ -140,7 +140,7 @@ class Transport:
                 raise ConnectError(
                     f"cannot reach the Dumont API at {self.http.base_url} ({type(exc).__name__})",
                     "check DUMONT_API_URL or start the server (`dumont server start`)",
-                ) from None
+                ) from exc
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
                 # The connection broke mid-request: a create may or may not have happened.
                 if retryable and attempt + 1 < self.retry.attempts:
@@ -151,19 +151,19 @@ class Transport:
                     f"the connection to the Dumont API at {self.http.base_url} broke during "
                     f"{method} {path} ({type(exc).__name__})",
                     "check the result before retrying; if it keeps happening, see the server's log",
-                ) from None
-            except httpx.TimeoutException:
+                ) from exc
+            except httpx.TimeoutException as exc:
                 raise ConnectError(
                     f"the Dumont API at {self.http.base_url} did not answer "
                     f"{method} {path} in time",
                     "retry, or check the server's load",
-                ) from None
+                ) from exc
             except httpx.TransportError as exc:  # a proxy or protocol the client cannot use
                 raise ConnectError(
                     f"cannot talk to the Dumont API at {self.http.base_url} "
                     f"({type(exc).__name__}: {exc})",
                     "check DUMONT_API_URL and the proxy settings",
-                ) from None
+                ) from exc
             status = response.status_code
             if status in RETRY_STATUSES and retryable and attempt + 1 < self.retry.attempts:
                 wait = parse_retry_after(response.headers.get("Retry-After"))

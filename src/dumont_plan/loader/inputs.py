@@ -71,7 +71,7 @@ def read_text(path: Path, shown: str) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise SpecError(f"{shown}: cannot read: {exc.strerror}") from None
+        raise SpecError(f"{shown}: cannot read: {exc.strerror}") from exc
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -80,7 +80,7 @@ def read_text(path: Path, shown: str) -> str:
         col = exc.start - (before.rfind(b"\n") + 1) + 1
         raise SpecError(
             "the file is not UTF-8 text", "save it as UTF-8", file=shown, line=line, col=col
-        ) from None
+        ) from exc
 
 
 def parse_var_args(items: Sequence[str]) -> dict[str, str]:

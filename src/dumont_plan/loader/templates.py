@@ -67,19 +67,19 @@ class Renderer:
                 return value
             return template.render(var=self.var, env=self.env)
         except TemplateUndefined as exc:
-            raise self._undefined(exc) from None
+            raise self._undefined(exc) from exc
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateProblem(
                 f"template syntax error: {(exc.message or '').rstrip('.')}",
                 "to keep '{{' literally, write {{ '{{' }} or wrap the text in "
                 "{% raw %}...{% endraw %}",
                 exc.lineno,
-            ) from None
+            ) from exc
         except Exception as exc:  # the user's expression failed: report it, not a traceback
             raise TemplateProblem(
                 f"template error: {type(exc).__name__}: {exc}",
                 "check the expression inside {{ }}",
-            ) from None
+            ) from exc
 
     def _undefined(self, exc: TemplateUndefined) -> TemplateProblem:
         from jinja2.utils import missing

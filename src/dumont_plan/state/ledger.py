@@ -149,7 +149,7 @@ class Ledger:
         except FileNotFoundError:
             return cls(path, LedgerState(project=project or ""))
         except OSError as exc:
-            raise StateError(f"cannot read state file {path}: {exc.strerror}") from None
+            raise StateError(f"cannot read state file {path}: {exc.strerror}") from exc
         try:
             data = json.loads(text)
             if not isinstance(data, dict):
@@ -163,7 +163,7 @@ class Ledger:
                 )
             state = LedgerState.model_validate(data)
         except (ValueError, ValidationError) as exc:
-            raise cls._corrupt(path, exc) from None
+            raise cls._corrupt(path, exc) from exc
         if project and state.project and state.project != project:
             raise StateError(
                 f"state file {path} belongs to project {state.project!r}, "

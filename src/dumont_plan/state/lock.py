@@ -54,12 +54,12 @@ class StateLock:
         except OSError as exc:
             handle.close()
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise LockError(f"cannot lock {self.path}: {exc.strerror}") from None
+                raise LockError(f"cannot lock {self.path}: {exc.strerror}") from exc
             holder = _wait_for_holder(self.path)
             raise LockError(
                 f"state is locked by {_holder_text(holder)}",
                 "if that process is gone, run `dumont force-unlock`",
-            ) from None
+            ) from exc
         holder = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -129,13 +129,13 @@ def force_unlock(state_path: Path, *, force: bool = False) -> UnlockResult:
     with open(lock_path, "a+", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as exc:
             if not force:
                 raise LockError(
                     f"state is locked by {_holder_text(holder)}, and that process still holds it",
                     "stop it first, or pass --force to remove the lock anyway "
                     "(two applies could then run at once)",
-                ) from None
+                ) from exc
             lock_path.unlink(missing_ok=True)
             return UnlockResult(True, holder, forced=True)
         handle.seek(0)

@@ -36,15 +36,15 @@ def read_plan_file(path: Path) -> Plan:
     """The saved plan at `path`; one clear error for a missing, foreign or newer file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         raise DumontError(
             f"plan file {path} does not exist", "write one with `dumont plan -out FILE`"
-        ) from None
+        ) from exc
     except (OSError, ValueError) as exc:
         raise DumontError(
             f"{path} is not a dumont plan file ({exc})",
             "write one with `dumont plan -out FILE`",
-        ) from None
+        ) from exc
     if not isinstance(data, dict) or data.get("kind") != FILE_KIND:
         raise DumontError(
             f"{path} is not a dumont plan file", "write one with `dumont plan -out FILE`"
@@ -64,7 +64,7 @@ def read_plan_file(path: Path) -> Plan:
         raise DumontError(
             f"plan file {path} is damaged ({where}: {first.get('msg')})",
             "make the plan again with `dumont plan -out FILE`",
-        ) from None
+        ) from exc
 
 
 def check_plan_file(

@@ -63,10 +63,8 @@ class OfferQuery:
 def version_tuple(text: str, where: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.strip().split("."))
-    except ValueError:
-        raise OfferQueryError(
-            f"{where}: {text!r} is not a version; use numbers like 12.1"
-        ) from None
+    except ValueError as exc:
+        raise OfferQueryError(f"{where}: {text!r} is not a version; use numbers like 12.1") from exc
 
 
 def _order_key(order_by: str) -> tuple[str, bool]:

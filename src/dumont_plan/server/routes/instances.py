@@ -124,7 +124,7 @@ def offers(
             now=time.time(),
         )
     except OfferQueryError as exc:
-        raise HTTPException(400, str(exc)) from None
+        raise HTTPException(400, str(exc)) from exc
     return {"offers": found, "count": len(found)}
 
 
@@ -252,7 +252,7 @@ def create(
         try:
             return create_instance(state, user.id, params)
         except InstanceError as exc:
-            raise _http(exc) from None
+            raise _http(exc) from exc
 
     return idempotent_create(request, state, user, make)
 
@@ -262,7 +262,7 @@ def get(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
     try:
         return get_instance(state, user.id, instance_id)
     except InstanceError as exc:
-        raise _http(exc) from None
+        raise _http(exc) from exc
 
 
 @router.delete("/{instance_id}")
@@ -282,7 +282,7 @@ def delete(
     try:
         return delete_instance(state, user.id, instance_id, reason.strip().lower())
     except InstanceError as exc:
-        raise _http(exc) from None
+        raise _http(exc) from exc
 
 
 @router.post("/{instance_id}/pause")
@@ -290,7 +290,7 @@ def pause(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
     try:
         return pause_instance(state, user.id, instance_id)
     except InstanceError as exc:
-        raise _http(exc) from None
+        raise _http(exc) from exc
 
 
 @router.post("/{instance_id}/resume")
@@ -298,4 +298,4 @@ def resume(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
     try:
         return resume_instance(state, user.id, instance_id)
     except InstanceError as exc:
-        raise _http(exc) from None
+        raise _http(exc) from exc
