@@ -54,14 +54,12 @@ def widgets() -> Widgets:
 
 @pytest.fixture
 def http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, widgets: Widgets) -> Iterator[TestClient]:
-    build = app_module.build_v1_router
+    build = app_module.v1_routers
 
-    def with_widgets(settings: ServerSettings) -> APIRouter:
-        v1 = build(settings)
-        v1.include_router(widgets.router())
-        return v1
+    def with_widgets(settings: ServerSettings) -> list[APIRouter]:
+        return [*build(settings), widgets.router()]
 
-    monkeypatch.setattr(app_module, "build_v1_router", with_widgets)
+    monkeypatch.setattr(app_module, "v1_routers", with_widgets)
     with TestClient(create_app(ServerSettings(data_dir=tmp_path), background=False)) as client:
         yield client
 

@@ -105,10 +105,9 @@ def test_openapi_is_served_under_v1(client: TestClient) -> None:
 @pytest.fixture
 def widgets_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     """The app with one slash-registered collection (`/widgets/`), like the contract's jobs."""
-    build = app_module.build_v1_router
+    build = app_module.v1_routers
 
-    def with_widgets(settings: ServerSettings) -> APIRouter:
-        v1 = build(settings)
+    def with_widgets(settings: ServerSettings) -> list[APIRouter]:
         widgets = APIRouter(prefix="/widgets")
 
         @widgets.get("/")
@@ -119,10 +118,9 @@ def widgets_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         def create_widget() -> dict[str, str]:
             return {"id": "w1"}
 
-        v1.include_router(widgets)
-        return v1
+        return [*build(settings), widgets]
 
-    monkeypatch.setattr(app_module, "build_v1_router", with_widgets)
+    monkeypatch.setattr(app_module, "v1_routers", with_widgets)
     app = create_app(ServerSettings(data_dir=tmp_path), background=False)
     with TestClient(app, follow_redirects=False) as http:
         yield http
@@ -153,18 +151,18 @@ def test_jobs_collection_redirects_a_slashless_get(client: TestClient) -> None:
 def test_unhandled_error_is_500_without_internals(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    build = app_module.build_v1_router
+    build = app_module.v1_routers
 
-    def with_broken(settings: ServerSettings) -> APIRouter:
-        v1 = build(settings)
+    def with_broken(settings: ServerSettings) -> list[APIRouter]:
+        router = APIRouter()
 
-        @v1.get("/broken")
+        @router.get("/broken")
         def broken() -> None:
             raise RuntimeError("secret internals")
 
-        return v1
+        return [*build(settings), router]
 
-    monkeypatch.setattr(app_module, "build_v1_router", with_broken)
+    monkeypatch.setattr(app_module, "v1_routers", with_broken)
     app = create_app(ServerSettings(data_dir=tmp_path), background=False)
     with TestClient(app, raise_server_exceptions=False) as http:
         answer = http.get("/api/v1/broken")

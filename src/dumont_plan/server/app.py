@@ -8,13 +8,14 @@ GET with one (405 to other methods); a route registered with a slash redirects a
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dumont_plan import __version__
@@ -30,28 +31,63 @@ from dumont_plan.server.store import Store
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-def build_v1_router(settings: ServerSettings) -> APIRouter:
-    v1 = APIRouter()
-    v1.include_router(auth.router)
-    v1.include_router(jobs.router)
-    v1.include_router(instances.router)
-    v1.include_router(history.router)
+def v1_routers(settings: ServerSettings) -> list[APIRouter]:
+    """The routers of the v1 API, each with its own prefix (`/auth`, `/jobs`, ...)."""
+    routers = [auth.router, jobs.router, instances.router, history.router]
     if settings.enable_test_hooks:
-        v1.include_router(local.router)
-    return v1
+        routers.append(local.router)
+    return routers
+
+
+class RouteTable:
+    """Method and path -> the template of the route that answers them, found as the router
+    finds it (the first route whose path and method match, else the first whose path does),
+    without routing: for a request answered before routing too (an injected fault)."""
+
+    def __init__(self) -> None:
+        self.routes: list[tuple[re.Pattern[str], frozenset[str], str]] = []
+
+    def add(self, prefix: str, routes: Iterable[BaseRoute]) -> None:
+        for route in routes:
+            path = getattr(route, "path", None)
+            if isinstance(path, str):
+                regex, _, _ = compile_path(prefix + path)
+                methods = frozenset(getattr(route, "methods", None) or ())
+                self.routes.append((regex, methods, prefix + path))
+
+    def template(self, method: str, path: str) -> str:
+        partial = None
+        for regex, methods, template in self.routes:
+            if regex.match(path):
+                if not methods or method in methods:
+                    return template
+                partial = partial or template
+        return partial or "(no route)"
 
 
 class CountRequests:
-    """Counts requests by `METHOD path` (read through the test hooks); plain ASGI, cheap."""
+    """Counts requests by `METHOD route` (read through the test hooks); plain ASGI, cheap.
 
-    def __init__(self, app: ASGIApp, counter: Counter[str]) -> None:
+    The key is the template of the route that answers (`GET /api/v1/jobs/{job_id}`), not the
+    raw path, and a method the API does not know counts as OTHER: the table is bounded by the
+    routes, however many ids or junk paths the server sees.
+    """
+
+    def __init__(self, app: ASGIApp, counter: Counter[str], routes: RouteTable) -> None:
         self.app = app
         self.counter = counter
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            self.counter[f"{scope['method']} {scope['path']}"] += 1
+            method = scope["method"]
+            template = self.routes.template(method, scope["path"])
+            self.counter[f"{method if method in ALL_METHODS else 'OTHER'} {template}"] += 1
         await self.app(scope, receive, send)
+
+
+def api_fallback_route(app: FastAPI) -> BaseRoute:
+    return next(r for r in app.router.routes if getattr(r, "name", None) == "api_fallback")
 
 
 def _has_route(app: FastAPI, scope: Scope) -> bool:
@@ -96,8 +132,17 @@ def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
     app.state.faults = FaultQueue(settings.fault_rate, settings.fault_seed)
     app.state.request_counts = Counter()
     install_error_handlers(app)
+    routes = RouteTable()
+    routes.add("", app.router.routes)  # the OpenAPI schema and docs
     app.include_router(health.router)
-    v1 = build_v1_router(settings)
+    routes.add("", health.router.routes)
+    v1 = APIRouter()
+    routers = v1_routers(settings)
+    for router in routers:
+        v1.include_router(router)
+    for prefix in ("/api/v1", "/api"):
+        for router in routers:
+            routes.add(prefix, router.routes)
     app.include_router(v1, prefix="/api/v1")
     app.include_router(v1, prefix="/api", include_in_schema=False)
 
@@ -113,5 +158,6 @@ def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
 
     if settings.fault_rate > 0 or settings.enable_test_hooks:
         app.add_middleware(FaultMiddleware, faults=app.state.faults)
-    app.add_middleware(CountRequests, counter=app.state.request_counts)
+    routes.add("", [api_fallback_route(app)])
+    app.add_middleware(CountRequests, counter=app.state.request_counts, routes=routes)
     return app
