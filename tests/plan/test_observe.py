@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dumont_plan.apply.observe import observe
-from dumont_plan.cli.declarative import make_plan
+from dumont_plan.apply.workflow import plan_stack
 from dumont_plan.plan.build import PlanOptions
 from dumont_plan.plan.model import Action
 from dumont_plan.state.ledger import Ledger, LedgerEntry
@@ -44,7 +44,7 @@ def test_plan_over_500_resources_makes_a_handful_of_requests(
 
     before = server.stats()["requests"]
     start = user.client.transport.request_count
-    plan, observed = make_plan(user.client, stack, ledger, PlanOptions())
+    plan, observed = plan_stack(user.client, stack, ledger, PlanOptions())
     used = user.client.transport.request_count - start
     after = server.stats()["requests"]
 

@@ -1,5 +1,8 @@
 """apply_plan: carry a Plan out against the API. The only package that mutates anything.
 
+The commands call workflow.py (plan_stack, apply_stack, destroy_stack, refresh_state,
+import_resource): lock, observe, plan, confirm, then apply_plan below.
+
     result = apply_plan(plan, stack, client, ledger, parallelism=8, on_event=print)
     result.done / result.failed / result.skipped      (by address)
     result.exit_code                                  0, 3, 4 or 5 (DESIGN §3)

@@ -5,9 +5,11 @@
                  [--max-cost X] [--state PATH] [PLANFILE]
     dumont destroy [-y] [--target ADDR] ...
 
-Steps: load the spec, lock the state (a second apply stops with the holder's pid/host/time),
-observe, plan (or read PLANFILE and refuse what moved since: exit 7), show the plan, ask
-`yes` unless -y (a saved plan is not asked again, as in Terraform), apply, summarise.
+The commands parse their options and load the spec; `apply_stack`/`destroy_stack`
+(apply/workflow.py) do the steps: lock the state (a second apply stops with the holder's
+pid/host/time), observe, plan (or check PLANFILE and refuse what moved since: exit 7), show the
+plan, ask `yes` unless -y (a saved plan is not asked again, as in Terraform), apply. Here is
+what they call back for: the plan drawn, the question asked, progress shown; then the summary.
 
 Output: the plan, live progress lines and the summary go to people (plan and summary on
 stdout, progress on stderr). With `--json`, stdout carries only NDJSON events (`apply/events.py`)
@@ -19,14 +21,15 @@ Exit codes (DESIGN §3): 0 ok; 1 error (bad spec, plan error, lock held, refused
 
 from __future__ import annotations
 
-import functools
-import os
+import contextlib
 import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import typer
 from rich.console import Console, Group
@@ -35,21 +38,16 @@ from rich.text import Text
 
 from dumont_plan.cli.declarative import ExcludeOpt, ReplaceOpt, TargetOpt
 from dumont_plan.cli.output import console, err_console
-from dumont_plan.cli.planning import (
-    StateOpt,
-    make_plan,
-    plan_options,
-    raise_plan_errors,
-    raise_policy,
-    state_path_for,
-)
+from dumont_plan.cli.planning import StateOpt, plan_options, state_path_for
 from dumont_plan.cli.spec_cmds import FilesOpt, VarFilesOpt, VarsOpt, load_from_options
 from dumont_plan.errors import DumontError
 
 if TYPE_CHECKING:
     from dumont_plan.apply import ApplyResult
-    from dumont_plan.apply.events import ApplyEvent
+    from dumont_plan.apply.events import ApplyEvent, EventSink, Redactor
+    from dumont_plan.apply.workflow import Applied
     from dumont_plan.client import DumontClient
+    from dumont_plan.plan.model import Plan
 
 PROMPT = "Do you want to perform these actions? Only 'yes' will be accepted: "
 DESTROY_PROMPT = "Do you really want to destroy these resources? Only 'yes' will be accepted: "
@@ -234,26 +232,38 @@ def apply(
     state: StateOpt = None,
 ) -> None:
     """Carry out the plan: create, update, run, pause/resume and delete to match the spec."""
-    _run(
-        ctx,
-        planfile=planfile,
-        files=files,
-        var=var,
-        var_file=var_file,
-        auto_approve=auto_approve,
-        parallelism=parallelism,
-        target=target,
-        exclude=exclude,
+    from dumont_plan.apply.workflow import ApplySettings, apply_stack
+    from dumont_plan.state.planfile import read_plan_file
+
+    saved = read_plan_file(planfile) if planfile is not None else None
+    stack = load_from_options(files, var, var_file)
+    options = plan_options(
+        targets=target,
+        excludes=exclude,
         replace=replace,
+        destroy=False,
         allow_restart=allow_restart,
+        max_cost=max_cost,
+    )
+    settings = ApplySettings(
+        parallelism=parallelism,
         wait=None if wait is None else ("completed" if wait else "none"),
         wait_timeout=wait_timeout,
         logs=logs,
-        json_events=json_events,
-        max_cost=max_cost,
-        state=state,
-        destroy=False,
     )
+    _install_models_with_ollama()
+    view = Interaction(ctx, PROMPT, auto_approve=auto_approve, json_events=json_events)
+    with view.interrupts():
+        applied = apply_stack(
+            view.connect,
+            stack,
+            state_path_for(stack, state, files),
+            options,
+            saved=saved,
+            settings=settings,
+            **view.hooks(),
+        )
+    view.finish(applied, "Apply")
 
 
 def destroy(
@@ -273,146 +283,129 @@ def destroy(
     Jobs still running are cancelled; instances are deleted. Resources with
     `lifecycle.prevent_destroy` stop the whole destroy before anything is deleted.
     """
-    _run(
-        ctx,
-        planfile=None,
-        files=files,
-        var=var,
-        var_file=var_file,
-        auto_approve=auto_approve,
-        parallelism=parallelism,
-        target=target,
-        exclude=exclude,
-        replace=None,
-        allow_restart=False,
-        wait="none",
-        wait_timeout=None,
-        logs=False,
-        json_events=json_events,
-        max_cost=None,
-        state=state,
-        destroy=True,
-    )
+    from dumont_plan.apply.workflow import destroy_stack
 
-
-def _run(
-    ctx: typer.Context,
-    *,
-    planfile: Path | None,
-    files: list[Path] | None,
-    var: list[str] | None,
-    var_file: list[Path] | None,
-    auto_approve: bool,
-    parallelism: int,
-    target: list[str] | None,
-    exclude: list[str] | None,
-    replace: list[str] | None,
-    allow_restart: bool,
-    wait: str | None,
-    wait_timeout: float | None,
-    logs: bool,
-    json_events: bool,
-    max_cost: float | None,
-    state: Path | None,
-    destroy: bool,
-) -> None:
-    from dumont_plan.apply import apply_plan
-    from dumont_plan.apply.events import NdjsonWriter, Redactor
-    from dumont_plan.apply.observe import kinds_of, observe
-    from dumont_plan.cli.session import open_client
-    from dumont_plan.plan.render import render_plan
-    from dumont_plan.secrets import SecretStore, default_secrets_files
-    from dumont_plan.state.ledger import Ledger
-    from dumont_plan.state.planfile import check_plan_file, read_plan_file
-
-    saved = read_plan_file(planfile) if planfile is not None else None
     stack = load_from_options(files, var, var_file)
-    command = "dumont destroy" if destroy else "dumont apply"
-    with Ledger.locked(state_path_for(stack, state, files), stack.project, command=command) as (
-        ledger
-    ):
-        options = plan_options(
+    options = plan_options(
+        targets=target,
+        excludes=exclude,
+        replace=None,
+        destroy=True,
+        allow_restart=False,
+        max_cost=None,
+    )
+    _install_models_with_ollama()
+    view = Interaction(ctx, DESTROY_PROMPT, auto_approve=auto_approve, json_events=json_events)
+    with view.interrupts():
+        applied = destroy_stack(
+            view.connect,
             stack,
-            ledger,
-            targets=target,
-            excludes=exclude,
-            replace=replace,
-            destroy=destroy,
-            allow_restart=allow_restart,
-            max_cost=max_cost,
+            state_path_for(stack, state, files),
+            options,
+            parallelism=parallelism,
+            **view.hooks(),
         )
-        client = open_client(ctx)
+    view.finish(applied, "Destroy")
+
+
+class Hooks(TypedDict):
+    """The interactive parts apply_stack and destroy_stack take."""
+
+    show_plan: Callable[[Plan], None] | None
+    confirm: Callable[[Plan], bool] | None
+    on_event: EventSink | AbstractContextManager[EventSink]
+    events_when_empty: bool
+    redactor: Redactor
+
+
+class Interaction:
+    """The command's side of an apply: the client, the plan on stdout, the question, progress
+    (live lines on stderr, or NDJSON on stdout with `--json`), the summary and the exit code."""
+
+    def __init__(
+        self, ctx: typer.Context, prompt: str, *, auto_approve: bool, json_events: bool
+    ) -> None:
+        from dumont_plan.apply.events import Redactor
+
+        self.ctx = ctx
+        self.prompt = prompt
+        self.auto_approve = auto_approve
+        self.json_events = json_events
+        self.redactor = Redactor()
+        self.connected = False
+
+    def connect(self) -> DumontClient:
+        from dumont_plan.cli.session import open_client
+
+        client = open_client(self.ctx)
+        self.connected = True
+        return client
+
+    def hooks(self) -> Hooks:
+        from dumont_plan.apply.events import NdjsonWriter
+
+        progress: EventSink | AbstractContextManager[EventSink]
+        if self.json_events:
+            progress = NdjsonWriter(sys.stdout, self.redactor)
+        else:
+            progress = ProgressView(err_console)
+        return Hooks(
+            show_plan=None if self.json_events else self.show_plan,
+            confirm=None if self.auto_approve else self.confirm,
+            on_event=progress,
+            events_when_empty=self.json_events,
+            redactor=self.redactor,
+        )
+
+    def show_plan(self, plan: Plan) -> None:
+        from dumont_plan.plan.render import render_plan
+
+        console.print(render_plan(plan))
+
+    def confirm(self, plan: Plan) -> bool:
+        if self.json_events or not sys.stdin.isatty():
+            why = "--json output" if self.json_events else "stdin is not a terminal"
+            raise DumontError(
+                f"apply needs a confirmation and cannot ask for it ({why})",
+                "pass -y/--auto-approve to apply without asking",
+            )
+        err_console.print("")
         try:
-            if saved is not None:
-                observed = observe(client, kinds_of(stack, ledger.state))
-                check_plan_file(saved, stack, observed, ledger.state)
-                allow_restart = allow_restart or bool(saved.options.get("allow_restart"))
-                plan = saved
-            else:
-                plan, observed = make_plan(client, stack, ledger, options)
-            raise_plan_errors(plan)
-            if not json_events:
-                console.print(render_plan(plan))
-            raise_policy(plan)
-            if not plan.has_changes and not json_events:
-                return
-            if saved is None and plan.has_changes and not auto_approve:
-                _confirm(DESTROY_PROMPT if destroy else PROMPT, json_events)
-            _install_models_with_ollama()
-            redactor = Redactor()
-            run = functools.partial(
-                apply_plan,
-                plan,
-                stack,
-                client,
-                ledger,
-                parallelism=parallelism,
-                wait_default=wait,
-                wait_timeout=wait_timeout,
-                logs=logs,
-                allow_restart=allow_restart,
-                observed=observed,
-                secrets=SecretStore(os.environ, default_secrets_files(stack.root)),
-                redactor=redactor,
-            )
-            if json_events:
-                result = run(on_event=NdjsonWriter(sys.stdout, redactor))
-            else:
-                with ProgressView(err_console) as view:
-                    result = run(on_event=view)
-                _print_summary(result, destroy)
+            answer = input(self.prompt)
+        except EOFError:
+            answer = ""
+        return answer.strip() == "yes"
+
+    @contextlib.contextmanager
+    def interrupts(self) -> Iterator[None]:
+        """Ctrl-C once the API is in use: say that the state holds what was done."""
+        try:
+            yield
         except KeyboardInterrupt:
-            err_console.print(
-                "Interrupted: every change made so far is in the state; "
-                "`dumont apply` again finishes the rest."
-            )
+            if self.connected:
+                err_console.print(
+                    "Interrupted: every change made so far is in the state; "
+                    "`dumont apply` again finishes the rest."
+                )
             raise
-        finally:
-            client.close()
-    if result.bugs:
-        raise result.bugs[0]
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
+
+    def finish(self, applied: Applied, word: str) -> None:
+        if applied.refused:
+            raise DumontError(
+                "apply cancelled: nothing was changed", "answer exactly `yes` to apply"
+            )
+        result = applied.result
+        if result is None:
+            return
+        if not self.json_events:
+            _print_summary(result, word)
+        if result.bugs:
+            raise result.bugs[0]
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)
 
 
-def _confirm(prompt: str, json_events: bool) -> None:
-    if json_events or not sys.stdin.isatty():
-        why = "--json output" if json_events else "stdin is not a terminal"
-        raise DumontError(
-            f"apply needs a confirmation and cannot ask for it ({why})",
-            "pass -y/--auto-approve to apply without asking",
-        )
-    err_console.print("")
-    try:
-        answer = input(prompt)
-    except EOFError:
-        answer = ""
-    if answer.strip() != "yes":
-        raise DumontError("apply cancelled: nothing was changed", "answer exactly `yes` to apply")
-
-
-def _print_summary(result: ApplyResult, destroy: bool) -> None:
-    word = "Destroy" if destroy else "Apply"
+def _print_summary(result: ApplyResult, word: str) -> None:
     if result.ok:
         head = f"{word} complete: {len(result.done)} done in {result.elapsed:.1f}s."
     else:

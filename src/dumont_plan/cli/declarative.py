@@ -11,7 +11,7 @@ Exit codes of `plan`: 0 no changes (or changes without --detailed-exitcode), 2 c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -21,18 +21,12 @@ from dumont_plan.cli.planning import (
     StateOpt,
     live_statuses,
     load_ledger,
-    make_plan,
     open_api,
     plan_options,
     print_state,
-    raise_plan_errors,
-    raise_policy,
     state_path_for,
 )
 from dumont_plan.cli.spec_cmds import FilesOpt, VarFilesOpt, VarsOpt, load_from_options
-
-if TYPE_CHECKING:
-    pass
 
 TargetOpt = Annotated[
     list[str] | None,
@@ -76,6 +70,7 @@ def plan(
     state: StateOpt = None,
 ) -> None:
     """Show what `dumont apply` would do: diff the spec against the live state, with costs."""
+    from dumont_plan.apply.workflow import check_errors, check_policy, plan_stack
     from dumont_plan.cli.main import imports_done
     from dumont_plan.plan.render import plan_json, render_plan
     from dumont_plan.state.planfile import write_plan_file
@@ -85,8 +80,6 @@ def plan(
     stack = load_from_options(files, var, var_file)
     ledger = load_ledger(state_path_for(stack, state, files), stack.project)
     options = plan_options(
-        stack,
-        ledger,
         targets=target,
         excludes=exclude,
         replace=replace,
@@ -96,15 +89,15 @@ def plan(
     )
     client = open_api(ctx)
     try:
-        result, _ = make_plan(client, stack, ledger, options)
+        result = plan_stack(client, stack, ledger, options).plan
     finally:
         client.close()
-    raise_plan_errors(result)
+    check_errors(result)
     if output is OutputFormat.json:
         emit_json(plan_json(result))
     else:
         console.print(render_plan(result))
-    raise_policy(result)
+    check_policy(result)
     if out is not None:
         write_plan_file(result, out)
         if output is not OutputFormat.json:
@@ -177,16 +170,3 @@ def register(app: typer.Typer) -> None:
     app.command("show")(show)
     app.command("explain")(explain)
     state_cmds.register(app)
-
-
-# The shared steps stay importable from here (cli/apply_cmds.py uses them).
-__all__ = [
-    "StateOpt",
-    "make_plan",
-    "plan",
-    "raise_plan_errors",
-    "raise_policy",
-    "register",
-    "show",
-    "state_path_for",
-]

@@ -1,29 +1,26 @@
-"""Steps shared by the declarative commands (plan, show, state, apply): paths, secrets, plan.
+"""What the declarative commands (plan, show, state, apply) share: options, paths, output.
 
-stack = load_from_options(files, var, var_file)
-ledger = Ledger.load(state_path_for(stack, state, files), stack.project)
-hashes = secret_hashes(stack, ledger.state.salt)
-plan, observed = make_plan(client, stack, ledger, PlanOptions(secret_hashes=hashes))
-raise_plan_errors(plan)   # PlanError, exit 1
-raise_policy(plan)        # PolicyError, exit 6
+The work itself is the library's (apply/workflow.py: plan_stack, apply_stack, refresh_state,
+import_resource); the commands parse their options into its arguments and draw its results:
+
+    stack = load_from_options(files, var, var_file)
+    ledger = load_ledger(state_path_for(stack, state, files), stack.project)
+    planned = plan_stack(client, stack, ledger, plan_options(targets=..., ...))
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dumont_plan.cli.output import OutputFormat, console, emit_json, err_console
-from dumont_plan.errors import DumontError, PlanError, PolicyError
+from dumont_plan.errors import DumontError
 
 if TYPE_CHECKING:
     from dumont_plan.client import DumontClient
-    from dumont_plan.plan.build import PlanOptions
-    from dumont_plan.plan.model import Observed, Plan
+    from dumont_plan.plan.select import PlanOptions
     from dumont_plan.spec.stack import Stack
     from dumont_plan.state.ledger import Ledger
 
@@ -51,35 +48,7 @@ def state_path_for(stack: Stack | None, state: Path | None, files: list[Path] | 
     return default_state_path(found[0].resolve().parent)
 
 
-def secret_hashes(stack: Stack, salt: str) -> dict[str, str]:
-    """Salted hashes of the secrets the spec references and that are set (values dropped)."""
-    from dumont_plan.kinds.registry import handler_for
-    from dumont_plan.secrets import (
-        SecretStore,
-        default_secrets_files,
-        fingerprint_secret,
-        secret_names,
-    )
-
-    store = SecretStore(os.environ, default_secrets_files(stack.root))
-    names: set[str] = set()
-    for resource in stack.resources.values():
-        handler = handler_for(resource.kind)
-        values = handler.desired_values(stack.project, resource.name, resource.spec)
-        # One C-encoded text per resource finds the few with a reference (`${`) at all.
-        if "${" in json.dumps(values, default=str):
-            names |= secret_names(values)
-    out = {}
-    for name in sorted(names):
-        value = store.lookup(name)
-        if value is not None:
-            out[name] = fingerprint_secret(value, salt)
-    return out
-
-
 def plan_options(
-    stack: Stack,
-    ledger: Ledger,
     *,
     targets: list[str] | None,
     excludes: list[str] | None,
@@ -88,8 +57,8 @@ def plan_options(
     allow_restart: bool,
     max_cost: float | None,
 ) -> PlanOptions:
-    """The planner's options from the command line (destroy plans need no secret hashes)."""
-    from dumont_plan.plan.build import PlanOptions
+    """The planner's options from the command line (the secret hashes are the library's)."""
+    from dumont_plan.plan.select import PlanOptions
 
     return PlanOptions(
         targets=targets or [],
@@ -98,40 +67,7 @@ def plan_options(
         destroy=destroy,
         allow_restart=allow_restart,
         max_cost=max_cost,
-        secret_hashes={} if destroy else secret_hashes(stack, ledger.state.salt),
     )
-
-
-def make_plan(
-    client: DumontClient, stack: Stack, ledger: Ledger, options: PlanOptions
-) -> tuple[Plan, Observed]:
-    """Observe (one list per kind), plan, fetch the offers that price it, plan again."""
-    from dumont_plan.apply.observe import fetch_offers, kinds_of, observe
-    from dumont_plan.plan.build import build_plan
-    from dumont_plan.plan.cost import price_queries
-
-    observed = observe(client, kinds_of(stack, ledger.state))
-    plan = build_plan(stack, observed, ledger, options)
-    queries = price_queries(stack, plan)
-    if queries and not plan.errors:
-        fetch_offers(client, queries, observed)
-        plan = build_plan(stack, observed, ledger, options)
-    return plan, observed
-
-
-def raise_plan_errors(plan: Plan) -> None:
-    """PlanError listing every plan error (exit 1)."""
-    if not plan.errors:
-        return
-    if len(plan.errors) == 1:
-        raise PlanError(plan.errors[0])
-    lines = "\n".join(f"  {e}" for e in plan.errors)
-    raise PlanError(f"the plan has {len(plan.errors)} errors:\n{lines}")
-
-
-def raise_policy(plan: Plan) -> None:
-    if plan.policy_violations:
-        raise PolicyError("; ".join(plan.policy_violations))
 
 
 def open_api(ctx: typer.Context) -> DumontClient:
@@ -148,24 +84,13 @@ def load_ledger(path: Path, project: str | None) -> Ledger:
 
 
 def live_statuses(ctx: typer.Context, ledger: Ledger) -> dict[str, str]:
-    from dumont_plan.apply.observe import kinds_of, observe
-    from dumont_plan.kinds.registry import HANDLERS
+    from dumont_plan.apply.workflow import live_statuses as read_statuses
 
     client = open_api(ctx)
     try:
-        observed = observe(client, kinds_of(None, ledger.state))
+        return read_statuses(client, ledger)
     finally:
         client.close()
-    statuses = {}
-    for address, entry in ledger.state.resources.items():
-        handler = HANDLERS.get(entry.kind)
-        if handler is None:
-            continue
-        for live in observed.objects(entry.kind):
-            if handler.live_id(live) == entry.remote_id:
-                statuses[address] = handler.status(live)
-                break
-    return statuses
 
 
 def print_state(

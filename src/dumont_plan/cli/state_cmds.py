@@ -6,18 +6,14 @@ apply; `state list` only reads.
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from dumont_plan.cli.output import OutputFormat, OutputOpt, console, err_console
 from dumont_plan.cli.planning import (
     StateOpt,
-    live_statuses,
     load_ledger,
     open_api,
     print_state,
-    secret_hashes,
     state_path_for,
 )
 from dumont_plan.cli.spec_cmds import FilesOpt, VarFilesOpt, VarsOpt, load_from_options
@@ -31,25 +27,18 @@ def refresh(
     state: StateOpt = None,
 ) -> None:
     """Update the state from the live objects: record each status, mark the gone ones."""
-    from dumont_plan.state.ledger import Ledger
+    from dumont_plan.apply.workflow import refresh_state
 
-    path = state_path_for(None, state, files)
-    with Ledger.locked(path, None, command="dumont refresh") as ledger:
-        if not ledger.exists:
-            console.print(f"No state yet at {ledger.path} (nothing applied).")
-            return
-        statuses = live_statuses(ctx, ledger)
-        gone = []
-        for address in sorted(ledger.state.resources):
-            status = statuses.get(address, "gone")
-            if status == "gone":
-                gone.append(address)
-            ledger.mark_status(address, status)
-        ledger.save()
-        print_state(ledger, statuses, output, with_status=True)
-    if gone and output is not OutputFormat.json:
+    refreshed = refresh_state(lambda: open_api(ctx), state_path_for(None, state, files))
+    if not refreshed.ledger.exists:
+        console.print(f"No state yet at {refreshed.ledger.path} (nothing applied).")
+        return
+    print_state(refreshed.ledger, refreshed.statuses, output, with_status=True)
+    if refreshed.gone and output is not OutputFormat.json:
         err_console.print(
-            "Gone from the server: " + ", ".join(gone) + " (the next plan says what to do)."
+            "Gone from the server: "
+            + ", ".join(refreshed.gone)
+            + " (the next plan says what to do)."
         )
 
 
@@ -63,80 +52,15 @@ def import_(
     state: StateOpt = None,
 ) -> None:
     """Adopt an existing live object into the state as ADDR (it must be in the spec)."""
-    from dumont_plan.errors import NotFoundError
-    from dumont_plan.kinds.registry import handler_for
-    from dumont_plan.kinds.resolve import outputs_from
-    from dumont_plan.plan.fingerprint import desired_record
-    from dumont_plan.plan.model import UNKNOWN, Observed
-    from dumont_plan.spec.refs import Ref, parse_address
-    from dumont_plan.state.ledger import Ledger
+    from dumont_plan.apply.workflow import import_resource
 
     stack = load_from_options(files, var, var_file)
-    try:
-        address = parse_address(address)
-    except ValueError as exc:
-        raise DumontError(f"import {address}: {exc}") from exc
-    resource = stack.resources.get(address)
-    if resource is None:
-        raise DumontError(
-            f"import {address}: it is not in the spec",
-            f"declare it first (e.g. under {address.split('.')[0]}s:), then import",
-        )
-    handler = handler_for(resource.kind)
-    path = state_path_for(stack, state, files)
-    with Ledger.locked(path, stack.project, command="dumont import") as ledger:
-        if address in ledger.state.resources:
-            raise DumontError(
-                f"import {address}: it is already managed (id "
-                f"{ledger.state.resources[address].remote_id})",
-                f"`dumont state rm {address}` first to import another object",
-            )
-        owner = next(
-            (
-                a
-                for a, e in ledger.state.resources.items()
-                if e.kind == resource.kind and e.remote_id == remote_id
-            ),
-            None,
-        )
-        if owner is not None:
-            raise DumontError(f"import {address}: {remote_id} is already managed as {owner}")
-        client = open_api(ctx)
-        try:
-            live = handler.get(client, remote_id)
-        except NotFoundError as exc:
-            raise DumontError(
-                f"import {address}: no {handler.kind} {remote_id} on the server",
-                f"`dumont {handler.kind} list` shows the ids",
-            ) from exc
-        finally:
-            client.close()
-        outputs = outputs_from(ledger.state, Observed())
-        hashes = secret_hashes(stack, ledger.state.salt)
-
-        def resolve(ref: Ref) -> Any:
-            value = outputs.get(ref.address, {}).get(ref.attr or "id")
-            return UNKNOWN if value is None else value
-
-        record = desired_record(
-            handler,
-            resource,
-            stack.project,
-            resolve=resolve,
-            secret_hash=lambda name: hashes.get(name, "missing"),
-            salt=ledger.state.salt,
-        )
-        ledger.record(
-            address,
-            kind=resource.kind,
-            remote_id=handler.live_id(live),
-            remote_name=handler.live_name(live),
-            record=record,
-            status=handler.status(live),
-        )
+    imported = import_resource(
+        lambda: open_api(ctx), stack, state_path_for(stack, state, files), address, remote_id
+    )
     console.print(
-        f"Imported {handler.kind} {remote_id} ({handler.status(live)}) as {address}. "
-        "The next plan compares it with the spec."
+        f"Imported {imported.kind} {imported.remote_id} ({imported.status}) as "
+        f"{imported.address}. The next plan compares it with the spec."
     )
 
 

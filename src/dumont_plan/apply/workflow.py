@@ -1,0 +1,411 @@
+"""The declarative commands as library calls: plan, apply and destroy a stack; refresh, import.
+
+    planned = plan_stack(client, stack, ledger, PlanOptions(targets=["job.train"]))
+    check_plan(planned.plan)               # PlanError (exit 1), PolicyError (exit 6)
+
+    applied = apply_stack(connect, stack, state_path, PlanOptions(),
+                          show_plan=draw, confirm=ask, on_event=progress)
+    applied.refused / applied.result       # None when nothing ran; else an ApplyResult
+
+apply_stack's steps, in order: lock the state (a second writer stops with the holder), load
+it, `connect()` for a client, observe and plan (or check a saved plan against what is live now:
+StalePlanError, exit 7), raise plan errors, `show_plan(plan)`, raise the cost gate, stop when
+nothing changes, ask `confirm(plan)` (a saved plan is never asked: it was reviewed when saved),
+carry the changes out (apply_plan), release the client and the lock. `destroy_stack` is the
+same with a destroy plan.
+
+Interaction is injected and nothing here prints or reads a terminal: `show_plan` draws the
+plan, `confirm` answers yes or no, `on_event` receives every ApplyEvent — a sink, or a context
+manager yielding one, entered only while the changes run (a live display must not cover the
+plan or the question). Errors are DumontErrors with their exit codes (errors.py).
+
+`PlanOptions.secret_hashes` left empty is filled here from the secret store (the environment
+and the secrets files beside the spec), so a plan sees a changed secret; a destroy needs none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from dumont_plan.apply.base import ApplyResult
+from dumont_plan.apply.engine import apply_plan
+from dumont_plan.apply.events import EventSink, Redactor
+from dumont_plan.apply.observe import fetch_offers, kinds_of, observe
+from dumont_plan.client import DumontClient
+from dumont_plan.errors import DumontError, NotFoundError, PlanError, PolicyError
+from dumont_plan.kinds.registry import HANDLERS, handler_for
+from dumont_plan.kinds.resolve import outputs_from
+from dumont_plan.plan.build import build_plan
+from dumont_plan.plan.cost import price_queries
+from dumont_plan.plan.fingerprint import desired_record
+from dumont_plan.plan.model import UNKNOWN, Observed, Plan
+from dumont_plan.plan.select import PlanOptions
+from dumont_plan.secrets import SecretStore, default_secrets_files, fingerprint_secret, secret_names
+from dumont_plan.spec.refs import Ref, parse_address
+from dumont_plan.spec.stack import Stack
+from dumont_plan.state.ledger import Ledger
+from dumont_plan.state.planfile import check_plan_file
+
+Connect = Callable[[], DumontClient]
+Progress = EventSink | AbstractContextManager[EventSink]
+
+
+class Planned(NamedTuple):
+    """A plan and the live objects it was built from (apply needs both)."""
+
+    plan: Plan
+    observed: Observed
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    """How the changes are carried out (the apply_plan arguments that are not the plan)."""
+
+    parallelism: int = 8
+    wait: str | None = None  # none | running | completed: overrides every resource's `wait:`
+    wait_timeout: float | None = None  # seconds a wait may take (exit 4 when it elapses)
+    logs: bool = False  # stream the logs of the jobs waited for (as `log` events)
+
+
+@dataclass
+class Applied:
+    """What apply_stack did: the plan, and the apply's result when changes ran."""
+
+    plan: Plan
+    result: ApplyResult | None = None  # None: nothing to do, or refused
+    refused: bool = False  # `confirm` said no: nothing was changed
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.result is None else self.result.exit_code
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+
+def secret_hashes(stack: Stack, salt: str, store: SecretStore | None = None) -> dict[str, str]:
+    """Salted hashes of the secrets the spec references and that are set (values dropped)."""
+    store = store or SecretStore(os.environ, default_secrets_files(stack.root))
+    names: set[str] = set()
+    for resource in stack.resources.values():
+        handler = handler_for(resource.kind)
+        values = handler.desired_values(stack.project, resource.name, resource.spec)
+        # One C-encoded text per resource finds the few with a reference (`${`) at all.
+        if "${" in json.dumps(values, default=str):
+            names |= secret_names(values)
+    out = {}
+    for name in sorted(names):
+        value = store.lookup(name)
+        if value is not None:
+            out[name] = fingerprint_secret(value, salt)
+    return out
+
+
+def with_secret_hashes(
+    options: PlanOptions, stack: Stack, ledger: Ledger, store: SecretStore | None = None
+) -> PlanOptions:
+    """`options` with the secret hashes a plan compares (kept when given; none for a destroy)."""
+    if options.secret_hashes or options.destroy:
+        return options
+    return dataclasses.replace(
+        options, secret_hashes=secret_hashes(stack, ledger.state.salt, store)
+    )
+
+
+def plan_stack(
+    client: DumontClient,
+    stack: Stack,
+    ledger: Ledger,
+    options: PlanOptions | None = None,
+    *,
+    secrets: SecretStore | None = None,
+) -> Planned:
+    """Observe (one list per kind), plan, fetch the offers that price it, plan again."""
+    return _plan(
+        client, stack, ledger, with_secret_hashes(options or PlanOptions(), stack, ledger, secrets)
+    )
+
+
+def _plan(client: DumontClient, stack: Stack, ledger: Ledger, options: PlanOptions) -> Planned:
+    observed = observe(client, kinds_of(stack, ledger.state))
+    plan = build_plan(stack, observed, ledger, options)
+    queries = price_queries(stack, plan)
+    if queries and not plan.errors:
+        fetch_offers(client, queries, observed)
+        plan = build_plan(stack, observed, ledger, options)
+    return Planned(plan, observed)
+
+
+def check_errors(plan: Plan) -> None:
+    """PlanError listing every plan error (exit 1)."""
+    if not plan.errors:
+        return
+    if len(plan.errors) == 1:
+        raise PlanError(plan.errors[0])
+    lines = "\n".join(f"  {e}" for e in plan.errors)
+    raise PlanError(f"the plan has {len(plan.errors)} errors:\n{lines}")
+
+
+def check_policy(plan: Plan) -> None:
+    """PolicyError (exit 6) when the plan breaks the cost gate (`max_cost`)."""
+    if plan.policy_violations:
+        raise PolicyError("; ".join(plan.policy_violations))
+
+
+def check_plan(plan: Plan) -> None:
+    """Both checks, errors first (the CLI shows the plan between them)."""
+    check_errors(plan)
+    check_policy(plan)
+
+
+# -- apply and destroy ------------------------------------------------------------------------
+
+
+def apply_stack(
+    connect: Connect,
+    stack: Stack,
+    state_path: Path,
+    options: PlanOptions | None = None,
+    *,
+    saved: Plan | None = None,
+    settings: ApplySettings | None = None,
+    show_plan: Callable[[Plan], None] | None = None,
+    confirm: Callable[[Plan], bool] | None = None,
+    on_event: Progress | None = None,
+    events_when_empty: bool = False,
+    secrets: SecretStore | None = None,
+    redactor: Redactor | None = None,
+) -> Applied:
+    """Lock, plan (or check `saved`), confirm, apply, unlock: see the module doc.
+
+    `connect` is called once the lock is held; the client it returns is closed here.
+    `confirm=None` approves without asking (`-y`). `events_when_empty` runs the (empty) apply
+    anyway so an event stream always has its apply_start and apply_done.
+    Raises LockError, StalePlanError (exit 7), PlanError, PolicyError (exit 6) before any
+    change; a failed change is in the result, not raised.
+    """
+    options = options or PlanOptions()
+    settings = settings or ApplySettings()
+    command = "dumont destroy" if options.destroy else "dumont apply"
+    with Ledger.locked(state_path, stack.project, command=command) as ledger:
+        options = with_secret_hashes(options, stack, ledger, secrets)
+        client = connect()
+        try:
+            allow_restart = options.allow_restart
+            if saved is not None:
+                observed = observe(client, kinds_of(stack, ledger.state))
+                check_plan_file(saved, stack, observed, ledger.state)
+                allow_restart = allow_restart or bool(saved.options.get("allow_restart"))
+                plan = saved
+            else:
+                plan, observed = _plan(client, stack, ledger, options)
+            check_errors(plan)
+            if show_plan is not None:
+                show_plan(plan)
+            check_policy(plan)
+            if not plan.has_changes and not events_when_empty:
+                return Applied(plan)
+            if saved is None and plan.has_changes and confirm is not None and not confirm(plan):
+                return Applied(plan, refused=True)
+            with _entered(on_event) as sink:
+                result = apply_plan(
+                    plan,
+                    stack,
+                    client,
+                    ledger,
+                    parallelism=settings.parallelism,
+                    wait_default=settings.wait,
+                    wait_timeout=settings.wait_timeout,
+                    logs=settings.logs,
+                    on_event=sink,
+                    allow_restart=allow_restart,
+                    observed=observed,
+                    secrets=secrets or SecretStore(os.environ, default_secrets_files(stack.root)),
+                    redactor=redactor,
+                )
+        finally:
+            client.close()
+    return Applied(plan, result)
+
+
+def destroy_stack(
+    connect: Connect,
+    stack: Stack,
+    state_path: Path,
+    options: PlanOptions | None = None,
+    *,
+    parallelism: int = 8,
+    show_plan: Callable[[Plan], None] | None = None,
+    confirm: Callable[[Plan], bool] | None = None,
+    on_event: Progress | None = None,
+    events_when_empty: bool = False,
+    redactor: Redactor | None = None,
+) -> Applied:
+    """apply_stack with a destroy plan (of `options.targets`, else everything), waiting for
+    nothing: running jobs are cancelled, instances deleted; `prevent_destroy` stops it whole."""
+    options = dataclasses.replace(options or PlanOptions(), destroy=True)
+    return apply_stack(
+        connect,
+        stack,
+        state_path,
+        options,
+        settings=ApplySettings(parallelism=parallelism, wait="none"),
+        show_plan=show_plan,
+        confirm=confirm,
+        on_event=on_event,
+        events_when_empty=events_when_empty,
+        redactor=redactor,
+    )
+
+
+@contextlib.contextmanager
+def _entered(on_event: Progress | None) -> Iterator[EventSink | None]:
+    if isinstance(on_event, AbstractContextManager):
+        with on_event as sink:
+            yield sink
+    else:
+        yield on_event
+
+
+# -- the state beside the live objects --------------------------------------------------------
+
+
+def live_statuses(client: DumontClient, ledger: Ledger) -> dict[str, str]:
+    """address -> live status of each managed object still on the server (one list per kind)."""
+    observed = observe(client, kinds_of(None, ledger.state))
+    statuses = {}
+    for address, entry in ledger.state.resources.items():
+        handler = HANDLERS.get(entry.kind)
+        if handler is None:
+            continue
+        for live in observed.objects(entry.kind):
+            if handler.live_id(live) == entry.remote_id:
+                statuses[address] = handler.status(live)
+                break
+    return statuses
+
+
+@dataclass
+class Refreshed:
+    """The refreshed ledger, each address's live status and the addresses gone."""
+
+    ledger: Ledger
+    statuses: dict[str, str] = field(default_factory=dict)
+    gone: list[str] = field(default_factory=list)
+
+
+def refresh_state(connect: Connect, state_path: Path) -> Refreshed:
+    """Record each managed object's live status in the state; "gone" for those not found.
+
+    Without a state file nothing is read or written (`ledger.exists` is False)."""
+    with Ledger.locked(state_path, None, command="dumont refresh") as ledger:
+        if not ledger.exists:
+            return Refreshed(ledger)
+        client = connect()
+        try:
+            statuses = live_statuses(client, ledger)
+        finally:
+            client.close()
+        gone = []
+        for address in sorted(ledger.state.resources):
+            status = statuses.get(address, "gone")
+            if status == "gone":
+                gone.append(address)
+            ledger.mark_status(address, status)
+        ledger.save()
+    return Refreshed(ledger, statuses, gone)
+
+
+@dataclass(frozen=True)
+class Imported:
+    address: str
+    kind: str
+    remote_id: str
+    status: str
+
+
+def import_resource(
+    connect: Connect,
+    stack: Stack,
+    state_path: Path,
+    address: str,
+    remote_id: str,
+    *,
+    secrets: SecretStore | None = None,
+) -> Imported:
+    """Manage the live object `remote_id` as `address` (declared in the spec) from now on.
+
+    The state records it with the spec's values as applied, so the next plan shows how the
+    object differs from the spec. Refused: an address not in the spec or already managed, an
+    object managed under another address, an id the server does not know."""
+    try:
+        address = parse_address(address)
+    except ValueError as exc:
+        raise DumontError(f"import {address}: {exc}") from exc
+    resource = stack.resources.get(address)
+    if resource is None:
+        raise DumontError(
+            f"import {address}: it is not in the spec",
+            f"declare it first (e.g. under {address.split('.')[0]}s:), then import",
+        )
+    handler = handler_for(resource.kind)
+    with Ledger.locked(state_path, stack.project, command="dumont import") as ledger:
+        if address in ledger.state.resources:
+            raise DumontError(
+                f"import {address}: it is already managed (id "
+                f"{ledger.state.resources[address].remote_id})",
+                f"`dumont state rm {address}` first to import another object",
+            )
+        owner = next(
+            (
+                a
+                for a, e in ledger.state.resources.items()
+                if e.kind == resource.kind and e.remote_id == remote_id
+            ),
+            None,
+        )
+        if owner is not None:
+            raise DumontError(f"import {address}: {remote_id} is already managed as {owner}")
+        client = connect()
+        try:
+            live = handler.get(client, remote_id)
+        except NotFoundError as exc:
+            raise DumontError(
+                f"import {address}: no {handler.kind} {remote_id} on the server",
+                f"`dumont {handler.kind} list` shows the ids",
+            ) from exc
+        finally:
+            client.close()
+        outputs = outputs_from(ledger.state, Observed())
+        hashes = secret_hashes(stack, ledger.state.salt, secrets)
+
+        def resolve(ref: Ref) -> Any:
+            value = outputs.get(ref.address, {}).get(ref.attr or "id")
+            return UNKNOWN if value is None else value
+
+        record = desired_record(
+            handler,
+            resource,
+            stack.project,
+            resolve=resolve,
+            secret_hash=lambda name: hashes.get(name, "missing"),
+            salt=ledger.state.salt,
+        )
+        status = handler.status(live)
+        ledger.record(
+            address,
+            kind=resource.kind,
+            remote_id=handler.live_id(live),
+            remote_name=handler.live_name(live),
+            record=record,
+            status=status,
+        )
+    return Imported(address, handler.kind, remote_id, status)
