@@ -9,6 +9,7 @@ from tests.support import (
     LocalServer,
     UserSession,
     cli_env,
+    close_user_clients,
     new_user,
     reap_processes_under,
     run_cli,
@@ -21,6 +22,13 @@ def _no_process_outlives_the_run(tmp_path_factory: pytest.TempPathFactory) -> It
     servers started by CLI tests, job runners, instance processes)."""
     yield
     reap_processes_under(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(autouse=True)
+def _close_user_clients() -> Iterator[None]:
+    """Close the HTTP clients of the users the test made (no socket left to the collector)."""
+    yield
+    close_user_clients()
 
 
 @pytest.fixture(scope="session")

@@ -174,10 +174,21 @@ class UserSession:
         )
 
 
+# The clients of the users a test made: tests/conftest.py closes them when the test ends.
+OPEN_CLIENTS: list[DumontClient] = []
+
+
+def close_user_clients() -> None:
+    while OPEN_CLIENTS:
+        OPEN_CLIENTS.pop().close()
+
+
 def new_user(url: str, prefix: str = "user") -> UserSession:
+    """A freshly registered user; its client is closed at the end of the test."""
     email = f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
     http = httpx.Client(base_url=url, timeout=60)
     client = DumontClient(http, retry=RetryPolicy(attempts=1))
+    OPEN_CLIENTS.append(client)
     answer = client.auth.register(email, PASSWORD)
     client.token = answer["token"]
     return UserSession(email, answer["token"], client, url)

@@ -11,7 +11,7 @@ import pytest
 from dumont_plan.client import DumontClient, RetryPolicy
 from dumont_plan.client.jobs import LogCursor, is_finished
 from dumont_plan.errors import BadRequestError, NotFoundError, ServiceUnavailableError
-from tests.support import LocalServer, UserSession
+from tests.support import OPEN_CLIENTS, LocalServer, UserSession
 
 
 def wait_until(client: DumontClient, job_id: str, statuses: set[str], limit: float = 60) -> Any:
@@ -25,7 +25,10 @@ def wait_until(client: DumontClient, job_id: str, statuses: set[str], limit: flo
 
 
 def client_of(user: UserSession, **kwargs: Any) -> DumontClient:
-    return DumontClient(httpx.Client(base_url=user.url, timeout=30), user.token, **kwargs)
+    """Another client of `user` (closed at the end of the test, like the user's own)."""
+    client = DumontClient(httpx.Client(base_url=user.url, timeout=30), user.token, **kwargs)
+    OPEN_CLIENTS.append(client)
+    return client
 
 
 def test_create_get_list_logs_of_a_command_job(user: UserSession) -> None:

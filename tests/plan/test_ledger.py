@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -205,19 +207,23 @@ def test_move_renames_an_address_and_refuses_a_kind_change(tmp_path: Path) -> No
         ledger.move("job.zzz", "job.c")
 
 
-def _holder(path: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
+@contextlib.contextmanager
+def _holder(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """A process that holds the lock of `path` until the block ends (then killed, pipe closed)."""
+    with subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(path)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "locked"
+            yield proc
+        finally:
+            proc.kill()
 
 
 def test_a_second_holder_gets_the_holders_details(tmp_path: Path) -> None:
     path = state_file(tmp_path)
-    proc = _holder(path)
-    try:
+    with _holder(path) as proc:
         with pytest.raises(LockError) as caught, Ledger.locked(path, "lab", command="x"):
             pass
         started = read_holder(path.with_name("state.lock"))["started_at"]
@@ -227,16 +233,13 @@ def test_a_second_holder_gets_the_holders_details(tmp_path: Path) -> None:
         )
         with pytest.raises(LockError, match="that process still holds it"):
             force_unlock(path)
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_a_killed_holder_does_not_block_the_next_apply(tmp_path: Path) -> None:
     path = state_file(tmp_path)
-    proc = _holder(path)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    with _holder(path) as proc:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
     with Ledger.locked(path, "lab", command="dumont apply") as ledger:
         assert read_holder(path.with_name("state.lock"))["pid"] == os.getpid()
         ledger.record("job.a", kind="job", remote_id="job_1")
@@ -257,13 +260,9 @@ def test_force_unlock_clears_a_stale_holder_record(tmp_path: Path) -> None:
 
 def test_force_unlock_with_force_removes_a_held_lock(tmp_path: Path) -> None:
     path = state_file(tmp_path)
-    proc = _holder(path)
-    try:
+    with _holder(path) as proc:
         result = force_unlock(path, force=True)
         assert result.forced and result.holder["pid"] == proc.pid
         deadline = time.monotonic() + 30  # long before the holder's 60 s sleep ends
         with Ledger.locked(path, "lab", command="second"):
             assert time.monotonic() < deadline
-    finally:
-        proc.kill()
-        proc.wait()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import httpx
@@ -289,7 +290,7 @@ def test_expired_entries_are_reported_inactive_not_deleted(
     with owner.http() as http:
         body = {"provider": "vast", "machine_id": "77", "reason": "x", "duration_hours": 1}
         entry = http.post(BLACKLIST, json=body).json()
-        with sqlite3.connect(fast.data_dir / "dumont.sqlite3") as db:
+        with closing(sqlite3.connect(fast.data_dir / "dumont.sqlite3")) as db, db:
             db.execute(
                 "UPDATE machine_blacklist SET expires_at = ? WHERE id = ?",
                 (time.time() - 60, entry["id"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -26,13 +27,14 @@ def add_user(store: Store, email: str) -> int:
 def test_schema_version_is_the_latest_migration(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite3")
     assert store.schema_version == latest_migration()
-    with sqlite3.connect(tmp_path / "db.sqlite3") as raw:
+    with closing(sqlite3.connect(tmp_path / "db.sqlite3")) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == latest_migration()
 
 
 def test_database_is_in_wal_mode(tmp_path: Path) -> None:
     Store(tmp_path / "db.sqlite3")
-    with sqlite3.connect(tmp_path / "db.sqlite3") as raw:  # WAL is a property of the file
+    # WAL is a property of the file
+    with closing(sqlite3.connect(tmp_path / "db.sqlite3")) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -85,7 +87,7 @@ def test_a_failing_migration_rolls_back_entirely(
     monkeypatch.setattr(store_module, "_discover_migrations", lambda: [*good, bad])
     with pytest.raises(sqlite3.OperationalError):
         Store(path)
-    with sqlite3.connect(path) as raw:
+    with closing(sqlite3.connect(path)) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == latest_migration()
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "half_done" not in tables
