@@ -96,6 +96,7 @@ class _Planner:
         for op in state.pending:
             self.pending.setdefault(op.address, []).append(op)
         self.claimed_ids: dict[str, set[str]] = {}
+        self.missing_secrets: set[str] = set()  # the messages already in errors
 
     # -- the whole plan --------------------------------------------------------------------
 
@@ -447,7 +448,8 @@ class _Planner:
                 f"{where}: secret {name} is not set; export {name}=... (or "
                 f"DUMONT_SECRET_{name}) or add it to .dumont/secrets.env (mode 0600)"
             )
-            if message not in self.errors:
+            if message not in self.missing_secrets:  # a set: errors is a list
+                self.missing_secrets.add(message)
                 self.errors.append(message)
             return "missing"
         return value
