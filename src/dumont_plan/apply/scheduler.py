@@ -46,7 +46,8 @@ def run_dag(
     started in the order of `deps` among those that are ready, so the order is stable.
     On KeyboardInterrupt (or any other BaseException) no task is started any more and
     `on_abort()` is called before the running ones are waited for, so they can wind down.
-    Raises ValueError for a dependency cycle (the plan rejects cycles before this point).
+    Raises ValueError naming the members of a dependency cycle (the plan rejects cycles
+    before this point).
     """
     if parallelism < 1:
         raise ValueError("parallelism must be at least 1")

@@ -84,7 +84,7 @@ class ReadyQueue:
             heapq.heappush(self._heap, (self._position[node], node))
 
     def __len__(self) -> int:
-        """How many nodes are ready (handed out by `pop` and not yet taken)."""
+        """How many nodes are ready and not popped yet."""
         return len(self._heap)
 
     def pop(self) -> str:
