@@ -18,8 +18,10 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "dumont_plan"
 
-# Modules every layer may use: leaf modules of standard-library-only constants and helpers.
-LEAVES = {"dumont_plan.errors", "dumont_plan.wire"}
+# Modules every layer may use: leaf modules of standard-library-only constants and helpers,
+# and the read models of the API's objects (pydantic; the client returns them, the kinds' pure
+# parts and the planner read them without loading the client).
+LEAVES = {"dumont_plan.errors", "dumont_plan.wire", "dumont_plan.wire_models"}
 
 # layer -> the other top-level parts of dumont_plan it may import (besides itself and LEAVES).
 ALLOWED = {
@@ -129,6 +131,11 @@ def test_the_rules_see_the_imports() -> None:
 
 def test_errors_import_nothing_of_dumont_plan() -> None:
     assert internal_imports("dumont_plan.errors") == set()
+
+
+def test_the_wire_models_import_only_the_other_leaves() -> None:
+    assert internal_imports("dumont_plan.wire_models") <= {PACKAGE, *LEAVES}
+    assert "dumont_plan.errors" in internal_imports("dumont_plan.wire_models")
 
 
 @pytest.mark.parametrize("part", sorted(ALLOWED))

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from dumont_plan.errors import DumontError, ServerError
+from dumont_plan.wire_models import BlacklistEntry, Instance, Offer
 from dumont_plan.wizard import (
     RaceEvent,
     WizardRequest,
@@ -44,25 +45,27 @@ def offer(
     geo: str = "Texas, US",
     machine: str | None = None,
     **extra: Any,
-) -> dict[str, Any]:
-    return {
-        "id": offer_id,
-        "gpu_name": "RTX 4090",
-        "num_gpus": 1,
-        "dph_total": price,
-        "inet_down": speed,
-        "geolocation": geo,
-        "machine_id": machine or f"m{offer_id}",
-        "reliability": 0.99,
-        "is_blacklisted": False,
-        **extra,
-    }
+) -> Offer:
+    return Offer.model_validate(
+        {
+            "id": offer_id,
+            "gpu_name": "RTX 4090",
+            "num_gpus": 1,
+            "dph_total": price,
+            "inet_down": speed,
+            "geolocation": geo,
+            "machine_id": machine or f"m{offer_id}",
+            "reliability": 0.99,
+            "is_blacklisted": False,
+            **extra,
+        }
+    )
 
 
 class FakeInstances:
     """Instances that boot after a per-offer delay (seconds of the fake clock), fail, or never."""
 
-    def __init__(self, clock: FakeClock, offers: list[dict[str, Any]], boot: dict[int, Any]):
+    def __init__(self, clock: FakeClock, offers: list[Offer], boot: dict[int, Any]):
         self.clock = clock
         self._offers = offers
         self.boot = boot
@@ -78,12 +81,12 @@ class FakeInstances:
         self.delete_interrupts = 0
         self.offer_filters: dict[str, Any] = {}
 
-    def offers(self, **filters: Any) -> list[dict[str, Any]]:
+    def offers(self, **filters: Any) -> list[Offer]:
         self.calls.append("offers")
         self.offer_filters = filters
         return list(self._offers)
 
-    def create(self, offer_id: int, **fields: Any) -> dict[str, Any]:
+    def create(self, offer_id: int, **fields: Any) -> Instance:
         with self.lock:
             self.calls.append(f"create {offer_id}")
             if offer_id in self.create_errors:
@@ -99,9 +102,9 @@ class FakeInstances:
             }
             self.rows[instance_id] = row
             self.created_at[instance_id] = self.clock()
-            return dict(row)
+            return Instance.model_validate(row)
 
-    def list(self, status: str | None = None) -> list[dict[str, Any]]:
+    def list(self, status: str | None = None) -> list[Instance]:
         self.calls.append("list")
         if self.fail_list_on is not None and self.calls.count("list") >= self.fail_list_on:
             raise self.list_error
@@ -112,7 +115,7 @@ class FakeInstances:
                 row["actual_status"] = "exited"
             elif isinstance(delay, int | float) and age >= delay:
                 row["actual_status"] = "running"
-        return [dict(r) for r in self.rows.values()]
+        return [Instance.model_validate(r) for r in self.rows.values()]
 
     def delete(
         self, instance_id: int | str, reason: str | None = None, *, missing_ok: bool = False
@@ -132,14 +135,14 @@ class FakeInstances:
 
 class FakeBlacklist:
     def __init__(self, entries: list[dict[str, Any]] | None = None) -> None:
-        self.entries = entries or []
+        self.entries = [BlacklistEntry.model_validate(e) for e in entries or []]
 
     def list(
         self,
         provider: str | None = None,
         blacklist_type: str | None = None,
         include_expired: bool | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[BlacklistEntry]:
         return self.entries
 
 
@@ -163,7 +166,7 @@ def race(
     )
 
 
-def setup(boot: dict[int, Any], offers: list[dict[str, Any]] | None = None) -> tuple:
+def setup(boot: dict[int, Any], offers: list[Offer] | None = None) -> tuple:
     clock = FakeClock()
     offers = offers or [offer(i, 0.1 * i) for i in boot]
     instances = FakeInstances(clock, offers, boot)
@@ -177,8 +180,8 @@ def test_first_running_wins_and_every_loser_is_deleted_as_race_loser() -> None:
     result = race(api, clock, events)
 
     # Offer 2 boots first within batch 1 (offers 1-5); offer 6 is in batch 2 and never created.
-    assert result.offer["id"] == 2
-    assert result.winner["actual_status"] == "running"
+    assert result.offer.id == 2
+    assert result.winner.actual_status == "running"
     assert instances.alive == [result.instance_id]
     assert sorted(result.losers) == sorted(i for i, _ in instances.deleted)
     assert {reason for _, reason in instances.deleted} == {"race_loser"}
@@ -209,7 +212,7 @@ def test_offers_are_raced_cheapest_first_within_the_tier() -> None:
 
     creates = [c for c in instances.calls if c.startswith("create")]
     assert creates == ["create 11", "create 14"]  # 0.3 then 0.4; a tie goes to the cheapest
-    assert result.offer["id"] == 11
+    assert result.offer.id == 11
     assert instances.offer_filters["min_inet_down"] == 2000
     assert instances.offer_filters["limit"] == 100
 
@@ -217,7 +220,7 @@ def test_offers_are_raced_cheapest_first_within_the_tier() -> None:
 def test_ultra_has_no_upper_speed_bound() -> None:
     offers = [offer(1, 0.5, speed=9000), offer(2, 0.4, speed=3000)]
     selection = select_offers(offers, WizardRequest(speed_tier="ultra").validated(), set())
-    assert [o["id"] for o in selection.offers] == [1]
+    assert [o.id for o in selection.offers] == [1]
 
 
 def test_region_table_us_includes_canada_and_excludes_europe() -> None:
@@ -227,7 +230,7 @@ def test_region_table_us_includes_canada_and_excludes_europe() -> None:
         offer(3, 0.6, geo="Oregon, US"),
     ]
     selection = select_offers(offers, WizardRequest(region="us").validated(), set())
-    assert [o["id"] for o in selection.offers] == [1, 3]
+    assert [o.id for o in selection.offers] == [1, 3]
 
 
 def test_blacklisted_machines_are_never_raced() -> None:
@@ -249,7 +252,7 @@ def test_blacklisted_machines_are_never_raced() -> None:
     result = race(api, clock)
 
     assert [c for c in instances.calls if c.startswith("create")] == ["create 4"]
-    assert result.offer["machine_id"] == "good"
+    assert result.offer.machine_id == "good"
 
 
 def test_next_batch_when_nobody_is_ready_in_the_window() -> None:
@@ -258,7 +261,7 @@ def test_next_batch_when_nobody_is_ready_in_the_window() -> None:
 
     result = race(api, clock, events, batch_size=2, batch_timeout=5)
 
-    assert result.offer["id"] == 3
+    assert result.offer.id == 3
     assert result.batch == 2
     assert instances.alive == [result.instance_id]
     kinds = [e.kind for e in events]
@@ -290,7 +293,7 @@ def test_boot_failure_leaves_the_race_and_is_deleted_without_loser_reason() -> N
 
     result = race(api, clock, events)
 
-    assert result.offer["id"] == 2
+    assert result.offer.id == 2
     assert result.failed == [1]
     assert (1, None) in instances.deleted
     assert any(e.kind == "boot_failed" and e.instance_id == 1 for e in events)
@@ -302,7 +305,7 @@ def test_refused_create_moves_on() -> None:
 
     result = race(api, clock)
 
-    assert result.offer["id"] == 2
+    assert result.offer.id == 2
     assert result.to_dict()["create_errors"][0]["offer_id"] == 1
 
 

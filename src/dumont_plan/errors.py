@@ -20,6 +20,7 @@ Every exception class of dumont_plan is defined here (tests/test_error_tree.py c
     ├── StalePlanError               a saved plan no longer matches what is live (exit 7)
     ├── ServerStartError             the embedded local control plane did not come up
     ├── ConnectError                 the API could not be reached at all
+    ├── UnexpectedResponseError      the API answered, but not with the contract's objects
     ├── ApiError                     the API answered with an error status
     │   ├── BadRequestError          400
     │   ├── AuthenticationError      401
@@ -199,6 +200,10 @@ class ServerStartError(DumontError):
 
 class ConnectError(DumontError):
     """The API could not be reached."""
+
+
+class UnexpectedResponseError(DumontError):
+    """A success answer whose body is not the object the contract describes (client/models)."""
 
 
 class ApiError(DumontError):

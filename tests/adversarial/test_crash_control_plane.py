@@ -123,14 +123,14 @@ def assert_nothing_lost(proj: Project, user: UserSession) -> dict[str, Any]:
     state = proj.state()
     assert state["pending"] == []
     assert live_names(user.client) == (JOBS, INSTANCES)
-    jobs = {j["id"]: j for j in user.client.jobs.list_all()}
-    instances = {str(i["id"]): i for i in user.client.instances.list_all()}
+    jobs = {j.id: j for j in user.client.jobs.list_all()}
+    instances = {str(i.id): i for i in user.client.instances.list_all()}
     for address, entry in state["resources"].items():
         assert entry["remote_id"] in (jobs if address.startswith("job.") else instances), address
     managed = {entry["remote_id"] for entry in state["resources"].values()}
     assert set(instances) <= managed
     for job in jobs.values():
-        assert job["id"] in managed or job["status"] in FINISHED, job
+        assert job.id in managed or job.status in FINISHED, job
     return state
 
 
@@ -182,12 +182,12 @@ def test_jobs_running_across_a_control_plane_crash_complete(plane: Plane, tmp_pa
     # The apply's waits either bridged the restart (0) or gave up on a connection (3).
     assert code in (0, 3), code
     deadline = time.monotonic() + 30
-    while any(user.client.jobs.get(i)["status"] not in FINISHED for i in ids.values()):
+    while any(user.client.jobs.get(i).status not in FINISHED for i in ids.values()):
         assert time.monotonic() < deadline, "jobs did not finish after the restart"
         time.sleep(0.2)
     for address, job_id in ids.items():
         job = user.client.jobs.get(job_id)
-        assert job["status"] == "completed", (address, job)
+        assert job.status == "completed", (address, job)
         name = address.split(".", 1)[1]
         assert f"{name} done" in user.client.jobs.logs(job_id)["logs"]
     assert proj.state()["pending"] == []
@@ -195,6 +195,6 @@ def test_jobs_running_across_a_control_plane_crash_complete(plane: Plane, tmp_pa
     proj("apply", "-y")
     assert plane.server.mutating_requests() == mutating
     proj("plan", "--detailed-exitcode")
-    assert Counter(j["name"] for j in user.client.jobs.list_all()) == Counter(
+    assert Counter(j.name for j in user.client.jobs.list_all()) == Counter(
         {"longrun-slow": 1, "longrun-slower": 1}
     )

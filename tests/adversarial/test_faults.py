@@ -116,18 +116,18 @@ def assert_exactly_the_spec(
     assert state["pending"] == []
     assert live_names(user.client) == (jobs, INSTANCES)
     managed = {entry["remote_id"] for entry in state["resources"].values()}
-    live_jobs = {j["id"]: j for j in user.client.jobs.list_all()}
-    live_instances = {str(i["id"]) for i in user.client.instances.list_all()}
+    live_jobs = {j.id: j for j in user.client.jobs.list_all()}
+    live_instances = {str(i.id) for i in user.client.instances.list_all()}
     assert managed <= set(live_jobs) | live_instances, "a ledger entry points at nothing"
     assert live_instances <= managed, "an instance the ledger does not name"
     for job in live_jobs.values():
-        assert job["id"] in managed or job["status"] in FINISHED, job
+        assert job.id in managed or job.status in FINISHED, job
     return state
 
 
 def wait_jobs_finished(user: UserSession, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while any(j["status"] not in FINISHED for j in user.client.jobs.list_all()):
+    while any(j.status not in FINISHED for j in user.client.jobs.list_all()):
         assert time.monotonic() < deadline, "jobs still running"
         time.sleep(0.2)
 
@@ -146,7 +146,7 @@ def test_apply_converges_under_random_faults(plane: LocalServer, tmp_path: Path)
     state = assert_exactly_the_spec(proj, user, CHANGED_JOBS)
     assert "job.c" not in state["resources"]
     box = user.client.instances.get(state["resources"]["instance.box"]["remote_id"])
-    assert box["status"] == "stopped", box  # paused (the API says stopped)
+    assert box.status == "stopped", box  # paused (the API says stopped)
     wait_jobs_finished(user)
     # Without faults, a second apply changes nothing.
     mutating = plane.mutating_requests()
@@ -167,7 +167,7 @@ def test_a_dropped_job_create_is_adopted_not_duplicated(plane: LocalServer, tmp_
     assert dropped["idempotency_key"]
     # The dropped create did happen: the job is on the server, under its name, unknown to
     # the ledger. The next plan adopts it instead of creating a second one.
-    names = Counter(str(j["name"]) for j in user.client.jobs.list_all())
+    names = Counter(str(j.name) for j in user.client.jobs.list_all())
     assert names[dropped["remote_name"]] == 1
     replan = proj("plan").stdout
     assert f"<= adopt {dropped['address']}" in replan, replan
@@ -206,5 +206,5 @@ def test_fault_requests_are_validated(plane: LocalServer) -> None:
     # A targeted fault waits for its request: others pass untouched.
     queue_drop(plane, "POST", "/api/v1/nowhere")
     user = new_user(plane.url)
-    assert user.client.jobs.list() == {"jobs": [], "total": 0}
+    assert user.client.jobs.list().raw == {"jobs": [], "total": 0}
     httpx.delete(plane.url + "/api/v1/_local/faults")

@@ -81,8 +81,8 @@ def parse_events(stdout: str) -> list[dict[str, Any]]:
 
 def live_names(client: DumontClient) -> tuple[Counter[str], Counter[str]]:
     """(jobs by name, instances by label) of the client's user, every status."""
-    jobs = Counter(str(j.get("name")) for j in client.jobs.list_all())
-    instances = Counter(str(i.get("label")) for i in client.instances.list_all())
+    jobs = Counter(str(j.name) for j in client.jobs.list_all())
+    instances = Counter(str(i.label) for i in client.instances.list_all())
     return jobs, instances
 
 

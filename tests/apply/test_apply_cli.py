@@ -100,11 +100,11 @@ def test_a_wait_that_times_out_exits_4_then_destroy_cancels(
     result = proj("apply", "-y", "--wait", "--wait-timeout", "1", code=4)
     assert "waited 1s for job.nap to be completed" in result.stdout
     job_id = proj.remote_id("job.nap")
-    assert user.client.jobs.get(job_id)["status"] in ("provisioning", "starting", "running")
+    assert user.client.jobs.get(job_id).status in ("provisioning", "starting", "running")
     result = proj("destroy", "-y")
     assert "- delete job.nap" in result.stdout
     assert summary(result.stdout)[0].startswith("Destroy complete: 1 done")
-    assert user.client.jobs.get(job_id)["status"] == "cancelled"
+    assert user.client.jobs.get(job_id).status == "cancelled"
     assert proj.state()["resources"] == {}
 
 
@@ -172,16 +172,16 @@ def test_a_running_job_is_replaced_only_with_allow_restart(
     assert "would be cancelled and started again: spec changed (command)" in error
     assert error.endswith("re-run with --allow-restart to replace it, or wait until it finishes")
     assert proj.remote_id("job.long") == old
-    assert user.client.jobs.get(old)["status"] == "running"
+    assert user.client.jobs.get(old).status == "running"
 
     result = proj("apply", "-y", "--allow-restart")
     assert "-/+ replace job.long" in result.stdout
     new = proj.remote_id("job.long")
     assert new != old
-    assert user.client.jobs.get(old)["status"] == "cancelled"
-    assert user.client.jobs.get(new)["status"] == "running"
+    assert user.client.jobs.get(old).status == "cancelled"
+    assert user.client.jobs.get(new).status == "running"
     proj("destroy", "-y")
-    assert user.client.jobs.get(new)["status"] == "cancelled"
+    assert user.client.jobs.get(new).status == "cancelled"
 
 
 def test_parallelism_bounds_the_changes_in_flight_and_events_parse(proj: Project) -> None:
@@ -287,7 +287,7 @@ def test_destroy_respects_prevent_destroy(proj: Project, user: UserSession) -> N
     try:
         result = proj("destroy", "-y", code=1)
         assert "job.precious has lifecycle.prevent_destroy" in result.stderr
-        assert user.client.jobs.get(job_id)["status"] != "cancelled"
+        assert user.client.jobs.get(job_id).status != "cancelled"
     finally:
         user.client.jobs.cancel(job_id)
 
@@ -317,7 +317,7 @@ def test_ctrl_c_ends_a_long_wait_at_once_and_keeps_the_state(
     assert "Interrupted: every change made so far is in the state" in err
     assert proj.state()["pending"] == []
     job_id = proj.remote_id("job.long")
-    assert user.client.jobs.get(job_id)["status"] in ("provisioning", "starting", "running")
+    assert user.client.jobs.get(job_id).status in ("provisioning", "starting", "running")
     assert "No changes." in proj("apply", "-y").stdout
     user.client.jobs.cancel(job_id)
 

@@ -14,4 +14,4 @@ def run(cli: Any, user: UserSession) -> Iterator[Cli]:
     """The CLI as a fresh user; whatever the test leaves running is deleted after it."""
     yield cli
     for instance in user.client.instances.list():
-        user.client.instances.delete(instance["id"], missing_ok=True)
+        user.client.instances.delete(instance.id, missing_ok=True)

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from dumont_plan.client import DumontClient
-from dumont_plan.client.instances import is_failed
 from dumont_plan.server.provider.market import Machine, get_market
 from tests.cli.instancekit import Cli, ok
 from tests.support import UserSession, new_user
@@ -45,9 +44,9 @@ def always_failing_machine() -> Machine:
 
 def failed_boot(client: DumontClient, machine: Machine, limit: float = 60) -> int:
     """Rent the machine, wait for its boot to fail, delete it; the instance id."""
-    instance_id = int(client.instances.create(machine.offer_id, disk_size=50)["id"])
+    instance_id = int(client.instances.create(machine.offer_id, disk_size=50).id)
     deadline = time.monotonic() + limit
-    while not is_failed(client.instances.get(instance_id)):
+    while not client.instances.get(instance_id).is_failed:
         assert time.monotonic() < deadline, "the boot never failed"
         time.sleep(0.1)
     client.instances.delete(instance_id)
@@ -80,7 +79,7 @@ def test_a_failed_boot_is_recorded(run: Cli, user: UserSession) -> None:
 
     other = new_user(user.url)
     assert other.client.history.attempts() == []
-    assert other.client.history.summary()["total_attempts"] == 0
+    assert other.client.history.summary().total_attempts == 0
 
 
 def test_repeated_failures_make_a_machine_problematic_and_blacklisted(

@@ -7,14 +7,13 @@ import stat
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from dumont_plan.cli.app import app
 from dumont_plan.client import DumontClient
-from dumont_plan.client.instances import is_running
+from dumont_plan.wire_models import Instance
 from dumont_plan.wizard import REGION_COUNTRIES
 from tests.cli.instancekit import Cli, ok
 from tests.support import UserSession, assert_invisible_to, cli_env, new_user, run_cli
@@ -28,21 +27,21 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def wait_running(client: DumontClient, instance_id: int, limit: float = 60) -> dict[str, Any]:
+def wait_running(client: DumontClient, instance_id: int, limit: float = 60) -> Instance:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         instance = client.instances.get(instance_id)
-        if is_running(instance):
+        if instance.is_running:
             return instance
         time.sleep(0.1)
     raise AssertionError(f"instance {instance_id} never ran")
 
 
-def running_instance(client: DumontClient) -> dict[str, Any]:
+def running_instance(client: DumontClient) -> Instance:
     """A running instance on the cheapest reliable machine (reliability >= 0.95 never fails)."""
     offer = client.instances.offers(min_reliability=0.95, limit=1)[0]
-    created = client.instances.create(offer["id"], disk_size=50)
-    return wait_running(client, int(created["id"]))
+    created = client.instances.create(offer.id, disk_size=50)
+    return wait_running(client, created.id)
 
 
 def rows(result: subprocess.CompletedProcess[str]) -> list[list[str]]:
@@ -67,12 +66,12 @@ def test_list_empty(run: Cli) -> None:
 
 def test_list_and_get_a_running_instance(run: Cli, user: UserSession) -> None:
     instance = running_instance(user.client)
-    iid = instance["id"]
+    iid = instance.id
 
     table = rows(run("instance", "list"))
     assert len(table) == 1
-    assert table[0][:3] == [str(iid), "running", instance["gpu_name"]]
-    assert table[0][5] == f"ssh -p {instance['ssh_port']} root@127.0.0.1"
+    assert table[0][:3] == [str(iid), "running", instance.gpu_name]
+    assert table[0][5] == f"ssh -p {instance.ssh_port} root@127.0.0.1"
     for words in (["status=running"], ["--status=running"], ["-s", "running"]):
         listed = json.loads(ok(run("instance", "list", *words, "--output", "json")).stdout)
         assert [i["id"] for i in listed["instances"]] == [iid], words
@@ -86,7 +85,7 @@ def test_list_and_get_a_running_instance(run: Cli, user: UserSession) -> None:
 
 
 def test_pause_then_list_paused_then_resume(run: Cli, user: UserSession) -> None:
-    iid = running_instance(user.client)["id"]
+    iid = running_instance(user.client).id
 
     paused = ok(run("instance", "pause", str(iid)))
     assert paused.stdout.strip() == f"Instance {iid} paused successfully"
@@ -108,11 +107,11 @@ def test_pause_then_list_paused_then_resume(run: Cli, user: UserSession) -> None
 
 def test_delete_prints_what_it_deleted_without_asking(run: Cli, user: UserSession) -> None:
     instance = running_instance(user.client)
-    iid = instance["id"]
+    iid = instance.id
 
     result = ok(run("instance", "delete", str(iid)))
 
-    assert result.stdout.startswith(f"Deleted instance {iid} ({instance['gpu_name']}, $")
+    assert result.stdout.startswith(f"Deleted instance {iid} ({instance.gpu_name}, $")
     assert result.stdout.rstrip().endswith("/h).")
     assert user.client.instances.list() == []
     assert error_line(run("instance", "get", str(iid))) == (
@@ -124,7 +123,7 @@ def test_delete_prints_what_it_deleted_without_asking(run: Cli, user: UserSessio
 
 
 def test_instances_are_invisible_to_other_users(run: Cli, user: UserSession) -> None:
-    iid = running_instance(user.client)["id"]
+    iid = running_instance(user.client).id
     other = new_user(user.url)
 
     assert other.client.instances.list() == []
@@ -137,7 +136,7 @@ def test_instances_are_invisible_to_other_users(run: Cli, user: UserSession) -> 
             ("DELETE", f"/api/v1/instances/{iid}"),
         ],
     )
-    assert is_running(user.client.instances.get(iid))
+    assert user.client.instances.get(iid).is_running
 
 
 @pytest.mark.parametrize(
@@ -239,7 +238,7 @@ def model_env(user: UserSession, home: Path, bin_dir: Path) -> dict[str, str]:
 def test_model_install_without_ollama_says_how_to_fix(
     run: Cli, user: UserSession, home: Path, tmp_path: Path
 ) -> None:
-    iid = running_instance(user.client)["id"]
+    iid = running_instance(user.client).id
     empty = tmp_path / "bin"
     empty.mkdir()
 
@@ -273,7 +272,7 @@ def test_model_install_pulls_with_ollama(
     run: Cli, user: UserSession, home: Path, tmp_path: Path
 ) -> None:
     instance = running_instance(user.client)
-    iid = instance["id"]
+    iid = instance.id
     record = fake_ollama(tmp_path / "bin")
     env = model_env(user, home, tmp_path / "bin")
     env["OLLAMA_HOST"] = "127.0.0.1:11434"
@@ -284,7 +283,7 @@ def test_model_install_pulls_with_ollama(
         "instance_id": iid,
         "model": "llama3",
         "ollama_url": "http://127.0.0.1:11434",
-        "gpu": instance["gpu_name"],
+        "gpu": instance.gpu_name,
         "status": "ready",
     }
     assert "pulling manifest" in result.stderr and "success" in result.stderr
@@ -294,7 +293,7 @@ def test_model_install_pulls_with_ollama(
 def test_model_install_reports_a_failed_pull(
     run: Cli, user: UserSession, home: Path, tmp_path: Path
 ) -> None:
-    iid = running_instance(user.client)["id"]
+    iid = running_instance(user.client).id
     fake_ollama(tmp_path / "bin", exit_code=1)
 
     result = run_cli(
@@ -311,7 +310,7 @@ def test_model_install_reports_a_failed_pull(
 def test_model_install_needs_a_running_instance(
     run: Cli, user: UserSession, home: Path, tmp_path: Path
 ) -> None:
-    iid = running_instance(user.client)["id"]
+    iid = running_instance(user.client).id
     user.client.instances.pause(iid)
     record = fake_ollama(tmp_path / "bin")
 

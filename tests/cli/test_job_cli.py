@@ -50,7 +50,7 @@ def wait_status(client: DumontClient, job_id: str, statuses: set[str], limit: fl
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         job = client.jobs.get(job_id)
-        if job["status"] in statuses:
+        if job.status in statuses:
             return job
         time.sleep(0.1)
     raise AssertionError(f"{job_id} never reached {statuses}")
@@ -199,8 +199,8 @@ def test_hf_token_env_reads_the_token_from_the_environment(run: Cli) -> None:
 
 
 def test_list_shows_a_table_and_filters_by_status(run: Cli, user: UserSession) -> None:
-    good = user.client.jobs.create(name="good", command="true")["id"]
-    bad = user.client.jobs.create(name="bad", command="exit 3")["id"]
+    good = user.client.jobs.create(name="good", command="true").id
+    bad = user.client.jobs.create(name="bad", command="exit 3").id
     wait_status(user.client, good, {"completed"})
     wait_status(user.client, bad, {"failed"})
     table = ok(run("job", "list")).stdout
@@ -225,14 +225,14 @@ def test_list_refuses_an_unknown_status(run: Cli) -> None:
 
 
 def test_status_of_a_running_job_then_cancel_it(run: Cli, user: UserSession) -> None:
-    job_id = user.client.jobs.create(name="sleeper", command="sleep 60")["id"]
+    job_id = user.client.jobs.create(name="sleeper", command="sleep 60").id
     wait_status(user.client, job_id, {"running"})
     shown = ok(run("job", "status", job_id)).stdout
     assert {"id": job_id, "status": "running"}.items() <= fields_of(shown).items()
     as_json = json.loads(ok(run("job", "status", job_id, "-o", "json")).stdout)
     assert as_json["id"] == job_id
     assert ok(run("job", "cancel", job_id)).stdout.startswith(f"Cancelled job {job_id} (sleeper)")
-    assert user.client.jobs.get(job_id)["status"] == "cancelled"
+    assert user.client.jobs.get(job_id).status == "cancelled"
     assert one_error_line(run("job", "cancel", job_id)) == (
         f"Error: job cancel: Job {job_id} is already finished; see it with "
         f"`dumont job status {job_id}`"
@@ -252,14 +252,14 @@ def test_an_unknown_job_and_someone_elses_read_the_same(
         "`dumont job list`"
     )
     other = make_user()
-    theirs = other.client.jobs.create(name="theirs", command="sleep 60")["id"]
+    theirs = other.client.jobs.create(name="theirs", command="sleep 60").id
     try:
         for command in ("status", "logs", "cancel", "wait"):
             assert one_error_line(run("job", command, theirs)) == (
                 f"Error: job {command}: no job {theirs} (or it is not yours); see your jobs "
                 "with `dumont job list`"
             )
-        assert other.client.jobs.get(theirs)["status"] != "cancelled"
+        assert other.client.jobs.get(theirs).status != "cancelled"
     finally:
         other.client.jobs.cancel(theirs)
 
@@ -269,7 +269,7 @@ def test_an_unknown_job_and_someone_elses_read_the_same(
 
 def test_logs_tail_and_follow_print_every_line_once(run: Cli, user: UserSession) -> None:
     script = "for i in $(seq 1 8); do echo n$i; sleep 0.15; done; printf last"
-    job_id = user.client.jobs.create(name="count", command=script)["id"]
+    job_id = user.client.jobs.create(name="count", command=script).id
     followed = ok(run("job", "logs", job_id, "--follow", "--poll", "0.2")).stdout
     ours = [line for line in followed.splitlines() if line.startswith(("n", "last"))]
     assert ours == [*(f"n{i}" for i in range(1, 9)), "last"]
@@ -280,7 +280,7 @@ def test_logs_tail_and_follow_print_every_line_once(run: Cli, user: UserSession)
 
 
 def test_follow_with_json_streams_one_object_per_line(run: Cli, user: UserSession) -> None:
-    job_id = user.client.jobs.create(name="j", command="echo a; echo b")["id"]
+    job_id = user.client.jobs.create(name="j", command="echo a; echo b").id
     wait_status(user.client, job_id, {"completed"})
     out = ok(run("job", "logs", job_id, "--follow", "-o", "json")).stdout
     lines = [json.loads(line) for line in out.splitlines()]
@@ -291,7 +291,7 @@ def test_follow_with_json_streams_one_object_per_line(run: Cli, user: UserSessio
 
 
 def test_wait_exits_5_when_the_job_fails(run: Cli, user: UserSession) -> None:
-    job_id = user.client.jobs.create(name="fails", command="exit 3")["id"]
+    job_id = user.client.jobs.create(name="fails", command="exit 3").id
     result = run("job", "wait", job_id, "-o", "json")
     assert result.returncode == 5, (result.stdout, result.stderr)
     assert json.loads(result.stdout)["status"] == "failed"
@@ -307,7 +307,7 @@ def test_create_wait_exits_5_on_failure_and_follow_shows_the_log(run: Cli) -> No
 
 
 def test_wait_exits_4_when_its_own_timeout_elapses(run: Cli, user: UserSession) -> None:
-    job_id = user.client.jobs.create(name="slow", command="sleep 60")["id"]
+    job_id = user.client.jobs.create(name="slow", command="sleep 60").id
     try:
         result = run("job", "wait", job_id, "--timeout", "1", "--poll", "0.2")
         assert result.returncode == 4, (result.stdout, result.stderr)
@@ -318,7 +318,7 @@ def test_wait_exits_4_when_its_own_timeout_elapses(run: Cli, user: UserSession) 
 
 
 def test_wait_exits_5_for_a_cancelled_job(run: Cli, user: UserSession) -> None:
-    job_id = user.client.jobs.create(name="c", command="sleep 60")["id"]
+    job_id = user.client.jobs.create(name="c", command="sleep 60").id
     user.client.jobs.cancel(job_id)
     result = run("job", "wait", job_id)
     assert result.returncode == 5
@@ -363,7 +363,7 @@ def test_an_unknown_source_is_refused_in_one_line(run: Cli, user: UserSession) -
     line = one_error_line(run("job", "create", "x", "--source=ftp", "--command=true"))
     assert line.startswith("Error: job create: the API refused the job: --source")
     assert "ftp" in line
-    assert user.client.jobs.list()["total"] == 0
+    assert user.client.jobs.list().total == 0
 
 
 def test_no_command_makes_no_request(run: Cli, server: Any) -> None:

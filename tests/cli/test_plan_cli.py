@@ -139,7 +139,7 @@ def test_a_corrupt_state_is_one_clear_error(dumont: Runner, work: Path) -> None:
 def test_import_then_plan_state_refresh(
     dumont: Runner, user: UserSession, work: Path, server: LocalServer
 ) -> None:
-    job = user.client.jobs.create(name="anything", command="true")
+    job = user.client.jobs.create(name="anything", command="true").raw
     dumont("state", "list", "-f", "jobs.yaml")
     result = dumont("import", "job.hello", str(job["id"]), "-f", "jobs.yaml")
     assert result.stdout.startswith(f"Imported job {job['id']} (")

@@ -20,7 +20,7 @@ import pytest
 from rich.console import Console
 
 from dumont_plan.cli.wizard import RaceProgress
-from dumont_plan.client.instances import is_running
+from dumont_plan.wire_models import Instance, Offer
 from dumont_plan.wizard import REGION_COUNTRIES, SPEED_TIERS, RaceEvent, WizardRequest, run_race
 from tests.cli.instancekit import Cli, ok
 from tests.support import LocalServer, UserSession, cli_env, new_user
@@ -39,14 +39,14 @@ def deployed(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return data
 
 
-def assert_only_the_winner_is_left(user: UserSession, race: dict[str, Any]) -> dict[str, Any]:
+def assert_only_the_winner_is_left(user: UserSession, race: dict[str, Any]) -> Instance:
     """The winner runs; every other machine the race created is gone."""
     instances = user.client.instances.list()
-    assert [i["id"] for i in instances] == [race["instance_id"]]
+    assert [i.id for i in instances] == [race["instance_id"]]
     winner = instances[0]
-    assert is_running(winner)
+    assert winner.is_running
     for loser in race["losers"] + race["failed"]:
-        assert loser not in {i["id"] for i in instances}
+        assert loser not in {i.id for i in instances}
     return winner
 
 
@@ -75,8 +75,8 @@ def test_deploy_old_form_races_a_batch_and_keeps_only_the_winner(
     assert f" winner    instance {instance_id}:" in result.stderr
     assert result.stderr.count(" cancelled instance ") + result.stderr.count(" failed ") == 4
     instances = user.client.instances.list()
-    assert [i["id"] for i in instances] == [instance_id]
-    assert is_running(instances[0])
+    assert [i.id for i in instances] == [instance_id]
+    assert instances[0].is_running
 
 
 def test_deploy_a_specific_gpu_with_flags(run: Cli, user: UserSession) -> None:
@@ -94,8 +94,8 @@ def test_deploy_a_specific_gpu_with_flags(run: Cli, user: UserSession) -> None:
     )
 
     winner = assert_only_the_winner_is_left(user, race)
-    assert winner["gpu_name"] == "RTX 4090"
-    assert country(winner["geolocation"]) in REGION_COUNTRIES["EU"]
+    assert winner.gpu_name == "RTX 4090"
+    assert country(str(winner.geolocation)) in REGION_COUNTRIES["EU"]
     assert race["offer"]["inet_down"] >= 4000
     assert race["offer"]["dph_total"] <= 1.5
 
@@ -115,21 +115,22 @@ def test_deploy_in_a_region(run: Cli, user: UserSession) -> None:
     race = deployed(run("wizard", "deploy", "speed=medium", "region=EU", "--output", "json"))
 
     winner = assert_only_the_winner_is_left(user, race)
-    assert country(winner["geolocation"]) in REGION_COUNTRIES["EU"]
+    assert country(str(winner.geolocation)) in REGION_COUNTRIES["EU"]
 
 
 def test_a_blacklisted_machine_is_never_chosen(run: Cli, user: UserSession) -> None:
     request = WizardRequest(speed_tier="fast", region="US").validated()
     cheapest = user.client.instances.offers(**request.offer_filters())
-    banned = cheapest[0]["machine_id"]  # the first machine the race would have tried
+    banned = cheapest[0].machine_id
+    assert banned is not None  # the first machine the race would have tried
     ok(run("blacklist", "add", "local", banned, "boots too slowly"))
 
     events: list[RaceEvent] = []
     result = run_race(user.client, request, on_event=events.append)
 
-    assert banned not in {c.offer["machine_id"] for c in result.candidates}
-    assert result.winner["machine_id"] != banned
-    assert not any(e.offer and e.offer["machine_id"] == banned for e in events)
+    assert banned not in {c.offer.machine_id for c in result.candidates}
+    assert result.winner.machine_id != banned
+    assert not any(e.offer and e.offer.machine_id == banned for e in events)
     race = deployed(run("wizard", "deploy", "speed=fast", "region=US", "--output", "json"))
     assert race["winner"]["machine_id"] != banned
 
@@ -272,8 +273,8 @@ def test_ctrl_c_mid_race_leaves_no_machine(slow_server: LocalServer, tmp_path: P
 
 
 def race_events() -> list[RaceEvent]:
-    offer = {"id": 7, "gpu_name": "RTX 4090", "dph_total": 0.35, "geolocation": "Texas, US"}
-    other = {"id": 8, "gpu_name": "RTX 3090", "dph_total": 0.2, "geolocation": "Oregon, US"}
+    offer = Offer(id=7, gpu_name="RTX 4090", dph_total=0.35, geolocation="Texas, US")
+    other = Offer(id=8, gpu_name="RTX 3090", dph_total=0.2, geolocation="Oregon, US")
     return [
         RaceEvent("search", 0.0, message="gpu=any, speed=fast"),
         RaceEvent("offers", 0.1, message="2 offers to race"),

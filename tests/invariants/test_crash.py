@@ -85,10 +85,10 @@ def rerun_converges(
     assert live_names(user.client) == expected
     managed = {e["remote_id"] for e in proj.state()["resources"].values()}
     for job in user.client.jobs.list_all():  # nothing left running that no address owns
-        if job["status"] not in ("completed", "failed", "cancelled", "timeout"):
-            assert job["id"] in managed, job
+        if job.status not in ("completed", "failed", "cancelled", "timeout"):
+            assert job.id in managed, job
     for instance in user.client.instances.list_all():
-        assert str(instance["id"]) in managed, instance
+        assert str(instance.id) in managed, instance
     check()
     proj("destroy", "-y")  # frees the machines for the other cases
 
@@ -113,7 +113,7 @@ def crash_change(plane: LocalServer, root: Path, n: int) -> None:
     assert died.returncode == 137, n
 
     def check() -> None:
-        assert user.client.jobs.get(sleeper)["status"] == "cancelled"
+        assert user.client.jobs.get(sleeper).status == "cancelled"
         box = proj.state()["resources"]["instance.box"]
         assert box["applied_spec"]["speed_tier"] == "medium"
 

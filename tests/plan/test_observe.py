@@ -31,7 +31,7 @@ def test_plan_over_500_resources_makes_a_handful_of_requests(
 ) -> None:
     def create(i: int) -> tuple[int, str]:
         job = user.client.jobs.create(name=f"big-j{i:03d}", command="true")
-        return i, str(job["id"])
+        return i, job.id
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         created = dict(pool.map(create, range(LIVE)))

@@ -79,7 +79,7 @@ def fetch_offers(
 
     def one(query: dict[str, Any]) -> list[dict[str, Any]]:
         try:
-            return client.instances.offers(**query)
+            return [offer.raw for offer in client.instances.offers(**query)]
         except ApiError:
             return []
 

@@ -2,10 +2,10 @@
 
     result = wait_for(
         fetch=lambda: client.jobs.get(job_id),
-        done=lambda job: job["status"] == "completed",
-        failed=lambda job: job["status"] in ("failed", "cancelled", "timeout"),
+        done=lambda job: job.status == "completed",
+        failed=lambda job: job.is_failed,
         timeout=600,
-        on_tick=lambda job: line.update(f"{job['id']}: {job['status']}"),
+        on_tick=lambda job: line.update(f"{job.id}: {job.status}"),
     )
     result.outcome  # "done" | "failed" | "timeout"
 
@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from dumont_plan.apply.events import ApplyEvent, EventSink, Redactor
 from dumont_plan.client import DumontClient
@@ -38,13 +38,13 @@ from dumont_plan.errors import ApiError, ApplyInterrupted, WaitFailedError, Wait
 from dumont_plan.kinds.base import BaseHandler
 
 Outcome = Literal["done", "failed", "timeout"]
-State = dict[str, Any]
+State = TypeVar("State")  # what `fetch` returns: a read model (Job, Instance) or a dict
 
 PROGRESS_EVERY = 5.0  # seconds between wait_progress events while the status stays the same
 
 
 @dataclass(frozen=True)
-class WaitResult:
+class WaitResult(Generic[State]):
     """How a wait ended: the last state seen, the outcome and the seconds it took."""
 
     state: State
@@ -66,7 +66,7 @@ def wait_for(
     poll: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> WaitResult:
+) -> WaitResult[State]:
     """Poll `fetch()` every `poll` seconds until `done(state)` or `failed(state)`.
 
     The first fetch happens at once. `on_tick(state)` runs after every fetch (for a status line

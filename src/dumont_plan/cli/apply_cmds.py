@@ -427,6 +427,7 @@ def _install_models_with_ollama() -> None:
     """Let `instances.*.models` be pulled the way `dumont model install` pulls them."""
     from dumont_plan.cli.model import PULL_TIMEOUT_SECONDS, ollama_host, pull
     from dumont_plan.kinds.instance import InstanceHandler
+    from dumont_plan.wire_models import Instance
 
     def install(client: DumontClient, live: dict[str, Any], model: str) -> None:
         binary = shutil.which("ollama")
@@ -436,7 +437,7 @@ def _install_models_with_ollama() -> None:
                 "binary on this machine",
                 "install Ollama (https://ollama.com/download) and apply again",
             )
-        pull(binary, model, ollama_host(live), PULL_TIMEOUT_SECONDS)
+        pull(binary, model, ollama_host(Instance.model_validate(live)), PULL_TIMEOUT_SECONDS)
 
     InstanceHandler.model_installer = install
 

@@ -5,8 +5,6 @@ Entries are `manual` (added here) or `auto` (after repeated failures, see `dumon
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from dumont_plan.cli.output import (
@@ -67,9 +65,9 @@ def list_entries(
         provider=provider, blacklist_type=blacklist_type, include_expired=include_expired or None
     )
     if output is OutputFormat.json:
-        emit_json(entries)
+        emit_json([e.raw for e in entries])
         return
-    print_table(entries, COLUMNS)
+    print_table((e.raw for e in entries), COLUMNS)
 
 
 @app.command(
@@ -97,9 +95,9 @@ def add(
         provider, machine_id, reason, duration_hours=hours, gpu_name=gpu_name
     )
     if output is OutputFormat.json:
-        emit_json(entry)
+        emit_json(entry.raw)
         return
-    until = f" until {entry.get('expires_at')}" if entry.get("expires_at") else ""
+    until = f" until {entry.expires_at}" if entry.expires_at else ""
     console.print(f"Blacklisted {provider}:{machine_id}{until}: {reason}", markup=False)
 
 
@@ -133,12 +131,12 @@ def check(
     """Whether a machine is blacklisted, and why."""
     answer = open_client(ctx).blacklist.check(provider, machine_id)
     if output is OutputFormat.json:
-        emit_json(answer)
+        emit_json(answer.raw)
         return
-    info: Any = answer.get("info")
-    if not answer.get("is_blacklisted"):
+    if not answer.is_blacklisted:
         console.print(f"{provider}:{machine_id} is not blacklisted.", markup=False)
         return
     console.print(f"{provider}:{machine_id} is blacklisted.", markup=False)
-    if isinstance(info, dict):
+    if answer.info is not None:
+        info = answer.info.raw
         print_fields(info, [k for k in COLUMNS if k in info] + ["failure_rate", "is_active"])

@@ -6,13 +6,12 @@ failures). Provider ids are the platform's (`vast`). `--output json` on every co
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from dumont_plan.cli.output import OutputFormat, OutputOpt, emit_json, print_fields, print_table
 from dumont_plan.cli.session import open_client
 from dumont_plan.errors import DumontError, NotFoundError
+from dumont_plan.wire_models import MachineStats
 
 app = typer.Typer(
     help=(
@@ -52,12 +51,13 @@ def _hours(value: int | None, default: int) -> int:
     return hours
 
 
-def _rate(value: Any) -> Any:
-    return f"{value:.0%}" if isinstance(value, int | float) else value
+def _rate(value: float | None) -> str | None:
+    return f"{value:.0%}" if value is not None else None
 
 
-def stats_row(stats: dict[str, Any]) -> dict[str, Any]:
-    return {**stats, "success_rate": _rate(stats.get("success_rate"))}
+def stats_row(stats: MachineStats) -> dict[str, object]:
+    """Every field the server sent, with the success rate as a percentage."""
+    return {**stats.raw, "success_rate": _rate(stats.success_rate)}
 
 
 @app.command(
@@ -77,11 +77,11 @@ def summary(
     """Totals of the last hours: attempts, success rate, failure stages."""
     data = open_client(ctx).history.summary(provider=provider, hours=_hours(hours, 24))
     if output is OutputFormat.json:
-        emit_json(data)
+        emit_json(data.raw)
         return
-    shown = {**data, "success_rate": _rate(data.get("success_rate"))}
-    stages = data.get("failure_stages")
-    if isinstance(stages, dict):
+    shown: dict[str, object] = {**data.raw, "success_rate": _rate(data.success_rate)}
+    if isinstance(data.raw.get("failure_stages"), dict):
+        stages = data.failure_stages
         shown["failure_stages"] = ", ".join(f"{k}: {v}" for k, v in stages.items()) or "-"
     print_fields(shown)
 
@@ -121,9 +121,9 @@ def list_attempts(
         limit=limit,
     )
     if output is OutputFormat.json:
-        emit_json(attempts)
+        emit_json([a.raw for a in attempts])
         return
-    rows = ({**a, "result": "ok" if a.get("success") else "failed"} for a in attempts)
+    rows = ({**a.raw, "result": "ok" if a.success else "failed"} for a in attempts)
     print_table(rows, ATTEMPT_COLUMNS)
 
 
@@ -143,14 +143,14 @@ def stats(
             "machines get a history once they were rented; see `dumont history list`",
         ) from exc
     if output is OutputFormat.json:
-        emit_json(data)
+        emit_json(data.raw)
         return
     print_fields(stats_row(data))
 
 
-def _stats_list(rows: list[dict[str, Any]], output: OutputFormat) -> None:
+def _stats_list(rows: list[MachineStats], output: OutputFormat) -> None:
     if output is OutputFormat.json:
-        emit_json(rows)
+        emit_json([r.raw for r in rows])
         return
     print_table((stats_row(r) for r in rows), STATS_COLUMNS)
 

@@ -22,8 +22,9 @@ from dumont_plan.cli.output import (
 )
 from dumont_plan.cli.session import open_client
 from dumont_plan.client import DumontClient
-from dumont_plan.client.instances import display_status, ssh_command, wire_status
+from dumont_plan.client.instances import wire_status
 from dumont_plan.errors import DumontError, NotFoundError
+from dumont_plan.wire_models import Instance, Offer
 
 app = typer.Typer(
     help=(
@@ -60,35 +61,35 @@ def not_found(instance_id: int) -> DumontError:
     )
 
 
-def money(value: Any) -> str:
-    return f"${float(value):.3f}/h" if isinstance(value, int | float) else "-"
+def money(value: float | None) -> str:
+    return f"${value:.3f}/h" if value is not None else "-"
 
 
-def gpu_text(row: dict[str, Any]) -> str:
-    name = row.get("gpu_name") or "-"
-    count = row.get("num_gpus")
-    return f"{count}x {name}" if isinstance(count, int) and count > 1 else str(name)
+def gpu_text(row: Instance | Offer) -> str:
+    name = row.gpu_name or "-"
+    count = row.num_gpus
+    return f"{count}x {name}" if count is not None and count > 1 else name
 
 
-def instance_row(instance: dict[str, Any]) -> dict[str, Any]:
+def instance_row(instance: Instance) -> dict[str, object]:
     """A table row of an instance: the status people know (`paused`), $/h, SSH."""
     return {
-        "id": instance.get("id"),
-        "status": display_status(instance),
+        "id": instance.id,
+        "status": instance.display_status,
         "gpu": gpu_text(instance),
-        "price": money(instance.get("dph_total")),
-        "location": instance.get("geolocation"),
-        "ssh": ssh_command(instance),
-        "label": instance.get("label"),
+        "price": money(instance.dph_total),
+        "location": instance.geolocation,
+        "ssh": instance.ssh_command,
+        "label": instance.label,
     }
 
 
-def describe(instance: dict[str, Any]) -> str:
+def describe(instance: Instance) -> str:
     """`RTX 4090, $0.350/h` — a short description for messages."""
-    return f"{gpu_text(instance)}, {money(instance.get('dph_total'))}"
+    return f"{gpu_text(instance)}, {money(instance.dph_total)}"
 
 
-def fetch(client: DumontClient, instance_id: int) -> dict[str, Any]:
+def fetch(client: DumontClient, instance_id: int) -> Instance:
     try:
         return client.instances.get(instance_id)
     except NotFoundError as exc:
@@ -138,7 +139,7 @@ def list_instances(
     client = open_client(ctx)
     instances = client.instances.list(status=wanted)
     if output is OutputFormat.json:
-        emit_json({"instances": instances, "count": len(instances)})
+        emit_json({"instances": [i.raw for i in instances], "count": len(instances)})
         return
     print_table((instance_row(i) for i in instances), LIST_COLUMNS)
 
@@ -153,17 +154,19 @@ def get(
     number = parse_id(instance_id)
     instance = fetch(open_client(ctx), number)
     if output is OutputFormat.json:
-        emit_json(instance)
+        emit_json(instance.raw)
         return
+    # Every field the server sent (its own spelling), with the status people know first.
+    raw = instance.raw
     shown = {
-        **instance,
-        "status": display_status(instance),
-        "intended_status": instance.get("status"),
-        "ssh": ssh_command(instance),
+        **raw,
+        "status": instance.display_status,
+        "intended_status": raw.get("status"),
+        "ssh": instance.ssh_command,
     }
     keys = ["id", "status", "intended_status", "actual_status", "gpu_name", "num_gpus"]
     keys += ["dph_total", "geolocation", "ssh", "label", "start_date"]
-    keys += [k for k in instance if k not in keys and k not in ("ports",)]
+    keys += [k for k in raw if k not in keys and k not in ("ports",)]
     print_fields(shown, keys)
 
 
@@ -222,34 +225,34 @@ def delete(
     except NotFoundError as exc:
         raise not_found(number) from exc
     if output is OutputFormat.json:
-        emit_json({"deleted": instance, "answer": answer})
+        emit_json({"deleted": instance.raw, "answer": answer})
         return
     console.print(f"Deleted instance {number} ({describe(instance)}).", markup=False)
 
 
-def offer_row(offer: dict[str, Any]) -> dict[str, Any]:
-    gpu_ram = offer.get("gpu_ram")
-    speed = offer.get("inet_down")
-    reliability = offer.get("reliability")
+def offer_row(offer: Offer) -> dict[str, object]:
+    gpu_ram = offer.gpu_ram
+    speed = offer.inet_down
+    reliability = offer.reliability
     flags = []
-    if offer.get("is_blacklisted"):
+    if offer.is_blacklisted:
         flags.append("blacklisted")
-    status = offer.get("reliability_status")
+    status = offer.reliability_status
     if status and status != "unknown":
-        flags.append(str(status))
+        flags.append(status)
     return {
-        "id": offer.get("id"),
+        "id": offer.id,
         "gpu": gpu_text(offer),
-        "vram": f"{gpu_ram:g} GB" if isinstance(gpu_ram, int | float) else None,
-        "price": money(offer.get("dph_total")),
-        "net_down": f"{speed:,.0f} Mbps" if isinstance(speed, int | float) else None,
-        "location": offer.get("geolocation"),
+        "vram": f"{gpu_ram:g} GB" if gpu_ram is not None else None,
+        "price": money(offer.dph_total),
+        "net_down": f"{speed:,.0f} Mbps" if speed is not None else None,
+        "location": offer.geolocation,
         "reliability": (
             f"{reliability:.2f}" + (f" ({', '.join(flags)})" if flags else "")
-            if isinstance(reliability, int | float)
+            if reliability is not None
             else None
         ),
-        "machine": offer.get("machine_id"),
+        "machine": offer.machine_id,
     }
 
 
@@ -326,6 +329,6 @@ def offers(
         limit=min(limit, 100),
     )
     if output is OutputFormat.json:
-        emit_json({"offers": found, "count": len(found)})
+        emit_json({"offers": [o.raw for o in found], "count": len(found)})
         return
     print_table((offer_row(o) for o in found), OFFER_COLUMNS)

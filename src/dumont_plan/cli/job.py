@@ -211,18 +211,18 @@ def create(
         raise describe_rejection(exc, where) from None
     if not (wait or follow):
         if output is OutputFormat.json:
-            emit_json(job)
+            emit_json(job.raw)
         else:
             console.print(created_text(job), markup=False)
             console.print(
-                f"Follow it: dumont job logs {job.get('id')} --follow", markup=False, style="dim"
+                f"Follow it: dumont job logs {job.id} --follow", markup=False, style="dim"
             )
         return
     if output is OutputFormat.table:
         err_console.print(created_text(job), markup=False)
     finish_wait(
         client,
-        str(job["id"]),
+        job.id,
         timeout=wait_timeout,
         poll=1.0,
         follow=follow,
@@ -271,16 +271,16 @@ def list_(
     client = open_client(ctx)
     if all_:
         jobs = client.jobs.list_all(status=status)
-        answer: dict[str, Any] = {"jobs": jobs, "total": len(jobs)}
+        total: int | None = len(jobs)
+        answer: dict[str, Any] = {"jobs": [j.raw for j in jobs], "total": total}
     else:
-        answer = client.jobs.list(limit=limit, status=status)
-        jobs = list(answer.get("jobs") or [])
+        page = client.jobs.list(limit=limit, status=status)
+        jobs, total, answer = page.jobs, page.total, page.raw
     if output is OutputFormat.json:
         emit_json(answer)
         return
     print_table((list_row(j) for j in jobs), LIST_COLUMNS)
-    total = answer.get("total")
-    if isinstance(total, int) and total > len(jobs):
+    if total is not None and total > len(jobs):
         console.print(
             f"Showing {len(jobs)} of {total} jobs; see more with --limit=100 or --all.",
             markup=False,
@@ -298,7 +298,7 @@ def status(
     with about_job(job_id, "job status"):
         job = open_client(ctx).jobs.get(job_id)
     if output is OutputFormat.json:
-        emit_json(job)
+        emit_json(job.raw)
     else:
         print_job(job)
 
@@ -360,9 +360,9 @@ def cancel(
     with about_job(job_id, "job cancel"):
         job = open_client(ctx).jobs.cancel(job_id)
     if output is OutputFormat.json:
-        emit_json(job)
+        emit_json(job.raw)
     else:
-        console.print(f"Cancelled job {job.get('id')} ({job.get('name')}).", markup=False)
+        console.print(f"Cancelled job {job.id} ({job.name}).", markup=False)
 
 
 @app.command(

@@ -9,7 +9,6 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from dumont_plan.apply.waits import WaitResult, wait_for
 from dumont_plan.cli.output import OutputFormat, StatusLine, emit_json, err_console, print_fields
@@ -22,6 +21,7 @@ from dumont_plan.errors import (
     WaitFailedError,
     WaitTimeoutError,
 )
+from dumont_plan.wire_models import Job
 
 LIST_COLUMNS = ("id", "name", "status", "gpu_type", "duration", "total_cost")
 STATUS_FIELDS = (
@@ -62,46 +62,46 @@ def about_job(job_id: str, where: str) -> Iterator[None]:
         ) from exc
 
 
-def money(value: Any) -> str:
-    return f"${value:.4f}" if isinstance(value, int | float) else "-"
+def money(value: float | None) -> str:
+    return f"${value:.4f}" if value is not None else "-"
 
 
-def list_row(job: dict[str, Any]) -> dict[str, Any]:
-    row = {**job, "total_cost": money(job.get("total_cost"))}
-    if isinstance(job.get("price_per_hour"), int | float):
-        row["price_per_hour"] = money(job["price_per_hour"]) + "/h"
+def list_row(job: Job) -> dict[str, object]:
+    """Every field the server sent (its spelling), with the money fields formatted."""
+    row: dict[str, object] = {**job.raw, "total_cost": money(job.total_cost)}
+    if job.price_per_hour is not None:
+        row["price_per_hour"] = money(job.price_per_hour) + "/h"
     return row
 
 
-def print_job(job: dict[str, Any]) -> None:
+def print_job(job: Job) -> None:
     """The contract's fields in a fixed order, then any extra field the server sent that is set."""
-    extras = [k for k in job if k not in STATUS_FIELDS and job[k] is not None]
+    raw = job.raw
+    extras = [k for k in raw if k not in STATUS_FIELDS and raw[k] is not None]
     print_fields(list_row(job), [*STATUS_FIELDS, *extras])
 
 
-def created_text(job: dict[str, Any]) -> str:
+def created_text(job: Job) -> str:
     """`Created job job_1 (train): pending; RTX 4090 spot at $0.1019/h`."""
-    text = f"Created job {job.get('id')} ({job.get('name')}): {job.get('status')}"
-    price = job.get("price_per_hour")
-    if isinstance(price, int | float):
-        spot = job.get("use_spot")
-        kind = "" if not isinstance(spot, bool) else " spot" if spot else " on-demand"
-        text += f"; {job.get('gpu_type')}{kind} at {money(price)}/h"
+    text = f"Created job {job.id} ({job.name}): {job.status}"
+    if job.price_per_hour is not None:
+        spot = job.use_spot
+        kind = "" if spot is None else " spot" if spot else " on-demand"
+        text += f"; {job.gpu_type}{kind} at {money(job.price_per_hour)}/h"
     return text
 
 
-def status_text(job: dict[str, Any]) -> str:
-    text = f"{job.get('id')} ({job.get('name')}): {job.get('status')}"
-    duration = job.get("duration")
-    if duration and duration != "N/A":
-        text += f", {duration}"
-    if job.get("total_cost"):
-        text += f", {money(job.get('total_cost'))}"
+def status_text(job: Job) -> str:
+    text = f"{job.id} ({job.name}): {job.status}"
+    if job.duration and job.duration != "N/A":
+        text += f", {job.duration}"
+    if job.total_cost:
+        text += f", {money(job.total_cost)}"
     return text
 
 
-def is_completed(job: dict[str, Any]) -> bool:
-    return job.get("status") == "completed"
+def is_completed(job: Job) -> bool:
+    return job.status == "completed"
 
 
 def write_line(line: str) -> None:
@@ -122,11 +122,11 @@ def stream_logs(
     write: Callable[[str], None],
     *,
     tail: int | None,
-    done: Callable[[dict[str, Any]], bool],
-    failed: Callable[[dict[str, Any]], bool],
+    done: Callable[[Job], bool],
+    failed: Callable[[Job], bool],
     timeout: float | None,
     poll: float,
-) -> WaitResult:
+) -> WaitResult[Job]:
     """Print the log (its last `tail` lines first) and each new line until the job finishes.
 
     Every tick reads the status first and the log second, so the read after the job finished
@@ -136,9 +136,9 @@ def stream_logs(
     for line in cursor.start(tail):
         write(line)
 
-    def tick(job: dict[str, Any]) -> None:
+    def tick(job: Job) -> None:
         restarts = cursor.restarts
-        lines = cursor.read(final=is_finished(job))
+        lines = cursor.read(final=job.is_finished)
         if cursor.restarts != restarts:
             err_console.print("(the job's log restarted: a retry)", markup=False)
         for line in lines:
@@ -162,7 +162,7 @@ def finish_wait(
     poll: float,
     follow: bool,
     output: OutputFormat,
-) -> dict[str, Any]:
+) -> Job:
     """Wait for a job to finish (streaming its log with `follow`); raise on failure/timeout.
 
     Exit codes through the error boundary: completed returns; failed/cancelled/timeout raise
@@ -186,28 +186,26 @@ def finish_wait(
                 done=is_completed,
                 failed=is_finished,
                 timeout=timeout,
-                on_tick=lambda job: line.update(
-                    status_text(job), key=f"{job.get('id')}: {job.get('status')}"
-                ),
+                on_tick=lambda job: line.update(status_text(job), key=f"{job.id}: {job.status}"),
                 poll=poll,
             )
     job = result.state
     if output is OutputFormat.json and follow:
-        write_line(json.dumps(job))
+        write_line(json.dumps(job.raw))
     elif output is OutputFormat.json:
-        emit_json(job)
+        emit_json(job.raw)
     elif not follow:
         print_job(job)
     if result.outcome == "timeout":
         raise WaitTimeoutError(
-            f"job {job_id} is still {job.get('status')} after {timeout:g}s of waiting",
+            f"job {job_id} is still {job.status} after {timeout:g}s of waiting",
             f"wait again with `dumont job wait {job_id}` (or cancel it: `dumont job cancel "
             f"{job_id}`)",
         )
     if result.outcome == "failed":
-        reason = f": {job['error_message']}" if job.get("error_message") else ""
+        reason = f": {job.error_message}" if job.error_message else ""
         raise WaitFailedError(
-            f"job {job_id} ended {job.get('status')}{reason}",
+            f"job {job_id} ended {job.status}{reason}",
             f"see its log: `dumont job logs {job_id}`",
         )
     if follow and output is OutputFormat.table:

@@ -11,15 +11,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import Any
 
 import typer
 
 from dumont_plan.cli.instance import fetch, parse_id
 from dumont_plan.cli.output import OutputFormat, OutputOpt, emit_json, err_console, print_fields
 from dumont_plan.cli.session import open_client
-from dumont_plan.client.instances import display_status, is_running
 from dumont_plan.errors import DumontError
+from dumont_plan.wire_models import Instance
 
 app = typer.Typer(help="Ollama models on your instances.", no_args_is_help=True)
 
@@ -27,16 +26,10 @@ OLLAMA_PORT = "11434"
 PULL_TIMEOUT_SECONDS = 1800
 
 
-def ollama_host(instance: dict[str, Any]) -> str | None:
+def ollama_host(instance: Instance) -> str | None:
     """`host:port` of the instance's published Ollama port, when it has one."""
-    ports = instance.get("ports")
-    if not isinstance(ports, dict):
-        return None
-    mapping = ports.get(f"{OLLAMA_PORT}/tcp")
-    if not (isinstance(mapping, list) and mapping and isinstance(mapping[0], dict)):
-        return None
-    port = mapping[0].get("HostPort")
-    host = mapping[0].get("HostIp") or instance.get("public_ipaddr") or "127.0.0.1"
+    mapped_host, port = instance.host_port(f"{OLLAMA_PORT}/tcp")
+    host = mapped_host or instance.public_ipaddr or "127.0.0.1"
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
     return f"{host}:{port}" if port else None
@@ -94,8 +87,8 @@ def install(
     if not model.strip() or model.startswith("-"):
         raise DumontError(f"model install: model name {model!r} is not valid", "e.g. llama3")
     instance = fetch(open_client(ctx), number)
-    if not is_running(instance):
-        state = display_status(instance)
+    if not instance.is_running:
+        state = instance.display_status
         fix = (
             f"resume it first: `dumont instance resume {number}`"
             if state == "paused"
@@ -115,7 +108,7 @@ def install(
         "instance_id": number,
         "model": model,
         "ollama_url": f"http://{host or '127.0.0.1:' + OLLAMA_PORT}",
-        "gpu": instance.get("gpu_name"),
+        "gpu": instance.gpu_name,
         "status": "ready",
     }
     if output is OutputFormat.json:

@@ -26,7 +26,6 @@ from dumont_plan.cli.output import (
     split_key_values,
 )
 from dumont_plan.cli.session import open_client
-from dumont_plan.client.instances import ssh_command
 from dumont_plan.errors import DumontError
 from dumont_plan.wizard import RaceEvent, RaceResult, WizardRequest, run_race
 
@@ -148,8 +147,8 @@ class RaceProgress:
             self.out.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def __call__(self, event: RaceEvent) -> None:
-        offer = event.offer or {}
-        row = self.rows.get(int(offer["id"])) if "id" in offer else None
+        offer = event.offer
+        row = self.rows.get(offer.id) if offer is not None else None
         at = f"[{event.elapsed:5.1f}s]"
         kind = event.kind
         if kind == "search":
@@ -161,13 +160,13 @@ class RaceProgress:
         elif kind == "batch":
             self.header = f"Batch {event.batch}: racing offers {event.message}"
             self.line(f"{at} batch {event.batch}: racing offers {event.message}")
-        elif kind == "create" and offer:
-            self.rows[int(offer["id"])] = {
+        elif kind == "create" and offer is not None:
+            self.rows[offer.id] = {
                 "batch": event.batch,
-                "offer": offer["id"],
-                "gpu": str(offer.get("gpu_name") or "-"),
-                "price": f"${float(offer.get('dph_total') or 0):.3f}",
-                "location": str(offer.get("geolocation") or "-"),
+                "offer": offer.id,
+                "gpu": offer.gpu_name or "-",
+                "price": f"${offer.dph_total or 0:.3f}",
+                "location": offer.geolocation or "-",
                 "instance": None,
                 "state": "creating",
             }
@@ -217,14 +216,14 @@ class RaceProgress:
 def print_winner(result: RaceResult) -> None:
     winner = result.winner
     offer = result.offer
-    price = winner.get("dph_total", offer.get("dph_total"))
+    price = winner.dph_total if "dph_total" in winner.raw else offer.dph_total
     fields = {
-        "id": winner.get("id"),
-        "gpu": winner.get("gpu_name") or offer.get("gpu_name"),
-        "price": f"${float(price):.3f}/h" if isinstance(price, int | float) else None,
-        "location": winner.get("geolocation") or offer.get("geolocation"),
-        "network": f"{float(offer.get('inet_down') or 0):,.0f} Mbps down",
-        "ssh": ssh_command(winner),
+        "id": winner.id,
+        "gpu": winner.gpu_name or offer.gpu_name,
+        "price": f"${price:.3f}/h" if price is not None else None,
+        "location": winner.geolocation or offer.geolocation,
+        "network": f"{offer.inet_down or 0:,.0f} Mbps down",
+        "ssh": winner.ssh_command,
         "status": "running",
         "ready_in": f"{result.timings.get('ready', 0):.1f} s "
         f"(batch {result.batch}, {len(result.losers)} cancelled)",

@@ -10,6 +10,7 @@ from typing import Any
 
 from dumont_plan.client.base import Transport
 from dumont_plan.client.history import PREFIX, machine_path
+from dumont_plan.wire_models import BlacklistCheck, BlacklistEntry
 
 COLLECTION = f"{PREFIX}/blacklist"
 
@@ -25,7 +26,7 @@ class BlacklistAPI:
         provider: str | None = None,
         blacklist_type: str | None = None,
         include_expired: bool | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[BlacklistEntry]:
         """`GET /blacklist` -> the entries (active ones unless `include_expired`)."""
         params: dict[str, Any] = {
             "provider": provider,
@@ -33,7 +34,7 @@ class BlacklistAPI:
             "include_expired": None if include_expired is None else str(include_expired).lower(),
         }
         result = self._t.request("GET", COLLECTION, params=params)
-        return [e for e in result or [] if isinstance(e, dict)]
+        return BlacklistEntry.list_from_wire(result, f"GET {COLLECTION}")
 
     def add(
         self,
@@ -42,7 +43,7 @@ class BlacklistAPI:
         reason: str,
         duration_hours: int | None = None,
         gpu_name: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> BlacklistEntry:
         """`POST /blacklist` -> the entry (an upsert on provider + machine_id, so safe to retry).
 
         `duration_hours=None` blacklists for good.
@@ -54,13 +55,13 @@ class BlacklistAPI:
             "duration_hours": duration_hours,
             "gpu_name": gpu_name,
         }
-        result: dict[str, Any] = self._t.request(
+        result = self._t.request(
             "POST",
             COLLECTION,
             json={k: v for k, v in body.items() if v is not None},
             idempotent=True,
         )
-        return result
+        return BlacklistEntry.from_wire(result, f"POST {COLLECTION}")
 
     def remove(self, provider: str, machine_id: str | int) -> dict[str, Any]:
         """`DELETE /blacklist/{provider}/{machine_id}` (404 `Machine not in blacklist`)."""
@@ -69,9 +70,16 @@ class BlacklistAPI:
         )
         return result
 
-    def check(self, provider: str, machine_id: str | int) -> dict[str, Any]:
-        """`GET /blacklist/check/{provider}/{machine_id}` -> `{"is_blacklisted", "info"}`."""
-        result: dict[str, Any] = self._t.request(
-            "GET", f"{COLLECTION}/check/{machine_path(provider, machine_id)}"
-        )
-        return result
+    def check(self, provider: str, machine_id: str | int) -> BlacklistCheck:
+        """`GET /blacklist/check/{provider}/{machine_id}` -> `is_blacklisted` and the entry."""
+        path = f"{COLLECTION}/check/{machine_path(provider, machine_id)}"
+        where = f"GET {path}"
+        answer = self._t.request("GET", path)
+        check = BlacklistCheck.from_wire(answer, where)
+        info = answer.get("info")
+        if isinstance(info, dict):  # the entry with its own raw object
+            check = BlacklistCheck(
+                is_blacklisted=check.is_blacklisted, info=BlacklistEntry.from_wire(info, where)
+            )
+            check._raw = answer
+        return check

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from dumont_plan.client.base import Transport
+from dumont_plan.wire_models import Attempt, HistorySummary, MachineStats
 
 PREFIX = "/api/v1/machines/history"
 
@@ -19,17 +20,16 @@ def machine_path(provider: str, machine_id: str | int) -> str:
 
 
 class HistoryAPI:
-    """Read-only views of the machine history; methods return the API's JSON."""
+    """Read-only views of the machine history, as read models (`.raw`: the JSON)."""
 
     def __init__(self, transport: Transport) -> None:
         self._t = transport
 
-    def summary(self, provider: str | None = None, hours: int | None = None) -> dict[str, Any]:
+    def summary(self, provider: str | None = None, hours: int | None = None) -> HistorySummary:
         """`GET /summary` -> totals, success rate, failure stages of the last `hours` (24)."""
-        result: dict[str, Any] = self._t.request(
-            "GET", f"{PREFIX}/summary", params={"provider": provider, "hours": hours}
-        )
-        return result
+        path = f"{PREFIX}/summary"
+        result = self._t.request("GET", path, params={"provider": provider, "hours": hours})
+        return HistorySummary.from_wire(result, f"GET {path}")
 
     def attempts(
         self,
@@ -38,7 +38,7 @@ class HistoryAPI:
         success_only: bool | None = None,
         hours: int | None = None,
         limit: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Attempt]:
         """`GET /attempts` -> the attempts of the last `hours` (72), newest first.
 
         `success_only=True` keeps successes, `False` keeps failures, None keeps both.
@@ -50,15 +50,13 @@ class HistoryAPI:
             "hours": hours,
             "limit": limit,
         }
-        result = self._t.request("GET", f"{PREFIX}/attempts", params=params)
-        return [a for a in result or [] if isinstance(a, dict)]
+        path = f"{PREFIX}/attempts"
+        return Attempt.list_from_wire(self._t.request("GET", path, params=params), f"GET {path}")
 
-    def stats(self, provider: str, machine_id: str | int) -> dict[str, Any]:
+    def stats(self, provider: str, machine_id: str | int) -> MachineStats:
         """`GET /stats/{provider}/{machine_id}` (404 `Machine stats not found`)."""
-        result: dict[str, Any] = self._t.request(
-            "GET", f"{PREFIX}/stats/{machine_path(provider, machine_id)}"
-        )
-        return result
+        path = f"{PREFIX}/stats/{machine_path(provider, machine_id)}"
+        return MachineStats.from_wire(self._t.request("GET", path), f"GET {path}")
 
     def problematic(
         self,
@@ -66,7 +64,7 @@ class HistoryAPI:
         min_attempts: int | None = None,
         max_success_rate: float | None = None,
         limit: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[MachineStats]:
         """`GET /problematic` -> machines with `min_attempts` (3) or more and a low success rate."""
         params = {
             "provider": provider,
@@ -74,8 +72,10 @@ class HistoryAPI:
             "max_success_rate": max_success_rate,
             "limit": limit,
         }
-        result = self._t.request("GET", f"{PREFIX}/problematic", params=params)
-        return [s for s in result or [] if isinstance(s, dict)]
+        path = f"{PREFIX}/problematic"
+        return MachineStats.list_from_wire(
+            self._t.request("GET", path, params=params), f"GET {path}"
+        )
 
     def reliable(
         self,
@@ -83,7 +83,7 @@ class HistoryAPI:
         min_attempts: int | None = None,
         min_success_rate: float | None = None,
         limit: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[MachineStats]:
         """`GET /reliable` -> machines with at least `min_attempts` (5) and a high success rate."""
         params = {
             "provider": provider,
@@ -91,5 +91,7 @@ class HistoryAPI:
             "min_success_rate": min_success_rate,
             "limit": limit,
         }
-        result = self._t.request("GET", f"{PREFIX}/reliable", params=params)
-        return [s for s in result or [] if isinstance(s, dict)]
+        path = f"{PREFIX}/reliable"
+        return MachineStats.list_from_wire(
+            self._t.request("GET", path, params=params), f"GET {path}"
+        )

@@ -13,6 +13,7 @@ from typing import Any
 
 from dumont_plan.client.base import Transport
 from dumont_plan.errors import NotFoundError
+from dumont_plan.wire_models import INSTANCE_FAILED_STATUSES, Instance, Offer
 
 COLLECTION = "/api/v1/instances"
 OFFERS = "/api/v1/instances/offers"
@@ -20,8 +21,7 @@ OFFERS = "/api/v1/instances/offers"
 # What people type -> what the provider reports (contract §3.2: pausing sets `stopped`).
 STATUS_ALIASES = {"paused": "stopped"}
 RUNNING = "running"
-# Actual statuses that never turn into `running` by themselves (Vast CLI anchors §3.3).
-FAILED_STATUSES = frozenset({"exited", "offline", "error", "failed", "unknown", "deleted"})
+FAILED_STATUSES = INSTANCE_FAILED_STATUSES
 
 
 def wire_status(status: str) -> str:
@@ -31,17 +31,9 @@ def wire_status(status: str) -> str:
 
 
 def actual_status(instance: dict[str, Any]) -> str:
-    """The actual state (`actual_status`, else the intended `status`), lower case."""
+    """The actual state of an instance's JSON object (the kinds still read JSON objects)."""
     value = instance.get("actual_status") or instance.get("status") or "unknown"
     return str(value).lower()
-
-
-def display_status(instance: dict[str, Any]) -> str:
-    """The status shown to people: `paused` for an instance whose intended state is `stopped`."""
-    intended = str(instance.get("status") or "").lower()
-    if intended == "stopped":
-        return "paused"
-    return actual_status(instance)
 
 
 def is_running(instance: dict[str, Any]) -> bool:
@@ -49,37 +41,17 @@ def is_running(instance: dict[str, Any]) -> bool:
     return actual_status(instance) == RUNNING
 
 
-def is_failed(instance: dict[str, Any]) -> bool:
-    """The machine reached a state from which it never boots by itself."""
-    return actual_status(instance) in FAILED_STATUSES
-
-
-def ssh_command(instance: dict[str, Any]) -> str | None:
-    """`ssh -p PORT root@HOST` for an instance that reports its SSH endpoint."""
-    host = instance.get("ssh_host") or instance.get("public_ipaddr")
-    port = instance.get("ssh_port")
-    if not port:
-        ports = instance.get("ports")
-        if isinstance(ports, dict):
-            mapping = ports.get("22/tcp")
-            if isinstance(mapping, list) and mapping and isinstance(mapping[0], dict):
-                port = mapping[0].get("HostPort")
-    if not host:
-        return None
-    return f"ssh -p {port} root@{host}" if port else f"ssh root@{host}"
-
-
 def _item(instance_id: int | str) -> str:
     return f"{COLLECTION}/{int(instance_id)}"
 
 
 class InstancesAPI:
-    """The Instances resource group; methods return the API's JSON objects."""
+    """The Instances resource group: `Instance` and `Offer` read models (`.raw`: the JSON)."""
 
     def __init__(self, transport: Transport) -> None:
         self._t = transport
 
-    def offers(self, **filters: Any) -> list[dict[str, Any]]:
+    def offers(self, **filters: Any) -> list[Offer]:
         """`GET /api/v1/instances/offers` with the contract's filters (§3.1) -> the offers.
 
         Filters are the query parameters by name (`gpu_name`, `num_gpus`, `max_price`,
@@ -93,23 +65,23 @@ class InstancesAPI:
         }
         answer = self._t.request("GET", OFFERS, params=params)
         offers = answer.get("offers") if isinstance(answer, dict) else answer
-        return [o for o in offers or [] if isinstance(o, dict)]
+        return Offer.list_from_wire(offers, f"GET {OFFERS}")
 
-    def list(self, status: str | None = None) -> list[dict[str, Any]]:
+    def list(self, status: str | None = None) -> list[Instance]:
         """`GET /api/v1/instances[?status=…]` -> the instances (`paused` means `stopped`)."""
         params = {"status": wire_status(status) if status else None}
         answer = self._t.request("GET", COLLECTION, params=params)
         instances = answer.get("instances") if isinstance(answer, dict) else answer
-        return [i for i in instances or [] if isinstance(i, dict)]
+        return Instance.list_from_wire(instances, f"GET {COLLECTION}")
 
-    def list_all(self) -> builtins.list[dict[str, Any]]:
+    def list_all(self) -> builtins.list[Instance]:
         """Every instance of the caller in one call (the collection is not paged)."""
         return self.list()
 
-    def get(self, instance_id: int | str) -> dict[str, Any]:
+    def get(self, instance_id: int | str) -> Instance:
         """`GET /api/v1/instances/{id}` -> the Instance (404 when unknown or someone else's)."""
-        result: dict[str, Any] = self._t.request("GET", _item(instance_id))
-        return result
+        path = _item(instance_id)
+        return Instance.from_wire(self._t.request("GET", path), f"GET {path}")
 
     def create(
         self,
@@ -123,7 +95,7 @@ class InstancesAPI:
         skip_standby: bool | None = True,
         idempotency_key: str | None = None,
         **extra: Any,
-    ) -> dict[str, Any]:
+    ) -> Instance:
         """`POST /api/v1/instances` -> 201 and the new Instance (status `loading`).
 
         Never retried: it rents a machine. With `idempotency_key` the local control plane
@@ -140,14 +112,14 @@ class InstancesAPI:
             **extra,
         }
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        result: dict[str, Any] = self._t.request(
+        result = self._t.request(
             "POST",
             COLLECTION,
             json={k: v for k, v in body.items() if v is not None},
             headers=headers,
             idempotent=False,
         )
-        return result
+        return Instance.from_wire(result, f"POST {COLLECTION}")
 
     def pause(self, instance_id: int | str) -> dict[str, Any]:
         """`POST /api/v1/instances/{id}/pause` (stops the processes, keeps the disk)."""

@@ -15,6 +15,7 @@ import httpx
 
 from dumont_plan.client.base import Transport
 from dumont_plan.wire import FINISHED_JOB_STATUSES
+from dumont_plan.wire_models import Job, JobPage
 
 COLLECTION = "/api/v1/jobs/"
 PAGE_SIZE = 100  # the contract's maximum `limit`
@@ -23,9 +24,9 @@ PAGE_SIZE = 100  # the contract's maximum `limit`
 FINISHED_STATUSES = frozenset(FINISHED_JOB_STATUSES)
 
 
-def is_finished(job: dict[str, Any]) -> bool:
+def is_finished(job: Job) -> bool:
     """True once a job reached a final status (completed, failed, cancelled or timeout)."""
-    return str(job.get("status", "")) in FINISHED_STATUSES
+    return job.is_finished
 
 
 def _item(job_id: str) -> str:
@@ -33,13 +34,13 @@ def _item(job_id: str) -> str:
 
 
 class JobsAPI:
-    """The Jobs resource group; every method returns the API's JSON as is."""
+    """The Jobs resource group; jobs come back as `Job` read models (`job.raw`: the JSON)."""
 
     def __init__(self, transport: Transport, page_size: int = PAGE_SIZE) -> None:
         self._t = transport
         self.page_size = page_size
 
-    def create(self, idempotency_key: str | None = None, **fields: Any) -> dict[str, Any]:
+    def create(self, idempotency_key: str | None = None, **fields: Any) -> Job:
         """`POST /api/v1/jobs/` with the CreateJob fields (contract §5.2); 201 -> the Job.
 
         Never retried (it creates something). With `idempotency_key` the server replays the
@@ -47,56 +48,61 @@ class JobsAPI:
         """
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         body = {key: value for key, value in fields.items() if value is not None}
-        result: dict[str, Any] = self._t.request(
-            "POST", COLLECTION, json=body, headers=headers, idempotent=False
-        )
-        return result
+        result = self._t.request("POST", COLLECTION, json=body, headers=headers, idempotent=False)
+        return Job.from_wire(result, f"POST {COLLECTION}")
 
     def list(
         self, limit: int | None = None, status: str | None = None, offset: int | None = None
-    ) -> dict[str, Any]:
-        """`GET /api/v1/jobs/` -> `{"jobs": [...], "total": n}`, newest first.
+    ) -> JobPage:
+        """`GET /api/v1/jobs/` -> the page: `jobs` (newest first) and `total`.
 
         `offset` is an additive extension of the local control plane (pagination).
         """
         params = {"limit": limit, "status": status, "offset": offset or None}
-        result: dict[str, Any] = self._t.request("GET", COLLECTION, params=params)
-        return result
+        result = self._t.request("GET", COLLECTION, params=params)
+        where = f"GET {COLLECTION}"
+        if not isinstance(result, dict):
+            return JobPage.from_wire(result, where)  # raises: not an object
+        total = result.get("total")
+        page = JobPage(
+            jobs=Job.list_from_wire(result.get("jobs"), where),
+            total=total if isinstance(total, int) and not isinstance(total, bool) else None,
+        )
+        page._raw = result
+        return page
 
-    def iter_all(self, status: str | None = None) -> Iterator[dict[str, Any]]:
+    def iter_all(self, status: str | None = None) -> Iterator[Job]:
         """Every job (optionally of one status), one page of `page_size` per request."""
         offset = 0
         seen: set[str] = set()
         while True:
             page = self.list(limit=self.page_size, status=status, offset=offset)
-            jobs = [j for j in page.get("jobs") or [] if isinstance(j, dict)]
-            for job in jobs:
+            for job in page.jobs:
                 # Jobs created while paging shift later pages by one: skip what was seen.
-                key = str(job.get("id"))
-                if key not in seen:
-                    seen.add(key)
+                if job.id not in seen:
+                    seen.add(job.id)
                     yield job
-            offset += len(jobs)
-            total = page.get("total")
-            if len(jobs) < self.page_size or (isinstance(total, int) and offset >= total):
+            offset += len(page.jobs)
+            total = page.total
+            if len(page.jobs) < self.page_size or (total is not None and offset >= total):
                 return
 
-    def list_all(self, status: str | None = None) -> builtins.list[dict[str, Any]]:
+    def list_all(self, status: str | None = None) -> builtins.list[Job]:
         """All jobs, paged with `offset` (`page_size` per request; few requests for `plan`)."""
         return list(self.iter_all(status=status))
 
-    def get(self, job_id: str) -> dict[str, Any]:
+    def get(self, job_id: str) -> Job:
         """`GET /api/v1/jobs/{id}` -> the Job (404 when unknown, 403 for someone else's)."""
-        result: dict[str, Any] = self._t.request("GET", _item(job_id))
-        return result
+        path = _item(job_id)
+        return Job.from_wire(self._t.request("GET", path), f"GET {path}")
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str) -> Job:
         """`POST /api/v1/jobs/{id}/cancel` -> the cancelled Job.
 
         Safe to retry: a second cancel is a 400 "already finished", never a second effect.
         """
-        result: dict[str, Any] = self._t.request("POST", _item(job_id) + "/cancel", idempotent=True)
-        return result
+        path = _item(job_id) + "/cancel"
+        return Job.from_wire(self._t.request("POST", path, idempotent=True), f"POST {path}")
 
     def logs(self, job_id: str, tail: int | None = None) -> dict[str, Any]:
         """`GET /api/v1/jobs/{id}/logs[?tail=N]` -> `{"job_id", "logs"}`; no tail = whole log."""

@@ -22,6 +22,7 @@ from dumont_plan.errors import ApplyError, DumontError, NotFoundError
 from dumont_plan.kinds.base import BaseHandler, Decision, FieldClass, Situation
 from dumont_plan.plan.model import Action
 from dumont_plan.spec.instance import InstanceSpec
+from dumont_plan.wire_models import Offer
 
 if TYPE_CHECKING:  # the wizard is imported when an instance is priced or created, not by a plan
     from dumont_plan.wizard import WizardRequest
@@ -83,7 +84,7 @@ class InstanceHandler(BaseHandler):
         return str(label) if label else super().remote_name(project, name, values)
 
     def list_live(self, client: DumontClient) -> list[dict[str, Any]]:
-        return client.instances.list_all()
+        return [instance.raw for instance in client.instances.list_all()]
 
     def live_name(self, live: Mapping[str, Any]) -> str | None:
         value = live.get("label")
@@ -197,7 +198,7 @@ class InstanceHandler(BaseHandler):
         count = int(values.get("num_gpus") or 1)
         disk = float(values.get("disk_space") or 0)
         fit = [
-            dict(o)
+            Offer.model_validate(o)
             for o in offers
             if (gpu is None or str(o.get("gpu_name") or "").casefold() == str(gpu).casefold())
             and int(o.get("num_gpus") or 1) == count
@@ -209,8 +210,7 @@ class InstanceHandler(BaseHandler):
             chosen = select_offers(fit, self.wizard_request(values).validated(), set()).offers
         except DumontError:  # bad filters are reported by validation, not here
             return None
-        price = chosen[0].get("dph_total") if chosen else None
-        return float(price) if isinstance(price, int | float) else None
+        return chosen[0].dph_total if chosen else None
 
     # -- requests --------------------------------------------------------------------------
 
@@ -226,11 +226,11 @@ class InstanceHandler(BaseHandler):
         request = self.wizard_request(body, idempotency_prefix=idempotency_key)
         from dumont_plan.wizard import run_race
 
-        live = run_race(client, request).winner
+        live = run_race(client, request).winner.raw
         remote_id = self.live_id(live)
         if body.get("state") == "paused":
             client.instances.pause(remote_id)
-            live = client.instances.get(remote_id)
+            live = client.instances.get(remote_id).raw
         elif body.get("models"):
             self.install_models(client, live, list(body["models"]))
         return live
@@ -248,7 +248,7 @@ class InstanceHandler(BaseHandler):
                 client.instances.pause(remote_id)
             else:
                 client.instances.resume(remote_id)
-        live = client.instances.get(remote_id)
+        live = client.instances.get(remote_id).raw
         if "models" in changed and values.get("models") and values.get("state") != "paused":
             self.install_models(client, live, list(values["models"]))
         return live
@@ -275,7 +275,7 @@ class InstanceHandler(BaseHandler):
             return
 
     def get(self, client: DumontClient, remote_id: str) -> dict[str, Any]:
-        return client.instances.get(remote_id)
+        return client.instances.get(remote_id).raw
 
     # -- waits -----------------------------------------------------------------------------
 

@@ -101,7 +101,7 @@ class JobHandler(BaseHandler):
     # -- live objects ----------------------------------------------------------------------
 
     def list_live(self, client: DumontClient) -> list[dict[str, Any]]:
-        return client.jobs.list_all()
+        return [job.raw for job in client.jobs.list_all()]
 
     def status(self, live: Mapping[str, Any]) -> str:
         return str(live.get("status") or "unknown")
@@ -280,7 +280,7 @@ class JobHandler(BaseHandler):
     def create(
         self, client: DumontClient, body: dict[str, Any], idempotency_key: str
     ) -> dict[str, Any]:
-        return client.jobs.create(idempotency_key=idempotency_key, **body)
+        return client.jobs.create(idempotency_key=idempotency_key, **body).raw
 
     def update(
         self,
@@ -301,13 +301,13 @@ class JobHandler(BaseHandler):
         finished in between answers 400 "already finished", which is the wanted end state.
         """
         try:
-            if not self.is_finished(client.jobs.get(remote_id)):
+            if not client.jobs.get(remote_id).is_finished:
                 client.jobs.cancel(remote_id)
         except (NotFoundError, BadRequestError):
             return
 
     def get(self, client: DumontClient, remote_id: str) -> dict[str, Any]:
-        return client.jobs.get(remote_id)
+        return client.jobs.get(remote_id).raw
 
     # -- waits -----------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dumont_plan.wire_models import Instance, Offer
+
 EventKind = Literal[
     "search",  # offers query sent (message: the filters)
     "offers",  # usable offers found (message: how many, how many skipped)
@@ -31,7 +33,7 @@ class RaceEvent:
     kind: EventKind
     elapsed: float
     batch: int = 0
-    offer: dict[str, Any] | None = None
+    offer: Offer | None = None
     instance_id: int | None = None
     status: str | None = None
     message: str = ""
@@ -41,9 +43,9 @@ class RaceEvent:
         if self.batch:
             out["batch"] = self.batch
         if self.offer is not None:
-            out["offer_id"] = self.offer.get("id")
-            out["gpu_name"] = self.offer.get("gpu_name")
-            out["dph_total"] = self.offer.get("dph_total")
+            out["offer_id"] = self.offer.id
+            out["gpu_name"] = self.offer.raw.get("gpu_name")
+            out["dph_total"] = self.offer.raw.get("dph_total")
         for key in ("instance_id", "status"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
@@ -64,7 +66,7 @@ CandidateState = Literal[
 class Candidate:
     """One offer raced: its instance (once created) and where it got to."""
 
-    offer: dict[str, Any]
+    offer: Offer
     batch: int
     state: CandidateState = "creating"
     instance_id: int | None = None
@@ -75,24 +77,24 @@ class Candidate:
     deleted: bool = False
     unknown: bool = False  # the create had no definite answer: its machine may exist
 
-    def made(self, row: dict[str, Any]) -> bool:
+    def made(self, row: Instance) -> bool:
         """Whether the listed instance `row` was rented from this candidate's offer."""
-        if row.get("offer_id") is not None:
-            return str(row["offer_id"]) == str(self.offer_id)
-        machine = self.offer.get("machine_id")
-        return machine is not None and str(row.get("machine_id")) == str(machine)
+        if row.offer_id is not None:
+            return str(row.offer_id) == str(self.offer_id)
+        machine = self.offer.machine_id
+        return machine is not None and str(row.machine_id) == machine
 
     @property
     def offer_id(self) -> int:
-        return int(self.offer["id"])
+        return self.offer.id
 
 
 @dataclass(frozen=True)
 class RaceResult:
     """The race's outcome: the winner, what was tried and deleted, and how long it took."""
 
-    winner: dict[str, Any]
-    offer: dict[str, Any]
+    winner: Instance
+    offer: Offer
     batch: int
     candidates: list[Candidate]
     losers: list[int]  # instances created by the race and deleted because another won
@@ -102,13 +104,13 @@ class RaceResult:
 
     @property
     def instance_id(self) -> int:
-        return int(self.winner["id"])
+        return self.winner.id
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "instance_id": self.instance_id,
-            "winner": self.winner,
-            "offer": self.offer,
+            "winner": self.winner.raw,
+            "offer": self.offer.raw,
             "batch": self.batch,
             "losers": self.losers,
             "failed": self.failed,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dumont_plan.errors import DumontError
+from dumont_plan.wire_models import BlacklistEntry, Offer
 
 # Contract §4.2: Mbps bands per tier; `ultra` has no upper bound.
 SPEED_TIERS: dict[str, tuple[float, float | None]] = {
@@ -133,20 +134,19 @@ class WizardRequest:
         }
 
 
-def country_of(offer: dict[str, Any]) -> str:
+def country_of(offer: Offer) -> str:
     """The country code at the end of an offer's geolocation (`Germany, DE` -> `DE`)."""
-    geo = str(offer.get("geolocation") or "").strip()
+    geo = (offer.geolocation or "").strip()
     return geo.rsplit(",", 1)[-1].strip().upper()
 
 
-def is_problematic(offer: dict[str, Any]) -> bool:
+def is_problematic(offer: Offer) -> bool:
     """Enough attempts and too few successes to be worth racing (§4.3 step 3)."""
-    attempts = offer.get("total_attempts") or 0
-    rate = offer.get("success_rate")
+    attempts = offer.total_attempts or 0
+    rate = offer.success_rate
     return (
-        isinstance(attempts, int | float)
-        and attempts >= PROBLEMATIC_MIN_ATTEMPTS
-        and isinstance(rate, int | float)
+        attempts >= PROBLEMATIC_MIN_ATTEMPTS
+        and rate is not None
         and rate < PROBLEMATIC_SUCCESS_RATE
     )
 
@@ -155,7 +155,7 @@ def is_problematic(offer: dict[str, Any]) -> bool:
 class Selection:
     """The offers to race, cheapest first, and what was left out and why."""
 
-    offers: list[dict[str, Any]]
+    offers: list[Offer]
     found: int = 0
     blacklisted: int = 0
     problematic: int = 0
@@ -163,7 +163,7 @@ class Selection:
 
 
 def select_offers(
-    offers: Sequence[dict[str, Any]], request: WizardRequest, blacklisted: set[str]
+    offers: Sequence[Offer], request: WizardRequest, blacklisted: set[str]
 ) -> Selection:
     """Apply the tier band, region table, blacklist and price cap; order cheapest first."""
     low, high = SPEED_TIERS[request.speed_tier]
@@ -171,31 +171,25 @@ def select_offers(
     selection = Selection(offers=[], found=len(offers))
     seen: set[int] = set()
     for offer in offers:
-        if "id" not in offer or int(offer["id"]) in seen:
+        if offer.id in seen:
             continue
-        seen.add(int(offer["id"]))
-        speed = float(offer.get("inet_down") or 0)
-        price = float(offer.get("dph_total") or 0)
+        seen.add(offer.id)
+        speed = offer.inet_down or 0.0
+        price = offer.dph_total or 0.0
         in_band = low <= speed and (high is None or speed < high) and price <= request.max_price
         if not in_band or (countries is not None and country_of(offer) not in countries):
             selection.out_of_band += 1
-        elif offer.get("is_blacklisted") or str(offer.get("machine_id")) in blacklisted:
+        elif offer.is_blacklisted or str(offer.machine_id) in blacklisted:
             selection.blacklisted += 1
         elif is_problematic(offer):
             selection.problematic += 1
         else:
             selection.offers.append(offer)
-    selection.offers.sort(
-        key=lambda o: (
-            float(o.get("dph_total") or 0),
-            -float(o.get("reliability") or 0),
-            int(o["id"]),
-        )
-    )
+    selection.offers.sort(key=lambda o: (o.dph_total or 0.0, -(o.reliability or 0.0), o.id))
     return selection
 
 
-def epoch_of(value: Any) -> float | None:
+def epoch_of(value: object) -> float | None:
     """Seconds since the epoch of a number or an ISO timestamp (naive means UTC)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
@@ -208,16 +202,16 @@ def epoch_of(value: Any) -> float | None:
     return None
 
 
-def active_blacklist(entries: Sequence[dict[str, Any]], now: float) -> set[str]:
+def active_blacklist(entries: Sequence[BlacklistEntry], now: float) -> set[str]:
     """Machine ids of the active entries (not expired, not marked inactive)."""
     ids: set[str] = set()
     for entry in entries:
-        if entry.get("is_active") is False:
+        if entry.is_active is False:
             continue
-        expires = epoch_of(entry.get("expires_at"))
+        expires = epoch_of(entry.expires_at)
         if expires is not None and expires < now:
             continue
-        ids.add(str(entry.get("machine_id")))
+        ids.add(entry.machine_id)
     return ids
 
 

@@ -40,8 +40,8 @@ from concurrent.futures import wait as wait_futures
 from functools import partial
 from typing import Any, Protocol
 
-from dumont_plan.client.instances import actual_status, is_failed, is_running
 from dumont_plan.errors import ConnectError, DumontError, NotFoundError, ServerError
+from dumont_plan.wire_models import BlacklistEntry, Instance, Offer
 from dumont_plan.wizard.model import Candidate, EventKind, EventSink, RaceEvent, RaceResult
 from dumont_plan.wizard.offers import (
     WizardRequest,
@@ -57,11 +57,11 @@ TIMEOUT_REASON = "boot_timeout"
 
 
 class InstancesLike(Protocol):
-    def offers(self, **filters: Any) -> list[dict[str, Any]]: ...
+    def offers(self, **filters: Any) -> list[Offer]: ...
 
-    def create(self, offer_id: int, **fields: Any) -> dict[str, Any]: ...
+    def create(self, offer_id: int, **fields: Any) -> Instance: ...
 
-    def list(self, status: str | None = None) -> list[dict[str, Any]]: ...
+    def list(self, status: str | None = None) -> list[Instance]: ...
 
     def delete(
         self, instance_id: int | str, reason: str | None = None, *, missing_ok: bool = False
@@ -74,7 +74,7 @@ class BlacklistLike(Protocol):
         provider: str | None = None,
         blacklist_type: str | None = None,
         include_expired: bool | None = None,
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[BlacklistEntry]: ...
 
 
 class RaceAPI(Protocol):
@@ -110,7 +110,6 @@ class _Race:
         self.lock = threading.Lock()
         self.prefix = request.idempotency_prefix or f"wizard-{uuid.uuid4().hex}"
         self.undeleted: list[int] = []
-        self.winner_row: dict[str, Any] = {}
         self._emit_lock = threading.Lock()
 
     def emit(self, kind: EventKind, **fields: Any) -> None:
@@ -121,10 +120,11 @@ class _Race:
 
     # --- offers ---------------------------------------------------------------------------
 
-    def search(self) -> list[dict[str, Any]]:
+    def search(self) -> list[Offer]:
         request = self.request
         self.emit("search", message=request.describe())
         offers = self.api.instances.offers(**request.offer_filters())
+        entries: list[BlacklistEntry]
         try:
             entries = self.api.blacklist.list()
         except NotFoundError:  # a server without the history database
@@ -164,10 +164,10 @@ class _Race:
             )
             return
         with self.lock:
-            candidate.instance_id = int(instance["id"])
+            candidate.instance_id = instance.id
             candidate.created_at = self.clock()
             candidate.state = "loading"
-            candidate.status = actual_status(instance)
+            candidate.status = instance.actual
         self.emit(
             "created",
             batch=candidate.batch,
@@ -214,14 +214,14 @@ class _Race:
                 message=why,
             )
 
-    def poll_batch(self, batch: list[Candidate]) -> Candidate | None:
-        """Poll until one of `batch` runs (the winner), all fail, or the window closes."""
+    def poll_batch(self, batch: list[Candidate]) -> tuple[Candidate, Instance] | None:
+        """Poll until one of `batch` runs (the winner and its row), all fail, or time is up."""
         deadline = self.clock() + self.request.batch_timeout
         while True:
             racing = [c for c in batch if c.state == "loading"]
             if not racing:
                 return None
-            rows = {int(i["id"]): i for i in self.api.instances.list() if "id" in i}
+            rows = {i.id: i for i in self.api.instances.list()}
             for candidate in racing:  # cheapest first: it wins a tie
                 row = rows.get(int(candidate.instance_id or 0))
                 if row is None:
@@ -235,7 +235,7 @@ class _Race:
                         message="the instance disappeared",
                     )
                     continue
-                status = actual_status(row)
+                status = row.actual
                 if status != candidate.status:
                     candidate.status = status
                     self.emit(
@@ -245,12 +245,11 @@ class _Race:
                         instance_id=candidate.instance_id,
                         status=status,
                     )
-                if is_running(row):
+                if row.is_running:
                     candidate.state = "winner"
                     candidate.ready_at = self.clock()
-                    self.winner_row = row
-                    return candidate
-                if is_failed(row):
+                    return candidate, row
+                if row.is_failed:
                     candidate.state = "failed"
                     self.delete(candidate, None)
                     self.emit(
@@ -274,6 +273,7 @@ class _Race:
         size = request.batch_size
         batches = [offers[i : i + size] for i in range(0, len(offers), size)]
         winner: Candidate | None = None
+        winner_row: Instance | None = None
         pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="dumont-race")
         try:
             for number, chunk in enumerate(batches[: request.max_batches], start=1):
@@ -285,8 +285,9 @@ class _Race:
                     message=", ".join(str(c.offer_id) for c in batch),
                 )
                 self.create_batch(batch, pool)
-                winner = self.poll_batch(batch)
-                if winner is not None:
+                won = self.poll_batch(batch)
+                if won is not None:
+                    winner, winner_row = won
                     break
                 if any(c.state == "loading" for c in batch):
                     self.emit(
@@ -297,7 +298,7 @@ class _Race:
                 for candidate in batch:
                     if candidate.state == "loading":
                         self.cancel(candidate, "not ready in time", TIMEOUT_REASON)
-            if winner is None:
+            if winner is None or winner_row is None:
                 raise self.nobody_ready()
             self.emit(
                 "winner",
@@ -321,7 +322,7 @@ class _Race:
         end = self.clock()
         self.emit("done", batch=winner.batch, instance_id=winner.instance_id)
         return RaceResult(
-            winner=self.winner_row,
+            winner=winner_row,
             offer=winner.offer,
             batch=winner.batch,
             candidates=self.candidates,
@@ -389,11 +390,11 @@ class _Race:
                 )
             return
         for row in rows:
-            if row.get("label") != self.request.label or row.get("id") in known:
+            if row.label != self.request.label or row.id in known:
                 continue
             owner = next((c for c in unknown if c.made(row)), None)
             if owner is not None and owner.instance_id is None:
-                owner.instance_id = int(row["id"])
+                owner.instance_id = row.id
                 self.cancel(owner, "its create's answer was lost")
 
 
