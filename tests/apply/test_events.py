@@ -6,7 +6,7 @@ import io
 import json
 import threading
 
-from dumont_plan.apply.events import ApplyEvent, NdjsonWriter, Redactor, fan_out
+from dumont_plan.apply.events import ApplyEvent, NdjsonWriter, Redactor
 
 
 def test_an_event_is_one_json_line_without_empty_keys() -> None:
@@ -72,10 +72,3 @@ def test_lines_from_several_threads_never_interleave() -> None:
     lines = out.getvalue().splitlines()
     assert len(lines) == 800
     assert all(json.loads(line)["type"] == "log" for line in lines)
-
-
-def test_fan_out_sends_to_each_sink() -> None:
-    got: list[str] = []
-    send = fan_out(lambda e: got.append("a:" + e.type), None, lambda e: got.append("b:" + e.type))
-    send(ApplyEvent("apply_done"))
-    assert got == ["a:apply_done", "b:apply_done"]

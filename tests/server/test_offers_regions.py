@@ -1,16 +1,10 @@
-"""The region vocabulary of offer searches (§3.5) and the wizard's table (§4.2)."""
+"""The region vocabulary of offer searches (§3.5)."""
 
 from __future__ import annotations
 
 import pytest
 
-from dumont_plan.server.provider.regions import (
-    WIZARD_REGIONS,
-    expand_region,
-    region_matches,
-    split_geolocation,
-    wizard_region,
-)
+from dumont_plan.server.provider.regions import expand_region, region_matches, split_geolocation
 
 
 def matches(region: str | None, geolocation: str) -> bool:
@@ -63,14 +57,3 @@ def test_split_geolocation() -> None:
     assert split_geolocation("Texas, US") == ("Texas", "US")
     assert split_geolocation("Somewhere") == ("Somewhere", "")
     assert split_geolocation("A, B, us") == ("A, B", "US")
-
-
-def test_wizard_table() -> None:
-    assert wizard_region("Quebec, CA") == "US"
-    assert wizard_region("Texas, US") == "US"
-    assert wizard_region("Germany, DE") == "EU"
-    assert wizard_region("Japan, JP") == "ASIA"
-    assert wizard_region("Brazil, BR") == "SA"
-    us = expand_region(WIZARD_REGIONS["US"])
-    assert region_matches(us, "Quebec, CA") and region_matches(us, "Oregon, US")
-    assert WIZARD_REGIONS["global"] is None

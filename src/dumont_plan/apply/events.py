@@ -116,14 +116,3 @@ class NdjsonWriter:
         with self._lock:
             self.stream.write(line + "\n")
             self.stream.flush()
-
-
-def fan_out(*sinks: EventSink | None) -> EventSink:
-    """One sink that forwards every event to each of `sinks` (None entries are skipped)."""
-    active = [sink for sink in sinks if sink is not None]
-
-    def send(event: ApplyEvent) -> None:
-        for sink in active:
-            sink(event)
-
-    return send

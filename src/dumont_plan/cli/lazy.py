@@ -184,11 +184,6 @@ class LazyGroups(TyperGroup):
             self.add_command(use_help_formatter(entry.load(cmd_name, self)), cmd_name)
         return super().get_command(ctx, cmd_name)
 
-    def load_all(self, ctx: _click.Context) -> dict[str, _click.Command]:
-        """Every command, imported (for the CLI reference)."""
-        found = {name: self.get_command(ctx, name) for name in self.list_commands(ctx)}
-        return {name: cmd for name, cmd in found.items() if cmd is not None}
-
     def resolve_command(
         self, ctx: _click.Context, args: list[str]
     ) -> tuple[str | None, _click.Command | None, list[str]]:

@@ -20,7 +20,6 @@ KINDS: dict[str, tuple[str, type[SpecModel]]] = {
     "instances": ("instance", InstanceSpec),
 }
 RESERVED_KINDS = ("finetunes", "serverless", "spot_templates", "spot_deployments")
-SECTION_OF_PREFIX: dict[str, str] = {prefix: section for section, (prefix, _) in KINDS.items()}
 
 ResourceName = Annotated[str, StringConstraints(pattern=NAME_RE)]
 VariableName = Annotated[str, StringConstraints(pattern=VAR_NAME_RE)]

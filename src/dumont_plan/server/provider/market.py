@@ -167,9 +167,6 @@ class Market:
     def by_machine_id(self, machine_id: str) -> list[Machine]:
         return [m for m in self.machines if m.machine_id == machine_id]
 
-    def gpu_names(self) -> list[str]:
-        return sorted({m.gpu_name for m in self.machines})
-
     def cheapest(
         self, gpu_name: str | None, *, spot: bool, num_gpus: int = 1, now: float | None = None
     ) -> Machine | None:

@@ -1,4 +1,4 @@
-"""Region vocabulary: the offers' region patterns (contract §3.5) and the wizard's table (§4.2).
+"""Region vocabulary: the offers' region patterns (contract §3.5).
 
 Offers are filtered by a region *string* that expands into alternatives matched against an
 offer's `geolocation` (`"<place>, <CC>"`, e.g. `"Texas, US"`, `"Germany, DE"`):
@@ -15,9 +15,6 @@ offer's `geolocation` (`"<place>, <CC>"`, e.g. `"Texas, US"`, `"Germany, DE"`):
 Unlike the real server (a raw substring test, where `DE` also hits `Sweden`), a country code is
 compared with the country part of the geolocation. Several regions may be given separated by
 commas (`US,CA`); an offer matching any of them passes (additive).
-
-The wizard's own table (§4.2) differs: its `US` includes Canada. `WIZARD_REGIONS` maps each
-wizard region to the offers' region string that selects the same machines.
 """
 
 from __future__ import annotations
@@ -139,14 +136,6 @@ COUNTRY_ALIASES = {"UK": "GB"}
 
 NO_FILTER = frozenset({"", "global", "any", "all"})
 
-# The wizard's regions (§4.2) as offer region strings: US includes Canada there.
-WIZARD_REGIONS: dict[str, str | None] = {
-    "global": None,
-    "US": "US,CA",
-    "EU": "EU",
-    "ASIA": "AS",
-}
-
 
 @dataclass(frozen=True)
 class Alternative:
@@ -225,14 +214,3 @@ def region_matches(alternatives: list[Alternative] | None, geolocation: str) -> 
     if alternatives is None:
         return True
     return any(alt.matches(geolocation) for alt in alternatives)
-
-
-def wizard_region(geolocation: str) -> str:
-    """The wizard region (US, EU, ASIA, or the continent code otherwise) of a geolocation."""
-    _, country = split_geolocation(geolocation)
-    continent = COUNTRIES.get(country, ("", ""))[1]
-    if continent == "NA":
-        return "US"
-    if continent == "AS":
-        return "ASIA"
-    return continent or "global"

@@ -68,10 +68,6 @@ class Sandbox:
             if path.exists():
                 shutil.rmtree(path, ignore_errors=True)
 
-    def map_path(self, path: str) -> Path | None:
-        """Where `/workspace/...` (or a path relative to it) lives here; None if outside."""
-        return map_workspace_path(self.workspace, path)
-
     def collect(self, paths: list[str]) -> list[str]:
         """Copy the regular files under `paths` into outputs/; return their relative paths."""
         copied: list[str] = []
