@@ -53,7 +53,9 @@ Status = Annotated[str, BeforeValidator(_status_or_unknown)]
 class WireModel(BaseModel):
     """Base of the read models: unknown fields ignored, immutable, the raw object kept."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, coerce_numbers_to_str=True, defer_build=True
+    )
 
     _raw: JSONObject | None = PrivateAttr(default=None)
 
