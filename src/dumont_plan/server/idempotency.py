@@ -2,14 +2,22 @@
 
 An additive extension of the local control plane (advertised as `idempotency-key`); the real
 platform has none, so the client also adopts objects by name after a crash.
+
+A create that inserts a row gives the key to its own transaction (`idempotent_create` passes it
+a `KeyClaim`; the create calls `claim.record(conn, body)` beside its INSERT): the key and the
+row it made are committed together, so a control plane killed at any moment never holds a row
+without its key, and a retried key never makes a duplicate. The answer stored then is the
+object as inserted; it is replaced by the full answer once the create has returned.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -37,6 +45,37 @@ def _same_request(method: str, path: str, request: Request) -> bool:
     return method == request.method and canonical(path) == canonical(request.url.path)
 
 
+@dataclass
+class KeyClaim:
+    """One (user, key) about to be used by a create; `record` stores it in the caller's
+    transaction (the one that inserts the created row)."""
+
+    user_id: int
+    key: str
+    method: str
+    path: str
+    status_code: int
+    recorded: bool = False
+
+    def record(self, conn: sqlite3.Connection, body: Any) -> None:
+        now = time.time()
+        conn.execute(
+            "INSERT OR REPLACE INTO idempotency (user_id, key, method, path, status, body, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                self.user_id,
+                self.key,
+                self.method,
+                self.path,
+                self.status_code,
+                json.dumps(body),
+                now,
+            ),
+        )
+        conn.execute("DELETE FROM idempotency WHERE created_at < ?", (now - KEY_TTL_SECONDS,))
+        self.recorded = True
+
+
 def idempotent_create(
     request: Request,
     state: AppState,
@@ -46,11 +85,29 @@ def idempotent_create(
 ) -> JSONResponse:
     """Run `create()` once per (user, Idempotency-Key); replay its JSON answer afterwards.
 
-    Reusing a key for a different request is a 409: replaying the wrong answer would hide it.
+    The key is stored after `create()` returns, in a transaction of its own: for a create that
+    stores nothing (or nothing a crash could leave half-done). A create that inserts a row uses
+    `idempotent_create_in_tx`.
+    """
+    return idempotent_create_in_tx(request, state, user, lambda _claim: create(), status_code)
+
+
+def idempotent_create_in_tx(
+    request: Request,
+    state: AppState,
+    user: User,
+    create: Callable[[KeyClaim | None], Any],
+    status_code: int = 201,
+) -> JSONResponse:
+    """Run `create(claim)` once per (user, Idempotency-Key); replay its JSON answer afterwards.
+
+    `create` calls `claim.record(conn, body)` (when `claim` is not None) in the transaction that
+    inserts what it creates. Reusing a key for a different request is a 409: replaying the
+    wrong answer would hide it.
     """
     key = request.headers.get("Idempotency-Key")
     if not key:
-        return JSONResponse(create(), status_code=status_code)
+        return JSONResponse(create(None), status_code=status_code)
     with _lock_for(user.id, key):
         row = state.store.query_one(
             "SELECT method, status, body, path FROM idempotency WHERE user_id = ? AND key = ?",
@@ -68,22 +125,14 @@ def idempotent_create(
                 status_code=int(row["status"]),
                 headers={"Idempotent-Replayed": "true"},
             )
-        body = create()
+        claim = KeyClaim(user.id, key, request.method, request.url.path, status_code)
+        body = create(claim)
         with state.store.tx() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO idempotency (user_id, key, method, path, status, body, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    user.id,
-                    key,
-                    request.method,
-                    request.url.path,
-                    status_code,
-                    json.dumps(body),
-                    time.time(),
-                ),
-            )
-            conn.execute(
-                "DELETE FROM idempotency WHERE created_at < ?", (time.time() - KEY_TTL_SECONDS,)
-            )
+            if claim.recorded:  # the full answer replaces the object as inserted
+                conn.execute(
+                    "UPDATE idempotency SET body = ? WHERE user_id = ? AND key = ?",
+                    (json.dumps(body), user.id, key),
+                )
+            else:
+                claim.record(conn, body)
     return JSONResponse(body, status_code=status_code)

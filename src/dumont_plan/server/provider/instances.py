@@ -48,7 +48,7 @@ from dumont_plan.errors import InstanceError
 from dumont_plan.server.context import AppState
 from dumont_plan.server.provider import instance_processes as processes
 from dumont_plan.server.provider.history import LOCAL_PROVIDER, Attempt, iso, record_attempt
-from dumont_plan.server.provider.jobs import time_scale
+from dumont_plan.server.provider.jobs import OnInsert, time_scale
 from dumont_plan.server.provider.market import Machine, Market, get_market
 from dumont_plan.server.provider.sandbox import Sandbox
 from dumont_plan.server.provider.usage import sample_usage, usage_of
@@ -209,7 +209,14 @@ def list_instances(state: AppState, user_id: int, status: str | None) -> list[di
 # ---------------------------------------------------------------------------- create
 
 
-def create_instance(state: AppState, user_id: int, params: CreateParams) -> dict[str, Any]:
+def create_instance(
+    state: AppState,
+    user_id: int,
+    params: CreateParams,
+    on_insert: OnInsert | None = None,
+) -> dict[str, Any]:
+    """Rent an offer. `on_insert(conn, view)` runs in the transaction of the INSERT (the
+    idempotency key is stored there, committed with the row)."""
     machine = market_of(state).by_offer(params.offer_id)
     if machine is None:
         raise InstanceError(
@@ -265,6 +272,9 @@ def create_instance(state: AppState, user_id: int, params: CreateParams) -> dict
             ),
         )
         instance_id = int(cursor.lastrowid or 0)
+        if on_insert is not None:
+            inserted = conn.execute("SELECT * FROM instances WHERE id = ?", (instance_id,))
+            on_insert(conn, instance_json(state, inserted.fetchone(), now))
         sandbox = sandbox_of(state, instance_id)
         sandbox.create()
     return instance_json(state, _row(state, user_id, instance_id), now)

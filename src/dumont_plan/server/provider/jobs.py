@@ -31,10 +31,11 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from sqlite3 import Row
+from sqlite3 import Connection, Row
 from typing import Any
 
 from dumont_plan.server.context import AppState
@@ -52,6 +53,8 @@ from dumont_plan.server.provider.sandbox import (
 from dumont_plan.wire import FINISHED_JOB_STATUSES
 
 FINISHED = FINISHED_JOB_STATUSES
+# Called in the transaction that inserts a row, with the object as inserted.
+OnInsert = Callable[[Connection, dict[str, Any]], None]
 ACTIVE_PHASES = ("provisioning", "starting", "running", "completing")
 NOT_FINISHED_SQL = "status NOT IN (" + ", ".join(f"'{s}'" for s in FINISHED) + ")"
 LOST_WHILE_DOWN = "runner lost while the control plane was down"
@@ -187,10 +190,13 @@ def submit_job(
     config: dict[str, Any],
     hf_token: str | None,
     price_per_hour: float,
+    on_insert: OnInsert | None = None,
 ) -> dict[str, Any]:
     """Record a job (status pending), start its runner, return its view.
 
     `config` holds the validated CreateJob fields (no hf_token) with aliases resolved.
+    `on_insert(conn, view)` runs in the transaction that inserts the row (the idempotency key
+    is stored there, so the key and the job are committed together).
     """
     now = time.time()
     job_id = new_job_id()
@@ -204,28 +210,35 @@ def submit_job(
     directory = job_dir(state, job_id)
     directory.mkdir(parents=True)
     write_json_atomic(directory / runner.SPEC_FILE, spec)
-    state.store.execute(
-        "INSERT INTO jobs (id, user_id, name, source, gpu_type, num_gpus, use_spot,"
-        " price_per_hour, timeout_minutes, timeout_seconds, max_retries, has_hf_token, status,"
-        " attempt, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
-        (
-            job_id,
-            user_id,
-            config["name"],
-            config["source"],
-            config["gpu_type"],
-            config["num_gpus"],
-            int(config["use_spot"]),
-            price_per_hour,
-            config["timeout_minutes"],
-            timeout_seconds,
-            config["max_retries"],
-            int(bool(hf_token)),
-            now,
-        ),
-    )
     sup = supervisor(state)
+    # Under the supervisor lock from the insert on: the reconciler never sees the pending row
+    # before its token is known.
     with sup.lock:
+        with state.store.tx() as conn:
+            conn.execute(
+                "INSERT INTO jobs (id, user_id, name, source, gpu_type, num_gpus, use_spot,"
+                " price_per_hour, timeout_minutes, timeout_seconds, max_retries, has_hf_token,"
+                " status, attempt, created_ts)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+                (
+                    job_id,
+                    user_id,
+                    config["name"],
+                    config["source"],
+                    config["gpu_type"],
+                    config["num_gpus"],
+                    int(config["use_spot"]),
+                    price_per_hour,
+                    config["timeout_minutes"],
+                    timeout_seconds,
+                    config["max_retries"],
+                    int(bool(hf_token)),
+                    now,
+                ),
+            )
+            if on_insert is not None:
+                inserted = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                on_insert(conn, job_view(inserted, now))
         if hf_token:
             sup.hf_tokens[job_id] = hf_token
         claim_and_launch(state, job_id)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dumont_plan.errors import InstanceError, OfferQueryError
 from dumont_plan.server.context import AppState, StateDep, User, UserDep, current_user
-from dumont_plan.server.idempotency import idempotent_create
+from dumont_plan.server.idempotency import KeyClaim, idempotent_create_in_tx
 from dumont_plan.server.provider import history
 from dumont_plan.server.provider.instances import (
     ALWAYS_EXPOSED_PORT,
@@ -248,13 +248,13 @@ def create(
         use_spot=body.use_spot,
     )
 
-    def make() -> dict[str, Any]:
+    def make(claim: KeyClaim | None) -> dict[str, Any]:
         try:
-            return create_instance(state, user.id, params)
+            return create_instance(state, user.id, params, claim.record if claim else None)
         except InstanceError as exc:
             raise _http(exc) from exc
 
-    return idempotent_create(request, state, user, make)
+    return idempotent_create_in_tx(request, state, user, make)
 
 
 @router.get("/{instance_id}")

@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from dumont_plan.server.context import AppState, StateDep, User, UserDep
-from dumont_plan.server.idempotency import idempotent_create
+from dumont_plan.server.idempotency import idempotent_create_in_tx
 from dumont_plan.server.provider import jobs as provider
 from dumont_plan.server.provider.market import (
     GPU_MODELS,
@@ -243,11 +243,13 @@ def create_job(
 ) -> Response:
     """Create a job: it gets a sandbox and a runner at once (201 with the Job)."""
     config, price = _job_config(state, body)
-    return idempotent_create(
+    return idempotent_create_in_tx(
         request,
         state,
         user,
-        lambda: provider.submit_job(state, user.id, config, body.hf_token, price),
+        lambda claim: provider.submit_job(
+            state, user.id, config, body.hf_token, price, claim.record if claim else None
+        ),
     )
 
 
