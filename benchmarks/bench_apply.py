@@ -39,7 +39,7 @@ from benchmarks.common import (
     scratch_dir,
 )
 from benchmarks.startup import dumont_argv
-from dumont_plan.kinds.resolve import resolve_body
+from dumont_plan.apply.resolve import resolve_body
 from dumont_plan.loader import load_stack
 from dumont_plan.secrets import SecretStore
 

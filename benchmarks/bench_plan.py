@@ -8,7 +8,7 @@ jobs through the API would start 10,000 runner processes, so the state is seeded
 - the jobs are rows of the server's SQLite database, written with the columns and values
   `POST /api/v1/jobs/` writes for a job that completed (`provider.jobs.submit_job` + runner);
 - the ledger is written through the ledger API, each entry's record computed by
-  `kinds.resolve.resolve_body`, exactly what `apply` records after a create.
+  `apply.resolve.resolve_body`, exactly what `apply` records after a create.
 
 Figures per N:
 - wall time of `dumont plan` (the console script, a fresh HOME, DUMONT_API_URL + DUMONT_TOKEN)
@@ -45,8 +45,8 @@ from benchmarks.common import (
     time_commands_interleaved,
 )
 from benchmarks.startup import dumont_argv
+from dumont_plan.apply.resolve import resolve_body
 from dumont_plan.client.jobs import PAGE_SIZE
-from dumont_plan.kinds.resolve import resolve_body
 from dumont_plan.loader import load_stack
 from dumont_plan.secrets import SecretStore
 from dumont_plan.state.ledger import Ledger, LedgerEntry, default_state_path, now_iso

@@ -1,14 +1,18 @@
 """DESIGN §1 import rules, read from the source with `ast` (nothing is imported or run).
 
-Imports flow one way: errors <- spec <- loader; spec <- plan <- apply <- cli; the client knows
-only errors and its own wire models; the server never imports client, plan or cli. Each
-third-party library has one home. Every import counts: top level, inside functions (the CLI's
-lazy imports) and under `if TYPE_CHECKING`. Exceptions are listed here with their reason.
+Imports flow one way: errors <- spec <- loader; spec <- kinds (pure) <- plan <- apply <- cli;
+the kinds' ops (API calls) sit beside apply; the client knows only errors and its own wire
+models; the server never imports client, plan or cli. Each third-party library has one home.
+Every import counts: top level, inside functions (the CLI's lazy imports) and under `if
+TYPE_CHECKING`. Exceptions are listed here with their reason. The planner's purity is also
+checked by importing it in a fresh interpreter (`sys.modules`).
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -24,10 +28,14 @@ PACKAGE = "dumont_plan"
 LEAVES = {"dumont_plan.errors", "dumont_plan.wire", "dumont_plan.wire_models"}
 
 # layer -> the other top-level parts of dumont_plan it may import (besides itself and LEAVES).
+# For `kinds` the rule is its pure part's (OPS_ALLOWED is its ops modules').
 ALLOWED = {
     "dumont_plan.spec": set(),
     # secrets: the loader checks `${secret.NAME}` references against the secret store.
     "dumont_plan.loader": {"dumont_plan.spec", "dumont_plan.secrets"},
+    # offers: the race's offer selection, which prices an instance.
+    "dumont_plan.kinds": {"dumont_plan.spec", "dumont_plan.offers"},
+    "dumont_plan.offers": set(),
     # kinds: the per-kind field tables and decisions; ledger: what was applied before.
     "dumont_plan.plan": {
         "dumont_plan.spec",
@@ -37,6 +45,20 @@ ALLOWED = {
     },
     "dumont_plan.client": set(),
 }
+
+# A kind's ops (`kinds/ops.py`, `kinds/<kind>_ops.py`) call the API, the instance's through the
+# wizard's race; the registry names them by module, never imports them.
+OPS_ALLOWED = {
+    "dumont_plan.kinds",
+    "dumont_plan.client",
+    "dumont_plan.wizard",
+    "dumont_plan.spec",
+    "dumont_plan.offers",
+}
+
+# Nothing reachable from the planner or the kinds' pure parts leads to these (nor to httpx):
+# planning is pure, and `dumont plan -out` / `explain` / saved-plan checks load no client.
+PURE_NEVER = ("dumont_plan.client", "dumont_plan.wizard", "dumont_plan.apply")
 
 # The server may import nothing that leads (even indirectly) to these.
 SERVER_NEVER = ("dumont_plan.client", "dumont_plan.plan", "dumont_plan.cli")
@@ -109,6 +131,23 @@ def modules_in(part: str) -> list[str]:
     return [m for m in sources() if m == part or m.startswith(part + ".")]
 
 
+def is_kind_ops(module: str) -> bool:
+    """`dumont_plan.kinds.ops` and each `dumont_plan.kinds.<kind>_ops`."""
+    return part_of(module) == "dumont_plan.kinds" and (
+        module == "dumont_plan.kinds.ops" or module.endswith("_ops")
+    )
+
+
+def layer_modules(part: str) -> list[str]:
+    """The modules a layer rule covers (for `kinds`: its pure part)."""
+    return [m for m in modules_in(part) if not is_kind_ops(m)]
+
+
+def pure_roots() -> list[str]:
+    """The planner (render and cost included) and the kinds' pure parts."""
+    return [*modules_in("dumont_plan.plan"), *layer_modules("dumont_plan.kinds")]
+
+
 def reachable(start: Iterable[str]) -> set[str]:
     seen: set[str] = set()
     todo = list(start)
@@ -127,6 +166,11 @@ def test_the_rules_see_the_imports() -> None:
     assert "dumont_plan.errors" in internal_imports("dumont_plan.client.base")
     assert "dumont_plan.server.provider.jobs" in internal_imports("dumont_plan.server.routes.jobs")
     assert len(modules_in("dumont_plan.server")) > 10
+    assert "dumont_plan.client" in reachable(["dumont_plan.kinds.job_ops"])
+    assert {"dumont_plan.kinds.ops", "dumont_plan.kinds.job_ops"} <= {
+        m for m in modules_in("dumont_plan.kinds") if is_kind_ops(m)
+    }
+    assert {"dumont_plan.kinds.job", "dumont_plan.kinds.registry"} <= set(pure_roots())
 
 
 def test_errors_import_nothing_of_dumont_plan() -> None:
@@ -143,14 +187,53 @@ def test_layers_import_only_what_sits_below_them(part: str) -> None:
     allowed = {PACKAGE, part, *LEAVES, *ALLOWED[part]}
     wrong = sorted(
         f"{module} imports {name}"
-        for module in modules_in(part)
+        for module in layer_modules(part)
         for name in internal_imports(module)
         if part_of(name) not in allowed
     )
     assert wrong == []
 
 
-@pytest.mark.parametrize("part", ["dumont_plan.plan", "dumont_plan.apply"])
+def test_the_kinds_ops_import_only_the_client_the_wizard_and_below() -> None:
+    allowed = {PACKAGE, *LEAVES, *OPS_ALLOWED}
+    ops = [m for m in modules_in("dumont_plan.kinds") if is_kind_ops(m)]
+    wrong = sorted(
+        f"{module} imports {name}"
+        for module in ops
+        for name in internal_imports(module)
+        if part_of(name) not in allowed
+    )
+    assert wrong == []
+
+
+def test_the_planner_and_the_kinds_pure_parts_never_reach_the_client() -> None:
+    """Not even indirectly: their whole import closure stays clear of the client and httpx."""
+    closure = reachable(pure_roots()) | set(pure_roots())
+    wrong = sorted(m for m in closure if part_of(m) in PURE_NEVER)
+    httpx = sorted(m for m in closure if any(n.split(".")[0] == "httpx" for n in imports_of(m)))
+    assert (wrong, httpx) == ([], [])
+
+
+def test_importing_the_planner_loads_no_client() -> None:
+    """The same, for real: a fresh interpreter importing them has none of these modules."""
+    code = "; ".join(
+        [
+            "import sys",
+            *(f"import {m}" for m in pure_roots()),
+            "print(chr(10).join(sorted(sys.modules)))",
+        ]
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "dumont_plan.plan.build" in loaded and "dumont_plan.plan.render" in loaded
+    assert "pydantic" in loaded  # guards against a vacuous pass: the imports ran
+    forbidden = ("httpx", *PURE_NEVER)
+    wrong = [m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden)]
+    assert wrong == []
+
+
+@pytest.mark.parametrize("part", ["dumont_plan.plan", "dumont_plan.kinds", "dumont_plan.apply"])
 def test_nothing_below_the_cli_imports_it(part: str) -> None:
     wrong = sorted(
         f"{module} imports {name}"

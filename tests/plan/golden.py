@@ -41,7 +41,7 @@ from typing import Any
 import yaml
 
 from dumont_plan.kinds.base import id_value
-from dumont_plan.kinds.registry import HANDLERS
+from dumont_plan.kinds.registry import HANDLERS, SECTIONS
 from dumont_plan.loader import load_stack
 from dumont_plan.plan.build import PlanOptions, build_plan
 from dumont_plan.plan.fingerprint import desired_record
@@ -53,7 +53,6 @@ from dumont_plan.state.ledger import LedgerEntry, LedgerState, PendingOp
 
 CASES = Path(__file__).resolve().parents[1] / "cases" / "plan"
 SALT = "golden-salt"
-SECTIONS = {"jobs": "job", "instances": "instance"}
 
 
 def load_case(path: Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Kind handlers' own pieces: the model installer hook, prices, statuses, names."""
+"""Kinds' own pieces: the registry, the injected model installer, prices, statuses, names."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from dumont_plan.errors import ApplyError, PlanError
-from dumont_plan.kinds.instance import InstanceHandler
-from dumont_plan.kinds.registry import HANDLERS, handler_for
+from dumont_plan.kinds.instance_ops import InstanceOps
+from dumont_plan.kinds.ops import KindServices, load_ops
+from dumont_plan.kinds.registry import HANDLERS, REGISTRY, handler_for
 
 OFFERS = [
     {"id": 1, "gpu_name": "RTX 4090", "num_gpus": 1, "dph_total": 0.4, "min_bid": 0.2},
@@ -17,22 +18,29 @@ OFFERS = [
 ]
 
 
-def test_the_model_installer_is_set_on_the_class_and_called_per_model() -> None:
+def test_every_registered_kind_has_ops_of_the_same_kind() -> None:
+    ops = load_ops()
+    assert sorted(ops) == sorted(HANDLERS) == ["instance", "job"]
+    assert [entry.handler.kind for entry in REGISTRY] == ["job", "instance"]
+    assert all(ops[kind].kind == kind for kind in ops)
+
+
+def test_the_model_installer_is_injected_and_called_per_model() -> None:
     calls: list[tuple[Any, Any, str]] = []
 
     def install(client: Any, live: dict[str, Any], model: str) -> None:
         calls.append((client, live["id"], model))
 
-    handler = handler_for("instance")
-    assert isinstance(handler, InstanceHandler)
+    without = load_ops()["instance"]
+    assert isinstance(without, InstanceOps)
     with pytest.raises(ApplyError, match="run `dumont model install 7 MODEL`"):
-        handler.install_models(None, {"id": 7}, ["llama3"])  # type: ignore[arg-type]
-    InstanceHandler.model_installer = install
-    try:
-        handler.install_models("client", {"id": 7}, ["llama3", "mistral"])  # type: ignore[arg-type]
-    finally:
-        InstanceHandler.model_installer = None
+        without.install_models(None, {"id": 7}, ["llama3"])  # type: ignore[arg-type]
+    ops = load_ops(KindServices(model_installer=install))["instance"]
+    assert isinstance(ops, InstanceOps)
+    ops.install_models("client", {"id": 7}, ["llama3", "mistral"])  # type: ignore[arg-type]
     assert calls == [("client", 7, "llama3"), ("client", 7, "mistral")]
+    fresh = load_ops()["instance"]  # the installer was given to one apply's ops, not a class
+    assert isinstance(fresh, InstanceOps) and fresh.model_installer is None
 
 
 def test_job_prices_spot_min_bid_or_on_demand_of_the_same_gpu_count() -> None:

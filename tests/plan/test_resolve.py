@@ -1,12 +1,12 @@
-"""Apply-time resolution (kinds/resolve.py) agrees with the plan, and saved-plan staleness."""
+"""Apply-time resolution (apply/resolve.py) agrees with the plan, and saved-plan staleness."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from dumont_plan.apply.resolve import outputs_from, resolve_body
 from dumont_plan.kinds.registry import HANDLERS
-from dumont_plan.kinds.resolve import outputs_from, resolve_body
 from dumont_plan.plan.build import PlanOptions, build_plan
 from dumont_plan.plan.fingerprint import stale_resources
 from dumont_plan.plan.model import Action, Observed

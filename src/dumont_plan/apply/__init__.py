@@ -13,16 +13,16 @@ skips its dependents, transitively, while independent changes complete. No-ops a
 Every mutation is journaled in the ledger first, so a crash at any point converges on the next
 apply (the plan adopts an object found by its remote name instead of creating a duplicate):
 
-    create, run   begin_op -> handler.create(body, Idempotency-Key) -> finish_op(id, record)
-    replace       begin_op -> handler.delete(old) -> handler.create(new) -> finish_op
+    create, run   begin_op -> ops.create(body, Idempotency-Key) -> finish_op(id, record)
+    replace       begin_op -> ops.delete(old) -> ops.create(new) -> finish_op
                   (delete first: a job's old run is cancelled, which `--allow-restart` allowed
                   at plan time; an instance is a scarce, hourly-billed machine and two of them
                   under one address would be a duplicate if apply died between the steps.
                   The price: if the new race finds no machine, the address has none until the
                   next apply)
     update, pause, resume
-                  begin_op -> handler.update(values, changed fields) -> finish_op(record)
-    delete        begin_op -> handler.delete (a job: cancel if active; an instance: DELETE)
+                  begin_op -> ops.update(values, changed fields) -> finish_op(record)
+    delete        begin_op -> ops.delete (a job: cancel if active; an instance: DELETE)
                   -> ledger.remove
     adopt         ledger.record (no API call); after an interrupted create it also finishes
                   that create: leftovers of a killed race deleted, the wait done (recover.py)
@@ -41,7 +41,9 @@ A wait ends at the target, or at a terminal failure (-> exit 5), or after `wait_
 seconds (-> exit 4); the change then counts as failed, so its dependents are skipped.
 
 Modules: engine.py (apply_plan, the per-action steps), recover.py (adoption and interrupted
-creates), waits.py (read-only polling and log streaming), base.py (ApplyResult, crash hook).
+creates), waits.py (read-only polling and log streaming), resolve.py (references and secrets
+filled into a request body), observe.py (the live objects and offers a plan reads), base.py
+(ApplyResult, crash hook). The API calls per kind are the kinds' ops (`kinds.ops`).
 
 Test hook: with DUMONT_TEST_CRASH_AFTER=N in the environment the process dies (os._exit(137),
 as SIGKILL would) right after its Nth ledger write, to prove the journal by real crashes.

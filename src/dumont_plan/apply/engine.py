@@ -15,6 +15,7 @@ from typing import Any
 from dumont_plan.apply.base import WAIT_TARGETS, ApplyResult, crash_point
 from dumont_plan.apply.events import ApplyEvent, EventSink, Redactor
 from dumont_plan.apply.recover import adopt
+from dumont_plan.apply.resolve import Resolved, outputs_from, resolve_body
 from dumont_plan.apply.scheduler import run_dag
 from dumont_plan.apply.waits import wait_resource
 from dumont_plan.client import DumontClient
@@ -27,9 +28,9 @@ from dumont_plan.errors import (
     WaitFailedError,
     WaitTimeoutError,
 )
-from dumont_plan.kinds.base import BaseHandler, id_value
+from dumont_plan.kinds.base import KindHandler, id_value
+from dumont_plan.kinds.ops import KindServices, load_ops
 from dumont_plan.kinds.registry import HANDLERS
-from dumont_plan.kinds.resolve import Resolved, outputs_from, resolve_body
 from dumont_plan.plan.model import Action, Observed, Plan, ResourceChange
 from dumont_plan.secrets import SecretStore, default_secrets_files
 from dumont_plan.spec.stack import Resource, Stack
@@ -54,13 +55,15 @@ def apply_plan(
     secrets: SecretStore | None = None,
     redactor: Redactor | None = None,
     poll: float = 1.0,
+    services: KindServices | None = None,
 ) -> ApplyResult:
     """Carry out `plan` (see the module doc). Never raises for a failed change: see the result.
 
     `wait_default` overrides every resource's `wait:` (`none`, `running`, `completed`);
     `observed` (what the plan was built from) supplies the attributes of untouched resources
     for references; `secrets` defaults to the environment and the secrets files of the stack;
-    `allow_restart` is re-checked here for a saved plan's replace of an active job.
+    `allow_restart` is re-checked here for a saved plan's replace of an active job;
+    `services` is what the kinds' API calls need besides the client (the model installer).
     """
     if wait_default is not None and wait_default not in WAIT_TARGETS:
         raise ApplyError(
@@ -82,6 +85,7 @@ def apply_plan(
         secrets=secrets or SecretStore(os.environ, default_secrets_files(stack.root)),
         redact=redactor or Redactor(),
         poll=poll,
+        services=services or KindServices(),
     )
     return applier.run(parallelism)
 
@@ -103,6 +107,7 @@ class Applier:
         secrets: SecretStore,
         redact: Redactor,
         poll: float,
+        services: KindServices,
     ) -> None:
         self.plan = plan
         self.stack = stack
@@ -117,6 +122,7 @@ class Applier:
         self.secrets = secrets
         self.redact = redact
         self.poll = poll
+        self.ops = load_ops(services)  # kind -> its API calls
         self.changes = {c.address: c for c in plan.changes if c.action is not Action.noop}
         self.outputs: dict[str, dict[str, Any]] = outputs_from(ledger.state, observed)
         self.result = ApplyResult()
@@ -245,7 +251,7 @@ class Applier:
 
     def create(
         self,
-        handler: BaseHandler,
+        handler: KindHandler,
         change: ResourceChange,
         resource: Resource,
         *,
@@ -269,9 +275,9 @@ class Applier:
         )
         crash_point()
         if old_id is not None:
-            handler.delete(self.client, old_id, None)
+            self.ops[handler.kind].delete(self.client, old_id, None)
         try:
-            live = handler.create(self.client, resolved.body, key)
+            live = self.ops[handler.kind].create(self.client, resolved.body, key)
         except DumontError as exc:
             if _definite(exc):
                 # Nothing was created (the server said no, or the race found no machine and
@@ -285,7 +291,7 @@ class Applier:
         self.set_outputs(change.address, handler, live)
         return remote_id
 
-    def update(self, handler: BaseHandler, change: ResourceChange, resource: Resource) -> str:
+    def update(self, handler: KindHandler, change: ResourceChange, resource: Resource) -> str:
         remote_id = change.remote_id
         if remote_id is None:
             raise ApplyError(f"{change.address} has no remote id to {change.action.value}")
@@ -301,14 +307,15 @@ class Applier:
             remote_id=remote_id,
         )
         crash_point()
-        live = handler.update(self.client, remote_id, resolved.values, fields) if fields else None
+        ops = self.ops[handler.kind]
+        live = ops.update(self.client, remote_id, resolved.values, fields) if fields else None
         self.ledger.finish_op(op, remote_id=remote_id, record=resolved.record)
         crash_point()
         if live is not None:
             self.set_outputs(change.address, handler, live)
         return remote_id
 
-    def delete(self, handler: BaseHandler, change: ResourceChange) -> str | None:
+    def delete(self, handler: KindHandler, change: ResourceChange) -> str | None:
         if change.remote_id is not None:
             self.ledger.begin_op(
                 change.address,
@@ -318,17 +325,17 @@ class Applier:
                 remote_id=change.remote_id,
             )
             crash_point()
-            handler.delete(self.client, change.remote_id, None)
+            self.ops[handler.kind].delete(self.client, change.remote_id, None)
         self.ledger.remove(change.address)
         crash_point()
         return change.remote_id
 
-    def check_restart(self, handler: BaseHandler, change: ResourceChange, old_id: str) -> None:
+    def check_restart(self, handler: KindHandler, change: ResourceChange, old_id: str) -> None:
         """A saved plan may replace an active job only when this apply allows restarts too."""
         if self.allow_restart or handler.kind != "job":
             return
         try:
-            live = handler.get(self.client, old_id)
+            live = self.ops[handler.kind].get(self.client, old_id)
         except ApiError:
             return
         if handler.is_active(live):
@@ -351,7 +358,7 @@ class Applier:
             self.redact.add(value)
         return resolved
 
-    def set_outputs(self, address: str, handler: BaseHandler, live: Mapping[str, Any]) -> None:
+    def set_outputs(self, address: str, handler: KindHandler, live: Mapping[str, Any]) -> None:
         out = handler.outputs(live)
         out["id"] = id_value(str(out.get("id")))
         with self.lock:
@@ -365,14 +372,14 @@ class Applier:
 
     # -- waits -----------------------------------------------------------------------------
 
-    def wait_target(self, handler: BaseHandler, resource: Resource) -> str:
+    def wait_target(self, handler: KindHandler, resource: Resource) -> str:
         target = self.wait_default or handler.wait_target(handler.controls(resource.spec))
         if target == "completed" and handler.kind != "job":
             return "running"
         return target
 
     def wait(
-        self, handler: BaseHandler, change: ResourceChange, resource: Resource, remote_id: str
+        self, handler: KindHandler, change: ResourceChange, resource: Resource, remote_id: str
     ) -> None:
         target = self.wait_target(handler, resource)
         if target == "none":
@@ -380,6 +387,7 @@ class Applier:
         live = wait_resource(
             self.client,
             handler,
+            self.ops[handler.kind],
             change.address,
             remote_id,
             target,

@@ -18,7 +18,7 @@ from typing import Any
 
 from dumont_plan.client import DumontClient
 from dumont_plan.errors import ApiError, DumontError
-from dumont_plan.kinds.base import BaseHandler
+from dumont_plan.kinds.ops import KindOps, load_ops
 from dumont_plan.kinds.registry import HANDLERS
 from dumont_plan.plan.cost import query_key
 from dumont_plan.plan.model import Observed
@@ -40,21 +40,22 @@ def observe(
     client: DumontClient,
     kinds: Iterable[str],
     *,
-    handlers: Mapping[str, BaseHandler] = HANDLERS,
+    ops: Mapping[str, KindOps] | None = None,
 ) -> Observed:
-    """Every live object of each kind, the kinds read concurrently."""
+    """Every live object of each kind, the kinds read concurrently (by the kinds' `ops`)."""
+    ops = ops if ops is not None else load_ops()
     wanted = sorted(set(kinds))
     before = client.transport.request_count
     live: dict[str, list[dict[str, Any]]] = {}
     if wanted:
         with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(wanted))) as pool:
-            futures = {kind: pool.submit(handlers[kind].list_live, client) for kind in wanted}
+            futures = {kind: pool.submit(ops[kind].list_live, client) for kind in wanted}
             for kind, future in futures.items():
                 try:
                     live[kind] = future.result()
                 except ApiError as exc:
                     raise DumontError(
-                        f"cannot read the live {handlers[kind].section}: {exc}",
+                        f"cannot read the live {HANDLERS[kind].section}: {exc}",
                         "check the API URL and your login (`dumont auth me`)",
                     ) from exc
     return Observed(

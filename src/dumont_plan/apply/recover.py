@@ -18,9 +18,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dumont_plan.apply.base import crash_point
+from dumont_plan.apply.resolve import Resolved
 from dumont_plan.errors import ApplyError, WaitFailedError
-from dumont_plan.kinds.base import BaseHandler, FieldClass
-from dumont_plan.kinds.resolve import Resolved
+from dumont_plan.kinds.base import FieldClass, KindHandler
 from dumont_plan.plan.model import Action, ResourceChange
 from dumont_plan.spec.stack import Resource
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from dumont_plan.apply.engine import Applier
 
 
-def adopt(app: Applier, handler: BaseHandler, change: ResourceChange, resource: Resource) -> str:
+def adopt(app: Applier, handler: KindHandler, change: ResourceChange, resource: Resource) -> str:
     """Record an object the plan found by name. After an interrupted create, finish it.
 
     An interrupted create (a pending create/run/replace in the journal) may have left more
@@ -68,20 +68,20 @@ def adopt(app: Applier, handler: BaseHandler, change: ResourceChange, resource: 
         except WaitFailedError:
             if handler.kind == "job":
                 raise  # a failed job is its result, not a broken machine
-            handler.delete(app.client, remote_id, None)
+            app.ops[handler.kind].delete(app.client, remote_id, None)
             return start_over(app, handler, change, resource)
     return remote_id
 
 
 def observed_object(
-    app: Applier, handler: BaseHandler, kind: str, remote_id: str
+    app: Applier, handler: KindHandler, kind: str, remote_id: str
 ) -> dict[str, Any] | None:
     return next((o for o in app.observed.objects(kind) if handler.live_id(o) == remote_id), None)
 
 
 def keep_best(
     app: Applier,
-    handler: BaseHandler,
+    handler: KindHandler,
     change: ResourceChange,
     names: set[str | None],
     planned: dict[str, Any] | None,
@@ -117,7 +117,7 @@ def keep_best(
     for live in found:
         if (live is not best or broken) and handler.needs_delete(live):
             remote_id = handler.live_id(live)
-            handler.delete(app.client, remote_id, live)
+            app.ops[handler.kind].delete(app.client, remote_id, live)
             with app.lock:
                 extra = app.extra.setdefault(change.address, {})
                 extra.setdefault("deleted_leftovers", []).append(remote_id)
@@ -125,7 +125,7 @@ def keep_best(
 
 
 def finish_interrupted(
-    app: Applier, handler: BaseHandler, remote_id: str, live: dict[str, Any], resolved: Resolved
+    app: Applier, handler: KindHandler, remote_id: str, live: dict[str, Any], resolved: Resolved
 ) -> None:
     """Set the updatable fields the interrupted create had not set yet (e.g. paused)."""
     fields = [
@@ -136,11 +136,11 @@ def finish_interrupted(
         and handler.normalize(name, value) != handler.normalize(name, resolved.values[name])
     ]
     if fields:
-        handler.update(app.client, remote_id, resolved.values, fields)
+        app.ops[handler.kind].update(app.client, remote_id, resolved.values, fields)
 
 
 def start_over(
-    app: Applier, handler: BaseHandler, change: ResourceChange, resource: Resource
+    app: Applier, handler: KindHandler, change: ResourceChange, resource: Resource
 ) -> str:
     """Nothing an interrupted create made is usable: create it afresh, and wait."""
     fresh = change.model_copy(update={"action": Action.create, "remote_id": None})

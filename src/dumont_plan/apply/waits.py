@@ -15,7 +15,7 @@ propagate. `clock` and `sleep` are injectable so tests never sleep on wall-clock
 
 After a change, apply waits through `wait_resource` (read-only):
 
-    live = wait_resource(client, handler, address, remote_id, target, timeout=..., emit=...)
+    live = wait_resource(client, handler, ops, address, remote_id, target, timeout=..., emit=...)
 
 It ends at the target (`running`, `completed`), at a terminal failure (WaitFailedError, exit 5)
 or when `timeout` seconds pass (WaitTimeoutError, exit 4). While it polls it emits
@@ -35,7 +35,8 @@ from dumont_plan.apply.events import ApplyEvent, EventSink, Redactor
 from dumont_plan.client import DumontClient
 from dumont_plan.client.jobs import LogCursor
 from dumont_plan.errors import ApiError, ApplyInterrupted, WaitFailedError, WaitTimeoutError
-from dumont_plan.kinds.base import BaseHandler
+from dumont_plan.kinds.base import KindHandler
+from dumont_plan.kinds.ops import KindOps
 
 Outcome = Literal["done", "failed", "timeout"]
 State = TypeVar("State")  # what `fetch` returns: a read model (Job, Instance) or a dict
@@ -94,7 +95,8 @@ def wait_for(
 
 def wait_resource(
     client: DumontClient,
-    handler: BaseHandler,
+    handler: KindHandler,
+    ops: KindOps,
     address: str,
     remote_id: str,
     target: str,
@@ -142,7 +144,7 @@ def wait_resource(
         )
 
     result = wait_for(
-        fetch=lambda: handler.get(client, remote_id),
+        fetch=lambda: ops.get(client, remote_id),
         done=lambda live: handler.wait_done(live, target),
         failed=handler.is_failed,
         timeout=timeout,
@@ -177,7 +179,7 @@ class LogFollower:
     def __init__(
         self,
         client: DumontClient,
-        handler: BaseHandler,
+        handler: KindHandler,
         address: str,
         remote_id: str,
         emit: EventSink,

@@ -39,10 +39,11 @@ from dumont_plan.apply.base import ApplyResult
 from dumont_plan.apply.engine import apply_plan
 from dumont_plan.apply.events import EventSink, Redactor
 from dumont_plan.apply.observe import fetch_offers, kinds_of, observe
+from dumont_plan.apply.resolve import outputs_from
 from dumont_plan.client import DumontClient
 from dumont_plan.errors import DumontError, NotFoundError, PlanError, PolicyError
+from dumont_plan.kinds.ops import KindServices, load_ops
 from dumont_plan.kinds.registry import HANDLERS, handler_for
-from dumont_plan.kinds.resolve import outputs_from
 from dumont_plan.plan.build import build_plan
 from dumont_plan.plan.cost import price_queries
 from dumont_plan.plan.fingerprint import desired_record
@@ -183,12 +184,14 @@ def apply_stack(
     events_when_empty: bool = False,
     secrets: SecretStore | None = None,
     redactor: Redactor | None = None,
+    services: KindServices | None = None,
 ) -> Applied:
     """Lock, plan (or check `saved`), confirm, apply, unlock: see the module doc.
 
     `connect` is called once the lock is held; the client it returns is closed here.
     `confirm=None` approves without asking (`-y`). `events_when_empty` runs the (empty) apply
-    anyway so an event stream always has its apply_start and apply_done.
+    anyway so an event stream always has its apply_start and apply_done. `services` is what
+    the kinds' API calls need besides the client (the CLI's Ollama model installer).
     Raises LockError, StalePlanError (exit 7), PlanError, PolicyError (exit 6) before any
     change; a failed change is in the result, not raised.
     """
@@ -230,6 +233,7 @@ def apply_stack(
                     observed=observed,
                     secrets=secrets or SecretStore(os.environ, default_secrets_files(stack.root)),
                     redactor=redactor,
+                    services=services,
                 )
         finally:
             client.close()
@@ -248,6 +252,7 @@ def destroy_stack(
     on_event: Progress | None = None,
     events_when_empty: bool = False,
     redactor: Redactor | None = None,
+    services: KindServices | None = None,
 ) -> Applied:
     """apply_stack with a destroy plan (of `options.targets`, else everything), waiting for
     nothing: running jobs are cancelled, instances deleted; `prevent_destroy` stops it whole."""
@@ -263,6 +268,7 @@ def destroy_stack(
         on_event=on_event,
         events_when_empty=events_when_empty,
         redactor=redactor,
+        services=services,
     )
 
 
@@ -376,7 +382,7 @@ def import_resource(
             raise DumontError(f"import {address}: {remote_id} is already managed as {owner}")
         client = connect()
         try:
-            live = handler.get(client, remote_id)
+            live = load_ops()[handler.kind].get(client, remote_id)
         except NotFoundError as exc:
             raise DumontError(
                 f"import {address}: no {handler.kind} {remote_id} on the server",

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from dumont_plan.apply.events import ApplyEvent, EventSink, Redactor
     from dumont_plan.apply.workflow import Applied
     from dumont_plan.client import DumontClient
+    from dumont_plan.kinds.ops import KindServices
     from dumont_plan.plan.model import Plan
 
 PROMPT = "Do you want to perform these actions? Only 'yes' will be accepted: "
@@ -251,7 +252,6 @@ def apply(
         wait_timeout=wait_timeout,
         logs=logs,
     )
-    _install_models_with_ollama()
     view = Interaction(ctx, PROMPT, auto_approve=auto_approve, json_events=json_events)
     with view.interrupts():
         applied = apply_stack(
@@ -294,7 +294,6 @@ def destroy(
         allow_restart=False,
         max_cost=None,
     )
-    _install_models_with_ollama()
     view = Interaction(ctx, DESTROY_PROMPT, auto_approve=auto_approve, json_events=json_events)
     with view.interrupts():
         applied = destroy_stack(
@@ -316,6 +315,7 @@ class Hooks(TypedDict):
     on_event: EventSink | AbstractContextManager[EventSink]
     events_when_empty: bool
     redactor: Redactor
+    services: KindServices
 
 
 class Interaction:
@@ -343,6 +343,7 @@ class Interaction:
 
     def hooks(self) -> Hooks:
         from dumont_plan.apply.events import NdjsonWriter
+        from dumont_plan.kinds.ops import KindServices
 
         progress: EventSink | AbstractContextManager[EventSink]
         if self.json_events:
@@ -355,6 +356,7 @@ class Interaction:
             on_event=progress,
             events_when_empty=self.json_events,
             redactor=self.redactor,
+            services=KindServices(model_installer=_install_model_with_ollama),
         )
 
     def show_plan(self, plan: Plan) -> None:
@@ -423,23 +425,19 @@ def _print_summary(result: ApplyResult, word: str) -> None:
         console.print(f"  skipped: {address} ({why})", highlight=False, soft_wrap=True)
 
 
-def _install_models_with_ollama() -> None:
-    """Let `instances.*.models` be pulled the way `dumont model install` pulls them."""
+def _install_model_with_ollama(client: DumontClient, live: dict[str, Any], model: str) -> None:
+    """Pull one of `instances.*.models` the way `dumont model install` pulls it."""
     from dumont_plan.cli.model import PULL_TIMEOUT_SECONDS, ollama_host, pull
-    from dumont_plan.kinds.instance import InstanceHandler
     from dumont_plan.wire_models import Instance
 
-    def install(client: DumontClient, live: dict[str, Any], model: str) -> None:
-        binary = shutil.which("ollama")
-        if binary is None:
-            raise DumontError(
-                f"cannot install model {model} on instance {live.get('id')}: no `ollama` "
-                "binary on this machine",
-                "install Ollama (https://ollama.com/download) and apply again",
-            )
-        pull(binary, model, ollama_host(Instance.model_validate(live)), PULL_TIMEOUT_SECONDS)
-
-    InstanceHandler.model_installer = install
+    binary = shutil.which("ollama")
+    if binary is None:
+        raise DumontError(
+            f"cannot install model {model} on instance {live.get('id')}: no `ollama` "
+            "binary on this machine",
+            "install Ollama (https://ollama.com/download) and apply again",
+        )
+    pull(binary, model, ollama_host(Instance.model_validate(live)), PULL_TIMEOUT_SECONDS)
 
 
 def register(app: typer.Typer) -> None:

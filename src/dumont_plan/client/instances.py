@@ -13,6 +13,7 @@ from typing import Any
 
 from dumont_plan.client.base import Transport
 from dumont_plan.errors import NotFoundError
+from dumont_plan.wire import instance_actual_status
 from dumont_plan.wire_models import INSTANCE_FAILED_STATUSES, Instance, Offer
 
 COLLECTION = "/api/v1/instances"
@@ -32,8 +33,7 @@ def wire_status(status: str) -> str:
 
 def actual_status(instance: dict[str, Any]) -> str:
     """The actual state of an instance's JSON object (the kinds still read JSON objects)."""
-    value = instance.get("actual_status") or instance.get("status") or "unknown"
-    return str(value).lower()
+    return instance_actual_status(instance)
 
 
 def is_running(instance: dict[str, Any]) -> bool:

@@ -1,37 +1,27 @@
-"""The one small interface every kind implements, and the defaults most kinds share.
+"""The pure side of a kind: its field table and decisions, behind the `KindHandler` Protocol.
 
-The engine never looks inside a kind: `observe` calls `list_live`, `build_plan` reads the field
-table and asks `decide`, `apply` calls `create` / `update` / `delete` and waits with
-`wait_done` / `is_failed`. A new kind (fine-tunes, serverless, spot) is one handler in
-`kinds.registry.HANDLERS` plus its spec model.
+A kind is two objects (see "How to add a kind" in the README):
 
-Hooks `apply` uses, per action of a `ResourceChange`:
+- a *handler* (this Protocol; `BaseHandler` gives the defaults): pure, no I/O. `plan/` reads
+  its field table, asks `decide`, prices with `price_query` / `hourly_price`; apply and
+  observe use its status predicates (`is_failed`, `wait_done` ...) and `outputs`.
+- its *ops* (`kinds.ops.KindOps`): the API calls (`list_live`, `create`, `update`,
+  `delete`, `get`), used by observe and apply only.
 
-    create, run        handler.create(client, body, idempotency_key) -> live object
-    replace            handler.delete(client, old_id, live) then handler.create(...)
-    update/pause/resume handler.update(client, remote_id, values, changed_fields) -> live | None
-    delete             handler.delete(client, remote_id, live)   (a job: cancel if still active)
-    adopt / forget     ledger only, no API call
-    wait               wait_for(fetch=lambda: handler.get(client, id),
-                                done=lambda o: handler.wait_done(o, handler.wait_target(spec)),
-                                failed=handler.is_failed)
-
-`body` comes from `kinds.resolve.resolve_body` (references and secrets filled in just before the
-request; the values are never stored).
+`kinds.registry.HANDLERS` holds the handlers, typed as `KindHandler`: a kind missing a method
+fails mypy there. Nothing here imports the client, the wizard, apply or plan.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from dumont_plan.client import DumontClient
-from dumont_plan.plan.model import Action, FieldChange
+from dumont_plan.kinds.decision import Action, Decision, Situation
 from dumont_plan.spec.stack import remote_name as spec_remote_name
 
 
@@ -61,39 +51,45 @@ CLASS_HELP: dict[FieldClass, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Situation:
-    """Everything `decide` may look at for one resource that is in the spec and the ledger."""
-
-    address: str
-    values: dict[str, Any]  # desired values (references resolved when known, secrets hashed)
-    controls: dict[str, Any]  # run_policy, wait, lifecycle, ... as written
-    live: dict[str, Any] | None  # None: the object is gone from the server
-    changes: list[FieldChange]  # desired vs last applied (ignore_changes already left out)
-    forced_replace: bool = False  # --replace ADDR
-    allow_restart: bool = False  # --allow-restart
-    now: datetime | None = None
-    price: float | None = None  # $/h of this resource's desired shape, when known
-
-
-@dataclass
-class Decision:
-    action: Action
-    reason: str = ""
-    drift: str | None = None  # changed | gone | lifecycle | orphan
-    error: str | None = None  # a plan error naming the address and the fix
-    notes: list[str] = field(default_factory=list)
-
-
 class KindHandler(Protocol):
-    """What the engine needs to know and do for one kind."""
+    """What plan, observe and apply know of one kind besides its API calls. Pure."""
 
-    kind: str  # address prefix: "job"
-    section: str  # spec section: "jobs"
-    spec_model: type[BaseModel]
-    fields: dict[str, FieldClass]  # the per-kind table printed by `dumont explain`
-    unordered: frozenset[str]  # list fields compared as sets
-    notes: dict[str, str]  # field -> extra words for `dumont explain`
+    @property
+    def kind(self) -> str:
+        """The address prefix: `job`."""
+        ...
+
+    @property
+    def section(self) -> str:
+        """The spec section: `jobs`."""
+        ...
+
+    @property
+    def spec_model(self) -> type[BaseModel]: ...
+
+    @property
+    def fields(self) -> dict[str, FieldClass]:
+        """The per-kind table printed by `dumont explain`."""
+        ...
+
+    @property
+    def unordered(self) -> frozenset[str]:
+        """List fields compared as sets."""
+        ...
+
+    @property
+    def unset_is_any(self) -> frozenset[str]:
+        """Fields where an unset (None) desired value means "the server's choice"."""
+        ...
+
+    @property
+    def notes(self) -> dict[str, str]:
+        """field -> extra words for `dumont explain`."""
+        ...
+
+    def field_names(self, *classes: FieldClass) -> frozenset[str]: ...
+
+    # -- desired values ----------------------------------------------------------------------
 
     def remote_name(self, project: str, name: str, values: Mapping[str, Any]) -> str:
         """The name the object carries on the server (used to adopt after a crash)."""
@@ -105,9 +101,17 @@ class KindHandler(Protocol):
 
     def controls(self, spec: BaseModel) -> dict[str, Any]: ...
 
-    def list_live(self, client: DumontClient) -> list[dict[str, Any]]:
-        """Every live object of this kind with few paged list calls (never one GET each)."""
+    def normalize(self, field: str, value: Any) -> Any: ...
+
+    def request_body(self, project: str, name: str, values: dict[str, Any]) -> dict[str, Any]:
+        """The create request for resolved values (references and secrets already filled)."""
         ...
+
+    def describe(self, values: Mapping[str, Any]) -> str:
+        """A few words for a create line (`RTX 4090, spot`)."""
+        ...
+
+    # -- live objects (as the ops' `list_live` / `get` return them) ---------------------------
 
     def live_id(self, live: Mapping[str, Any]) -> str: ...
 
@@ -119,8 +123,6 @@ class KindHandler(Protocol):
         """Desired-side fields the server echoes (compared for `changed` drift)."""
         ...
 
-    def normalize(self, field: str, value: Any) -> Any: ...
-
     def status(self, live: Mapping[str, Any]) -> str:
         """The lifecycle status, normalised (e.g. instances: running | paused | loading ...)."""
         ...
@@ -131,6 +133,10 @@ class KindHandler(Protocol):
 
     def is_failed(self, live: Mapping[str, Any]) -> bool: ...
 
+    def needs_delete(self, live: Mapping[str, Any]) -> bool:
+        """Whether removing it takes an API call (a finished job has nothing to stop)."""
+        ...
+
     def observed_view(self, live: Mapping[str, Any] | None) -> dict[str, Any]:
         """The live fields that decide the plan (a saved plan is stale when they move)."""
         ...
@@ -139,10 +145,22 @@ class KindHandler(Protocol):
         """Attributes other resources may reference as `${kind.name.attr}`."""
         ...
 
+    # -- decisions, waits and cost ------------------------------------------------------------
+
     def decide(self, situation: Situation) -> Decision: ...
+
+    def wait_target(self, controls: Mapping[str, Any]) -> str:
+        """`none`, `running` or `completed`: what apply waits for after creating it."""
+        ...
+
+    def wait_done(self, live: Mapping[str, Any], target: str) -> bool: ...
 
     def live_hourly(self, live: Mapping[str, Any]) -> float | None:
         """What the live object costs per hour now (None when not billed or unknown)."""
+        ...
+
+    def live_price(self, live: Mapping[str, Any]) -> float | None:
+        """The live object's $/h whatever its state (what a resume would cost)."""
         ...
 
     def price_query(self, values: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -156,34 +174,6 @@ class KindHandler(Protocol):
     def max_hours(self, values: Mapping[str, Any]) -> float | None:
         """The longest it can run (a job's timeout), for the worst-case cost; None: unbounded."""
         ...
-
-    def request_body(self, project: str, name: str, values: dict[str, Any]) -> dict[str, Any]:
-        """The create request for resolved values (references and secrets already filled)."""
-        ...
-
-    def create(
-        self, client: DumontClient, body: dict[str, Any], idempotency_key: str
-    ) -> dict[str, Any]: ...
-
-    def update(
-        self,
-        client: DumontClient,
-        remote_id: str,
-        values: dict[str, Any],
-        changed: Sequence[str],
-    ) -> dict[str, Any] | None: ...
-
-    def delete(
-        self, client: DumontClient, remote_id: str, live: Mapping[str, Any] | None = None
-    ) -> None: ...
-
-    def get(self, client: DumontClient, remote_id: str) -> dict[str, Any]: ...
-
-    def wait_target(self, controls: Mapping[str, Any]) -> str:
-        """`none`, `running` or `completed`: what apply waits for after creating it."""
-        ...
-
-    def wait_done(self, live: Mapping[str, Any], target: str) -> bool: ...
 
 
 class BaseHandler:
@@ -275,10 +265,7 @@ class BaseHandler:
     def max_hours(self, values: Mapping[str, Any]) -> float | None:
         return None
 
-    # -- what each kind must provide (see KindHandler) ---------------------------------------
-
-    def list_live(self, client: DumontClient) -> list[dict[str, Any]]:
-        raise NotImplementedError
+    # -- what each kind must provide (see KindHandler) -------------------------------------
 
     def observed_view(self, live: Mapping[str, Any] | None) -> dict[str, Any]:
         raise NotImplementedError
@@ -292,28 +279,6 @@ class BaseHandler:
         return None
 
     def request_body(self, project: str, name: str, values: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def create(
-        self, client: DumontClient, body: dict[str, Any], idempotency_key: str
-    ) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def update(
-        self,
-        client: DumontClient,
-        remote_id: str,
-        values: dict[str, Any],
-        changed: Sequence[str],
-    ) -> dict[str, Any] | None:
-        raise NotImplementedError
-
-    def delete(
-        self, client: DumontClient, remote_id: str, live: Mapping[str, Any] | None = None
-    ) -> None:
-        raise NotImplementedError
-
-    def get(self, client: DumontClient, remote_id: str) -> dict[str, Any]:
         raise NotImplementedError
 
     def wait_target(self, controls: Mapping[str, Any]) -> str:

@@ -11,21 +11,18 @@ compared with the live object: a paused-by-hand instance shows `changed` drift a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from dumont_plan.client import DumontClient
-from dumont_plan.client.instances import FAILED_STATUSES, actual_status, is_running
-from dumont_plan.errors import ApplyError, DumontError, NotFoundError
-from dumont_plan.kinds.base import BaseHandler, Decision, FieldClass, Situation
-from dumont_plan.plan.model import Action
+from dumont_plan.errors import DumontError
+from dumont_plan.kinds.base import BaseHandler, FieldClass
+from dumont_plan.kinds.decision import Action, Decision, Situation
+from dumont_plan.offers import WizardRequest, select_offers
 from dumont_plan.spec.instance import InstanceSpec
-from dumont_plan.wire_models import Offer
-
-if TYPE_CHECKING:  # the wizard is imported when an instance is priced or created, not by a plan
-    from dumont_plan.wizard import WizardRequest
+from dumont_plan.wire import instance_actual_status
+from dumont_plan.wire_models import INSTANCE_FAILED_STATUSES, Offer
 
 _R, _U, _C, _O = FieldClass.replace, FieldClass.updatable, FieldClass.control, FieldClass.output
 
@@ -54,8 +51,6 @@ INSTANCE_FIELDS: dict[str, FieldClass] = {
     "ports": _O,
 }
 
-ModelInstaller = Callable[[DumontClient, dict[str, Any], str], None]
-
 
 class InstanceHandler(BaseHandler):
     kind: ClassVar[str] = "instance"
@@ -73,18 +68,12 @@ class InstanceHandler(BaseHandler):
         "state": "running | paused: pause / resume in place",
         "models": "installed once running; removing one does not uninstall it",
     }
-    # Set on the class by the CLI (`dumont model install`'s puller): None makes model changes
-    # fail with a hint. Read through the class, so a plain function is never bound to self.
-    model_installer: ClassVar[ModelInstaller | None] = None
 
     # -- live objects ----------------------------------------------------------------------
 
     def remote_name(self, project: str, name: str, values: Mapping[str, Any]) -> str:
         label = values.get("label")
         return str(label) if label else super().remote_name(project, name, values)
-
-    def list_live(self, client: DumontClient) -> list[dict[str, Any]]:
-        return [instance.raw for instance in client.instances.list_all()]
 
     def live_name(self, live: Mapping[str, Any]) -> str | None:
         value = live.get("label")
@@ -97,11 +86,14 @@ class InstanceHandler(BaseHandler):
     def status(self, live: Mapping[str, Any]) -> str:
         if self.intended(live) == "paused":
             return "paused"
-        return actual_status(dict(live))
+        return instance_actual_status(live)
 
     def is_failed(self, live: Mapping[str, Any]) -> bool:
         """Meant to run but in a state it never boots from (a paused one is not failed)."""
-        return self.intended(live) == "running" and actual_status(dict(live)) in FAILED_STATUSES
+        return (
+            self.intended(live) == "running"
+            and instance_actual_status(live) in INSTANCE_FAILED_STATUSES
+        )
 
     def live_values(self, live: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self.intended(live)}
@@ -173,8 +165,6 @@ class InstanceHandler(BaseHandler):
     # -- cost ------------------------------------------------------------------------------
 
     def wizard_request(self, values: Mapping[str, Any], **extra: Any) -> WizardRequest:
-        from dumont_plan.wizard import WizardRequest
-
         return WizardRequest(
             gpu_name=values.get("gpu_name"),
             speed_tier=str(values.get("speed_tier") or "fast"),
@@ -205,8 +195,6 @@ class InstanceHandler(BaseHandler):
             and float(o.get("disk_space") or 0) >= disk
         ]
         try:
-            from dumont_plan.wizard import select_offers
-
             chosen = select_offers(fit, self.wizard_request(values).validated(), set()).offers
         except DumontError:  # bad filters are reported by validation, not here
             return None
@@ -219,64 +207,6 @@ class InstanceHandler(BaseHandler):
         body["label"] = self.remote_name(project, name, values)
         return body
 
-    def create(
-        self, client: DumontClient, body: dict[str, Any], idempotency_key: str
-    ) -> dict[str, Any]:
-        """Race for a machine; pause it when `state: paused`; install the models."""
-        request = self.wizard_request(body, idempotency_prefix=idempotency_key)
-        from dumont_plan.wizard import run_race
-
-        live = run_race(client, request).winner.raw
-        remote_id = self.live_id(live)
-        if body.get("state") == "paused":
-            client.instances.pause(remote_id)
-            live = client.instances.get(remote_id).raw
-        elif body.get("models"):
-            self.install_models(client, live, list(body["models"]))
-        return live
-
-    def update(
-        self,
-        client: DumontClient,
-        remote_id: str,
-        values: dict[str, Any],
-        changed: Sequence[str],
-    ) -> dict[str, Any] | None:
-        """Pause or resume for `state`, install new `models`; label/max_price are recorded."""
-        if "state" in changed:
-            if values.get("state") == "paused":
-                client.instances.pause(remote_id)
-            else:
-                client.instances.resume(remote_id)
-        live = client.instances.get(remote_id).raw
-        if "models" in changed and values.get("models") and values.get("state") != "paused":
-            self.install_models(client, live, list(values["models"]))
-        return live
-
-    def install_models(self, client: DumontClient, live: dict[str, Any], models: list[str]) -> None:
-        if not models:
-            return
-        installer = type(self).model_installer
-        if installer is None:
-            raise ApplyError(
-                f"cannot install models {', '.join(models)} on instance {self.live_id(live)}: "
-                "no model installer is available",
-                f"run `dumont model install {self.live_id(live)} MODEL` for each model",
-            )
-        for model in models:
-            installer(client, live, model)
-
-    def delete(
-        self, client: DumontClient, remote_id: str, live: Mapping[str, Any] | None = None
-    ) -> None:
-        try:
-            client.instances.delete(remote_id, missing_ok=True)
-        except NotFoundError:
-            return
-
-    def get(self, client: DumontClient, remote_id: str) -> dict[str, Any]:
-        return client.instances.get(remote_id).raw
-
     # -- waits -----------------------------------------------------------------------------
 
     def wait_target(self, controls: Mapping[str, Any]) -> str:
@@ -285,4 +215,4 @@ class InstanceHandler(BaseHandler):
     def wait_done(self, live: Mapping[str, Any], target: str) -> bool:
         if target == "none" or self.intended(live) == "paused":
             return True
-        return is_running(dict(live))
+        return instance_actual_status(live) == "running"

@@ -25,21 +25,13 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from dumont_plan.client import DumontClient
-from dumont_plan.client.jobs import FINISHED_STATUSES
-from dumont_plan.errors import BadRequestError, NotFoundError
-from dumont_plan.kinds.base import (
-    BaseHandler,
-    Decision,
-    FieldClass,
-    Situation,
-    format_elapsed,
-    parse_time,
-)
-from dumont_plan.plan.model import Action
+from dumont_plan.kinds.base import BaseHandler, FieldClass, format_elapsed, parse_time
+from dumont_plan.kinds.decision import Action, Decision, Situation
 from dumont_plan.spec.job import JobSpec
+from dumont_plan.wire_models import JOB_FAILED_STATUSES, JOB_FINISHED_STATUSES
 
-FAILED_STATUSES = frozenset({"failed", "cancelled", "timeout"})
+FINISHED_STATUSES = JOB_FINISHED_STATUSES
+FAILED_STATUSES = JOB_FAILED_STATUSES
 RUNNING_STATUSES = frozenset({"running", "completing"})
 _R, _S, _C, _O = FieldClass.replace, FieldClass.secret, FieldClass.control, FieldClass.output
 
@@ -99,9 +91,6 @@ class JobHandler(BaseHandler):
     }
 
     # -- live objects ----------------------------------------------------------------------
-
-    def list_live(self, client: DumontClient) -> list[dict[str, Any]]:
-        return [job.raw for job in client.jobs.list_all()]
 
     def status(self, live: Mapping[str, Any]) -> str:
         return str(live.get("status") or "unknown")
@@ -276,38 +265,6 @@ class JobHandler(BaseHandler):
         body = {k: v for k, v in values.items() if v is not None}
         body["name"] = self.remote_name(project, name, values)
         return body
-
-    def create(
-        self, client: DumontClient, body: dict[str, Any], idempotency_key: str
-    ) -> dict[str, Any]:
-        return client.jobs.create(idempotency_key=idempotency_key, **body).raw
-
-    def update(
-        self,
-        client: DumontClient,
-        remote_id: str,
-        values: dict[str, Any],
-        changed: Sequence[str],
-    ) -> dict[str, Any] | None:
-        """Jobs have nothing to change in place: an update only records lifecycle settings."""
-        return None
-
-    def delete(
-        self, client: DumontClient, remote_id: str, live: Mapping[str, Any] | None = None
-    ) -> None:
-        """Cancel the job if it is still active (a finished job has nothing left to stop).
-
-        The status is read again (not taken from `live`, which may be minutes old); a job that
-        finished in between answers 400 "already finished", which is the wanted end state.
-        """
-        try:
-            if not client.jobs.get(remote_id).is_finished:
-                client.jobs.cancel(remote_id)
-        except (NotFoundError, BadRequestError):
-            return
-
-    def get(self, client: DumontClient, remote_id: str) -> dict[str, Any]:
-        return client.jobs.get(remote_id).raw
 
     # -- waits -----------------------------------------------------------------------------
 

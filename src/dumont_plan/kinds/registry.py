@@ -1,19 +1,37 @@
-"""Every kind dumont manages, by address prefix: `HANDLERS["job"]`, `handler_for("instance")`."""
+"""Every kind dumont manages: one line each, naming its pure handler and its ops module.
+
+    HANDLERS["job"], handler_for("instance")        pure: what plan/ reads (no client)
+    kinds.ops.load_ops(services)["job"]             its API calls (observe, apply)
+
+The ops module is named, not imported, so that importing the planner never loads the client.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from dumont_plan.errors import PlanError
-from dumont_plan.kinds.base import BaseHandler
+from dumont_plan.kinds.base import KindHandler
 from dumont_plan.kinds.instance import InstanceHandler
 from dumont_plan.kinds.job import JobHandler
 
-HANDLERS: dict[str, BaseHandler] = {
-    handler.kind: handler for handler in (JobHandler(), InstanceHandler())
-}
+
+@dataclass(frozen=True)
+class Registration:
+    handler: KindHandler  # the pure side
+    ops: str  # the module of its `make_ops(services) -> KindOps` (kinds/ops.py)
+
+
+REGISTRY: tuple[Registration, ...] = (
+    Registration(JobHandler(), ops="dumont_plan.kinds.job_ops"),
+    Registration(InstanceHandler(), ops="dumont_plan.kinds.instance_ops"),
+)
+
+HANDLERS: dict[str, KindHandler] = {entry.handler.kind: entry.handler for entry in REGISTRY}
 SECTIONS: dict[str, str] = {handler.section: kind for kind, handler in HANDLERS.items()}
 
 
-def handler_for(kind: str) -> BaseHandler:
+def handler_for(kind: str) -> KindHandler:
     """The handler of an address prefix (`job`) or a spec section (`jobs`)."""
     key = SECTIONS.get(kind, kind)
     handler = HANDLERS.get(key)

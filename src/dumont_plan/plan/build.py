@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dumont_plan.errors import CycleError
-from dumont_plan.kinds.base import BaseHandler, FieldClass, Situation, id_value
+from dumont_plan.kinds.base import FieldClass, KindHandler, id_value
+from dumont_plan.kinds.decision import Situation
 from dumont_plan.kinds.registry import HANDLERS
 from dumont_plan.plan import cost
 from dumont_plan.plan.diff import changed_fields
@@ -262,7 +263,7 @@ class _Planner:
 
     def compare(
         self,
-        handler: BaseHandler,
+        handler: KindHandler,
         entry: LedgerEntry,
         live: dict[str, Any] | None,
         values: dict[str, Any],
@@ -328,7 +329,7 @@ class _Planner:
 
     def adoptable(
         self,
-        handler: BaseHandler,
+        handler: KindHandler,
         kind: str,
         names: set[str | None],
         claimed: set[str],
@@ -340,7 +341,7 @@ class _Planner:
         return max(found, key=lambda o: (handler.live_created(o), handler.live_id(o)))
 
     def adopt(
-        self, change: ResourceChange, handler: BaseHandler, live: dict[str, Any], why: str
+        self, change: ResourceChange, handler: KindHandler, live: dict[str, Any], why: str
     ) -> None:
         change.action = Action.adopt
         change.remote_id = handler.live_id(live)
@@ -351,7 +352,7 @@ class _Planner:
     def price_start(
         self,
         change: ResourceChange,
-        handler: BaseHandler,
+        handler: KindHandler,
         values: dict[str, Any],
         price: float | None,
         live: dict[str, Any] | None = None,

@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dumont_plan.kinds.base import BaseHandler, FieldClass
+from dumont_plan.kinds.base import FieldClass, KindHandler
 from dumont_plan.plan.model import UNKNOWN, Action, Plan
 from dumont_plan.secrets import fingerprint_secret
 from dumont_plan.spec.common import REF_RE
@@ -68,7 +68,7 @@ def mask_secrets(value: Any, secret_hash: SecretHasher) -> Any:
 
 
 def materialize(
-    handler: BaseHandler,
+    handler: KindHandler,
     values: Mapping[str, Any],
     *,
     resolve: Resolver,
@@ -91,7 +91,7 @@ def materialize(
 
 
 def desired_record(
-    handler: BaseHandler,
+    handler: KindHandler,
     resource: Resource,
     project: str,
     *,
@@ -112,7 +112,7 @@ def desired_record(
 
 
 def observed_fingerprint(
-    handler: BaseHandler,
+    handler: KindHandler,
     live: Mapping[str, Any] | None,
     *,
     same_name: list[str] | None = None,
@@ -124,12 +124,12 @@ def observed_fingerprint(
     return fingerprint(view)
 
 
-def live_by_id(handler: BaseHandler, objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def live_by_id(handler: KindHandler, objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {handler.live_id(o): o for o in objects}
 
 
 def same_name_ids(
-    handler: BaseHandler, objects: list[dict[str, Any]], remote_name: str | None
+    handler: KindHandler, objects: list[dict[str, Any]], remote_name: str | None
 ) -> list[str]:
     if not remote_name:
         return []
@@ -139,7 +139,7 @@ def same_name_ids(
 def stale_resources(
     plan: Plan,
     live: Mapping[str, list[dict[str, Any]]],
-    handlers: Mapping[str, BaseHandler],
+    handlers: Mapping[str, KindHandler],
 ) -> list[str]:
     """Addresses of a saved plan whose live object changed since the plan was made.
 

@@ -11,26 +11,15 @@ secret's value: a sensitive field change has `sensitive=True` and no old/new val
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from dumont_plan.kinds.decision import Action as Action
+from dumont_plan.kinds.decision import FieldChange as FieldChange
+
 PLAN_FORMAT_VERSION = 1
 UNKNOWN = "(known after apply)"  # a value that depends on a resource changed in this plan
-
-
-class Action(Enum):
-    create = "create"  # + create
-    update = "update"  # ~ update in place
-    replace = "replace"  # -/+ replace (a `replace` field changed)
-    delete = "delete"  # - delete (orphan in the ledger, or destroy)
-    run = "run"  # > run again (a finished job under on_change/always)
-    pause = "pause"  # || pause (instance state running -> paused)
-    resume = "resume"  # |> resume (instance state paused -> running)
-    noop = "noop"  # = nothing to do
-    adopt = "adopt"  # record an object found by name after a crash (no API mutation)
-    forget = "forget"  # drop a ledger entry whose object is gone (no API mutation)
 
 
 SYMBOLS: dict[Action, str] = {
@@ -61,15 +50,6 @@ MUTATING = frozenset(
 LEDGER_ONLY = frozenset({Action.adopt, Action.forget})
 # Actions that start something billed by the hour (their line shows $/h).
 STARTS = frozenset({Action.create, Action.replace, Action.run, Action.resume})
-
-
-class FieldChange(BaseModel):
-    field: str
-    old: Any = None
-    new: Any = None
-    sensitive: bool = False  # shown as (sensitive); old/new then hold no value
-    forces_replace: bool = False
-    drift: bool = False  # the old value is what the server reports, not what dumont applied
 
 
 class ResourceChange(BaseModel):

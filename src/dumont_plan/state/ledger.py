@@ -21,7 +21,7 @@ Apply (the only writer besides refresh/import/state commands) works like this:
 
     with Ledger.locked(path, project, command="dumont apply") as ledger:
         op = ledger.begin_op(address, "create", kind="job", remote_name=..., idempotency_key=...)
-        live = handler.create(...)                      # crash here: the next plan adopts by name
+        live = ops.create(...)                          # crash here: the next plan adopts by name
         ledger.finish_op(op, remote_id=..., record=desired_record(...))   # or fail_op(op)
         ledger.remove(address)                          # after a delete / forget
         ledger.record(address, kind=..., remote_id=..., remote_name=..., record=...)  # adopt

@@ -3,20 +3,13 @@
     result = run_race(client, WizardRequest(gpu_name="RTX 4090", speed_tier="fast"),
                       on_event=print)
 
-offers.py: what to race for (`WizardRequest`) and which offers qualify (`select_offers`);
-race.py: the race itself (`run_race`, how it works in its docstring); model.py: the
-`RaceEvent`s it reports and its `RaceResult`.
+`dumont_plan.offers`: what to race for (`WizardRequest`) and which offers qualify
+(`select_offers`), outside this package because the planner prices instances with it and must
+not load the client; race.py: the race itself (`run_race`, how it works in its docstring);
+model.py: the `RaceEvent`s it reports and its `RaceResult`.
 """
 
-from dumont_plan.wizard.model import (
-    Candidate,
-    CandidateState,
-    EventKind,
-    EventSink,
-    RaceEvent,
-    RaceResult,
-)
-from dumont_plan.wizard.offers import (
+from dumont_plan.offers import (
     OFFER_LIMIT,
     PROBLEMATIC_MIN_ATTEMPTS,
     PROBLEMATIC_SUCCESS_RATE,
@@ -32,6 +25,14 @@ from dumont_plan.wizard.offers import (
     is_problematic,
     no_offers_error,
     select_offers,
+)
+from dumont_plan.wizard.model import (
+    Candidate,
+    CandidateState,
+    EventKind,
+    EventSink,
+    RaceEvent,
+    RaceResult,
 )
 from dumont_plan.wizard.race import (
     LOSER_REASON,

@@ -41,14 +41,14 @@ from functools import partial
 from typing import Any, Protocol
 
 from dumont_plan.errors import ConnectError, DumontError, NotFoundError, ServerError
-from dumont_plan.wire_models import BlacklistEntry, Instance, Offer
-from dumont_plan.wizard.model import Candidate, EventKind, EventSink, RaceEvent, RaceResult
-from dumont_plan.wizard.offers import (
+from dumont_plan.offers import (
     WizardRequest,
     active_blacklist,
     no_offers_error,
     select_offers,
 )
+from dumont_plan.wire_models import BlacklistEntry, Instance, Offer
+from dumont_plan.wizard.model import Candidate, EventKind, EventSink, RaceEvent, RaceResult
 
 # DELETE reasons (the server decides what the history records): a cancelled loser is not a
 # failure (quirk 22); a machine still loading when its batch's window closes is a `loading` one.

@@ -2,7 +2,7 @@
 
     outputs = outputs_from(ledger.state, observed)          # address -> {id, name, live fields}
     resolved = resolve_body(resource, project, outputs, store, ledger.state.salt)
-    live = handler.create(client, resolved.body, key)       # body holds secret values: never log
+    live = ops.create(client, resolved.body, key)           # body holds secret values: never log
     outputs[resource.address] = handler.outputs(live)       # for the resources that follow
     ledger.finish_op(op, remote_id=..., record=resolved.record)   # hashes only
 

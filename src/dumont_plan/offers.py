@@ -3,6 +3,9 @@
 `WizardRequest.validated()` checks the user's input; `select_offers` applies the speed tier's
 band, the wizard's region table, the blacklist and the price cap and orders what is left
 cheapest first; `no_offers_error` says which filter to loosen.
+
+Pure (errors and the wire models only): the planner prices an instance with the same
+selection the race makes (`kinds.instance`), without loading the client or the race.
 """
 
 from __future__ import annotations

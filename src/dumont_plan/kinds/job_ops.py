@@ -1,0 +1,53 @@
+"""`job.*` through the API: list, create, cancel, get (`kinds.job` holds the decisions)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dumont_plan.client import DumontClient
+from dumont_plan.errors import BadRequestError, NotFoundError
+from dumont_plan.kinds.ops import KindOps, KindServices
+
+
+class JobOps:
+    kind = "job"
+
+    def list_live(self, client: DumontClient) -> list[dict[str, Any]]:
+        return [job.raw for job in client.jobs.list_all()]
+
+    def create(
+        self, client: DumontClient, body: dict[str, Any], idempotency_key: str
+    ) -> dict[str, Any]:
+        return client.jobs.create(idempotency_key=idempotency_key, **body).raw
+
+    def update(
+        self,
+        client: DumontClient,
+        remote_id: str,
+        values: dict[str, Any],
+        changed: Sequence[str],
+    ) -> dict[str, Any] | None:
+        """Jobs have nothing to change in place: an update only records lifecycle settings."""
+        return None
+
+    def delete(
+        self, client: DumontClient, remote_id: str, live: Mapping[str, Any] | None = None
+    ) -> None:
+        """Cancel the job if it is still active (a finished job has nothing left to stop).
+
+        The status is read again (not taken from `live`, which may be minutes old); a job that
+        finished in between answers 400 "already finished", which is the wanted end state.
+        """
+        try:
+            if not client.jobs.get(remote_id).is_finished:
+                client.jobs.cancel(remote_id)
+        except (NotFoundError, BadRequestError):
+            return
+
+    def get(self, client: DumontClient, remote_id: str) -> dict[str, Any]:
+        return client.jobs.get(remote_id).raw
+
+
+def make_ops(services: KindServices) -> KindOps:
+    return JobOps()
