@@ -163,38 +163,38 @@ def test_a_stale_record_is_replaced(fresh_home: Home) -> None:
 
 
 def test_foreground_server_is_recorded_and_shared(fresh_home: Home) -> None:
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "dumont_plan", "server", "start", "--foreground"],
         env=fresh_home.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        banner = proc.stderr.readline()
-        record = fresh_home.record()
-        assert record["pid"] == proc.pid  # the CLI became the server (exec)
-        assert banner == (
-            f"Dumont local control plane at {record['url']} (data dir {fresh_home.data_dir})\n"
-        )
-        assert stat.S_IMODE((fresh_home.data_dir / "server.json").stat().st_mode) == 0o600
+    ) as proc:
+        try:
+            assert proc.stderr is not None
+            banner = proc.stderr.readline()
+            record = fresh_home.record()
+            assert record["pid"] == proc.pid  # the CLI became the server (exec)
+            assert banner == (
+                f"Dumont local control plane at {record['url']} (data dir {fresh_home.data_dir})\n"
+            )
+            assert stat.S_IMODE((fresh_home.data_dir / "server.json").stat().st_mode) == 0o600
 
-        again = fresh_home.run("server", "start", "--foreground")
-        assert again.returncode == 1
-        assert again.stderr == (
-            f"Error: a local control plane already runs at {record['url']} (pid {proc.pid}); "
-            "stop it first (`dumont server stop`)\n"
-        )
-        assert fresh_home.run("auth", "me").returncode == 0  # uses it: no second server
-        assert server_pids(fresh_home.data_dir) == [proc.pid]
+            again = fresh_home.run("server", "start", "--foreground")
+            assert again.returncode == 1
+            assert again.stderr == (
+                f"Error: a local control plane already runs at {record['url']} (pid {proc.pid}); "
+                "stop it first (`dumont server stop`)\n"
+            )
+            assert fresh_home.run("auth", "me").returncode == 0  # uses it: no second server
+            assert server_pids(fresh_home.data_dir) == [proc.pid]
 
-        stop = fresh_home.run("server", "stop")
-        assert stop.stdout == f"Stopped the local control plane (pid {proc.pid}).\n"
-        # uvicorn shuts down gracefully, then re-raises SIGTERM to exit with it.
-        assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
-        assert not (fresh_home.data_dir / "server.json").exists()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+            stop = fresh_home.run("server", "stop")
+            assert stop.stdout == f"Stopped the local control plane (pid {proc.pid}).\n"
+            # uvicorn shuts down gracefully, then re-raises SIGTERM to exit with it.
+            assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
+            assert not (fresh_home.data_dir / "server.json").exists()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)

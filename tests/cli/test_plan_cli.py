@@ -184,21 +184,22 @@ with Ledger.locked(Path(sys.argv[1]), None, command="dumont apply"):
 
 
 def test_a_locked_state_names_its_holder_and_force_unlock(dumont: Runner, work: Path) -> None:
-    holder = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", HOLD, str(work / ".dumont" / "state.json")],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        line = error_line(dumont("state", "rm", "job.x", "-f", "jobs.yaml", code=1))
-        assert line.startswith(f"Error: state is locked by pid {holder.pid} on host ")
-        assert line.endswith("(dumont apply); if that process is gone, run `dumont force-unlock`")
-        held = dumont("force-unlock", "-f", "jobs.yaml", code=1)
-        assert "still holds it" in error_line(held)
-    finally:
-        holder.kill()
-        holder.wait()
+    ) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            line = error_line(dumont("state", "rm", "job.x", "-f", "jobs.yaml", code=1))
+            assert line.startswith(f"Error: state is locked by pid {holder.pid} on host ")
+            assert line.endswith(
+                "(dumont apply); if that process is gone, run `dumont force-unlock`"
+            )
+            held = dumont("force-unlock", "-f", "jobs.yaml", code=1)
+            assert "still holds it" in error_line(held)
+        finally:
+            holder.kill()
     assert dumont("force-unlock", "-f", "jobs.yaml").stdout.startswith(
         f"Removed a stale lock left by pid {holder.pid}"
     )
