@@ -368,3 +368,17 @@ def test_a_restarted_control_plane_still_controls_running_instances(
             assert http.delete(f"{INSTANCES}/{iid}").status_code == 200
     finally:
         server.stop()
+
+
+def test_an_id_beyond_sqlites_integers_is_not_found(owner: UserSession) -> None:
+    huge = 2**70
+    with owner.http() as http:
+        for method, path in [
+            ("GET", f"{INSTANCES}/{huge}"),
+            ("DELETE", f"{INSTANCES}/{huge}"),
+            ("POST", f"{INSTANCES}/{huge}/pause"),
+            ("POST", f"{INSTANCES}/{huge}/resume"),
+        ]:
+            answer = http.request(method, path)
+            assert answer.status_code == 404, (method, path, answer.text)
+            assert answer.json() == {"error": f"Instance {huge} not found"}

@@ -54,6 +54,16 @@ def optional_user(request: Request, state: AppState) -> User | None:
         return None
 
 
+SQLITE_INTEGER = range(-(2**63), 2**63)
+
+
+def _stored_id(instance_id: int) -> int:
+    """An id SQLite can hold (no instance has another: 404, not an overflow in the query)."""
+    if instance_id not in SQLITE_INTEGER:
+        raise InstanceError(404, f"Instance {instance_id} not found")
+    return instance_id
+
+
 def _http(exc: InstanceError) -> HTTPException:
     return HTTPException(exc.status, exc.message)
 
@@ -260,7 +270,7 @@ def create(
 @router.get("/{instance_id}")
 def get(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
     try:
-        return get_instance(state, user.id, instance_id)
+        return get_instance(state, user.id, _stored_id(instance_id))
     except InstanceError as exc:
         raise _http(exc) from exc
 
@@ -280,7 +290,7 @@ def delete(
     ] = "user_request",
 ) -> dict[str, Any]:
     try:
-        return delete_instance(state, user.id, instance_id, reason.strip().lower())
+        return delete_instance(state, user.id, _stored_id(instance_id), reason.strip().lower())
     except InstanceError as exc:
         raise _http(exc) from exc
 
@@ -288,7 +298,7 @@ def delete(
 @router.post("/{instance_id}/pause")
 def pause(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
     try:
-        return pause_instance(state, user.id, instance_id)
+        return pause_instance(state, user.id, _stored_id(instance_id))
     except InstanceError as exc:
         raise _http(exc) from exc
 
@@ -296,6 +306,6 @@ def pause(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
 @router.post("/{instance_id}/resume")
 def resume(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
     try:
-        return resume_instance(state, user.id, instance_id)
+        return resume_instance(state, user.id, _stored_id(instance_id))
     except InstanceError as exc:
         raise _http(exc) from exc
