@@ -139,6 +139,7 @@ def assert_nothing_lost(proj: Project, user: UserSession) -> dict[str, Any]:
     [("change_start", True), ("change_done", False)],
     ids=["mid-request-restarted-at-once", "after-a-create-restarted-later"],
 )
+@pytest.mark.slow
 def test_control_plane_killed_during_an_apply(
     plane: Plane, tmp_path: Path, kill_after: str, restart_while_applying: bool
 ) -> None:
@@ -162,6 +163,7 @@ def test_control_plane_killed_during_an_apply(
     proj("destroy", "-y")
 
 
+@pytest.mark.slow
 def test_jobs_running_across_a_control_plane_crash_complete(plane: Plane, tmp_path: Path) -> None:
     proj, user = project(plane, tmp_path, RUNNING)
     apply = proj.popen("apply", "-y", "--json")

@@ -132,6 +132,7 @@ def wait_jobs_finished(user: UserSession, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_apply_converges_under_random_faults(plane: LocalServer, tmp_path: Path) -> None:
     proj, user = project(plane, tmp_path)
     before = plane.stats()["faults_injected"]
@@ -156,6 +157,7 @@ def test_apply_converges_under_random_faults(plane: LocalServer, tmp_path: Path)
     proj("destroy", "-y")  # frees the machine for the other tests
 
 
+@pytest.mark.slow
 def test_a_dropped_job_create_is_adopted_not_duplicated(plane: LocalServer, tmp_path: Path) -> None:
     proj, user = project(plane, tmp_path)
     queue_drop(plane, "POST", "/api/v1/jobs/")
@@ -176,6 +178,7 @@ def test_a_dropped_job_create_is_adopted_not_duplicated(plane: LocalServer, tmp_
     proj("destroy", "-y")
 
 
+@pytest.mark.slow
 def test_a_dropped_create_in_the_instance_race_leaves_no_machine(
     plane: LocalServer, tmp_path: Path
 ) -> None:

@@ -113,6 +113,7 @@ def run_operation(operation: Any, mode: GenerationMode, api: Api) -> None:
     check()
 
 
+@pytest.mark.slow
 def test_api_never_errors_and_matches_its_schema(api_schema: Any, api: Api) -> None:
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 25, [op.label for op in operations]

@@ -84,6 +84,7 @@ def test_a_waited_job_that_fails_exits_5_and_streams_its_log(proj: Project) -> N
     assert "job.bad ended failed while waiting for completed" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_wait_that_times_out_exits_4_then_destroy_cancels(
     proj: Project, user: UserSession
 ) -> None:
@@ -120,6 +121,7 @@ jobs:
 """
 
 
+@pytest.mark.slow
 def test_a_changed_finished_job_reruns_only_under_on_change_or_always(proj: Project) -> None:
     proj.write(RUN_POLICIES.format(v="v1"))
     proj("apply", "-y")
@@ -158,6 +160,7 @@ jobs:
 """
 
 
+@pytest.mark.slow
 def test_a_running_job_is_replaced_only_with_allow_restart(
     proj: Project, user: UserSession
 ) -> None:
@@ -250,6 +253,7 @@ def test_a_terminal_is_asked_and_only_yes_applies(
         assert not jobs
 
 
+@pytest.mark.slow
 def test_a_saved_plan_applies_without_asking_and_refuses_when_stale(
     proj: Project, user: UserSession
 ) -> None:
@@ -270,6 +274,7 @@ def test_a_saved_plan_applies_without_asking_and_refuses_when_stale(
     assert proj.remote_id("job.long") == job_id
 
 
+@pytest.mark.slow
 def test_destroy_respects_prevent_destroy(proj: Project, user: UserSession) -> None:
     proj.write(
         """
@@ -292,6 +297,7 @@ def test_destroy_respects_prevent_destroy(proj: Project, user: UserSession) -> N
         user.client.jobs.cancel(job_id)
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_a_long_wait_at_once_and_keeps_the_state(
     proj: Project, user: UserSession
 ) -> None:
@@ -332,6 +338,7 @@ jobs:
 """
 
 
+@pytest.mark.slow
 def test_target_and_exclude_limit_what_apply_touches(proj: Project, user: UserSession) -> None:
     proj.write(TARGETS)
     proj("apply", "-y", "--target", "job.child")

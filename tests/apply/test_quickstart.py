@@ -28,6 +28,7 @@ def readme_apply_command() -> list[str]:
     return last[1:]
 
 
+@pytest.mark.slow
 def test_the_readme_quick_start_applies_the_dumontfile(tmp_path: Path) -> None:
     args = readme_apply_command()
     assert args == ["apply", "--auto-approve"]

@@ -183,6 +183,7 @@ def test_a_confirmation_that_refuses_changes_nothing(env: Env) -> None:
     assert env.plan().has_changes
 
 
+@pytest.mark.slow
 def test_a_saved_plan_applies_unasked_and_is_refused_once_stale(env: Env) -> None:
     first, second = env.folder / "first.json", env.folder / "second.json"
     write_plan_file(env.plan(), first)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from dumont_plan import __version__
 from tests.support import PASSWORD, LocalServer, UserSession, cli_env, run_cli
@@ -39,6 +40,7 @@ def me_status(url: str, token: str) -> int:
     ).status_code
 
 
+@pytest.mark.slow
 def test_register_me_logout_login_round_trip(server: LocalServer, home: Path) -> None:
     env = cli_env(home, server.url)  # a URL, no token: the CLI logs in itself
     email = f"cli-{uuid.uuid4().hex[:10]}@example.com"

@@ -83,6 +83,7 @@ def test_auth_me_starts_and_reuses_a_local_server(fresh_home: Home) -> None:
     assert server_pids(fresh_home.data_dir) == [record["pid"]]
 
 
+@pytest.mark.slow
 def test_a_refused_local_token_logs_in_again(fresh_home: Home) -> None:
     assert fresh_home.run("auth", "me").returncode == 0
     path = fresh_home.path / ".config/dumont-plan/credentials.json"
@@ -93,6 +94,7 @@ def test_a_refused_local_token_logs_in_again(fresh_home: Home) -> None:
     assert json.loads(path.read_text())["local"]["token"] != "stale.but.ascii"
 
 
+@pytest.mark.slow
 def test_two_concurrent_first_commands_share_one_server(fresh_home: Home) -> None:
     procs = [
         subprocess.Popen(
@@ -112,6 +114,7 @@ def test_two_concurrent_first_commands_share_one_server(fresh_home: Home) -> Non
     assert server_pids(fresh_home.data_dir) == [record["pid"]]
 
 
+@pytest.mark.slow
 def test_server_start_status_stop(fresh_home: Home) -> None:
     stopped = fresh_home.run("server", "status", "--output", "json")
     assert stopped.returncode == 0, stopped.stderr
@@ -147,6 +150,7 @@ def test_server_start_status_stop(fresh_home: Home) -> None:
     assert json.loads(fresh_home.run("server", "status", "-o", "json").stdout)["running"] is False
 
 
+@pytest.mark.slow
 def test_a_stale_record_is_replaced(fresh_home: Home) -> None:
     # A record left by a crashed server whose pid now belongs to another process (this test):
     # it is neither trusted nor killed.
@@ -162,6 +166,7 @@ def test_a_stale_record_is_replaced(fresh_home: Home) -> None:
     assert embedded.stop_server(fresh_home.data_dir) is None  # not ours: left alone
 
 
+@pytest.mark.slow
 def test_foreground_server_is_recorded_and_shared(fresh_home: Home) -> None:
     with subprocess.Popen(
         [sys.executable, "-m", "dumont_plan", "server", "start", "--foreground"],

@@ -53,6 +53,7 @@ def failed_boot(client: DumontClient, machine: Machine, limit: float = 60) -> in
     return instance_id
 
 
+@pytest.mark.slow
 def test_a_failed_boot_is_recorded(run: Cli, user: UserSession) -> None:
     machine = always_failing_machine()
 
@@ -82,6 +83,7 @@ def test_a_failed_boot_is_recorded(run: Cli, user: UserSession) -> None:
     assert other.client.history.summary().total_attempts == 0
 
 
+@pytest.mark.slow
 def test_repeated_failures_make_a_machine_problematic_and_blacklisted(
     run: Cli, user: UserSession
 ) -> None:
@@ -104,6 +106,7 @@ def test_repeated_failures_make_a_machine_problematic_and_blacklisted(
     assert new_user(user.url).client.blacklist.list() == []
 
 
+@pytest.mark.slow
 def test_cancelled_race_losers_are_not_failures(run: Cli, user: UserSession) -> None:
     race = as_json(run("wizard", "deploy", "speed=slow", "--output", "json"))
     assert len(race["losers"]) + len(race["failed"]) == 4
@@ -119,6 +122,7 @@ def test_cancelled_race_losers_are_not_failures(run: Cli, user: UserSession) -> 
     assert race["winner"]["machine_id"] in {r["machine_id"] for r in reliable}
 
 
+@pytest.mark.slow
 def test_blacklist_add_list_check_remove(run: Cli) -> None:
     added = ok(run("blacklist", "add", "local", "12345", "boots fail", "--hours=24"))
     assert added.stdout.startswith("Blacklisted local:12345 until ")

@@ -64,6 +64,7 @@ def test_list_empty(run: Cli) -> None:
     }
 
 
+@pytest.mark.slow
 def test_list_and_get_a_running_instance(run: Cli, user: UserSession) -> None:
     instance = running_instance(user.client)
     iid = instance.id
@@ -84,6 +85,7 @@ def test_list_and_get_a_running_instance(run: Cli, user: UserSession) -> None:
     assert "status           running\n" in fields
 
 
+@pytest.mark.slow
 def test_pause_then_list_paused_then_resume(run: Cli, user: UserSession) -> None:
     iid = running_instance(user.client).id
 
@@ -105,6 +107,7 @@ def test_pause_then_list_paused_then_resume(run: Cli, user: UserSession) -> None
     assert [row[:2] for row in table] == [[str(iid), "running"]]
 
 
+@pytest.mark.slow
 def test_delete_prints_what_it_deleted_without_asking(run: Cli, user: UserSession) -> None:
     instance = running_instance(user.client)
     iid = instance.id
@@ -235,6 +238,7 @@ def model_env(user: UserSession, home: Path, bin_dir: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_model_install_without_ollama_says_how_to_fix(
     run: Cli, user: UserSession, home: Path, tmp_path: Path
 ) -> None:
@@ -268,6 +272,7 @@ def fake_ollama(bin_dir: Path, exit_code: int = 0) -> Path:
     return record
 
 
+@pytest.mark.slow
 def test_model_install_pulls_with_ollama(
     run: Cli, user: UserSession, home: Path, tmp_path: Path
 ) -> None:
@@ -290,6 +295,7 @@ def test_model_install_pulls_with_ollama(
     assert record.read_text().splitlines() == ["pull llama3 OLLAMA_HOST=127.0.0.1:11434"]
 
 
+@pytest.mark.slow
 def test_model_install_reports_a_failed_pull(
     run: Cli, user: UserSession, home: Path, tmp_path: Path
 ) -> None:
@@ -307,6 +313,7 @@ def test_model_install_reports_a_failed_pull(
     )
 
 
+@pytest.mark.slow
 def test_model_install_needs_a_running_instance(
     run: Cli, user: UserSession, home: Path, tmp_path: Path
 ) -> None:

@@ -71,6 +71,7 @@ def test_create_a_command_job_then_wait_and_read_its_logs(run: Cli) -> None:
     assert ok(run("job", "logs", job_id)).stdout.count("hi from job") >= 1
 
 
+@pytest.mark.slow
 def test_create_on_demand_with_timeout_and_disk_waits_for_completion(
     run: Cli, user: UserSession
 ) -> None:
@@ -96,6 +97,7 @@ def test_create_on_demand_with_timeout_and_disk_waits_for_completion(
     assert "42" in user.client.jobs.logs(job["id"])["logs"]
 
 
+@pytest.mark.slow
 def test_create_with_setup_pip_num_gpus_and_image(
     run: Cli, user: UserSession, tmp_path: Path
 ) -> None:
@@ -159,6 +161,7 @@ def test_create_from_a_local_git_repo(run: Cli, user: UserSession, tmp_path: Pat
     assert "from-git-payload" in user.client.jobs.logs(job["id"])["logs"]
 
 
+@pytest.mark.slow
 def test_a_huggingface_token_never_shows(run: Cli, user: UserSession) -> None:
     secret = "hf_" + "S3CRETtokenVALUE1234567890"
     result = run(
@@ -198,6 +201,7 @@ def test_hf_token_env_reads_the_token_from_the_environment(run: Cli) -> None:
 # ----------------------------------------------------------------------------- list / status
 
 
+@pytest.mark.slow
 def test_list_shows_a_table_and_filters_by_status(run: Cli, user: UserSession) -> None:
     good = user.client.jobs.create(name="good", command="true").id
     bad = user.client.jobs.create(name="bad", command="exit 3").id
@@ -224,6 +228,7 @@ def test_list_refuses_an_unknown_status(run: Cli) -> None:
     )
 
 
+@pytest.mark.slow
 def test_status_of_a_running_job_then_cancel_it(run: Cli, user: UserSession) -> None:
     job_id = user.client.jobs.create(name="sleeper", command="sleep 60").id
     wait_status(user.client, job_id, {"running"})
@@ -244,6 +249,7 @@ def fields_of(text: str) -> dict[str, str]:
     return {p[0]: p[1] if len(p) > 1 else "" for p in pairs}
 
 
+@pytest.mark.slow
 def test_an_unknown_job_and_someone_elses_read_the_same(
     run: Cli, make_user: Callable[[], UserSession]
 ) -> None:
@@ -267,6 +273,7 @@ def test_an_unknown_job_and_someone_elses_read_the_same(
 # ----------------------------------------------------------------------------- logs
 
 
+@pytest.mark.slow
 def test_logs_tail_and_follow_print_every_line_once(run: Cli, user: UserSession) -> None:
     script = "for i in $(seq 1 8); do echo n$i; sleep 0.15; done; printf last"
     job_id = user.client.jobs.create(name="count", command=script).id
@@ -279,6 +286,7 @@ def test_logs_tail_and_follow_print_every_line_once(run: Cli, user: UserSession)
     assert as_json["job_id"] == job_id and "n8" in as_json["logs"]
 
 
+@pytest.mark.slow
 def test_follow_with_json_streams_one_object_per_line(run: Cli, user: UserSession) -> None:
     job_id = user.client.jobs.create(name="j", command="echo a; echo b").id
     wait_status(user.client, job_id, {"completed"})
@@ -290,6 +298,7 @@ def test_follow_with_json_streams_one_object_per_line(run: Cli, user: UserSessio
 # ----------------------------------------------------------------------------- wait
 
 
+@pytest.mark.slow
 def test_wait_exits_5_when_the_job_fails(run: Cli, user: UserSession) -> None:
     job_id = user.client.jobs.create(name="fails", command="exit 3").id
     result = run("job", "wait", job_id, "-o", "json")
@@ -300,12 +309,14 @@ def test_wait_exits_5_when_the_job_fails(run: Cli, user: UserSession) -> None:
     assert len(error) == 1 and f"dumont job logs {job_id}" in error[0]
 
 
+@pytest.mark.slow
 def test_create_wait_exits_5_on_failure_and_follow_shows_the_log(run: Cli) -> None:
     result = run("job", "create", "f", "--command=echo before-fail; exit 3", "--follow")
     assert result.returncode == 5, (result.stdout, result.stderr)
     assert "before-fail" in result.stdout
 
 
+@pytest.mark.slow
 def test_wait_exits_4_when_its_own_timeout_elapses(run: Cli, user: UserSession) -> None:
     job_id = user.client.jobs.create(name="slow", command="sleep 60").id
     try:

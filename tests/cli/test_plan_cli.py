@@ -86,6 +86,7 @@ def test_plan_json_parses(dumont: Runner) -> None:
     assert MARKER not in json.dumps(data)
 
 
+@pytest.mark.slow
 def test_saved_plan_has_no_secret_and_show_reads_it(dumont: Runner, work: Path) -> None:
     result = dumont("plan", "-f", "mixed.yaml", "-out", "plan.json")
     assert "Saved the plan to plan.json" in result.stdout
@@ -103,6 +104,7 @@ def test_saved_plan_has_no_secret_and_show_reads_it(dumont: Runner, work: Path) 
     assert not (work / ".dumont" / "state.json").exists()  # plan never writes the state
 
 
+@pytest.mark.slow
 def test_explain_prints_the_field_table(dumont: Runner) -> None:
     out = dumont("explain", "job").stdout
     assert "job (jobs:)" in out
@@ -136,6 +138,7 @@ def test_a_corrupt_state_is_one_clear_error(dumont: Runner, work: Path) -> None:
     assert (work / ".dumont" / "state.json").read_text() == "{not json"
 
 
+@pytest.mark.slow
 def test_import_then_plan_state_refresh(
     dumont: Runner, user: UserSession, work: Path, server: LocalServer
 ) -> None:
@@ -183,6 +186,7 @@ with Ledger.locked(Path(sys.argv[1]), None, command="dumont apply"):
 """
 
 
+@pytest.mark.slow
 def test_a_locked_state_names_its_holder_and_force_unlock(dumont: Runner, work: Path) -> None:
     with subprocess.Popen(
         [sys.executable, "-c", HOLD, str(work / ".dumont" / "state.json")],

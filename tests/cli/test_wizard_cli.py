@@ -57,6 +57,7 @@ def country(geolocation: str) -> str:
 # ----------------------------------------------------------------------------- the forms
 
 
+@pytest.mark.slow
 def test_deploy_old_form_races_a_batch_and_keeps_only_the_winner(
     run: Cli, user: UserSession
 ) -> None:
@@ -79,6 +80,7 @@ def test_deploy_old_form_races_a_batch_and_keeps_only_the_winner(
     assert instances[0].is_running
 
 
+@pytest.mark.slow
 def test_deploy_a_specific_gpu_with_flags(run: Cli, user: UserSession) -> None:
     race = deployed(
         run(
@@ -100,7 +102,13 @@ def test_deploy_a_specific_gpu_with_flags(run: Cli, user: UserSession) -> None:
     assert race["offer"]["dph_total"] <= 1.5
 
 
-@pytest.mark.parametrize("tier", ["slow", "medium", "fast", "ultra"])
+TIERS = ("slow", "medium", "fast", "ultra")
+
+
+@pytest.mark.parametrize(
+    "tier",  # the inner loop (`-m "not slow"`) deploys one tier; CI deploys each
+    [t if t == "fast" else pytest.param(t, marks=pytest.mark.slow) for t in TIERS],
+)
 def test_deploy_each_speed_tier(run: Cli, user: UserSession, tier: str) -> None:
     race = deployed(run("wizard", "deploy", f"speed={tier}", "--output", "json"))
 
@@ -118,6 +126,7 @@ def test_deploy_in_a_region(run: Cli, user: UserSession) -> None:
     assert country(str(winner.geolocation)) in REGION_COUNTRIES["EU"]
 
 
+@pytest.mark.slow
 def test_a_blacklisted_machine_is_never_chosen(run: Cli, user: UserSession) -> None:
     request = WizardRequest(speed_tier="fast", region="US").validated()
     cheapest = user.client.instances.offers(**request.offer_filters())
@@ -233,6 +242,7 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServe
     server.stop()
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_race_leaves_no_machine(slow_server: LocalServer, tmp_path: Path) -> None:
     user = new_user(slow_server.url)
     home = tmp_path / "home"

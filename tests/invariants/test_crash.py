@@ -142,18 +142,21 @@ def run_all(cases: list[Callable[[], object]]) -> list[object]:
         return [future.result() for future in [pool.submit(c) for c in cases]]
 
 
+@pytest.mark.slow
 def test_killed_after_each_ledger_write_of_a_fresh_apply(
     plane: LocalServer, tmp_path: Path
 ) -> None:
     run_all([lambda n=n: crash_fresh(plane, tmp_path, n) for n in range(1, FRESH_WRITES + 1)])
 
 
+@pytest.mark.slow
 def test_killed_after_each_ledger_write_of_a_changing_apply(
     plane: LocalServer, tmp_path: Path
 ) -> None:
     run_all([lambda n=n: crash_change(plane, tmp_path, n) for n in range(1, CHANGE_WRITES + 1)])
 
 
+@pytest.mark.slow
 def test_killed_while_requests_are_in_flight(plane: LocalServer, tmp_path: Path) -> None:
     rng = random.Random(20261128)
     delays = sorted(rng.uniform(0.05, 1.0) for _ in range(4))
@@ -162,6 +165,7 @@ def test_killed_while_requests_are_in_flight(plane: LocalServer, tmp_path: Path)
     assert any("<= adopt " in str(text) for text in replans), replans
 
 
+@pytest.mark.slow
 def test_the_crash_hook_fires_only_when_asked(plane: LocalServer, tmp_path: Path) -> None:
     proj, user = case(plane, tmp_path, "no-crash")
     proj.write(FRESH)

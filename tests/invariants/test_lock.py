@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.apply.applykit import Project, live_names, wait_until
 from tests.support import UserSession
 
@@ -39,6 +41,7 @@ def first_to_exit(procs: tuple[subprocess.Popen[str], ...], limit: float = 120) 
     raise AssertionError("neither apply ended")
 
 
+@pytest.mark.slow
 def test_two_concurrent_applies_one_proceeds_the_other_names_the_holder(
     tmp_path: Path, home: Path, user: UserSession
 ) -> None:
@@ -68,6 +71,7 @@ def test_two_concurrent_applies_one_proceeds_the_other_names_the_holder(
     assert live_names(user.client)[0] == {"locked-hold": 1, "locked-other": 1}
 
 
+@pytest.mark.slow
 def test_the_lock_holder_is_recorded_while_apply_runs(
     tmp_path: Path, home: Path, user: UserSession
 ) -> None:

@@ -58,6 +58,7 @@ def plane(tmp_path: Path) -> Iterator[LocalServer]:
     server.stop()
 
 
+@pytest.mark.slow
 def test_a_secret_never_leaks(plane: LocalServer, tmp_path: Path) -> None:
     marker = f"hf_MARKER_{uuid.uuid4().hex}"
     user = new_user(plane.url)

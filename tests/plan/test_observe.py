@@ -5,6 +5,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from dumont_plan.apply.observe import observe
 from dumont_plan.apply.workflow import plan_stack
 from dumont_plan.plan.build import PlanOptions
@@ -26,6 +28,7 @@ def spec(count: int) -> dict[str, object]:
     }
 
 
+@pytest.mark.slow
 def test_plan_over_500_resources_makes_a_handful_of_requests(
     server: LocalServer, user: UserSession, tmp_path: Path
 ) -> None:

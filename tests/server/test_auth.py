@@ -128,6 +128,7 @@ def test_token_of_a_user_that_does_not_exist_is_401(api: httpx.Client, server: L
     assert_not_authenticated(api.get("/api/v1/auth/me", headers=bearer(token)))
 
 
+@pytest.mark.slow
 def test_expired_token_is_401(tmp_path: Path) -> None:
     # A real token issued by a server whose tokens live 3 s: at least 2 s for the first check
     # (exp counts from the whole second; a shorter life could end before it on a loaded machine).

@@ -342,6 +342,7 @@ def test_onstart_output_and_group_are_the_instances_own(
     assert not pid_running(pid)
 
 
+@pytest.mark.slow
 def test_a_restarted_control_plane_still_controls_running_instances(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

@@ -72,6 +72,7 @@ def test_timeout_ends_the_job_with_status_timeout(
     assert logs(env_user, job["id"]).startswith("begin\n")
 
 
+@pytest.mark.slow
 def test_pip_packages_install_from_the_local_wheelhouse(env_user: UserSession) -> None:
     job = create_job(
         env_user,
@@ -87,6 +88,7 @@ def test_pip_packages_install_from_the_local_wheelhouse(env_user: UserSession) -
     assert "never" not in logs(env_user, missing["id"])
 
 
+@pytest.mark.slow
 def test_source_git_installs_the_repos_requirements(tmp_path: Path, env_user: UserSession) -> None:
     url = make_git_repo(tmp_path / "repo", {"requirements.txt": "dumont_tinypkg\n"})
     job = create_job(
@@ -99,6 +101,7 @@ def test_source_git_installs_the_repos_requirements(tmp_path: Path, env_user: Us
     assert logs(env_user, job["id"]).endswith("tiny-ok\n")
 
 
+@pytest.mark.slow
 def test_source_huggingface_downloads_with_the_token_and_never_leaks_it(
     env_server: LocalServer, env_user: UserSession, hub: FakeHub
 ) -> None:

@@ -7,6 +7,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from dumont_plan.server.provider.jobs import LOST_WHILE_DOWN
 from tests.server.jobfixtures import (
     GATE,
@@ -33,6 +35,7 @@ def as_user_of(server: LocalServer, user: UserSession) -> UserSession:
     return UserSession(user.email, user.token, user.client, server.url)
 
 
+@pytest.mark.slow
 def test_a_running_job_is_reattached_after_a_restart(tmp_path: Path) -> None:
     server = LocalServer(tmp_path / "plane").start()
     try:
@@ -54,6 +57,7 @@ def test_a_running_job_is_reattached_after_a_restart(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.slow
 def test_a_runner_lost_while_the_control_plane_was_down_fails_the_job(tmp_path: Path) -> None:
     server = LocalServer(tmp_path / "plane").start()
     try:
@@ -75,6 +79,7 @@ def test_a_runner_lost_while_the_control_plane_was_down_fails_the_job(tmp_path: 
         server.stop()
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_is_retried_when_max_retries_allows(tmp_path: Path) -> None:
     server = LocalServer(tmp_path / "plane").start()
     try:

@@ -25,6 +25,7 @@ def counts(client: TestClient) -> dict[str, int]:
     return requests
 
 
+@pytest.mark.slow
 def test_ids_and_junk_paths_do_not_grow_the_table(client: TestClient) -> None:
     token = client.post(
         "/api/v1/auth/register", json={"email": "count@example.com", "password": PASSWORD}
