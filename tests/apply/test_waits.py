@@ -100,7 +100,10 @@ class FakeLogs:
         self.text = ""
         self.down = False
 
-    def logs(self, job_id: str) -> dict[str, Any]:
+    def logs(
+        self, job_id: str, tail: int | None = None, offset: int | None = None
+    ) -> dict[str, Any]:
+        """Like the real platform: the whole log (no `offset` parameter, no `next_offset`)."""
         if self.down:
             raise ServiceUnavailableError("down")
         return {"job_id": job_id, "logs": self.text}

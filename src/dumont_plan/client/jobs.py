@@ -104,10 +104,14 @@ class JobsAPI:
         path = _item(job_id) + "/cancel"
         return Job.from_wire(self._t.request("POST", path, idempotent=True), f"POST {path}")
 
-    def logs(self, job_id: str, tail: int | None = None) -> dict[str, Any]:
-        """`GET /api/v1/jobs/{id}/logs[?tail=N]` -> `{"job_id", "logs"}`; no tail = whole log."""
+    def logs(
+        self, job_id: str, tail: int | None = None, offset: int | None = None
+    ) -> dict[str, Any]:
+        """`GET /api/v1/jobs/{id}/logs[?tail=N|?offset=B]` -> `{"job_id", "logs"}`; no tail =
+        whole log. The local control plane adds `next_offset` and `size` (bytes) and takes
+        `offset`: only what follows that byte (a server without it ignores it: whole log)."""
         result: dict[str, Any] = self._t.request(
-            "GET", _item(job_id) + "/logs", params={"tail": tail}
+            "GET", _item(job_id) + "/logs", params={"tail": tail, "offset": offset}
         )
         return result
 
@@ -127,31 +131,52 @@ class JobsAPI:
 class LogCursor:
     """Reads a job's log incrementally: each `read()` returns only the lines not returned yet.
 
-    The API answers with the whole log, so the cursor keeps the character offset just after the
-    last newline it returned. A line still being written is held back until its newline arrives,
-    or until `read(final=True)` (call it once the job is finished). A log that became shorter
-    was restarted (a retry): it is read again from its start and `restarts` goes up.
+    Against a server that answers `next_offset` (the local control plane), each read asks only
+    for the bytes after the last one received (`?offset=`), so a long log is never downloaded
+    twice. Against one that answers with the whole log, the cursor keeps the character offset
+    just after the last newline it returned. Either way a line still being written is held back
+    until its newline arrives, or until `read(final=True)` (call it once the job is finished).
+    A log that became shorter was restarted (a retry): it is read again from its start and
+    `restarts` goes up.
     """
 
     def __init__(self, jobs: JobsAPI, job_id: str) -> None:
         self.jobs = jobs
         self.job_id = job_id
-        self.offset = 0
+        self.offset = 0  # bytes with `by_offset`, else characters of the whole log
+        self.by_offset: bool | None = None  # None until the first answer says
+        self.partial = ""  # with `by_offset`: the received start of an unended line
         self.restarts = 0
 
     def start(self, tail: int | None = None) -> builtins.list[str]:
         """The last `tail` complete lines so far (every line with None); follow from there."""
-        text = self._fetch()
+        if tail is None:
+            return self.read()
+        answer = self.jobs.logs(self.job_id, tail=tail)
+        text = str(answer.get("logs") or "")
         end = text.rfind("\n") + 1
         lines = text[:end].split("\n")[:-1]
-        self.offset = end
-        if tail is None:
-            return lines
+        self.by_offset = isinstance(answer.get("next_offset"), int)
+        if self.by_offset:
+            self.offset = int(answer["next_offset"])
+            self.partial = text[end:]
+        else:  # a server without offsets: follow the whole log's characters
+            text = self._fetch()
+            end = text.rfind("\n") + 1
+            lines = text[:end].split("\n")[:-1]
+            self.offset = end
         return lines[len(lines) - tail :] if tail > 0 else []
 
     def read(self, final: bool = False) -> builtins.list[str]:
         """The complete lines added since the last call (with `final`, also an unended last one)."""
-        text = self._fetch()
+        if self.by_offset is not False:
+            answer = self.jobs.logs(self.job_id, offset=self.offset)
+            self.by_offset = isinstance(answer.get("next_offset"), int)
+            if self.by_offset:
+                return self._read_by_offset(answer, final)
+            text = str(answer.get("logs") or "")
+        else:
+            text = self._fetch()
         if len(text) < self.offset:
             self.offset = 0
             self.restarts += 1
@@ -161,6 +186,34 @@ class LogCursor:
         chunk = text[self.offset : end]
         self.offset = end
         return chunk.removesuffix("\n").split("\n")
+
+    def _read_by_offset(self, answer: dict[str, Any], final: bool) -> builtins.list[str]:
+        size = answer.get("size")
+        if isinstance(size, int) and size < self.offset:  # the log restarted
+            self.restarts += 1
+            self.offset, self.partial = 0, ""
+            answer = self.jobs.logs(self.job_id, offset=0)
+        text = self.partial + str(answer.get("logs") or "") + self._more(answer)
+        end = len(text) if final else text.rfind("\n") + 1
+        self.partial = text[end:]
+        if end == 0:
+            return []
+        return text[:end].removesuffix("\n").split("\n")
+
+    def _more(self, answer: dict[str, Any]) -> str:
+        """The rest of the log after `answer` when the server answered in pieces (a big log)."""
+        parts: builtins.list[str] = []
+        next_offset = int(answer.get("next_offset") or 0)
+        size = int(answer.get("size") or 0)
+        while next_offset < size:
+            piece = self.jobs.logs(self.job_id, offset=next_offset)
+            moved = int(piece.get("next_offset") or 0)
+            if moved <= next_offset:
+                break
+            parts.append(str(piece.get("logs") or ""))
+            next_offset, size = moved, int(piece.get("size") or 0)
+        self.offset = max(self.offset, next_offset)
+        return "".join(parts)
 
     def _fetch(self) -> str:
         return str(self.jobs.logs(self.job_id).get("logs") or "")

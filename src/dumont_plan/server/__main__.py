@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-hooks", action="store_true", help="enable /api/v1/_local routes")
     parser.add_argument("--fault-rate", type=float, default=None)
     parser.add_argument("--log-level", default="warning")
+    add_limit_arguments(parser)
     args = parser.parse_args(argv)
 
     settings = ServerSettings.from_env(
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         enable_test_hooks=True if args.test_hooks else None,
         fault_rate=args.fault_rate,
+        log_cap_bytes=args.log_cap_bytes,
     )
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on accepted sockets whose proto says
     # TCP (a proto of 0 is inherited by them); without it every response on a kept-alive
@@ -65,6 +68,31 @@ def main(argv: list[str] | None = None) -> int:
         if args.record:
             remove_record(args.record)
     return 0
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The per-job and per-user limits (defaults: ServerSettings)."""
+    defaults = ServerSettings(data_dir=Path())
+    parser.add_argument(
+        "--log-cap-bytes",
+        type=positive_int(4096),
+        default=None,
+        help="a job's log keeps its head and its last part past this many bytes "
+        f"(default {defaults.log_cap_bytes})",
+    )
+
+
+def positive_int(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum of {minimum}")
+        return value
+
+    return parse
 
 
 def write_record(path: Path, record: dict[str, object]) -> None:

@@ -24,6 +24,8 @@ class ServerSettings:
     fault_seed: int = 1
     # How often the reconciler loop ticks, in seconds.
     reconcile_interval: float = 0.5
+    # A job's log keeps its head and its last part past this many bytes (provider/joblog.py).
+    log_cap_bytes: int = 32 * 1024 * 1024
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -39,14 +39,14 @@ from sqlite3 import Connection, Row
 from typing import Any
 
 from dumont_plan.server.context import AppState
-from dumont_plan.server.provider import runner
+from dumont_plan.server.provider import joblog, runner
+from dumont_plan.server.provider.joblog import LogPiece, WholeLog
 from dumont_plan.server.provider.sandbox import (
     Sandbox,
     kill_tagged,
     pid_alive,
     process_start_time,
     read_json,
-    read_text_tail,
     workload_env,
     write_json_atomic,
 )
@@ -206,6 +206,7 @@ def submit_job(
         "job_id": job_id,
         "has_hf_token": bool(hf_token),
         "timeout_seconds": timeout_seconds,
+        "log_cap_bytes": state.settings.log_cap_bytes,
     }
     directory = job_dir(state, job_id)
     directory.mkdir(parents=True)
@@ -377,9 +378,11 @@ def cancel_job(state: AppState, row: Row) -> bool:
 # -- logs and outputs -----------------------------------------------------------------------------
 
 
-def read_logs(state: AppState, job_id: str, tail: int | None) -> str:
-    """The job's log so far: all of it, or its last `tail` lines."""
-    return read_text_tail(job_dir(state, job_id) / runner.LOG_FILE, tail)
+def read_logs(
+    state: AppState, row: Row, tail: int | None, offset: int | None
+) -> LogPiece | WholeLog:
+    running = row["status"] not in FINISHED
+    return joblog.read_job_log(job_dir(state, row["id"]), tail, offset, running=running)
 
 
 def job_sandbox(state: AppState, job_id: str) -> Sandbox:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from dumont_plan.server.provider.joblog import CappedLog
 from dumont_plan.server.provider.sandbox import (
     Sandbox,
     kill_group,
@@ -58,14 +59,15 @@ DRAIN_SECONDS = 0.5
 
 
 class LogWriter:
-    """Appends output to the job log as it arrives, whole lines at a time, secrets masked."""
+    """Appends output to the job log as it arrives, whole lines at a time, secrets masked;
+    past `cap` bytes the log keeps its head and its last part (`joblog.CappedLog`)."""
 
-    def __init__(self, path: Path, secrets: list[str]) -> None:
+    def __init__(self, path: Path, secrets: list[str], cap: int | None = None) -> None:
         self.path = path
         self.secrets = sorted({s.encode() for s in secrets if len(s) >= 3}, key=len, reverse=True)
         self.keep = max((len(s) for s in self.secrets), default=1) - 1
         self.pending = b""
-        self.handle = open(path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
+        self.handle = CappedLog(path, cap)
 
     def mask(self, data: bytes) -> bytes:
         for secret in self.secrets:
@@ -179,7 +181,8 @@ class Runner:
         }
         self.hf_token = os.environ.get("HF_TOKEN") or None
         secrets = [s for s in (self.hf_token, url_password(self.spec.get("git_url"))) if s]
-        self.log = LogWriter(job_dir / LOG_FILE, secrets)
+        cap = self.spec.get("log_cap_bytes")
+        self.log = LogWriter(job_dir / LOG_FILE, secrets, int(cap) if cap else None)
         self.cancelled = False
         self.child_pgid: int | None = None
 

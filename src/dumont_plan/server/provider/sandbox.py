@@ -28,7 +28,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 
 from dumont_plan.files import write_atomic
 
@@ -154,30 +154,6 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def read_text_tail(path: Path, lines: int | None = None) -> str:
-    """A text file (undecodable bytes replaced), or only its last `lines` lines; "" if absent."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read() if lines is None else _tail_bytes(handle, lines)
-    except OSError:
-        return ""
-    return data.decode("utf-8", errors="replace")
-
-
-def _tail_bytes(handle: BinaryIO, lines: int) -> bytes:
-    if lines <= 0:
-        return b""
-    handle.seek(0, os.SEEK_END)
-    position = handle.tell()
-    data = b""
-    while position > 0 and data.count(b"\n") <= lines:
-        step = min(65536, position)
-        position -= step
-        handle.seek(position)
-        data = handle.read(step) + data
-    return b"".join(data.splitlines(keepends=True)[-lines:])
 
 
 def _proc_stat(pid: int) -> list[str] | None:

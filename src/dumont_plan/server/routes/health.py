@@ -14,6 +14,8 @@ CAPABILITIES = [
     "idempotency-key",
     "per-user-isolation",
     "jobs.logs-tail",
+    "jobs.logs-offset",
+    "jobs.log-cap",
     "jobs.outputs",
     "jobs.timeout-status",
     "jobs.offset",

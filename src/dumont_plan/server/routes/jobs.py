@@ -10,6 +10,8 @@ exactly like a missing one.
 
 from __future__ import annotations
 
+import itertools
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,12 +19,13 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from dumont_plan.server.context import AppState, StateDep, User, UserDep
 from dumont_plan.server.idempotency import idempotent_create_in_tx
 from dumont_plan.server.provider import jobs as provider
+from dumont_plan.server.provider.joblog import WholeLog
 from dumont_plan.server.provider.market import (
     GPU_MODELS,
     canonical_gpu,
@@ -37,6 +40,7 @@ DEFAULT_IMAGE = "pytorch/pytorch:2.1.0-cuda12.1-cudnn8-runtime"
 DEFAULT_OUTPUT_PATHS = ["/workspace/output"]
 # Any absolute directory works for checking that a path maps inside the workspace.
 WORKSPACE_MOUNT_DIR = Path(str(WORKSPACE_MOUNT))
+MAX_INT = 2**63 - 1  # SQLite's and the wire's integer range
 Source = Literal["command", "huggingface", "git", "script"]
 
 
@@ -168,6 +172,10 @@ class JobListOut(BaseModel):
 class JobLogsOut(BaseModel):
     job_id: str
     logs: str
+    next_offset: int = Field(
+        description="Additive: the byte offset to ask for next (`?offset=`): only what is new."
+    )
+    size: int = Field(description="Additive: the log's size in bytes when it was read.")
 
 
 class OutputFile(BaseModel):
@@ -181,6 +189,12 @@ class JobOutputsOut(BaseModel):
 
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+def _bad_query(name: str, message: str, value: Any) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("query", name), "msg": message, "input": value}]
+    )
 
 
 def _bad_field(field: str, message: str, value: Any) -> RequestValidationError:
@@ -286,11 +300,29 @@ def job_logs(
     job_id: str,
     state: StateDep,
     user: UserDep,
-    tail: int | None = Query(None, ge=0, description="Only the last N lines"),
-) -> dict[str, Any]:
-    """The job's output so far (stdout and stderr of every step), whole or its last lines."""
-    _own_job(state, user, job_id)
-    return {"job_id": job_id, "logs": provider.read_logs(state, job_id, tail)}
+    tail: int | None = Query(None, ge=0, le=MAX_INT, description="Only the last N lines"),
+    offset: int | None = Query(
+        None,
+        ge=0,
+        le=MAX_INT,
+        description="Additive: only what follows this byte offset (a `next_offset` of an earlier "
+        "answer), at most 1 MiB per answer",
+    ),
+) -> Response:
+    """The job's output so far (stdout and stderr of every step): whole, its last lines, or
+    what follows a byte offset. `next_offset` says where to continue."""
+    if tail is not None and offset is not None:
+        raise _bad_query("offset", "give tail or offset, not both", offset)
+    row = _own_job(state, user, job_id)
+    piece = provider.read_logs(state, row, tail, offset)
+    head = {"job_id": job_id, "next_offset": piece.size, "size": piece.size}
+    if isinstance(piece, WholeLog):
+        # Streamed from a worker thread in pieces: a big log never stalls the event loop.
+        opening = json.dumps(head)[:-1].encode() + b', "logs": "'
+        body = itertools.chain([opening], piece.json_text(), [b'"}'])
+        return StreamingResponse(body, media_type="application/json")
+    head.update(logs=piece.text, next_offset=piece.next_offset)
+    return Response(json.dumps(head).encode(), media_type="application/json")
 
 
 @router.get("/{job_id}/outputs", response_model=JobOutputsOut)
