@@ -74,6 +74,7 @@ def hammer(user: UserSession, stop: threading.Event, sent: list[str]) -> None:
             return
 
 
+@pytest.mark.slow
 def test_a_key_retried_after_a_kill_never_duplicates_a_job(plane: Plane) -> None:
     user = new_user(plane.server.url)
     sent: list[str] = []

@@ -98,6 +98,7 @@ class CountingProxy:
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.received = 0
         self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
         threading.Thread(target=self.accept, daemon=True).start()
 
     def accept(self) -> None:
@@ -105,6 +106,7 @@ class CountingProxy:
             while True:
                 client, _ = self.listener.accept()
                 upstream = socket.create_connection(self.target)
+                self.sockets += [client, upstream]
                 threading.Thread(
                     target=self.pipe, args=(client, upstream, False), daemon=True
                 ).start()
@@ -124,6 +126,8 @@ class CountingProxy:
 
     def close(self) -> None:
         self.listener.close()
+        for sock in self.sockets:
+            sock.close()
 
 
 def test_follow_fetches_only_what_is_new(server: LocalServer, tmp_path: Path) -> None:
@@ -187,6 +191,7 @@ def test_a_log_past_its_cap_keeps_its_head_and_its_last_part(capped: LocalServer
     assert get_logs(user, job["id"], tail=2).json()["logs"] == "line-39999\nline-40000\n"
 
 
+@pytest.mark.slow
 def test_health_stays_fast_while_a_job_writes_a_gigabyte(server: LocalServer) -> None:
     user = new_user(server.url)
     job = create_job(
