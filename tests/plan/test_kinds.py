@@ -61,6 +61,8 @@ def test_instance_status_paused_is_not_failed() -> None:
     assert (box.status(dead), box.is_failed(dead)) == ("exited", True)
     assert box.live_hourly({**paused, "dph_total": 0.4}) is None
     assert box.live_price({**paused, "dph_total": 0.4}) == 0.4
+    # a job runs to an end (wait: completed, --allow-restart); an instance runs until deleted
+    assert (HANDLERS["job"].runs_to_completion, box.runs_to_completion) == (True, False)
 
 
 def test_names_on_the_server() -> None:

@@ -332,7 +332,7 @@ class Applier:
 
     def check_restart(self, handler: KindHandler, change: ResourceChange, old_id: str) -> None:
         """A saved plan may replace an active job only when this apply allows restarts too."""
-        if self.allow_restart or handler.kind != "job":
+        if self.allow_restart or not handler.runs_to_completion:
             return
         try:
             live = self.ops[handler.kind].get(self.client, old_id)
@@ -374,7 +374,7 @@ class Applier:
 
     def wait_target(self, handler: KindHandler, resource: Resource) -> str:
         target = self.wait_default or handler.wait_target(handler.controls(resource.spec))
-        if target == "completed" and handler.kind != "job":
+        if target == "completed" and not handler.runs_to_completion:
             return "running"
         return target
 

@@ -66,7 +66,7 @@ def adopt(app: Applier, handler: KindHandler, change: ResourceChange, resource: 
         try:
             app.wait(handler, change, resource, remote_id)
         except WaitFailedError:
-            if handler.kind == "job":
+            if handler.runs_to_completion:
                 raise  # a failed job is its result, not a broken machine
             app.ops[handler.kind].delete(app.client, remote_id, None)
             return start_over(app, handler, change, resource)

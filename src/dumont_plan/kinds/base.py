@@ -87,6 +87,13 @@ class KindHandler(Protocol):
         """field -> extra words for `dumont explain`."""
         ...
 
+    @property
+    def runs_to_completion(self) -> bool:
+        """Whether its objects run to an end (a job), not until deleted (an instance): apply
+        may wait for `completed`, replaces an active one only with `--allow-restart`, and
+        keeps a failed one after an interrupted create (it is the result, not a broken one)."""
+        ...
+
     def field_names(self, *classes: FieldClass) -> frozenset[str]: ...
 
     # -- desired values ----------------------------------------------------------------------
@@ -185,6 +192,7 @@ class BaseHandler:
     fields: ClassVar[dict[str, FieldClass]] = {}
     unordered: ClassVar[frozenset[str]] = frozenset()
     notes: ClassVar[dict[str, str]] = {}
+    runs_to_completion: ClassVar[bool] = False
     # Fields where an unset (None) desired value means "the server's choice": never diffed then.
     unset_is_any: ClassVar[frozenset[str]] = frozenset()
     _names_cache: ClassVar[dict[frozenset[FieldClass], frozenset[str]]]

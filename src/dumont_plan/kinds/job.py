@@ -78,6 +78,7 @@ class JobHandler(BaseHandler):
     kind: ClassVar[str] = "job"
     section: ClassVar[str] = "jobs"
     spec_model: ClassVar[type[BaseModel]] = JobSpec
+    runs_to_completion: ClassVar[bool] = True
     fields: ClassVar[dict[str, FieldClass]] = JOB_FIELDS
     unordered: ClassVar[frozenset[str]] = frozenset({"output_paths"})
     notes: ClassVar[dict[str, str]] = {
