@@ -1,7 +1,8 @@
 """The declarative commands as library calls: plan, apply and destroy a stack; refresh, import.
 
     planned = plan_stack(client, stack, ledger, PlanOptions(targets=["job.train"]))
-    check_plan(planned.plan)               # PlanError (exit 1), PolicyError (exit 6)
+    check_errors(planned.plan)             # PlanError (exit 1): every plan error
+    check_policy(planned.plan)             # PolicyError (exit 6): the cost gate
 
     applied = apply_stack(connect, stack, state_path, PlanOptions(),
                           show_plan=draw, confirm=ask, on_event=progress)
@@ -159,12 +160,6 @@ def check_policy(plan: Plan) -> None:
     """PolicyError (exit 6) when the plan breaks the cost gate (`max_cost`)."""
     if plan.policy_violations:
         raise PolicyError("; ".join(plan.policy_violations))
-
-
-def check_plan(plan: Plan) -> None:
-    """Both checks, errors first (the CLI shows the plan between them)."""
-    check_errors(plan)
-    check_policy(plan)
 
 
 # -- apply and destroy ------------------------------------------------------------------------
