@@ -40,6 +40,7 @@ from dumont_plan.plan.model import Action, Observed
 from dumont_plan.spec.refs import Ref
 from dumont_plan.spec.stack import Stack
 from dumont_plan.state.ledger import LedgerEntry, LedgerState
+from dumont_plan.wire_models import Job
 
 PROJECT = "graph"
 PARALLELISM = 10
@@ -178,7 +179,7 @@ def applied(stack: Stack, status: str) -> tuple[LedgerState, Observed]:
             depends_on=list(record.depends_on),
         )
         live.append({"id": remote_id, "name": remote_name, "status": status, "gpu_type": "A100"})
-    return state, Observed(live={"job": live})
+    return state, Observed(live={"job": Job.list_from_wire(live, "bench")})
 
 
 @benchmark("destroy")

@@ -50,6 +50,7 @@ from dumont_plan.secrets import fingerprint_secret
 from dumont_plan.spec.refs import Ref
 from dumont_plan.spec.stack import Stack
 from dumont_plan.state.ledger import LedgerEntry, LedgerState, PendingOp
+from dumont_plan.wire_models import Offer
 
 CASES = Path(__file__).resolve().parents[1] / "cases" / "plan"
 SALT = "golden-salt"
@@ -117,9 +118,14 @@ def ledger_of(case: dict[str, Any], stack: Stack) -> LedgerState:
 
 
 def observed_of(case: dict[str, Any]) -> Observed:
+    """The case's observed objects (YAML dicts), read as the client reads the API's answers."""
     raw = case.get("observed") or {}
-    live = {SECTIONS.get(k, k): list(v) for k, v in raw.items() if k != "offers"}
-    offers = list(raw.get("offers") or [])
+    live = {}
+    for section, objects in raw.items():
+        if section != "offers":
+            kind = SECTIONS.get(section, section)
+            live[kind] = HANDLERS[kind].live_model.list_from_wire(list(objects), "golden case")
+    offers = Offer.list_from_wire(list(raw.get("offers") or []), "golden case")
     return Observed(live=live, offers=offers, offer_queries=["q"] if offers else [])
 
 

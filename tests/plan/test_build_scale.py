@@ -14,6 +14,7 @@ from dumont_plan.plan.build import PlanOptions, build_plan
 from dumont_plan.plan.model import Action, Observed
 from dumont_plan.spec.graph import reverse
 from dumont_plan.state.ledger import LedgerEntry, LedgerState
+from dumont_plan.wire_models import Job
 from tests.plan.golden import stack_of
 
 N = 2000
@@ -47,7 +48,8 @@ def test_destroying_thousands_deletes_dependents_first(tmp_path: Path) -> None:
         )
         live.append({"id": f"id-{name}", "name": f"p-{name}", "status": "running"})
     stack = stack_of({"version": 1, "project": "p"}, tmp_path)
-    plan = build_plan(stack, Observed(live={"job": live}), state, PlanOptions(destroy=True))
+    jobs = Job.list_from_wire(live, "test")
+    plan = build_plan(stack, Observed(live={"job": jobs}), state, PlanOptions(destroy=True))
 
     assert not plan.errors
     assert {c.action for c in plan.changes} == {Action.delete}
@@ -70,7 +72,8 @@ def test_a_create_adopts_the_newest_unclaimed_object_of_its_name(tmp_path: Path)
         {"id": "new", "name": "p-j7", "status": "completed", "created_at": "2026-01-02"},
         {"id": "claimed", "name": "p-j8", "status": "running", "created_at": "2026-01-03"},
     ]
-    plan = build_plan(stack, Observed(live={"job": live}), state, PlanOptions())
+    jobs = Job.list_from_wire(live, "test")
+    plan = build_plan(stack, Observed(live={"job": jobs}), state, PlanOptions())
 
     actions = {c.address: c for c in plan.changes}
     assert actions["job.j7"].action is Action.adopt and actions["job.j7"].remote_id == "new"

@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from dumont_plan.errors import ApplyError, PlanError
 from dumont_plan.kinds.instance_ops import InstanceOps
 from dumont_plan.kinds.ops import KindServices, load_ops
 from dumont_plan.kinds.registry import HANDLERS, REGISTRY, handler_for
+from dumont_plan.plan.model import Observed
+from dumont_plan.wire_models import Instance, Job, Offer
 
 OFFERS = [
-    {"id": 1, "gpu_name": "RTX 4090", "num_gpus": 1, "dph_total": 0.4, "min_bid": 0.2},
-    {"id": 2, "gpu_name": "RTX 4090", "num_gpus": 1, "dph_total": 0.3, "min_bid": 0.25},
-    {"id": 3, "gpu_name": "RTX 4090", "num_gpus": 2, "dph_total": 0.5, "min_bid": 0.1},
+    Offer(id=1, gpu_name="RTX 4090", num_gpus=1, dph_total=0.4, min_bid=0.2),
+    Offer(id=2, gpu_name="RTX 4090", num_gpus=1, dph_total=0.3, min_bid=0.25),
+    Offer(id=3, gpu_name="RTX 4090", num_gpus=2, dph_total=0.5, min_bid=0.1),
 ]
 
 
@@ -28,16 +31,16 @@ def test_every_registered_kind_has_ops_of_the_same_kind() -> None:
 def test_the_model_installer_is_injected_and_called_per_model() -> None:
     calls: list[tuple[Any, Any, str]] = []
 
-    def install(client: Any, live: dict[str, Any], model: str) -> None:
-        calls.append((client, live["id"], model))
+    def install(client: Any, live: Instance, model: str) -> None:
+        calls.append((client, live.id, model))
 
     without = load_ops()["instance"]
     assert isinstance(without, InstanceOps)
     with pytest.raises(ApplyError, match="run `dumont model install 7 MODEL`"):
-        without.install_models(None, {"id": 7}, ["llama3"])  # type: ignore[arg-type]
+        without.install_models(None, Instance(id=7), ["llama3"])  # type: ignore[arg-type]
     ops = load_ops(KindServices(model_installer=install))["instance"]
     assert isinstance(ops, InstanceOps)
-    ops.install_models("client", {"id": 7}, ["llama3", "mistral"])  # type: ignore[arg-type]
+    ops.install_models("client", Instance(id=7), ["llama3", "mistral"])  # type: ignore[arg-type]
     assert calls == [("client", 7, "llama3"), ("client", 7, "mistral")]
     fresh = load_ops()["instance"]  # the installer was given to one apply's ops, not a class
     assert isinstance(fresh, InstanceOps) and fresh.model_installer is None
@@ -55,12 +58,13 @@ def test_job_prices_spot_min_bid_or_on_demand_of_the_same_gpu_count() -> None:
 
 def test_instance_status_paused_is_not_failed() -> None:
     box = HANDLERS["instance"]
-    paused = {"id": 1, "status": "stopped", "actual_status": "exited"}
-    dead = {"id": 1, "status": "running", "actual_status": "exited"}
+    paused = Instance(id=1, status="stopped", actual_status="exited", dph_total=0.4)
+    dead = Instance(id=1, status="running", actual_status="exited", dph_total=0.4)
     assert (box.status(paused), box.is_failed(paused)) == ("paused", False)
     assert (box.status(dead), box.is_failed(dead)) == ("exited", True)
-    assert box.live_hourly({**paused, "dph_total": 0.4}) is None
-    assert box.live_price({**paused, "dph_total": 0.4}) == 0.4
+    assert box.live_hourly(paused) is None
+    assert box.live_price(paused) == 0.4
+    assert box.live_hourly(dead) == 0.4
     # a job runs to an end (wait: completed, --allow-restart); an instance runs until deleted
     assert (HANDLERS["job"].runs_to_completion, box.runs_to_completion) == (True, False)
 
@@ -72,3 +76,12 @@ def test_names_on_the_server() -> None:
     assert handler_for("jobs") is HANDLERS["job"]
     with pytest.raises(PlanError, match="unknown kind 'gpu'; use one of: instance, job"):
         handler_for("gpu")
+
+
+def test_observed_holds_read_models_and_refuses_raw_json() -> None:
+    job = Job(id="job_1", status="running")
+    assert Observed(live={"job": [job]}).objects("job") == [job]
+    with pytest.raises(ValidationError, match="instance of WireModel"):
+        Observed(live={"job": [{"id": "job_1", "status": "running"}]})
+    with pytest.raises(ValidationError, match="instance of Offer"):
+        Observed(offers=[{"id": 1, "dph_total": 0.3}])

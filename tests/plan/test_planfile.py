@@ -12,6 +12,7 @@ from dumont_plan.plan.build import build_plan
 from dumont_plan.plan.model import Observed
 from dumont_plan.state.ledger import LedgerState
 from dumont_plan.state.planfile import check_plan_file, read_plan_file, write_plan_file
+from dumont_plan.wire_models import Job
 from tests.plan.golden import stack_of
 
 SPEC = {"version": 1, "project": "lab", "jobs": {"a": {"command": "true"}}}
@@ -32,7 +33,7 @@ def test_stale_saved_plans_exit_7(tmp_path: Path) -> None:
     stack = stack_of(SPEC, tmp_path)
     state = LedgerState(project="lab", serial=4)
     plan = build_plan(stack, Observed(live={"job": []}), state)
-    appeared = Observed(live={"job": [{"id": "job_1", "name": "lab-a", "status": "running"}]})
+    appeared = Observed(live={"job": [Job(id="job_1", name="lab-a", status="running")]})
     with pytest.raises(StalePlanError, match=r"the live state of job\.a changed") as caught:
         check_plan_file(plan, stack, appeared, state)
     assert caught.value.exit_code == 7

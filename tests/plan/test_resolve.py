@@ -12,6 +12,7 @@ from dumont_plan.plan.fingerprint import stale_resources
 from dumont_plan.plan.model import Action, Observed
 from dumont_plan.secrets import SecretStore, fingerprint_secret
 from dumont_plan.state.ledger import LedgerEntry, LedgerState
+from dumont_plan.wire_models import Instance, Job
 from tests.plan.golden import stack_of
 
 SPEC = {
@@ -42,7 +43,7 @@ MARKER = "tok_MARKER_9f8e"
 def test_what_apply_records_is_what_the_next_plan_expects(tmp_path: Path) -> None:
     stack = stack_of(SPEC, tmp_path)
     state = LedgerState(project="lab", salt="s1")
-    observed = Observed(live={"instance": [BOX], "job": []})
+    observed = Observed(live={"instance": [Instance.from_wire(BOX, "test")], "job": []})
     box = build_plan(stack, observed, state, PlanOptions(targets=["instance.box"]))
     assert box.change("instance.box").action is Action.adopt  # type: ignore[union-attr]
     # Apply created the instance: the ledger knows it (as apply would record it).
@@ -69,7 +70,7 @@ def test_what_apply_records_is_what_the_next_plan_expects(tmp_path: Path) -> Non
         remote_name="lab-use",
         applied_spec=resolved.record.applied_spec,
     )
-    observed.live["job"] = [{"id": "job_1", "name": "lab-use", "status": "completed"}]
+    observed.live["job"] = [Job(id="job_1", name="lab-use", status="completed")]
     options = PlanOptions(secret_hashes={"TOK": fingerprint_secret(MARKER, "s1")})
     plan = build_plan(stack, observed, state, options)
     assert {c.address: c.action for c in plan.changes} == {
@@ -100,7 +101,7 @@ def test_stale_resources_names_what_moved_since_the_plan(tmp_path: Path) -> None
         remote_id="101",
         applied_spec={**boxed.record.applied_spec, "state": "running"},
     )
-    observed = Observed(live={"instance": [BOX], "job": []})
+    observed = Observed(live={"instance": [Instance.from_wire(BOX, "test")], "job": []})
     plan = build_plan(stack, observed, state)
     assert [(c.address, c.action) for c in plan.actionable()] == [
         ("instance.box", Action.pause),
@@ -108,8 +109,8 @@ def test_stale_resources_names_what_moved_since_the_plan(tmp_path: Path) -> None
     ]
     assert stale_resources(plan, observed.live, HANDLERS) == []
     moved = {
-        "instance": [{**BOX, "status": "stopped"}],
-        "job": [{"id": "job_9", "name": "lab-new", "status": "running"}],
+        "instance": [Instance.from_wire({**BOX, "status": "stopped"}, "test")],
+        "job": [Job(id="job_9", name="lab-new", status="running")],
     }
     assert stale_resources(plan, moved, HANDLERS) == ["instance.box", "job.new"]
     # A job moving between active statuses is not a change of what the plan decided.

@@ -9,7 +9,6 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 from dumont_plan.apply.base import WAIT_TARGETS, ApplyResult, crash_point
@@ -28,13 +27,14 @@ from dumont_plan.errors import (
     WaitFailedError,
     WaitTimeoutError,
 )
-from dumont_plan.kinds.base import KindHandler, id_value
+from dumont_plan.kinds.base import RegisteredHandler, id_value
 from dumont_plan.kinds.ops import KindServices, load_ops
 from dumont_plan.kinds.registry import HANDLERS
 from dumont_plan.plan.model import Action, Observed, Plan, ResourceChange
 from dumont_plan.secrets import SecretStore, default_secrets_files
 from dumont_plan.spec.stack import Resource, Stack
 from dumont_plan.state.ledger import Ledger
+from dumont_plan.wire_models import WireModel
 
 STARTS_WAIT = frozenset({Action.create, Action.run, Action.replace, Action.resume})
 
@@ -251,7 +251,7 @@ class Applier:
 
     def create(
         self,
-        handler: KindHandler,
+        handler: RegisteredHandler,
         change: ResourceChange,
         resource: Resource,
         *,
@@ -291,7 +291,7 @@ class Applier:
         self.set_outputs(change.address, handler, live)
         return remote_id
 
-    def update(self, handler: KindHandler, change: ResourceChange, resource: Resource) -> str:
+    def update(self, handler: RegisteredHandler, change: ResourceChange, resource: Resource) -> str:
         remote_id = change.remote_id
         if remote_id is None:
             raise ApplyError(f"{change.address} has no remote id to {change.action.value}")
@@ -315,7 +315,7 @@ class Applier:
             self.set_outputs(change.address, handler, live)
         return remote_id
 
-    def delete(self, handler: KindHandler, change: ResourceChange) -> str | None:
+    def delete(self, handler: RegisteredHandler, change: ResourceChange) -> str | None:
         if change.remote_id is not None:
             self.ledger.begin_op(
                 change.address,
@@ -330,7 +330,9 @@ class Applier:
         crash_point()
         return change.remote_id
 
-    def check_restart(self, handler: KindHandler, change: ResourceChange, old_id: str) -> None:
+    def check_restart(
+        self, handler: RegisteredHandler, change: ResourceChange, old_id: str
+    ) -> None:
         """A saved plan may replace an active job only when this apply allows restarts too."""
         if self.allow_restart or not handler.runs_to_completion:
             return
@@ -358,7 +360,7 @@ class Applier:
             self.redact.add(value)
         return resolved
 
-    def set_outputs(self, address: str, handler: KindHandler, live: Mapping[str, Any]) -> None:
+    def set_outputs(self, address: str, handler: RegisteredHandler, live: WireModel) -> None:
         out = handler.outputs(live)
         out["id"] = id_value(str(out.get("id")))
         with self.lock:
@@ -372,14 +374,14 @@ class Applier:
 
     # -- waits -----------------------------------------------------------------------------
 
-    def wait_target(self, handler: KindHandler, resource: Resource) -> str:
+    def wait_target(self, handler: RegisteredHandler, resource: Resource) -> str:
         target = self.wait_default or handler.wait_target(handler.controls(resource.spec))
         if target == "completed" and not handler.runs_to_completion:
             return "running"
         return target
 
     def wait(
-        self, handler: KindHandler, change: ResourceChange, resource: Resource, remote_id: str
+        self, handler: RegisteredHandler, change: ResourceChange, resource: Resource, remote_id: str
     ) -> None:
         target = self.wait_target(handler, resource)
         if target == "none":

@@ -18,12 +18,13 @@ from typing import Any
 
 from dumont_plan.client import DumontClient
 from dumont_plan.errors import ApiError, DumontError
-from dumont_plan.kinds.ops import KindOps, load_ops
+from dumont_plan.kinds.ops import RegisteredOps, load_ops
 from dumont_plan.kinds.registry import HANDLERS
 from dumont_plan.plan.cost import query_key
 from dumont_plan.plan.model import Observed
 from dumont_plan.spec.stack import Stack
 from dumont_plan.state.ledger import LedgerState
+from dumont_plan.wire_models import Offer, WireModel
 
 MAX_WORKERS = 4
 
@@ -40,19 +41,19 @@ def observe(
     client: DumontClient,
     kinds: Iterable[str],
     *,
-    ops: Mapping[str, KindOps] | None = None,
+    ops: Mapping[str, RegisteredOps] | None = None,
 ) -> Observed:
     """Every live object of each kind, the kinds read concurrently (by the kinds' `ops`)."""
     ops = ops if ops is not None else load_ops()
     wanted = sorted(set(kinds))
     before = client.transport.request_count
-    live: dict[str, list[dict[str, Any]]] = {}
+    live: dict[str, list[WireModel]] = {}
     if wanted:
         with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(wanted))) as pool:
             futures = {kind: pool.submit(ops[kind].list_live, client) for kind in wanted}
             for kind, future in futures.items():
                 try:
-                    live[kind] = future.result()
+                    live[kind] = list(future.result())
                 except ApiError as exc:
                     raise DumontError(
                         f"cannot read the live {HANDLERS[kind].section}: {exc}",
@@ -78,19 +79,19 @@ def fetch_offers(
         return observed
     before = client.transport.request_count
 
-    def one(query: dict[str, Any]) -> list[dict[str, Any]]:
+    def one(query: dict[str, Any]) -> list[Offer]:
         try:
-            return [offer.raw for offer in client.instances.offers(**query)]
+            return client.instances.offers(**query)
         except ApiError:
             return []
 
     with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(todo))) as pool:
         results = list(pool.map(one, todo))
-    seen = {(o.get("id"), o.get("dph_total")) for o in observed.offers}
+    seen = {(o.id, o.dph_total) for o in observed.offers}
     for query, offers in zip(todo, results, strict=True):
         observed.offer_queries.append(query_key(query))
         for offer in offers:
-            key = (offer.get("id"), offer.get("dph_total"))
+            key = (offer.id, offer.dph_total)
             if key not in seen:
                 seen.add(key)
                 observed.offers.append(offer)

@@ -15,20 +15,23 @@ journal) it also finishes that create:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dumont_plan.apply.base import crash_point
 from dumont_plan.apply.resolve import Resolved
 from dumont_plan.errors import ApplyError, WaitFailedError
-from dumont_plan.kinds.base import FieldClass, KindHandler
+from dumont_plan.kinds.base import FieldClass, RegisteredHandler
 from dumont_plan.plan.model import Action, ResourceChange
 from dumont_plan.spec.stack import Resource
+from dumont_plan.wire_models import WireModel
 
 if TYPE_CHECKING:
     from dumont_plan.apply.engine import Applier
 
 
-def adopt(app: Applier, handler: KindHandler, change: ResourceChange, resource: Resource) -> str:
+def adopt(
+    app: Applier, handler: RegisteredHandler, change: ResourceChange, resource: Resource
+) -> str:
     """Record an object the plan found by name. After an interrupted create, finish it.
 
     An interrupted create (a pending create/run/replace in the journal) may have left more
@@ -74,18 +77,18 @@ def adopt(app: Applier, handler: KindHandler, change: ResourceChange, resource: 
 
 
 def observed_object(
-    app: Applier, handler: KindHandler, kind: str, remote_id: str
-) -> dict[str, Any] | None:
+    app: Applier, handler: RegisteredHandler, kind: str, remote_id: str
+) -> WireModel | None:
     return next((o for o in app.observed.objects(kind) if handler.live_id(o) == remote_id), None)
 
 
 def keep_best(
     app: Applier,
-    handler: KindHandler,
+    handler: RegisteredHandler,
     change: ResourceChange,
     names: set[str | None],
-    planned: dict[str, Any] | None,
-) -> dict[str, Any] | None:
+    planned: WireModel | None,
+) -> WireModel | None:
     """Keep the best object an interrupted create made; delete the others it left.
 
     A wizard race killed midway leaves its whole batch of machines under one label, no
@@ -104,7 +107,7 @@ def keep_best(
     if not found:
         return None
 
-    def rank(live: dict[str, Any]) -> tuple[bool, bool, str, str]:
+    def rank(live: WireModel) -> tuple[bool, bool, str, str]:
         return (
             not handler.is_failed(live),
             handler.wait_done(live, "running"),
@@ -125,7 +128,7 @@ def keep_best(
 
 
 def finish_interrupted(
-    app: Applier, handler: KindHandler, remote_id: str, live: dict[str, Any], resolved: Resolved
+    app: Applier, handler: RegisteredHandler, remote_id: str, live: WireModel, resolved: Resolved
 ) -> None:
     """Set the updatable fields the interrupted create had not set yet (e.g. paused)."""
     fields = [
@@ -140,7 +143,7 @@ def finish_interrupted(
 
 
 def start_over(
-    app: Applier, handler: KindHandler, change: ResourceChange, resource: Resource
+    app: Applier, handler: RegisteredHandler, change: ResourceChange, resource: Resource
 ) -> str:
     """Nothing an interrupted create made is usable: create it afresh, and wait."""
     fresh = change.model_copy(update={"action": Action.create, "remote_id": None})

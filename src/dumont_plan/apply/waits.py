@@ -35,8 +35,9 @@ from dumont_plan.apply.events import ApplyEvent, EventSink, Redactor
 from dumont_plan.client import DumontClient
 from dumont_plan.client.jobs import LogCursor
 from dumont_plan.errors import ApiError, ApplyInterrupted, WaitFailedError, WaitTimeoutError
-from dumont_plan.kinds.base import KindHandler
-from dumont_plan.kinds.ops import KindOps
+from dumont_plan.kinds.base import RegisteredHandler
+from dumont_plan.kinds.ops import RegisteredOps
+from dumont_plan.wire_models import WireModel
 
 Outcome = Literal["done", "failed", "timeout"]
 State = TypeVar("State")  # what `fetch` returns: a read model (Job, Instance) or a dict
@@ -95,8 +96,8 @@ def wait_for(
 
 def wait_resource(
     client: DumontClient,
-    handler: KindHandler,
-    ops: KindOps,
+    handler: RegisteredHandler,
+    ops: RegisteredOps,
     address: str,
     remote_id: str,
     target: str,
@@ -108,7 +109,7 @@ def wait_resource(
     emit: EventSink,
     redact: Redactor,
     stop: threading.Event | None = None,
-) -> dict[str, Any]:
+) -> WireModel:
     """Wait for `remote_id` to reach `target`; return its last live state (see module doc).
 
     Setting `stop` (Ctrl-C in the CLI) ends the wait at once with ApplyInterrupted.
@@ -123,7 +124,7 @@ def wait_resource(
     log = LogFollower(client, handler, address, remote_id, emit, redact) if logs else None
     last: dict[str, Any] = {"status": None, "at": 0.0}
 
-    def tick(live: dict[str, Any]) -> None:
+    def tick(live: WireModel) -> None:
         status = handler.status(live)
         if log is not None:
             log.poll(status)
@@ -143,7 +144,7 @@ def wait_resource(
             )
         )
 
-    result = wait_for(
+    result: WaitResult[WireModel] = wait_for(
         fetch=lambda: ops.get(client, remote_id),
         done=lambda live: handler.wait_done(live, target),
         failed=handler.is_failed,
@@ -161,7 +162,7 @@ def wait_resource(
             "raise --wait-timeout, or check it with `dumont show`",
         )
     if result.outcome == "failed":
-        detail = result.state.get("error_message")
+        detail = result.state.raw.get("error_message")  # any kind's, as the server says it
         text = f"{address} ended {status} while waiting for {target}"
         raise WaitFailedError(
             redact(f"{text}: {detail}" if detail else text),
@@ -179,7 +180,7 @@ class LogFollower:
     def __init__(
         self,
         client: DumontClient,
-        handler: KindHandler,
+        handler: RegisteredHandler,
         address: str,
         remote_id: str,
         emit: EventSink,

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+from typing import TYPE_CHECKING, Annotated, TypedDict
 
 import typer
 from rich.console import Console, Group
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from dumont_plan.client import DumontClient
     from dumont_plan.kinds.ops import KindServices
     from dumont_plan.plan.model import Plan
+    from dumont_plan.wire_models import Instance
 
 PROMPT = "Do you want to perform these actions? Only 'yes' will be accepted: "
 DESTROY_PROMPT = "Do you really want to destroy these resources? Only 'yes' will be accepted: "
@@ -425,19 +426,18 @@ def _print_summary(result: ApplyResult, word: str) -> None:
         console.print(f"  skipped: {address} ({why})", highlight=False, soft_wrap=True)
 
 
-def _install_model_with_ollama(client: DumontClient, live: dict[str, Any], model: str) -> None:
+def _install_model_with_ollama(client: DumontClient, live: Instance, model: str) -> None:
     """Pull one of `instances.*.models` the way `dumont model install` pulls it."""
     from dumont_plan.cli.model import PULL_TIMEOUT_SECONDS, ollama_host, pull
-    from dumont_plan.wire_models import Instance
 
     binary = shutil.which("ollama")
     if binary is None:
         raise DumontError(
-            f"cannot install model {model} on instance {live.get('id')}: no `ollama` "
+            f"cannot install model {model} on instance {live.id}: no `ollama` "
             "binary on this machine",
             "install Ollama (https://ollama.com/download) and apply again",
         )
-    pull(binary, model, ollama_host(Instance.model_validate(live)), PULL_TIMEOUT_SECONDS)
+    pull(binary, model, ollama_host(live), PULL_TIMEOUT_SECONDS)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,6 @@ from typing import Any
 
 from dumont_plan.client.base import Transport
 from dumont_plan.errors import NotFoundError
-from dumont_plan.wire import instance_actual_status
 from dumont_plan.wire_models import INSTANCE_FAILED_STATUSES, Instance, Offer
 
 COLLECTION = "/api/v1/instances"
@@ -29,16 +28,6 @@ def wire_status(status: str) -> str:
     """The provider's word for a status a person typed (`paused` -> `stopped`)."""
     lowered = status.strip().lower()
     return STATUS_ALIASES.get(lowered, lowered)
-
-
-def actual_status(instance: dict[str, Any]) -> str:
-    """The actual state of an instance's JSON object (the kinds still read JSON objects)."""
-    return instance_actual_status(instance)
-
-
-def is_running(instance: dict[str, Any]) -> bool:
-    """Running for real: the actual state is `running` (not only the intended one)."""
-    return actual_status(instance) == RUNNING
 
 
 def _item(instance_id: int | str) -> str:

@@ -17,12 +17,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar
 
 from pydantic import BaseModel
 
 from dumont_plan.kinds.decision import Action, Decision, Situation
 from dumont_plan.spec.stack import remote_name as spec_remote_name
+from dumont_plan.wire_models import Offer, WireModel
+
+# A kind's live object: the read model its API returns (`wire_models.Job`, `Instance` ...).
+Live = TypeVar("Live", bound=WireModel)
+Live_contra = TypeVar("Live_contra", bound=WireModel, contravariant=True)
 
 
 class FieldClass(Enum):
@@ -51,8 +56,12 @@ CLASS_HELP: dict[FieldClass, str] = {
 }
 
 
-class KindHandler(Protocol):
-    """What plan, observe and apply know of one kind besides its API calls. Pure."""
+class KindHandler(Protocol[Live_contra]):
+    """What plan, observe and apply know of one kind besides its API calls. Pure.
+
+    Generic in the kind's live object (`KindHandler[Job]`): the registry holds handlers of
+    different kinds, each given only the objects of its own kind.
+    """
 
     @property
     def kind(self) -> str:
@@ -66,6 +75,11 @@ class KindHandler(Protocol):
 
     @property
     def spec_model(self) -> type[BaseModel]: ...
+
+    @property
+    def live_model(self) -> type[WireModel]:
+        """The read model of its live objects (golden cases validate observed dicts with it)."""
+        ...
 
     @property
     def fields(self) -> dict[str, FieldClass]:
@@ -120,53 +134,53 @@ class KindHandler(Protocol):
 
     # -- live objects (as the ops' `list_live` / `get` return them) ---------------------------
 
-    def live_id(self, live: Mapping[str, Any]) -> str: ...
+    def live_id(self, live: Live_contra) -> str: ...
 
-    def live_name(self, live: Mapping[str, Any]) -> str | None: ...
+    def live_name(self, live: Live_contra) -> str | None: ...
 
-    def live_created(self, live: Mapping[str, Any]) -> str: ...
+    def live_created(self, live: Live_contra) -> str: ...
 
-    def live_values(self, live: Mapping[str, Any]) -> dict[str, Any]:
+    def live_values(self, live: Live_contra) -> dict[str, Any]:
         """Desired-side fields the server echoes (compared for `changed` drift)."""
         ...
 
-    def status(self, live: Mapping[str, Any]) -> str:
+    def status(self, live: Live_contra) -> str:
         """The lifecycle status, normalised (e.g. instances: running | paused | loading ...)."""
         ...
 
-    def is_active(self, live: Mapping[str, Any]) -> bool: ...
+    def is_active(self, live: Live_contra) -> bool: ...
 
-    def is_finished(self, live: Mapping[str, Any]) -> bool: ...
+    def is_finished(self, live: Live_contra) -> bool: ...
 
-    def is_failed(self, live: Mapping[str, Any]) -> bool: ...
+    def is_failed(self, live: Live_contra) -> bool: ...
 
-    def needs_delete(self, live: Mapping[str, Any]) -> bool:
+    def needs_delete(self, live: Live_contra) -> bool:
         """Whether removing it takes an API call (a finished job has nothing to stop)."""
         ...
 
-    def observed_view(self, live: Mapping[str, Any] | None) -> dict[str, Any]:
+    def observed_view(self, live: Live_contra | None) -> dict[str, Any]:
         """The live fields that decide the plan (a saved plan is stale when they move)."""
         ...
 
-    def outputs(self, live: Mapping[str, Any]) -> dict[str, Any]:
+    def outputs(self, live: Live_contra) -> dict[str, Any]:
         """Attributes other resources may reference as `${kind.name.attr}`."""
         ...
 
     # -- decisions, waits and cost ------------------------------------------------------------
 
-    def decide(self, situation: Situation) -> Decision: ...
+    def decide(self, situation: Situation[Live_contra]) -> Decision: ...
 
     def wait_target(self, controls: Mapping[str, Any]) -> str:
         """`none`, `running` or `completed`: what apply waits for after creating it."""
         ...
 
-    def wait_done(self, live: Mapping[str, Any], target: str) -> bool: ...
+    def wait_done(self, live: Live_contra, target: str) -> bool: ...
 
-    def live_hourly(self, live: Mapping[str, Any]) -> float | None:
+    def live_hourly(self, live: Live_contra) -> float | None:
         """What the live object costs per hour now (None when not billed or unknown)."""
         ...
 
-    def live_price(self, live: Mapping[str, Any]) -> float | None:
+    def live_price(self, live: Live_contra) -> float | None:
         """The live object's $/h whatever its state (what a resume would cost)."""
         ...
 
@@ -174,21 +188,25 @@ class KindHandler(Protocol):
         """The `GET /instances/offers` filters that price this resource (None: free)."""
         ...
 
-    def hourly_price(
-        self, values: Mapping[str, Any], offers: Sequence[Mapping[str, Any]]
-    ) -> float | None: ...
+    def hourly_price(self, values: Mapping[str, Any], offers: Sequence[Offer]) -> float | None: ...
 
     def max_hours(self, values: Mapping[str, Any]) -> float | None:
         """The longest it can run (a job's timeout), for the worst-case cost; None: unbounded."""
         ...
 
 
-class BaseHandler:
+# The registry's view of a handler: whichever kind, it is only ever given objects of its kind
+# (observe files each object under its kind), so the engine holds handlers of any live type.
+RegisteredHandler: TypeAlias = KindHandler[Any]
+
+
+class BaseHandler(Generic[Live]):
     """Defaults shared by the kinds: field-table driven decisions and generic live reads."""
 
     kind: ClassVar[str] = ""
     section: ClassVar[str] = ""
     spec_model: ClassVar[type[BaseModel]]
+    live_model: ClassVar[type[WireModel]]
     fields: ClassVar[dict[str, FieldClass]] = {}
     unordered: ClassVar[frozenset[str]] = frozenset()
     notes: ClassVar[dict[str, str]] = {}
@@ -221,48 +239,48 @@ class BaseHandler:
     def remote_name(self, project: str, name: str, values: Mapping[str, Any]) -> str:
         return spec_remote_name(project, self.kind, name)
 
-    def live_id(self, live: Mapping[str, Any]) -> str:
-        return str(live.get("id"))
+    def live_id(self, live: Live) -> str:
+        return str(live.raw.get("id"))
 
-    def live_name(self, live: Mapping[str, Any]) -> str | None:
-        value = live.get("name")
+    def live_name(self, live: Live) -> str | None:
+        value = live.raw.get("name")
         return str(value) if value is not None else None
 
-    def status(self, live: Mapping[str, Any]) -> str:
-        return str(live.get("status") or "unknown")
+    def status(self, live: Live) -> str:
+        return str(live.raw.get("status") or "unknown")
 
-    def is_active(self, live: Mapping[str, Any]) -> bool:
+    def is_active(self, live: Live) -> bool:
         return not self.is_finished(live)
 
-    def is_finished(self, live: Mapping[str, Any]) -> bool:
+    def is_finished(self, live: Live) -> bool:
         return False
 
-    def is_failed(self, live: Mapping[str, Any]) -> bool:
+    def is_failed(self, live: Live) -> bool:
         return False
 
-    def live_created(self, live: Mapping[str, Any]) -> str:
-        return str(live.get("created_at") or live.get("start_date") or "")
+    def live_created(self, live: Live) -> str:
+        return str(live.raw.get("created_at") or live.raw.get("start_date") or "")
 
-    def live_values(self, live: Mapping[str, Any]) -> dict[str, Any]:
+    def live_values(self, live: Live) -> dict[str, Any]:
         return {}
 
     def normalize(self, field: str, value: Any) -> Any:
         return value
 
-    def outputs(self, live: Mapping[str, Any]) -> dict[str, Any]:
-        out = dict(live)
+    def outputs(self, live: Live) -> dict[str, Any]:
+        out = dict(live.raw)  # every field the server sent, in its own spelling
         out["id"] = id_value(self.live_id(live))
         out["name"] = self.live_name(live)
         return out
 
-    def live_hourly(self, live: Mapping[str, Any]) -> float | None:
+    def live_hourly(self, live: Live) -> float | None:
         return None
 
-    def live_price(self, live: Mapping[str, Any]) -> float | None:
+    def live_price(self, live: Live) -> float | None:
         """The live object's $/h whatever its state (what a resume would cost)."""
         return None
 
-    def needs_delete(self, live: Mapping[str, Any]) -> bool:
+    def needs_delete(self, live: Live) -> bool:
         """Whether removing it takes an API call (a finished job has nothing to stop)."""
         return True
 
@@ -275,15 +293,13 @@ class BaseHandler:
 
     # -- what each kind must provide (see KindHandler) -------------------------------------
 
-    def observed_view(self, live: Mapping[str, Any] | None) -> dict[str, Any]:
+    def observed_view(self, live: Live | None) -> dict[str, Any]:
         raise NotImplementedError
 
     def price_query(self, values: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
 
-    def hourly_price(
-        self, values: Mapping[str, Any], offers: Sequence[Mapping[str, Any]]
-    ) -> float | None:
+    def hourly_price(self, values: Mapping[str, Any], offers: Sequence[Offer]) -> float | None:
         return None
 
     def request_body(self, project: str, name: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -292,10 +308,10 @@ class BaseHandler:
     def wait_target(self, controls: Mapping[str, Any]) -> str:
         return str(controls.get("wait") or "none")
 
-    def wait_done(self, live: Mapping[str, Any], target: str) -> bool:
+    def wait_done(self, live: Live, target: str) -> bool:
         return True
 
-    def decide(self, situation: Situation) -> Decision:
+    def decide(self, situation: Situation[Live]) -> Decision:
         """Gone -> create; failed -> replace; a `replace` field changed -> replace; else update."""
         s = situation
         if s.live is None:

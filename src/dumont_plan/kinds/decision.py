@@ -9,9 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
+
+from dumont_plan.wire_models import WireModel
+
+Live_co = TypeVar("Live_co", bound=WireModel, covariant=True)
 
 
 class Action(Enum):
@@ -37,13 +41,13 @@ class FieldChange(BaseModel):
 
 
 @dataclass(frozen=True)
-class Situation:
+class Situation(Generic[Live_co]):
     """Everything `decide` may look at for one resource that is in the spec and the ledger."""
 
     address: str
     values: dict[str, Any]  # desired values (references resolved when known, secrets hashed)
     controls: dict[str, Any]  # run_policy, wait, lifecycle, ... as written
-    live: dict[str, Any] | None  # None: the object is gone from the server
+    live: Live_co | None  # the live object of its kind; None: gone from the server
     changes: list[FieldChange]  # desired vs last applied (ignore_changes already left out)
     forced_replace: bool = False  # --replace ADDR
     allow_restart: bool = False  # --allow-restart

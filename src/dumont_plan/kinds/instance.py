@@ -21,8 +21,7 @@ from dumont_plan.kinds.base import BaseHandler, FieldClass
 from dumont_plan.kinds.decision import Action, Decision, Situation
 from dumont_plan.offers import WizardRequest, select_offers
 from dumont_plan.spec.instance import InstanceSpec
-from dumont_plan.wire import instance_actual_status
-from dumont_plan.wire_models import INSTANCE_FAILED_STATUSES, Offer
+from dumont_plan.wire_models import Instance, Offer, WireModel
 
 _R, _U, _C, _O = FieldClass.replace, FieldClass.updatable, FieldClass.control, FieldClass.output
 
@@ -52,10 +51,11 @@ INSTANCE_FIELDS: dict[str, FieldClass] = {
 }
 
 
-class InstanceHandler(BaseHandler):
+class InstanceHandler(BaseHandler[Instance]):
     kind: ClassVar[str] = "instance"
     section: ClassVar[str] = "instances"
     spec_model: ClassVar[type[BaseModel]] = InstanceSpec
+    live_model: ClassVar[type[WireModel]] = Instance
     fields: ClassVar[dict[str, FieldClass]] = INSTANCE_FIELDS
     unordered: ClassVar[frozenset[str]] = frozenset({"models"})
     unset_is_any: ClassVar[frozenset[str]] = frozenset({"gpu_name", "image"})
@@ -75,51 +75,50 @@ class InstanceHandler(BaseHandler):
         label = values.get("label")
         return str(label) if label else super().remote_name(project, name, values)
 
-    def live_name(self, live: Mapping[str, Any]) -> str | None:
-        value = live.get("label")
-        return str(value) if value is not None else None
+    def live_id(self, live: Instance) -> str:
+        return str(live.id)
 
-    def intended(self, live: Mapping[str, Any]) -> str:
+    def live_name(self, live: Instance) -> str | None:
+        return live.label
+
+    def live_created(self, live: Instance) -> str:
+        return live.start_date or ""
+
+    def intended(self, live: Instance) -> str:
         """`paused` or `running`: what the instance is meant to be."""
-        return "paused" if str(live.get("status") or "").lower() == "stopped" else "running"
+        return "paused" if live.is_paused else "running"
 
-    def status(self, live: Mapping[str, Any]) -> str:
-        if self.intended(live) == "paused":
-            return "paused"
-        return instance_actual_status(live)
+    def status(self, live: Instance) -> str:
+        return live.display_status
 
-    def is_failed(self, live: Mapping[str, Any]) -> bool:
+    def is_failed(self, live: Instance) -> bool:
         """Meant to run but in a state it never boots from (a paused one is not failed)."""
-        return (
-            self.intended(live) == "running"
-            and instance_actual_status(live) in INSTANCE_FAILED_STATUSES
-        )
+        return not live.is_paused and live.is_failed
 
-    def live_values(self, live: Mapping[str, Any]) -> dict[str, Any]:
+    def live_values(self, live: Instance) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self.intended(live)}
-        if live.get("gpu_name"):
-            out["gpu_name"] = live["gpu_name"]
-        if isinstance(live.get("num_gpus"), int):
-            out["num_gpus"] = live["num_gpus"]
+        if live.gpu_name:
+            out["gpu_name"] = live.gpu_name
+        if live.num_gpus is not None:
+            out["num_gpus"] = live.num_gpus
         return out
 
-    def observed_view(self, live: Mapping[str, Any] | None) -> dict[str, Any]:
+    def observed_view(self, live: Instance | None) -> dict[str, Any]:
         if live is None:
             return {"present": False}
         return {
             "present": True,
-            "id": self.live_id(live),
+            "id": str(live.id),
             "state": self.intended(live),
             "failed": self.is_failed(live),
             **{k: v for k, v in self.live_values(live).items() if k != "state"},
         }
 
-    def live_price(self, live: Mapping[str, Any]) -> float | None:
-        price = live.get("total_dph") or live.get("dph_total")
-        return float(price) if isinstance(price, int | float) else None
+    def live_price(self, live: Instance) -> float | None:
+        return live.hourly_price
 
-    def live_hourly(self, live: Mapping[str, Any]) -> float | None:
-        return self.live_price(live) if self.intended(live) == "running" else None
+    def live_hourly(self, live: Instance) -> float | None:
+        return live.hourly_price if not live.is_paused else None
 
     def describe(self, values: Mapping[str, Any]) -> str:
         gpu = values.get("gpu_name") or "any GPU"
@@ -147,7 +146,7 @@ class InstanceHandler(BaseHandler):
 
     # -- decisions -------------------------------------------------------------------------
 
-    def decide(self, situation: Situation) -> Decision:
+    def decide(self, situation: Situation[Instance]) -> Decision:
         decision = super().decide(situation)
         if decision.action is not Action.update:
             return decision
@@ -180,19 +179,17 @@ class InstanceHandler(BaseHandler):
     def price_query(self, values: Mapping[str, Any]) -> dict[str, Any] | None:
         return self.wizard_request(values).offer_filters()
 
-    def hourly_price(
-        self, values: Mapping[str, Any], offers: Sequence[Mapping[str, Any]]
-    ) -> float | None:
+    def hourly_price(self, values: Mapping[str, Any], offers: Sequence[Offer]) -> float | None:
         """The cheapest offer the race would consider (its filters, tier band and region)."""
         gpu = values.get("gpu_name")
         count = int(values.get("num_gpus") or 1)
         disk = float(values.get("disk_space") or 0)
         fit = [
-            Offer.model_validate(o)
+            o
             for o in offers
-            if (gpu is None or str(o.get("gpu_name") or "").casefold() == str(gpu).casefold())
-            and int(o.get("num_gpus") or 1) == count
-            and float(o.get("disk_space") or 0) >= disk
+            if (gpu is None or (o.gpu_name or "").casefold() == str(gpu).casefold())
+            and (o.num_gpus or 1) == count
+            and (o.disk_space or 0) >= disk
         ]
         try:
             chosen = select_offers(fit, self.wizard_request(values).validated(), set()).offers
@@ -212,7 +209,7 @@ class InstanceHandler(BaseHandler):
     def wait_target(self, controls: Mapping[str, Any]) -> str:
         return str(controls.get("wait") or "running")
 
-    def wait_done(self, live: Mapping[str, Any], target: str) -> bool:
-        if target == "none" or self.intended(live) == "paused":
+    def wait_done(self, live: Instance, target: str) -> bool:
+        if target == "none" or live.is_paused:
             return True
-        return instance_actual_status(live) == "running"
+        return live.is_running

@@ -28,7 +28,13 @@ from pydantic import BaseModel
 from dumont_plan.kinds.base import BaseHandler, FieldClass, format_elapsed, parse_time
 from dumont_plan.kinds.decision import Action, Decision, Situation
 from dumont_plan.spec.job import JobSpec
-from dumont_plan.wire_models import JOB_FAILED_STATUSES, JOB_FINISHED_STATUSES
+from dumont_plan.wire_models import (
+    JOB_FAILED_STATUSES,
+    JOB_FINISHED_STATUSES,
+    Job,
+    Offer,
+    WireModel,
+)
 
 FINISHED_STATUSES = JOB_FINISHED_STATUSES
 FAILED_STATUSES = JOB_FAILED_STATUSES
@@ -74,11 +80,12 @@ JOB_FIELDS: dict[str, FieldClass] = {
 }
 
 
-class JobHandler(BaseHandler):
+class JobHandler(BaseHandler[Job]):
     kind: ClassVar[str] = "job"
     section: ClassVar[str] = "jobs"
     spec_model: ClassVar[type[BaseModel]] = JobSpec
     runs_to_completion: ClassVar[bool] = True
+    live_model: ClassVar[type[WireModel]] = Job
     fields: ClassVar[dict[str, FieldClass]] = JOB_FIELDS
     unordered: ClassVar[frozenset[str]] = frozenset({"output_paths"})
     notes: ClassVar[dict[str, str]] = {
@@ -93,17 +100,26 @@ class JobHandler(BaseHandler):
 
     # -- live objects ----------------------------------------------------------------------
 
-    def status(self, live: Mapping[str, Any]) -> str:
-        return str(live.get("status") or "unknown")
+    def live_id(self, live: Job) -> str:
+        return live.id
 
-    def is_finished(self, live: Mapping[str, Any]) -> bool:
-        return self.status(live) in FINISHED_STATUSES
+    def live_name(self, live: Job) -> str | None:
+        return live.name
 
-    def is_failed(self, live: Mapping[str, Any]) -> bool:
-        return self.status(live) in FAILED_STATUSES
+    def live_created(self, live: Job) -> str:
+        return live.created_at or ""
 
-    def needs_delete(self, live: Mapping[str, Any]) -> bool:
-        return not self.is_finished(live)
+    def status(self, live: Job) -> str:
+        return live.status
+
+    def is_finished(self, live: Job) -> bool:
+        return live.is_finished
+
+    def is_failed(self, live: Job) -> bool:
+        return live.is_failed
+
+    def needs_delete(self, live: Job) -> bool:
+        return not live.is_finished
 
     def describe(self, values: Mapping[str, Any]) -> str:
         count = int(values.get("num_gpus") or 1)
@@ -111,12 +127,11 @@ class JobHandler(BaseHandler):
         kind = "spot" if values.get("use_spot", True) else "on-demand"
         return f"{count}x {gpu}, {kind}" if count > 1 else f"{gpu}, {kind}"
 
-    def observed_view(self, live: Mapping[str, Any] | None) -> dict[str, Any]:
+    def observed_view(self, live: Job | None) -> dict[str, Any]:
         if live is None:
             return {"present": False}
-        status = self.status(live)
-        phase = status if status in FINISHED_STATUSES else "active"
-        return {"present": True, "id": self.live_id(live), "phase": phase}
+        phase = live.status if live.is_finished else "active"
+        return {"present": True, "id": live.id, "phase": phase}
 
     # -- desired values --------------------------------------------------------------------
 
@@ -127,17 +142,17 @@ class JobHandler(BaseHandler):
 
     # -- decisions -------------------------------------------------------------------------
 
-    def decide(self, situation: Situation) -> Decision:
+    def decide(self, situation: Situation[Job]) -> Decision:
         s = situation
         policy = str(s.controls.get("run_policy") or "once")
         changed = bool(s.changes)
         what = ", ".join(c.field for c in s.changes)
         if s.live is None:
             return self._decide_gone(s, policy, changed, what)
-        status = self.status(s.live)
-        if not self.is_finished(s.live):
+        status = s.live.status
+        if not s.live.is_finished:
             return self._decide_active(s, s.live, policy, changed, what, status)
-        failed = self.is_failed(s.live)
+        failed = s.live.is_failed
         drift = "lifecycle" if failed else None
         if s.forced_replace:
             return Decision(Action.run, "--replace", drift=drift)
@@ -162,7 +177,7 @@ class JobHandler(BaseHandler):
             )
         return Decision(Action.noop, status, drift=drift, notes=notes)
 
-    def _decide_gone(self, s: Situation, policy: str, changed: bool, what: str) -> Decision:
+    def _decide_gone(self, s: Situation[Job], policy: str, changed: bool, what: str) -> Decision:
         if s.forced_replace:
             return Decision(Action.run, "--replace", drift="gone")
         if policy == "always":
@@ -177,8 +192,8 @@ class JobHandler(BaseHandler):
 
     def _decide_active(
         self,
-        s: Situation,
-        live: Mapping[str, Any],
+        s: Situation[Job],
+        live: Job,
         policy: str,
         changed: bool,
         what: str,
@@ -208,14 +223,14 @@ class JobHandler(BaseHandler):
             notes.append(f"still {status}; run_policy always runs it again once it finishes")
         return Decision(Action.noop, status, notes=notes)
 
-    def spend_text(self, live: Mapping[str, Any], price: float | None, now: datetime | None) -> str:
+    def spend_text(self, live: Job, price: float | None, now: datetime | None) -> str:
         """`running for 3m12s, about $0.02 spent` (spend from the live cost or price x time)."""
-        started = parse_time(live.get("started_at")) or parse_time(live.get("created_at"))
+        started = parse_time(live.started_at) or parse_time(live.created_at)
         if started is None:
             return "just started"
         elapsed = ((now or datetime.now(UTC)) - started).total_seconds()
-        spent = live.get("total_cost")
-        cost = float(spent) if isinstance(spent, int | float) and spent > 0 else None
+        spent = live.total_cost
+        cost = spent if spent is not None and spent > 0 else None
         if cost is None and price is not None:
             cost = price * max(0.0, elapsed) / 3600
         text = f"for {format_elapsed(elapsed)}"
@@ -237,23 +252,19 @@ class JobHandler(BaseHandler):
             "limit": 100,
         }
 
-    def hourly_price(
-        self, values: Mapping[str, Any], offers: Sequence[Mapping[str, Any]]
-    ) -> float | None:
+    def hourly_price(self, values: Mapping[str, Any], offers: Sequence[Offer]) -> float | None:
         gpu = str(values.get("gpu_type") or "").strip().casefold()
         count = int(values.get("num_gpus") or 1)
         spot = bool(values.get("use_spot", True))
         prices = []
         for offer in offers:
-            if str(offer.get("gpu_name") or "").casefold() != gpu:
+            if (offer.gpu_name or "").casefold() != gpu or (offer.num_gpus or 1) != count:
                 continue
-            if int(offer.get("num_gpus") or 1) != count:
-                continue
-            price = offer.get("min_bid") if spot else None
-            if not isinstance(price, int | float):
-                price = offer.get("dph_total")
-            if isinstance(price, int | float):
-                prices.append(float(price))
+            price = offer.min_bid if spot else None
+            if price is None:
+                price = offer.dph_total
+            if price is not None:
+                prices.append(price)
         return min(prices) if prices else None
 
     def max_hours(self, values: Mapping[str, Any]) -> float | None:
@@ -269,8 +280,8 @@ class JobHandler(BaseHandler):
 
     # -- waits -----------------------------------------------------------------------------
 
-    def wait_done(self, live: Mapping[str, Any], target: str) -> bool:
-        status = self.status(live)
+    def wait_done(self, live: Job, target: str) -> bool:
+        status = live.status
         if target == "none":
             return True
         if target == "running":

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from dumont_plan.client import DumontClient
 from dumont_plan.errors import BadRequestError, NotFoundError
 from dumont_plan.kinds.ops import KindOps, KindServices
+from dumont_plan.wire_models import Job, WireModel
 
 
 class JobOps:
     kind = "job"
 
-    def list_live(self, client: DumontClient) -> list[dict[str, Any]]:
-        return [job.raw for job in client.jobs.list_all()]
+    def list_live(self, client: DumontClient) -> list[Job]:
+        return client.jobs.list_all()
 
-    def create(
-        self, client: DumontClient, body: dict[str, Any], idempotency_key: str
-    ) -> dict[str, Any]:
-        return client.jobs.create(idempotency_key=idempotency_key, **body).raw
+    def create(self, client: DumontClient, body: dict[str, Any], idempotency_key: str) -> Job:
+        return client.jobs.create(idempotency_key=idempotency_key, **body)
 
     def update(
         self,
@@ -27,13 +26,11 @@ class JobOps:
         remote_id: str,
         values: dict[str, Any],
         changed: Sequence[str],
-    ) -> dict[str, Any] | None:
+    ) -> Job | None:
         """Jobs have nothing to change in place: an update only records lifecycle settings."""
         return None
 
-    def delete(
-        self, client: DumontClient, remote_id: str, live: Mapping[str, Any] | None = None
-    ) -> None:
+    def delete(self, client: DumontClient, remote_id: str, live: WireModel | None = None) -> None:
         """Cancel the job if it is still active (a finished job has nothing left to stop).
 
         The status is read again (not taken from `live`, which may be minutes old); a job that
@@ -45,9 +42,9 @@ class JobOps:
         except (NotFoundError, BadRequestError):
             return
 
-    def get(self, client: DumontClient, remote_id: str) -> dict[str, Any]:
-        return client.jobs.get(remote_id).raw
+    def get(self, client: DumontClient, remote_id: str) -> Job:
+        return client.jobs.get(remote_id)
 
 
-def make_ops(services: KindServices) -> KindOps:
+def make_ops(services: KindServices) -> KindOps[Job]:
     return JobOps()

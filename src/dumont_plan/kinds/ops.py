@@ -28,15 +28,17 @@ the request; the values are never stored).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from dumont_plan.client import DumontClient
 from dumont_plan.kinds.registry import REGISTRY
+from dumont_plan.wire_models import Instance, WireModel
 
 # Installs one model on a running instance: (client, live instance, model name).
-ModelInstaller = Callable[[DumontClient, dict[str, Any], str], None]
+ModelInstaller = Callable[[DumontClient, Instance, str], None]
+Live_co = TypeVar("Live_co", bound=WireModel, covariant=True)
 
 
 @dataclass(frozen=True)
@@ -47,21 +49,23 @@ class KindServices:
     model_installer: ModelInstaller | None = None
 
 
-class KindOps(Protocol):
-    """The API calls of one kind (observe and apply only; the plan never calls these)."""
+class KindOps(Protocol[Live_co]):
+    """The API calls of one kind (observe and apply only; the plan never calls these).
+
+    Generic in the kind's live object (`KindOps[Job]`), which its handler reads."""
 
     @property
     def kind(self) -> str:
         """The address prefix, as its handler's."""
         ...
 
-    def list_live(self, client: DumontClient) -> list[dict[str, Any]]:
+    def list_live(self, client: DumontClient) -> Sequence[Live_co]:
         """Every live object of this kind with few paged list calls (never one GET each)."""
         ...
 
-    def create(
-        self, client: DumontClient, body: dict[str, Any], idempotency_key: str
-    ) -> dict[str, Any]: ...
+    def create(self, client: DumontClient, body: dict[str, Any], idempotency_key: str) -> Live_co:
+        """Create it (an API call that is never retried); the live object it made."""
+        ...
 
     def update(
         self,
@@ -69,26 +73,27 @@ class KindOps(Protocol):
         remote_id: str,
         values: dict[str, Any],
         changed: Sequence[str],
-    ) -> dict[str, Any] | None:
+    ) -> Live_co | None:
         """Change `changed` in place; the live object after it (None: nothing to report)."""
         ...
 
-    def delete(
-        self, client: DumontClient, remote_id: str, live: Mapping[str, Any] | None = None
-    ) -> None:
+    def delete(self, client: DumontClient, remote_id: str, live: WireModel | None = None) -> None:
         """Remove (or stop) it; an object already gone is not an error."""
         ...
 
-    def get(self, client: DumontClient, remote_id: str) -> dict[str, Any]: ...
+    def get(self, client: DumontClient, remote_id: str) -> Live_co: ...
 
 
-OpsFactory = Callable[[KindServices], KindOps]
+RegisteredOps: TypeAlias = KindOps[
+    WireModel
+]  # any kind's ops (KindOps is covariant in its objects)
+OpsFactory = Callable[[KindServices], RegisteredOps]
 
 
-def load_ops(services: KindServices | None = None) -> dict[str, KindOps]:
+def load_ops(services: KindServices | None = None) -> dict[str, RegisteredOps]:
     """Every registered kind's ops, by address prefix, built with `services`."""
     services = services or KindServices()
-    out: dict[str, KindOps] = {}
+    out: dict[str, RegisteredOps] = {}
     for entry in REGISTRY:
         factory: OpsFactory = importlib.import_module(entry.ops).make_ops
         ops = factory(services)

@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dumont_plan.errors import PlanError
-from dumont_plan.kinds.base import KindHandler
+from dumont_plan.kinds.base import RegisteredHandler
 from dumont_plan.kinds.instance import InstanceHandler
 from dumont_plan.kinds.job import JobHandler
 
 
 @dataclass(frozen=True)
 class Registration:
-    handler: KindHandler  # the pure side
+    handler: RegisteredHandler  # the pure side
     ops: str  # the module of its `make_ops(services) -> KindOps` (kinds/ops.py)
 
 
@@ -27,11 +27,11 @@ REGISTRY: tuple[Registration, ...] = (
     Registration(InstanceHandler(), ops="dumont_plan.kinds.instance_ops"),
 )
 
-HANDLERS: dict[str, KindHandler] = {entry.handler.kind: entry.handler for entry in REGISTRY}
+HANDLERS: dict[str, RegisteredHandler] = {entry.handler.kind: entry.handler for entry in REGISTRY}
 SECTIONS: dict[str, str] = {handler.section: kind for kind, handler in HANDLERS.items()}
 
 
-def handler_for(kind: str) -> KindHandler:
+def handler_for(kind: str) -> RegisteredHandler:
     """The handler of an address prefix (`job`) or a spec section (`jobs`)."""
     key = SECTIONS.get(kind, kind)
     handler = HANDLERS.get(key)

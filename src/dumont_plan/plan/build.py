@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dumont_plan.errors import CycleError
-from dumont_plan.kinds.base import FieldClass, KindHandler, id_value
+from dumont_plan.kinds.base import FieldClass, RegisteredHandler, id_value
 from dumont_plan.kinds.decision import Situation
 from dumont_plan.kinds.registry import HANDLERS
 from dumont_plan.plan import cost
@@ -48,6 +48,7 @@ from dumont_plan.spec.graph import reverse, topological_order
 from dumont_plan.spec.refs import Ref
 from dumont_plan.spec.stack import Resource, Stack
 from dumont_plan.state.ledger import Ledger, LedgerEntry, LedgerState, PendingOp
+from dumont_plan.wire_models import WireModel
 
 STABLE = frozenset({Action.noop, Action.update, Action.pause, Action.resume, Action.adopt})
 REMOVALS = frozenset({Action.delete, Action.forget})
@@ -88,7 +89,7 @@ class _Planner:
         }
         # Indexes built once, so that planning N resources stays O(N): live objects by name,
         # interrupted operations by address, and the ids each kind's addresses claim.
-        self.live_named: dict[str, dict[str | None, list[tuple[int, dict[str, Any]]]]] = {}
+        self.live_named: dict[str, dict[str | None, list[tuple[int, WireModel]]]] = {}
         for kind, handler in HANDLERS.items():
             named = self.live_named[kind] = {}
             for position, obj in enumerate(observed.objects(kind)):
@@ -263,9 +264,9 @@ class _Planner:
 
     def compare(
         self,
-        handler: KindHandler,
+        handler: RegisteredHandler,
         entry: LedgerEntry,
-        live: dict[str, Any] | None,
+        live: WireModel | None,
         values: dict[str, Any],
         desired: dict[str, Any],
         ignore: list[str],
@@ -322,18 +323,18 @@ class _Planner:
             ids = self.claimed_ids[kind] = self.state.claimed(kind)
         return ids
 
-    def named(self, kind: str, names: set[str | None]) -> list[dict[str, Any]]:
+    def named(self, kind: str, names: set[str | None]) -> list[WireModel]:
         """The live objects of `kind` with one of `names`, in the order the server listed them."""
         index = self.live_named.get(kind, {})
         return [obj for _, obj in sorted(p for name in names for p in index.get(name, ()))]
 
     def adoptable(
         self,
-        handler: KindHandler,
+        handler: RegisteredHandler,
         kind: str,
         names: set[str | None],
         claimed: set[str],
-    ) -> dict[str, Any] | None:
+    ) -> WireModel | None:
         """The newest live object with one of `names` that no address owns (None: none)."""
         found = [o for o in self.named(kind, names) if handler.live_id(o) not in claimed]
         if not found:
@@ -341,7 +342,7 @@ class _Planner:
         return max(found, key=lambda o: (handler.live_created(o), handler.live_id(o)))
 
     def adopt(
-        self, change: ResourceChange, handler: KindHandler, live: dict[str, Any], why: str
+        self, change: ResourceChange, handler: RegisteredHandler, live: WireModel, why: str
     ) -> None:
         change.action = Action.adopt
         change.remote_id = handler.live_id(live)
@@ -352,10 +353,10 @@ class _Planner:
     def price_start(
         self,
         change: ResourceChange,
-        handler: KindHandler,
+        handler: RegisteredHandler,
         values: dict[str, Any],
         price: float | None,
-        live: dict[str, Any] | None = None,
+        live: WireModel | None = None,
     ) -> None:
         if change.action is Action.resume and live is not None:
             price = handler.live_price(live) or price

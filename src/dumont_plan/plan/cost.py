@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dumont_plan.kinds.base import KindHandler
+from dumont_plan.kinds.base import RegisteredHandler
 from dumont_plan.kinds.registry import HANDLERS
 from dumont_plan.plan.fingerprint import canonical_json
 from dumont_plan.plan.model import STARTS, Observed, Plan
@@ -24,7 +24,7 @@ def query_key(query: Mapping[str, Any]) -> str:
 
 
 def price_queries(
-    stack: Stack, plan: Plan, *, handlers: Mapping[str, KindHandler] = HANDLERS
+    stack: Stack, plan: Plan, *, handlers: Mapping[str, RegisteredHandler] = HANDLERS
 ) -> list[dict[str, Any]]:
     """The distinct offer searches that price `plan` (a handful, whatever the resource count).
 

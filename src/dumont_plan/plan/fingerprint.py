@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dumont_plan.kinds.base import FieldClass, KindHandler
+from dumont_plan.kinds.base import FieldClass, RegisteredHandler
 from dumont_plan.plan.model import UNKNOWN, Action, Plan
 from dumont_plan.secrets import fingerprint_secret
 from dumont_plan.spec.common import REF_RE
 from dumont_plan.spec.refs import SECRET_KIND, Ref, substitute_refs
 from dumont_plan.spec.stack import Resource
 from dumont_plan.state.ledger import DesiredRecord
+from dumont_plan.wire_models import WireModel
 
 SECRET_MARK = "${secret."
 Resolver = Callable[[Ref], Any]
@@ -68,7 +69,7 @@ def mask_secrets(value: Any, secret_hash: SecretHasher) -> Any:
 
 
 def materialize(
-    handler: KindHandler,
+    handler: RegisteredHandler,
     values: Mapping[str, Any],
     *,
     resolve: Resolver,
@@ -91,7 +92,7 @@ def materialize(
 
 
 def desired_record(
-    handler: KindHandler,
+    handler: RegisteredHandler,
     resource: Resource,
     project: str,
     *,
@@ -112,8 +113,8 @@ def desired_record(
 
 
 def observed_fingerprint(
-    handler: KindHandler,
-    live: Mapping[str, Any] | None,
+    handler: RegisteredHandler,
+    live: WireModel | None,
     *,
     same_name: list[str] | None = None,
 ) -> str:
@@ -124,12 +125,12 @@ def observed_fingerprint(
     return fingerprint(view)
 
 
-def live_by_id(handler: KindHandler, objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def live_by_id(handler: RegisteredHandler, objects: Sequence[WireModel]) -> dict[str, WireModel]:
     return {handler.live_id(o): o for o in objects}
 
 
 def same_name_ids(
-    handler: KindHandler, objects: list[dict[str, Any]], remote_name: str | None
+    handler: RegisteredHandler, objects: Sequence[WireModel], remote_name: str | None
 ) -> list[str]:
     if not remote_name:
         return []
@@ -138,8 +139,8 @@ def same_name_ids(
 
 def stale_resources(
     plan: Plan,
-    live: Mapping[str, list[dict[str, Any]]],
-    handlers: Mapping[str, KindHandler],
+    live: Mapping[str, Sequence[WireModel]],
+    handlers: Mapping[str, RegisteredHandler],
 ) -> list[str]:
     """Addresses of a saved plan whose live object changed since the plan was made.
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, InstanceOf
 
 from dumont_plan.kinds.decision import Action as Action
 from dumont_plan.kinds.decision import FieldChange as FieldChange
+from dumont_plan.wire_models import Offer, WireModel
 
 PLAN_FORMAT_VERSION = 1
 UNKNOWN = "(known after apply)"  # a value that depends on a resource changed in this plan
@@ -115,11 +116,13 @@ class Plan(BaseModel):
 class Observed(BaseModel):
     """What the server reported, as `observe` read it (the input of `build_plan`)."""
 
-    live: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)  # kind -> objects
-    offers: list[dict[str, Any]] = Field(default_factory=list)  # for prices (deduplicated)
+    # kind -> the live objects, read models of that kind (`wire_models.Job` ...): a dict is
+    # refused, not read as an empty object (tests validate theirs with the kind's live_model).
+    live: dict[str, list[InstanceOf[WireModel]]] = Field(default_factory=dict)
+    offers: list[InstanceOf[Offer]] = Field(default_factory=list)  # for prices (deduplicated)
     offer_queries: list[str] = Field(default_factory=list)  # canonical queries already fetched
     requests: int = 0  # HTTP requests it took
     at: str = ""  # when (ISO, UTC)
 
-    def objects(self, kind: str) -> list[dict[str, Any]]:
+    def objects(self, kind: str) -> list[WireModel]:
         return self.live.get(kind, [])

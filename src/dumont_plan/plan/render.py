@@ -20,7 +20,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from dumont_plan.kinds.base import CLASS_HELP, KindHandler
+from dumont_plan.kinds.base import CLASS_HELP, RegisteredHandler
 from dumont_plan.plan.model import SYMBOLS, UNKNOWN, Action, FieldChange, Plan, ResourceChange
 
 SENSITIVE = "(sensitive)"
@@ -200,7 +200,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     return data
 
 
-def render_fields(handler: KindHandler) -> RenderableType:
+def render_fields(handler: RegisteredHandler) -> RenderableType:
     """`dumont explain KIND`: every field, its class and what a change does."""
     table = Table(
         title=f"{handler.kind} ({handler.section}:)", show_edge=False, header_style="bold"
