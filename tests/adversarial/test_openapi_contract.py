@@ -53,6 +53,7 @@ ADDITIVE: dict[str, dict[str, set[str]]] = {
 }
 # Operations we serve beyond the reference (additive, in health CAPABILITIES).
 ADDITIVE_OPERATIONS = {
+    "POST /api/v1/auth/logout-all",
     "GET /api/v1/jobs/{job_id}/outputs",
     "GET /api/v1/jobs/{job_id}/outputs/{path}",
 }

@@ -43,8 +43,18 @@ class Api:
     email: str
 
     def token(self) -> str:
-        # A fresh token per request: a generated logout revokes only its own token.
-        return issue_token(self.secret, self.email, 3600)
+        # A fresh token per request: a generated logout revokes only its own token, a
+        # generated logout-all moves the generation read here.
+        row = self.app.state.dumont.store.query_one(
+            "SELECT id, token_generation FROM users WHERE email = ?", (self.email,)
+        )
+        return issue_token(
+            self.secret,
+            self.email,
+            3600,
+            user_id=int(row["id"]),
+            generation=int(row["token_generation"]),
+        )
 
 
 @pytest.fixture(scope="module")

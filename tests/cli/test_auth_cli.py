@@ -102,7 +102,7 @@ def test_register_refusals_are_one_clear_line(server: LocalServer, home: Path) -
     short = run_cli(["auth", "register", f"s-{uuid.uuid4().hex[:8]}@example.com", "pw-x1"], env)
     assert error_line(short) == (
         "Error: POST /api/v1/auth/register failed (422): Validation error: "
-        "password: String should have at least 6 characters"
+        "password: String should have at least 8 characters"
     )
     assert "pw-x1" not in short.stderr
     bad_email = run_cli(["auth", "register", "nobody", PASSWORD], env)

@@ -140,7 +140,7 @@ def test_422_names_the_fields_and_keeps_the_details(harness: Harness) -> None:
     assert exc.message == (
         "POST /api/v1/auth/register failed (422): Validation error: "
         "email: Value error, value is not a valid email address; "
-        "password: String should have at least 6 characters"
+        "password: String should have at least 8 characters"
     )
     assert [d["loc"] for d in exc.details] == [["body", "email"], ["body", "password"]]
     assert "pw-x1" not in str(exc.body)  # the password value is never echoed

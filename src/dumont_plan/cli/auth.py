@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import getpass
+import sys
+
 import typer
 
 from dumont_plan.cli.output import OutputFormat, OutputOpt, console, emit_json, print_fields
 from dumont_plan.cli.session import open_client, resolve_target
 from dumont_plan.client.auth import token_of
 from dumont_plan.config import forget_token, save_token
-from dumont_plan.errors import AuthenticationError
+from dumont_plan.errors import AuthenticationError, ConfigError, RateLimitedError
 
 app = typer.Typer(help="Log in to a Dumont API and see who you are.", no_args_is_help=True)
 
@@ -17,15 +20,24 @@ app = typer.Typer(help="Log in to a Dumont API and see who you are.", no_args_is
 def login(
     ctx: typer.Context,
     email: str = typer.Argument(..., help="Account e-mail."),
-    password: str = typer.Argument(..., help="Account password."),
+    password: str | None = typer.Argument(
+        None,
+        help="Account password; asked for (hidden) when left out, read from stdin when piped.",
+        show_default=False,
+    ),
 ) -> None:
     """Log in and store the token (mode 0600) for this API URL."""
+    if password is None:
+        password = read_password()
     client = open_client(ctx, login=False)
     endpoint, _ = resolve_target(ctx)
     try:
         answer = client.auth.login(email, password)
     except AuthenticationError as exc:
         exc.hint = "check the e-mail and password, or create an account with `dumont auth register`"
+        raise
+    except RateLimitedError as exc:
+        exc.hint = "the server refuses logins for this account or address for a while"
         raise
     save_token(endpoint, token_of(answer), str(answer.get("user", email)))
     console.print(f"Logged in as {answer.get('user', email)}.", markup=False)
@@ -35,7 +47,7 @@ def login(
 def register(
     ctx: typer.Context,
     email: str = typer.Argument(..., help="Account e-mail."),
-    password: str = typer.Argument(..., help="Password, at least 6 characters."),
+    password: str = typer.Argument(..., help="Password: at least 8 characters, not all spaces."),
 ) -> None:
     """Create an account and log in with it."""
     client = open_client(ctx, login=False)
@@ -46,14 +58,37 @@ def register(
 
 
 @app.command()
-def logout(ctx: typer.Context) -> None:
+def logout(
+    ctx: typer.Context,
+    everywhere: bool = typer.Option(
+        False, "--all", help="Revoke every token of this account, on every machine."
+    ),
+) -> None:
     """Revoke the token on the server and forget it here."""
     client = open_client(ctx, login=False)
     endpoint, _ = resolve_target(ctx)
-    if client.token:
+    if everywhere and not client.token:
+        raise ConfigError("not logged in: `--all` needs a valid token of the account")
+    if everywhere:
+        client.auth.logout_all()
+    elif client.token:
         client.auth.logout()
     forget_token(endpoint)
-    console.print("Logged out.")
+    console.print("Logged out everywhere." if everywhere else "Logged out.")
+
+
+def read_password() -> str:
+    """The password from a hidden prompt on a terminal, else the first line of stdin."""
+    if sys.stdin.isatty():
+        try:
+            password = getpass.getpass("Password: ")
+        except EOFError:
+            password = ""
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise ConfigError("no password given", "type it at the prompt, or pipe it on stdin")
+    return password
 
 
 @app.command()

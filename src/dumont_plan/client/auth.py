@@ -1,10 +1,14 @@
-"""`/api/v1/auth`: register, login, logout, me."""
+"""`/api/v1/auth`: register, login, logout, logout-all, me."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dumont_plan.client.base import Transport
+from dumont_plan.client.base import RETRY_STATUSES, Transport
+
+# A 429 to a login is the server's throttling of failed logins: waiting and retrying cannot
+# help within a command's patience (its Retry-After can be minutes), so it surfaces at once.
+LOGIN_RETRY_STATUSES = RETRY_STATUSES - {429}
 
 
 class AuthAPI:
@@ -19,12 +23,21 @@ class AuthAPI:
     def login(self, email: str, password: str) -> dict[str, Any]:
         body = {"username": email, "password": password}
         result: dict[str, Any] = self._t.request(
-            "POST", "/api/v1/auth/login", json=body, idempotent=True
+            "POST",
+            "/api/v1/auth/login",
+            json=body,
+            idempotent=True,
+            retry_statuses=LOGIN_RETRY_STATUSES,
         )
         return result
 
     def logout(self) -> dict[str, Any]:
         result: dict[str, Any] = self._t.request("POST", "/api/v1/auth/logout", idempotent=True)
+        return result
+
+    def logout_all(self) -> dict[str, Any]:
+        """Revoke every token of this account (this client's included)."""
+        result: dict[str, Any] = self._t.request("POST", "/api/v1/auth/logout-all", idempotent=True)
         return result
 
     def me(self) -> dict[str, Any]:

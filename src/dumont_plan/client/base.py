@@ -102,11 +102,12 @@ class Transport:
         idempotent: bool | None = None,
         timeout: float | None = None,
         raw: bool = False,
+        retry_statuses: frozenset[int] = RETRY_STATUSES,
     ) -> Any:
         """Send one API call; return the decoded JSON (or the response when `raw`).
 
         Idempotent calls (GET/PUT/DELETE, or `idempotent=True`) are retried on connect errors and
-        429/502/503/504; a POST that creates something is never retried.
+        429/502/503/504 (`retry_statuses`); a POST that creates something is never retried.
         """
         method = method.upper()
         retryable = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
@@ -165,7 +166,7 @@ class Transport:
                     "check DUMONT_API_URL and the proxy settings",
                 ) from exc
             status = response.status_code
-            if status in RETRY_STATUSES and retryable and attempt + 1 < self.retry.attempts:
+            if status in retry_statuses and retryable and attempt + 1 < self.retry.attempts:
                 wait = parse_retry_after(response.headers.get("Retry-After"))
                 self.sleep(self.retry.delay(attempt, wait))
                 attempt += 1

@@ -119,6 +119,7 @@ def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
             yield
         finally:
             reconciler.stop()
+            state.hash_pool.close()
 
     app = FastAPI(
         title="Dumont local control plane",

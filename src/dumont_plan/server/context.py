@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 
+from dumont_plan.server.login_guard import HashPool, LoginThrottle
 from dumont_plan.server.security import decode_token
 from dumont_plan.server.settings import ServerSettings
 from dumont_plan.server.store import Store, loads
@@ -18,6 +19,15 @@ class AppState:
     settings: ServerSettings
     store: Store
     secret: str
+    throttle: LoginThrottle = field(init=False)
+    hash_pool: HashPool = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.throttle = LoginThrottle(
+            s.login_max_failures, s.login_max_failures_per_client, s.login_window_seconds
+        )
+        self.hash_pool = HashPool(s.hash_workers, s.hash_max_waiting)
 
 
 @dataclass(frozen=True)
@@ -55,9 +65,15 @@ def bearer_claims(request: Request, state: AppState) -> dict[str, Any]:
 def current_user(request: Request, state: Annotated[AppState, Depends(get_state)]) -> User:
     claims = bearer_claims(request, state)
     row = state.store.query_one(
-        "SELECT id, email, settings FROM users WHERE email = ?", (str(claims["sub"]),)
+        "SELECT id, email, settings, token_generation FROM users WHERE id = ?", (claims["uid"],)
     )
-    if row is None:
+    # The account the token was issued for, unchanged: same id and e-mail, and no logout-all
+    # since (a removed account's e-mail registered again is another id).
+    if (
+        row is None
+        or str(row["email"]) != str(claims["sub"])
+        or int(row["token_generation"]) != claims["gen"]
+    ):
         raise _unauthorized()
     request.state.claims = claims
     return User(id=int(row["id"]), email=str(row["email"]), settings=loads(row["settings"], {}))

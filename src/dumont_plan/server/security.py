@@ -24,6 +24,7 @@ SCRYPT_N = 2**14
 SCRYPT_R = 8
 SCRYPT_P = 1
 ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["exp", "sub", "jti", "uid", "gen"]
 
 
 def hash_password(password: str) -> str:
@@ -75,9 +76,21 @@ def load_or_create_secret(data_dir: Path) -> str:
     return secret
 
 
-def issue_token(secret: str, email: str, ttl_seconds: int) -> str:
+def issue_token(secret: str, email: str, ttl_seconds: int, *, user_id: int, generation: int) -> str:
+    """A token naming the account by id and e-mail, and the account's token generation.
+
+    The id is never reused (AUTOINCREMENT), so a token of a removed account does not work for a
+    new account of the same e-mail; a bumped generation (logout-all) ends every older token.
+    """
     now = int(time.time())
-    claims = {"sub": email, "iat": now, "exp": now + ttl_seconds, "jti": uuid.uuid4().hex}
+    claims = {
+        "sub": email,
+        "uid": user_id,
+        "gen": generation,
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "jti": uuid.uuid4().hex,
+    }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -85,8 +98,10 @@ def decode_token(secret: str, token: str) -> dict[str, Any] | None:
     """The claims of a valid token, or None (bad signature, expired, malformed)."""
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "jti"]}
+            token, secret, algorithms=[ALGORITHM], options={"require": REQUIRED_CLAIMS}
         )
     except jwt.PyJWTError:
+        return None
+    if not all(type(claims[key]) is int for key in ("uid", "gen")):
         return None
     return claims

@@ -12,8 +12,17 @@ class ServerSettings:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 0
-    # Tokens live 45 days on the real platform; tests shorten this to test expiry.
-    token_ttl_seconds: int = 45 * 24 * 3600
+    # Token lifetime (the real platform's is 45 days); DUMONT_SERVER_TOKEN_TTL (seconds).
+    token_ttl_seconds: int = 7 * 24 * 3600
+    # Login throttling: this many failed logins for one account, or from one client address,
+    # within the window answer 429 + Retry-After until the oldest leaves it (0: no limit).
+    login_max_failures: int = 10
+    login_max_failures_per_client: int = 50
+    login_window_seconds: float = 900.0
+    # Password hashing (scrypt) runs on this many threads; past `hash_max_waiting` calls
+    # waiting for one, a login or registration answers 503 + Retry-After at once.
+    hash_workers: int = field(default_factory=lambda: max(1, min(4, (os.cpu_count() or 2) // 2)))
+    hash_max_waiting: int = 64
     # Simulated GPU market.
     market_seed: int = 7
     market_size: int = 200
@@ -44,10 +53,21 @@ class ServerSettings:
         rate = os.environ.get("DUMONT_SERVER_FAULT_RATE")
         if rate:
             settings.fault_rate = float(rate)
-        ttl = os.environ.get("DUMONT_SERVER_TOKEN_TTL")
-        if ttl:
-            settings.token_ttl_seconds = int(ttl)
+        for name, attribute, kind in ENV_SETTINGS:
+            raw = os.environ.get(name)
+            if raw:
+                setattr(settings, attribute, kind(raw))
         for key, value in overrides.items():
             if value is not None:
                 setattr(settings, key, value)
         return settings
+
+
+# Environment variable -> setting it overrides, and how to read it.
+ENV_SETTINGS: list[tuple[str, str, type[int] | type[float]]] = [
+    ("DUMONT_SERVER_TOKEN_TTL", "token_ttl_seconds", int),
+    ("DUMONT_SERVER_LOGIN_MAX_FAILURES", "login_max_failures", int),
+    ("DUMONT_SERVER_LOGIN_MAX_FAILURES_PER_CLIENT", "login_max_failures_per_client", int),
+    ("DUMONT_SERVER_LOGIN_WINDOW", "login_window_seconds", float),
+    ("DUMONT_SERVER_HASH_WORKERS", "hash_workers", int),
+]

@@ -1,4 +1,9 @@
-"""`/api/v1/auth`: register, login (email or username), logout (revokes), me."""
+"""`/api/v1/auth`: register, login (email or username), logout (revokes), logout-all, me.
+
+Login and register hash on the bounded pool (server/login_guard.py): they are `async` so that
+waiting for it takes none of the threads that serve the other routes. Failed logins are
+throttled per account and per client address (429 + Retry-After).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from dumont_plan.server.context import StateDep, UserDep, bearer_claims, revoke
+from dumont_plan.server.context import AppState, StateDep, UserDep, bearer_claims, revoke
 from dumont_plan.server.security import (
     hash_password,
     issue_token,
@@ -38,9 +43,18 @@ class LoginRequest(BaseModel):
     password: str = Field(min_length=1)
 
 
+MIN_PASSWORD = 8
+
+
+def _password_rule(value: str) -> str:
+    if not value.strip():
+        raise ValueError(f"password must have at least {MIN_PASSWORD} characters, not all spaces")
+    return value
+
+
 class RegisterRequest(BaseModel):
     email: Email
-    password: str = Field(min_length=6)
+    password: Annotated[str, Field(min_length=MIN_PASSWORD), AfterValidator(_password_rule)]
 
 
 class LoginResponse(BaseModel):
@@ -52,33 +66,69 @@ class LoginResponse(BaseModel):
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/register", response_model=LoginResponse)
-def register(body: RegisterRequest, state: StateDep) -> dict[str, Any]:
+THROTTLED: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Too many failed logins (see Retry-After)"}
+}
+BUSY: dict[int | str, dict[str, Any]] = {
+    503: {"description": "Too many logins in progress (see Retry-After)"}
+}
+
+
+def _issue(state: AppState, user_id: int, email: str, generation: int) -> str:
+    ttl = state.settings.token_ttl_seconds
+    return issue_token(state.secret, email, ttl, user_id=user_id, generation=generation)
+
+
+def _create_user(state: AppState, body: RegisterRequest) -> int:
+    if state.store.query_one("SELECT 1 FROM users WHERE email = ?", (body.email,)):
+        raise HTTPException(400, f"User {body.email} already exists")
+    password_hash = hash_password(body.password)
     with state.store.tx() as conn:
         if conn.execute("SELECT 1 FROM users WHERE email = ?", (body.email,)).fetchone():
             raise HTTPException(400, f"User {body.email} already exists")
-        conn.execute(
+        cursor = conn.execute(
             "INSERT INTO users (email, password_hash, settings, created_at) VALUES (?, ?, ?, ?)",
             (
                 body.email,
-                hash_password(body.password),
+                password_hash,
                 dumps({}),
                 datetime.now(UTC).replace(tzinfo=None).isoformat(),
             ),
         )
-    token = issue_token(state.secret, body.email, state.settings.token_ttl_seconds)
+        return int(cursor.lastrowid or 0)
+
+
+@router.post("/register", response_model=LoginResponse, responses=BUSY)
+async def register(body: RegisterRequest, state: StateDep) -> dict[str, Any]:
+    user_id = await state.hash_pool.run(lambda: _create_user(state, body))
+    token = _issue(state, user_id, body.email, 0)
     return {"success": True, "user": body.email, "token": token}
 
 
-@router.post("/login", response_model=LoginResponse)
-def login(body: LoginRequest, state: StateDep) -> dict[str, Any]:
-    row = state.store.query_one("SELECT password_hash FROM users WHERE email = ?", (body.username,))
+def _check_login(state: AppState, body: LoginRequest) -> tuple[int, int] | None:
+    """(user id, token generation) when the password is right, else None."""
+    row = state.store.query_one(
+        "SELECT id, password_hash, token_generation FROM users WHERE email = ?", (body.username,)
+    )
     if row is None:
-        verify_unknown_user(body.password)
-        raise HTTPException(401, "Invalid email or password")
+        verify_unknown_user(body.password)  # the same time as a wrong password
+        return None
     if not verify_password(body.password, str(row["password_hash"])):
+        return None
+    return int(row["id"]), int(row["token_generation"])
+
+
+@router.post("/login", response_model=LoginResponse, responses={**THROTTLED, **BUSY})
+async def login(body: LoginRequest, request: Request, state: StateDep) -> dict[str, Any]:
+    client = request.client.host if request.client else "unknown"
+    state.throttle.check(body.username, client)
+    found = await state.hash_pool.run(lambda: _check_login(state, body))
+    if found is None:
+        state.throttle.failed(body.username, client)
         raise HTTPException(401, "Invalid email or password")
-    token = issue_token(state.secret, body.username, state.settings.token_ttl_seconds)
+    state.throttle.succeeded(body.username)
+    user_id, generation = found
+    token = _issue(state, user_id, body.username, generation)
     return {"success": True, "user": body.username, "token": token}
 
 
@@ -87,6 +137,16 @@ def logout(request: Request, state: StateDep) -> dict[str, Any]:
     claims = bearer_claims(request, state)
     revoke(state, claims)
     return {"success": True, "message": "Logged out successfully"}
+
+
+@router.post("/logout-all")
+def logout_all(user: UserDep, state: StateDep) -> dict[str, Any]:
+    """Revoke every token of this account, this one included (the generation moves on)."""
+    with state.store.tx() as conn:
+        conn.execute(
+            "UPDATE users SET token_generation = token_generation + 1 WHERE id = ?", (user.id,)
+        )
+    return {"success": True, "message": "Logged out everywhere"}
 
 
 @router.get("/me")

@@ -11,6 +11,8 @@ from dumont_plan import __version__
 # Additive extensions this server offers beyond the real platform's contract.
 CAPABILITIES = [
     "auth.revocable-logout",
+    "auth.logout-all",
+    "auth.login-throttling",
     "idempotency-key",
     "per-user-isolation",
     "jobs.logs-tail",
