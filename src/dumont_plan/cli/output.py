@@ -52,6 +52,18 @@ OutputOpt = Annotated[
 ]
 
 
+# C0 controls (ESC starts terminal escape sequences), DEL and C1 controls (0x9b is a one-byte
+# CSI): a name or message from the API must not drive the terminal.
+_CONTROL: dict[int, str | None] = {c: None for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_CONTROL.update({ord("\t"): " ", ord("\n"): " "})
+
+
+def clean_cell(value: object) -> str:
+    """`value` as text for a table cell or field: control characters dropped (tab and newline
+    become spaces)."""
+    return str(value).translate(_CONTROL)
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
@@ -67,7 +79,8 @@ def print_table(
         table.add_column(column.upper().replace("_", " "))
     count = 0
     for row in rows:
-        table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in columns))
+        cells = ("" if row.get(c) is None else clean_cell(row.get(c)) for c in columns)
+        table.add_row(*(Text(cell) for cell in cells))
         count += 1
     if count == 0:
         _console("console").print("(none)")
@@ -80,7 +93,7 @@ def print_fields(data: dict[str, Any], fields: Sequence[str] | None = None) -> N
     width = max((len(k) for k in keys), default=0)
     for key in keys:
         value = data.get(key)
-        line = f"{key.ljust(width)}  {'-' if value is None else value}"
+        line = f"{key.ljust(width)}  {'-' if value is None else clean_cell(value)}"
         _console("console").print(line, soft_wrap=True, markup=False)
 
 
@@ -106,8 +119,10 @@ class StatusLine:
         return self
 
     def update(self, text: str, key: str | None = None) -> None:
-        """Show `text`. Off a terminal it is printed only when `key` (default: the text) changed,
-        so a line with a running clock in it is not repeated every tick."""
+        """Show `text` (control characters dropped). Off a terminal it is printed only when
+        `key` (default: the text) changed, so a line with a running clock in it is not repeated
+        every tick."""
+        text = clean_cell(text)
         if self._status is not None:
             from rich.text import Text
 

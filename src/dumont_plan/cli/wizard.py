@@ -19,6 +19,7 @@ from rich.text import Text
 from dumont_plan.cli.output import (
     OutputFormat,
     OutputOpt,
+    clean_cell,
     console,
     emit_json,
     err_console,
@@ -126,14 +127,11 @@ class RaceProgress:
         for column in ("BATCH", "OFFER", "GPU", "$/H", "LOCATION", "INSTANCE", "STATE"):
             table.add_column(column)
         for row in self.rows.values():
+            cells = (row["batch"], row["offer"], row["gpu"], row["price"], row["location"])
             table.add_row(
-                str(row["batch"]),
-                str(row["offer"]),
-                row["gpu"],
-                row["price"],
-                row["location"],
-                "" if row["instance"] is None else str(row["instance"]),
-                row["state"],
+                *(clean_cell(cell) for cell in cells),
+                "" if row["instance"] is None else clean_cell(row["instance"]),
+                clean_cell(row["state"]),
             )
         parts: list[Any] = [Text(self.header)]
         if self.rows:

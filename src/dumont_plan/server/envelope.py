@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,31 +17,55 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger("dumont_plan.server")
 
 
+def _text(value: str) -> str:
+    """`value` encodable as UTF-8 (a lone surrogate becomes `?`)."""
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
 def _jsonable(value: Any) -> Any:
+    """Strict JSON: NaN and infinities as text, strings without lone surrogates."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {_text(str(k)): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, int | float | bool):
         return value
-    return str(value)
+    return _text(str(value))
 
 
 SENSITIVE_FIELDS = frozenset({"password", "hf_token", "token", "secret"})
+# A string input longer than this is not echoed back (it may be a pasted secret or a script).
+ECHO_MAX_CHARS = 200
+_OMIT = object()
+
+
+def _echoed_input(loc: list[Any], value: Any) -> Any:
+    """What a 422 may show of the input: a field's scalar value; never a sensitive field, a
+    whole body (a text/plain body is raw user input), an object, a list or a long text."""
+    if any(str(part) in SENSITIVE_FIELDS for part in loc):
+        return "(sensitive)"
+    if len(loc) < 2:
+        return _OMIT
+    if value is None or isinstance(value, bool | int | float):
+        return _jsonable(value)
+    if isinstance(value, str) and len(value) <= ECHO_MAX_CHARS:
+        return _text(value)
+    return _OMIT
 
 
 def validation_details(errors: Any) -> list[dict[str, Any]]:
-    """Pydantic errors as JSON, with the input of sensitive fields masked."""
+    """Pydantic errors as strict JSON, with only a field's own scalar input echoed (see
+    `_echoed_input`)."""
     details = []
     for err in errors:
-        item = {k: _jsonable(v) for k, v in dict(err).items() if k != "url"}
-        loc = item.get("loc") or []
-        if any(str(part) in SENSITIVE_FIELDS for part in loc):
-            item["input"] = "(sensitive)"
-        elif isinstance(item.get("input"), dict):
-            item["input"] = {
-                k: ("(sensitive)" if k in SENSITIVE_FIELDS else v) for k, v in item["input"].items()
-            }
+        raw = dict(err)
+        item = {k: _jsonable(v) for k, v in raw.items() if k not in ("url", "input")}
+        if "input" in raw:
+            shown = _echoed_input(list(raw.get("loc") or []), raw["input"])
+            if shown is not _OMIT:
+                item["input"] = shown
         details.append(item)
     return details
 

@@ -78,6 +78,9 @@ class Sandbox:
             source = map_workspace_path(workspace, raw)
             if source is None or source.is_symlink() or not source.exists():
                 continue
+            # A symlink in the middle (`lnk/etc/passwd`, lnk -> /) must not lead outside.
+            if not source.resolve().is_relative_to(workspace):
+                continue
             files = [source] if source.is_file() else sorted(_regular_files(source))
             for file in files:
                 relative = file.relative_to(workspace)
