@@ -7,8 +7,8 @@
 Each kind's ops live in `kinds/<kind>_ops.py`, named by the kind's line in
 `kinds.registry.REGISTRY`, and are loaded here by that name: the pure registry (read by the
 planner) never imports the client. Each ops module ends with `def make_ops(services) ->
-KindOps`, so mypy checks its class against this Protocol there. Whatever the
-ops need from outside (the Ollama model installer of the CLI) comes in `KindServices`.
+KindOps`, so mypy checks its class against this Protocol there. Whatever the ops need from
+outside (the Ollama model installer of the CLI) comes in `KindServices`.
 
 Hooks `apply` uses, per action of a `ResourceChange`:
 
