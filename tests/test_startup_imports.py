@@ -91,6 +91,7 @@ def test_the_table_lists_every_registered_command() -> None:
     assert registered == in_table
 
 
+@pytest.mark.slow
 def test_help_lists_every_command_and_they_still_run(tmp_path: Path) -> None:
     env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "NO_COLOR": "1", "COLUMNS": "200"}
     root = subprocess.run(

@@ -301,6 +301,7 @@ def test_max_retries_retries_a_failing_run(user: UserSession) -> None:
     assert logs(user, always["id"]).count("failing\n") == 3
 
 
+@pytest.mark.slow
 def test_source_git_clones_the_repo_and_runs_in_it(tmp_path: Path, user: UserSession) -> None:
     url = make_git_repo(tmp_path / "repo")
     main = create_job(user, source="git", git_url=url, command="bash run.sh")

@@ -317,6 +317,7 @@ def test_anchors_and_merge_keys(tmp_path: Path) -> None:
     assert stack.resources["job.b"].spec_dict() == {"command": "echo b", "timeout_minutes": 15}
 
 
+@pytest.mark.slow
 def test_alias_bombs_and_deep_nesting_are_errors(tmp_path: Path) -> None:
     lines = ["project: demo", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     for i in range(1, 9):
