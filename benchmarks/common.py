@@ -177,8 +177,12 @@ class Server:
 
 
 @contextlib.contextmanager
-def local_server(data_dir: Path, *extra_args: str, timeout: float = 30.0) -> Iterator[Server]:
-    """A `python -m dumont_plan.server` on a free loopback port, stopped (whole group) at exit."""
+def local_server(
+    data_dir: Path, *extra_args: str, timeout: float = 30.0, multi_user: bool = True
+) -> Iterator[Server]:
+    """A `python -m dumont_plan.server` on a free loopback port, stopped (whole group) at exit.
+
+    Multi-user by default: the benchmarks register users of their own."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port_file = data_dir / "bench-server.port.json"
     log_path = data_dir / "bench-server.log"
@@ -194,6 +198,7 @@ def local_server(data_dir: Path, *extra_args: str, timeout: float = 30.0) -> Ite
                 "0",
                 "--port-file",
                 str(port_file),
+                *(["--multi-user"] if multi_user else []),
                 *extra_args,
             ],
             stdout=log,

@@ -27,6 +27,7 @@ MODULES = [
     "benchmarks.bench_plan",
     "benchmarks.bench_apply",
     "benchmarks.bench_graph",
+    "benchmarks.bench_isolation",
 ]
 
 RESULTS_JSON = Path(__file__).with_name("results.json")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,9 +33,24 @@ def _close_user_clients() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory the session server lets every job read (`DUMONT_SERVER_SHARED_DIRS`)."""
+    return tmp_path_factory.mktemp("shared-with-jobs")
+
+
+@pytest.fixture
+def shared_path(shared_root: Path) -> Path:
+    """A fresh folder that jobs of the session server can read (e.g. a local git repo)."""
+    path = shared_root / uuid.uuid4().hex[:12]
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, shared_root: Path) -> Iterator[LocalServer]:
     """One real local control plane for the session, on a free loopback port."""
-    srv = LocalServer(tmp_path_factory.mktemp("control-plane")).start()
+    env = {"DUMONT_SERVER_SHARED_DIRS": str(shared_root)}
+    srv = LocalServer(tmp_path_factory.mktemp("control-plane"), env=env).start()
     yield srv
     srv.stop()
 

@@ -38,6 +38,8 @@ class LocalServer:
     url: str = ""
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # Tests register users of their own: the test server is multi-user unless told otherwise.
+    multi_user: bool = True
 
     def start(self, timeout: float = 30.0) -> LocalServer:
         port_file = self.data_dir / "test-server.port.json"
@@ -56,6 +58,7 @@ class LocalServer:
                 "--port-file",
                 str(port_file),
                 "--test-hooks",
+                *(["--multi-user"] if self.multi_user else []),
                 *self.extra_args,
             ],
             stdout=log,

@@ -6,6 +6,7 @@ imports the other.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal, get_args
 
 # Contract §5.4: every status a job can report, in lifecycle order.
@@ -23,3 +24,17 @@ JobStatus = Literal[
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
 # The statuses after which a job never changes again.
 FINISHED_JOB_STATUSES = ("completed", "failed", "cancelled", "timeout")
+
+
+# Names of this machine's loopback interface a local control plane always answers to.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address or host name stays on this machine (`localhost`, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

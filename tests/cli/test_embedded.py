@@ -123,6 +123,8 @@ def test_server_start_status_stop(fresh_home: Home) -> None:
         "url": None,
         "pid": None,
         "data_dir": str(fresh_home.data_dir),
+        "isolation": None,
+        "users": None,
     }
 
     started = fresh_home.run("server", "start")
@@ -139,6 +141,8 @@ def test_server_start_status_stop(fresh_home: Home) -> None:
         "url": record["url"],
         "pid": record["pid"],
         "data_dir": str(fresh_home.data_dir),
+        "isolation": "bwrap",
+        "users": "single",
     }
 
     stop = fresh_home.run("server", "stop")
@@ -181,7 +185,8 @@ def test_foreground_server_is_recorded_and_shared(fresh_home: Home) -> None:
             record = fresh_home.record()
             assert record["pid"] == proc.pid  # the CLI became the server (exec)
             assert banner == (
-                f"Dumont local control plane at {record['url']} (data dir {fresh_home.data_dir})\n"
+                f"Dumont local control plane at {record['url']} (data dir {fresh_home.data_dir};"
+                " single-user; isolation: bwrap)\n"
             )
             assert stat.S_IMODE((fresh_home.data_dir / "server.json").stat().st_mode) == 0o600
 

@@ -99,9 +99,9 @@ def test_create_on_demand_with_timeout_and_disk_waits_for_completion(
 
 @pytest.mark.slow
 def test_create_with_setup_pip_num_gpus_and_image(
-    run: Cli, user: UserSession, tmp_path: Path
+    run: Cli, user: UserSession, shared_path: Path
 ) -> None:
-    wheel = make_wheel(tmp_path, "dumont_cli_probe", "VALUE = 'probe-ok'")
+    wheel = make_wheel(shared_path, "dumont_cli_probe", "VALUE = 'probe-ok'")
     job = json.loads(
         ok(
             run(
@@ -130,8 +130,8 @@ def test_the_old_key_value_form_creates_the_same_job(run: Cli, user: UserSession
     wait_status(user.client, job["id"], {"completed"})
 
 
-def test_create_from_a_local_git_repo(run: Cli, user: UserSession, tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
+def test_create_from_a_local_git_repo(run: Cli, user: UserSession, shared_path: Path) -> None:
+    repo = shared_path / "repo"
     repo.mkdir()
     script = repo / "run.sh"
     script.write_text("#!/bin/sh\necho from-git-$(cat data.txt)\n")

@@ -17,6 +17,7 @@ from tests.support import UserSession
 
 # `hold` runs until the test creates the gate file (at most 120 s), so the apply holds the lock
 # for as long as the test needs, however slow the machine (a fixed sleep ran out under load).
+# The gate is in a folder the session server shares (read-only) with every job.
 SPEC = """
 version: 1
 project: locked
@@ -43,10 +44,10 @@ def first_to_exit(procs: tuple[subprocess.Popen[str], ...], limit: float = 120) 
 
 @pytest.mark.slow
 def test_two_concurrent_applies_one_proceeds_the_other_names_the_holder(
-    tmp_path: Path, home: Path, user: UserSession
+    tmp_path: Path, shared_path: Path, home: Path, user: UserSession
 ) -> None:
     proj = Project(tmp_path / "work", home, user.url, user.token)
-    gate = tmp_path / "gate"
+    gate = shared_path / "gate"  # jobs see only the folders shared with them
     proj.write(SPEC.format(gate=gate))
     first, second = proj.popen("apply", "-y"), proj.popen("apply", "-y")
     try:
@@ -73,10 +74,10 @@ def test_two_concurrent_applies_one_proceeds_the_other_names_the_holder(
 
 @pytest.mark.slow
 def test_the_lock_holder_is_recorded_while_apply_runs(
-    tmp_path: Path, home: Path, user: UserSession
+    tmp_path: Path, shared_path: Path, home: Path, user: UserSession
 ) -> None:
     proj = Project(tmp_path / "work", home, user.url, user.token)
-    gate = tmp_path / "gate"
+    gate = shared_path / "gate"  # jobs see only the folders shared with them
     proj.write(SPEC.format(gate=gate))
     running = proj.popen("apply", "-y")
     lock = proj.folder / ".dumont" / "state.lock"

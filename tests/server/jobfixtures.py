@@ -13,6 +13,7 @@ import os
 import subprocess
 import threading
 import time
+import uuid
 import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -70,11 +71,52 @@ def wait_for(
 
 # A command waits here until the test calls `open_gate` (at most 60 s), so a test can look at a
 # running job without racing its end.
-GATE = 'for _ in $(seq 1200); do [ -f "$DUMONT_WORKSPACE/../gate" ] && break; sleep 0.05; done'
+GATE = 'for _ in $(seq 1200); do [ -f "$DUMONT_WORKSPACE/.gate" ] && break; sleep 0.05; done'
 
 
 def open_gate(server: LocalServer, job_id: str) -> None:
-    (job_dir(server, job_id) / "gate").touch()
+    (job_dir(server, job_id) / "workspace" / ".gate").touch()
+
+
+class Counter:
+    """Numbers 1, 2, 3… per key over loopback HTTP: how a job counts its own attempts (each
+    attempt has a fresh workspace, and a sandbox sees nothing else of this machine)."""
+
+    def __init__(self) -> None:
+        counts: dict[str, int] = {}
+        lock = threading.Lock()
+        self.counts = counts
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                with lock:
+                    counts[self.path] = counts.get(self.path, 0) + 1
+                    body = str(counts[self.path]).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def shell(self, var: str = "n") -> str:
+        """Shell that sets `$var` to the next number of a fresh key."""
+        url = f"{self.url}/{uuid.uuid4().hex}"
+        fetch = f"import urllib.request; print(urllib.request.urlopen('{url}').read().decode())"
+        return f'{var}=$(python -c "{fetch}")'
+
+    def total(self) -> int:
+        """How many numbers were handed out so far."""
+        return sum(self.counts.values())
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def wait_until(predicate: Any, timeout: float = 60, what: str = "condition") -> None:

@@ -18,6 +18,7 @@ from dumont_plan.server.provider.sandbox import Sandbox
 from tests.server.jobfixtures import (
     GATE,
     JOBS,
+    Counter,
     create_job,
     get_job,
     group_alive,
@@ -284,13 +285,16 @@ def test_a_failing_setup_script_fails_the_job_before_the_command(user: UserSessi
 
 
 def test_max_retries_retries_a_failing_run(user: UserSession) -> None:
-    counter = 'c="$DUMONT_WORKSPACE/../count"; n=$(( $(cat "$c" 2>/dev/null || echo 0) + 1 ))'
-    flaky = create_job(
-        user, command=f'{counter}; echo $n > "$c"; echo run-$n; [ $n -ge 2 ]', max_retries=3
-    )
+    counter = Counter()
+    try:
+        flaky = create_job(
+            user, command=f"{counter.shell()}; echo run-$n; [ $n -ge 2 ]", max_retries=3
+        )
+        done = wait_for(user, flaky["id"], "completed")
+    finally:
+        counter.close()
     always = create_job(user, command="echo failing; exit 5", max_retries=2)
 
-    done = wait_for(user, flaky["id"], "completed")
     assert (done["attempt"], done["exit_code"]) == (2, 0)
     text = logs(user, flaky["id"])
     assert "run-1\n" in text and "run-2\n" in text
@@ -302,8 +306,8 @@ def test_max_retries_retries_a_failing_run(user: UserSession) -> None:
 
 
 @pytest.mark.slow
-def test_source_git_clones_the_repo_and_runs_in_it(tmp_path: Path, user: UserSession) -> None:
-    url = make_git_repo(tmp_path / "repo")
+def test_source_git_clones_the_repo_and_runs_in_it(shared_path: Path, user: UserSession) -> None:
+    url = make_git_repo(shared_path / "repo")
     main = create_job(user, source="git", git_url=url, command="bash run.sh")
     branch = create_job(
         user, source="git", git_url=url, git_branch="feature", command="bash run.sh"
@@ -313,7 +317,7 @@ def test_source_git_clones_the_repo_and_runs_in_it(tmp_path: Path, user: UserSes
     assert logs(user, main["id"]).endswith("from git main: repo\n")
     assert logs(user, branch["id"]).endswith("from git feature\n")
 
-    missing = create_job(user, source="git", git_url=str(tmp_path / "nope"), command="true")
+    missing = create_job(user, source="git", git_url=str(shared_path / "nope"), command="true")
     failed = wait_for(user, missing["id"], "failed")
     assert failed["error_message"] == "source step failed (exit code 128)"
 

@@ -44,6 +44,7 @@ def env_server(tmp_path_factory: pytest.TempPathFactory, hub: FakeHub) -> Iterat
     wheelhouse = tmp_path_factory.mktemp("wheelhouse")
     build_wheel(wheelhouse)
     env = {
+        "DUMONT_SERVER_SHARED_DIRS": str(tmp_path_factory.getbasetemp() / "env-shared"),
         "HF_ENDPOINT": hub.url,
         "PIP_NO_INDEX": "1",
         "PIP_FIND_LINKS": str(wheelhouse),
@@ -89,8 +90,11 @@ def test_pip_packages_install_from_the_local_wheelhouse(env_user: UserSession) -
 
 
 @pytest.mark.slow
-def test_source_git_installs_the_repos_requirements(tmp_path: Path, env_user: UserSession) -> None:
-    url = make_git_repo(tmp_path / "repo", {"requirements.txt": "dumont_tinypkg\n"})
+def test_source_git_installs_the_repos_requirements(
+    tmp_path_factory: pytest.TempPathFactory, env_user: UserSession
+) -> None:
+    shared = tmp_path_factory.getbasetemp() / "env-shared"
+    url = make_git_repo(shared / "repo", {"requirements.txt": "dumont_tinypkg\n"})
     job = create_job(
         env_user,
         source="git",

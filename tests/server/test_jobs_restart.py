@@ -12,6 +12,7 @@ import pytest
 from dumont_plan.server.provider.jobs import LOST_WHILE_DOWN
 from tests.server.jobfixtures import (
     GATE,
+    Counter,
     create_job,
     get_job,
     group_alive,
@@ -82,12 +83,12 @@ def test_a_runner_lost_while_the_control_plane_was_down_fails_the_job(tmp_path: 
 @pytest.mark.slow
 def test_an_interrupted_run_is_retried_when_max_retries_allows(tmp_path: Path) -> None:
     server = LocalServer(tmp_path / "plane").start()
+    counter = Counter()
     try:
         user = new_user(server.url)
-        first = '"$DUMONT_WORKSPACE/../first"'
-        once = f"[ -f {first} ] || {{ touch {first}; sleep 60; }}"
+        once = f'{counter.shell()}; [ "$n" -gt 1 ] || sleep 60'
         job = create_job(user, command=f"echo run; {once}", max_retries=1)
-        wait_for(user, job["id"], "running")
+        wait_until(lambda: counter.total() == 1, what="the first attempt to count itself")
         state = runner_state(server, job["id"])
         server.kill()
         os.kill(state["pid"], signal.SIGKILL)
@@ -102,4 +103,5 @@ def test_an_interrupted_run_is_retried_when_max_retries_allows(tmp_path: Path) -
         assert text.endswith("[dumont] attempt 2 of 2\nrun\n")
         assert not group_alive(state["child_pgid"])
     finally:
+        counter.close()
         server.stop()

@@ -67,8 +67,8 @@ def _is_control_plane(pid: int) -> bool:
 
 @contextlib.contextmanager
 def _start_lock(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "server.lock", "a+") as fh:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(os.open(directory / "server.lock", os.O_RDWR | os.O_CREAT, 0o600), "a+") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -99,8 +99,22 @@ def running_server(directory: Path | None = None) -> ServerInfo | None:
     return ServerInfo(pid, port, url, directory)
 
 
+def server_args(directory: Path, host: str, port: int, multi_user: bool) -> list[str]:
+    """The command line of a local control plane on `directory` (single-user by default:
+    its one account is the local user of `local-user.json`)."""
+    args = [sys.executable, "-m", "dumont_plan.server", "--data-dir", str(directory)]
+    args += ["--host", host, "--port", str(port)]
+    if multi_user:
+        args.append("--multi-user")
+    local_credentials(directory)
+    return [*args, "--local-user-file", str(directory / "local-user.json")]
+
+
 def start_server(
-    directory: Path | None = None, port: int = 0, host: str = "127.0.0.1"
+    directory: Path | None = None,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    multi_user: bool = False,
 ) -> ServerInfo:
     """Return the running local control plane, starting it in the background if needed."""
     directory = directory or data_dir()
@@ -111,21 +125,9 @@ def start_server(
         port_file = directory / "server.port.json"
         port_file.unlink(missing_ok=True)
         log_path = directory / "server.log"
-        with open(log_path, "ab") as log:
+        with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "dumont_plan.server",
-                    "--data-dir",
-                    str(directory),
-                    "--host",
-                    host,
-                    "--port",
-                    str(port),
-                    "--port-file",
-                    str(port_file),
-                ],
+                [*server_args(directory, host, port, multi_user), "--port-file", str(port_file)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

@@ -7,10 +7,12 @@ import sys
 
 import typer
 
-from dumont_plan.cli.embedded import running_server, start_server, stop_server
+from dumont_plan.cli.embedded import running_server, server_args, start_server, stop_server
 from dumont_plan.cli.output import OutputFormat, OutputOpt, console, emit_json
+from dumont_plan.client import health
 from dumont_plan.config import data_dir
 from dumont_plan.errors import DumontError
+from dumont_plan.wire import is_loopback
 
 app = typer.Typer(
     help="Manage the local control plane (started automatically when no API URL is set).",
@@ -23,9 +25,23 @@ def start(
     port: int = typer.Option(0, help="Port on 127.0.0.1; 0 picks a free one."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     foreground: bool = typer.Option(False, help="Run in this terminal until Ctrl-C."),
+    multi_user: bool = typer.Option(
+        False,
+        "--multi-user",
+        help="Let others register (needs workload isolation: bubblewrap); default single-user.",
+    ),
     test_hooks: bool = typer.Option(False, hidden=True),
 ) -> None:
     """Start the local control plane in the background (or the foreground)."""
+    if not is_loopback(host):
+        if not multi_user:
+            raise DumontError(
+                f"--host {host} is not a loopback address: other machines could reach it",
+                "add --multi-user (anyone who reaches the port can then register)",
+            )
+        console.print(
+            f"[yellow]warning:[/] listening on {host}: anyone who reaches this port can register."
+        )
     if foreground:
         current = running_server()
         if current is not None:
@@ -33,12 +49,12 @@ def start(
                 f"a local control plane already runs at {current.url} (pid {current.pid})",
                 "stop it first (`dumont server stop`)",
             )
-        args = [sys.executable, "-m", "dumont_plan.server", "--data-dir", str(data_dir())]
-        args += ["--host", host, "--port", str(port), "--record", str(data_dir() / "server.json")]
+        args = server_args(data_dir(), host, port, multi_user)
+        args += ["--record", str(data_dir() / "server.json")]
         if test_hooks:
             args.append("--test-hooks")
         os.execv(sys.executable, args)
-    info = start_server(port=port, host=host)
+    info = start_server(port=port, host=host, multi_user=multi_user)
     console.print(f"Local control plane running at {info.url} (pid {info.pid}).")
 
 
@@ -52,15 +68,23 @@ def stop() -> None:
         console.print(f"Stopped the local control plane (pid {info.pid}).")
 
 
+def _capability(capabilities: list[str], prefix: str) -> str | None:
+    return next((c[len(prefix) :] for c in capabilities if c.startswith(prefix)), None)
+
+
 @app.command()
 def status(output: OutputOpt = OutputFormat.table) -> None:
-    """Show whether the local control plane runs, and where."""
+    """Show whether the local control plane runs, where, and how it isolates jobs."""
     info = running_server()
+    body = health(info.url) if info else None
+    capabilities = [str(c) for c in (body or {}).get("capabilities") or []]
     data = {
         "running": info is not None,
         "url": info.url if info else None,
         "pid": info.pid if info else None,
         "data_dir": str(data_dir()),
+        "isolation": _capability(capabilities, "isolation."),
+        "users": _capability(capabilities, "users."),
     }
     if output is OutputFormat.json:
         emit_json(data)
@@ -68,3 +92,8 @@ def status(output: OutputOpt = OutputFormat.table) -> None:
         console.print(f"Not running (data dir {data['data_dir']}).")
     else:
         console.print(f"Running at {info.url} (pid {info.pid}, data dir {data['data_dir']}).")
+        console.print(f"isolation: {data['isolation']}; users: {data['users']}")
+        if data["isolation"] == "none":
+            console.print(
+                "[yellow]warning:[/] jobs run unisolated (no bubblewrap); see the server log."
+            )

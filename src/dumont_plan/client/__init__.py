@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -13,7 +14,7 @@ from dumont_plan.client.history import HistoryAPI
 from dumont_plan.client.instances import InstancesAPI
 from dumont_plan.client.jobs import JobsAPI
 
-__all__ = ["DumontClient", "RetryPolicy", "Transport", "is_healthy"]
+__all__ = ["DumontClient", "RetryPolicy", "Transport", "health", "is_healthy"]
 
 
 class DumontClient:
@@ -54,13 +55,19 @@ class DumontClient:
         self.transport.http.close()
 
 
-def is_healthy(url: str, timeout: float = 2.0) -> bool:
-    """One unauthenticated `GET {url}/health` (no retries): does it answer `healthy`?"""
+def health(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """One unauthenticated `GET {url}/health` (no retries): its body when `healthy`, else None."""
     try:
         response = httpx.get(f"{url}/health", timeout=timeout)
         body = response.json()
     except (httpx.HTTPError, ValueError):
-        return False
-    return (
+        return None
+    healthy = (
         response.status_code == 200 and isinstance(body, dict) and body.get("status") == "healthy"
     )
+    return body if healthy else None
+
+
+def is_healthy(url: str, timeout: float = 2.0) -> bool:
+    """One unauthenticated `GET {url}/health` (no retries): does it answer `healthy`?"""
+    return health(url, timeout) is not None

@@ -16,7 +16,10 @@ import uvicorn
 
 from dumont_plan.files import write_atomic
 from dumont_plan.server.app import create_app
+from dumont_plan.server.provider.isolation import isolation_of, probe
+from dumont_plan.server.routes.auth import add_user
 from dumont_plan.server.settings import ServerSettings
+from dumont_plan.wire import LOOPBACK_NAMES, is_loopback
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,10 +32,40 @@ def main(argv: list[str] | None = None) -> int:
         "--record", type=Path, help="keep {pid, port, url} here (0600) while serving"
     )
     parser.add_argument("--test-hooks", action="store_true", help="enable /api/v1/_local routes")
+    parser.add_argument(
+        "--multi-user",
+        action="store_true",
+        help="let anyone who reaches the port register (needs workload isolation)",
+    )
+    parser.add_argument(
+        "--local-user-file",
+        type=Path,
+        help='create the account {"email", "password"} of this file on start (single-user)',
+    )
+    parser.add_argument(
+        "--isolation",
+        choices=["auto", "none"],
+        default="auto",
+        help="auto: run workloads under bubblewrap when it works; none: unisolated",
+    )
+    parser.add_argument(
+        "--trusted-host",
+        action="append",
+        default=[],
+        help="another name clients use for this server (Host header); repeatable",
+    )
+    parser.add_argument(
+        "--share-dir",
+        action="append",
+        type=Path,
+        default=[],
+        help="a host directory every workload may read; repeatable",
+    )
     parser.add_argument("--fault-rate", type=float, default=None)
     parser.add_argument("--log-level", default="warning")
     add_limit_arguments(parser)
     args = parser.parse_args(argv)
+    os.umask(0o077)  # the data dir and all it holds: 0700 dirs, 0600 files
 
     settings = ServerSettings.from_env(
         args.data_dir.resolve(),
@@ -40,7 +73,17 @@ def main(argv: list[str] | None = None) -> int:
         enable_test_hooks=True if args.test_hooks else None,
         fault_rate=args.fault_rate,
         log_cap_bytes=args.log_cap_bytes,
+        multi_user=args.multi_user,
+        isolation=args.isolation,
     )
+    settings.shared_dirs += [p.resolve() for p in args.share_dir]
+    settings.trusted_hosts = [args.host, *LOOPBACK_NAMES, *args.trusted_host]
+    problem = check_exposure(settings)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    settings.data_dir.chmod(0o700)
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on accepted sockets whose proto says
     # TCP (a proto of 0 is inherited by them); without it every response on a kept-alive
     # connection waits ~40 ms (Nagle's algorithm against the client's delayed ACK).
@@ -51,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     sock.set_inheritable(True)
     settings.port = int(sock.getsockname()[1])
     app = create_app(settings)
+    if args.local_user_file:
+        creds = json.loads(args.local_user_file.read_text(encoding="utf-8"))
+        add_user(app.state.dumont, str(creds["email"]), str(creds["password"]))
     if args.port_file:
         bound = {"host": args.host, "port": settings.port, "pid": os.getpid()}
         write_atomic(args.port_file, json.dumps(bound), durable=False)
@@ -58,7 +104,22 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://{host}:{settings.port}"
     if args.record:
         write_record(args.record, {"pid": os.getpid(), "port": settings.port, "url": url})
-    print(f"Dumont local control plane at {url} (data dir {settings.data_dir})", file=sys.stderr)
+    users = "multi-user" if settings.multi_user else "single-user"
+    isolation = isolation_of(settings)
+    print(
+        f"Dumont local control plane at {url} (data dir {settings.data_dir}; {users};"
+        f" isolation: {isolation})",
+        file=sys.stderr,
+    )
+    if isolation == "none":
+        reason = probe() or "turned off with --isolation none"
+        print(f"warning: jobs and instances run unisolated: {reason}", file=sys.stderr)
+    if not is_loopback(args.host):
+        print(
+            f"warning: listening on {args.host}: anyone who reaches this port can register;"
+            " clients must use one of the names given with --trusted-host",
+            file=sys.stderr,
+        )
     sys.stderr.flush()
     config = uvicorn.Config(app, log_level=args.log_level, access_log=False)
     server = uvicorn.Server(config)
@@ -93,6 +154,22 @@ def positive_int(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def check_exposure(settings: ServerSettings) -> str | None:
+    """Why this server must not start as configured, or None."""
+    if not is_loopback(settings.host) and not settings.multi_user:
+        return (
+            f"--host {settings.host} is not a loopback address; a control plane reachable from"
+            " other machines must be started with --multi-user"
+        )
+    if settings.multi_user and isolation_of(settings) == "none":
+        reason = probe() or "--isolation none was given"
+        return (
+            "a multi-user control plane runs other users' jobs and needs workload isolation,"
+            f" which is not available: {reason}"
+        )
+    return None
 
 
 def write_record(path: Path, record: dict[str, object]) -> None:

@@ -90,6 +90,35 @@ def api_fallback_route(app: FastAPI) -> BaseRoute:
     return next(r for r in app.router.routes if getattr(r, "name", None) == "api_fallback")
 
 
+class TrustedHosts:
+    """Answers 400 to a request whose Host header names another host (DNS rebinding: a web
+    page whose name now resolves to 127.0.0.1 must not reach this API). The port is not
+    checked: a local relay or proxy may carry the request from another port."""
+
+    def __init__(self, app: ASGIApp, names: list[str]) -> None:
+        self.app = app
+        self.names = {n.strip("[]").lower() for n in names}
+
+    def allowed(self, host: str) -> bool:
+        name = host.lower()
+        if name.startswith("["):
+            name = name[1:].partition("]")[0]
+        elif name.count(":") == 1:
+            name = name.partition(":")[0]
+        return name in self.names
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            host = headers.get(b"host", b"").decode("latin-1")
+            if not self.allowed(host):
+                message = f"Invalid Host header {host!r}: this server answers only to its own name"
+                response = JSONResponse({"error": message}, status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _has_route(app: FastAPI, scope: Scope) -> bool:
     """Whether a route other than the /api fallback matches `scope` (any method)."""
     for route in app.router.routes:
@@ -103,7 +132,7 @@ def _has_route(app: FastAPI, scope: Scope) -> bool:
 
 def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
     """Build the app; `background=False` skips the reconciler loop (for pure API tests)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     state = AppState(
         settings=settings,
         store=Store(settings.db_path),
@@ -161,4 +190,6 @@ def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
         app.add_middleware(FaultMiddleware, faults=app.state.faults)
     routes.add("", [api_fallback_route(app)])
     app.add_middleware(CountRequests, counter=app.state.request_counts, routes=routes)
+    if settings.trusted_hosts is not None:
+        app.add_middleware(TrustedHosts, names=settings.trusted_hosts)
     return app

@@ -35,6 +35,20 @@ class ServerSettings:
     reconcile_interval: float = 0.5
     # A job's log keeps its head and its last part past this many bytes (provider/joblog.py).
     log_cap_bytes: int = 32 * 1024 * 1024
+    # Whether anyone may register (a multi-user server). The embedded server is single-user:
+    # `python -m dumont_plan.server` sets this from --multi-user; in-process apps keep True.
+    multi_user: bool = True
+    # Workload isolation: "auto" (bubblewrap when it works here) or "none".
+    isolation: str = "auto"
+    # Host names a request's Host header may carry besides the bound address and loopback
+    # names; None: no check (in-process apps only; the served app always checks).
+    trusted_hosts: list[str] | None = None
+    # Host directories every workload may read (read-only, at the same path).
+    shared_dirs: list[Path] = field(default_factory=list)
+    # Per-workload limits (0: not limited; memory 0: the machine's RAM).
+    workload_processes: int = 1024
+    workload_open_files: int = 4096
+    workload_memory_bytes: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -57,6 +71,9 @@ class ServerSettings:
             raw = os.environ.get(name)
             if raw:
                 setattr(settings, attribute, kind(raw))
+        shared = os.environ.get("DUMONT_SERVER_SHARED_DIRS")
+        if shared:
+            settings.shared_dirs = [Path(p) for p in shared.split(os.pathsep) if p]
         for key, value in overrides.items():
             if value is not None:
                 setattr(settings, key, value)

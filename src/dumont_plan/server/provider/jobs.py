@@ -39,7 +39,7 @@ from sqlite3 import Connection, Row
 from typing import Any
 
 from dumont_plan.server.context import AppState
-from dumont_plan.server.provider import joblog, runner
+from dumont_plan.server.provider import isolation, joblog, runner
 from dumont_plan.server.provider.joblog import LogPiece, WholeLog
 from dumont_plan.server.provider.sandbox import (
     Sandbox,
@@ -207,6 +207,7 @@ def submit_job(
         "has_hf_token": bool(hf_token),
         "timeout_seconds": timeout_seconds,
         "log_cap_bytes": state.settings.log_cap_bytes,
+        "sandbox": isolation.job_sandbox(config, state.settings),
     }
     directory = job_dir(state, job_id)
     directory.mkdir(parents=True)

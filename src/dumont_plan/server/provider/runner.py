@@ -33,19 +33,20 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from dumont_plan.server.provider import isolation
 from dumont_plan.server.provider.joblog import CappedLog
 from dumont_plan.server.provider.sandbox import (
+    TAG_VAR,
     Sandbox,
     kill_group,
     kill_tagged,
     process_start_time,
     python_wrappers,
     read_json,
-    workload_env,
     write_json_atomic,
 )
 
@@ -105,7 +106,7 @@ def url_password(url: str | None) -> str | None:
     return None
 
 
-def build_script(spec: dict[str, Any], workspace: Path) -> str:
+def build_script(spec: dict[str, Any], workspace: PurePosixPath | Path) -> str:
     """The bash script of one attempt (no secret in it)."""
     q = shlex.quote
     source = spec.get("source", "command")
@@ -185,6 +186,7 @@ class Runner:
         self.log = LogWriter(job_dir / LOG_FILE, secrets, int(cap) if cap else None)
         self.cancelled = False
         self.child_pgid: int | None = None
+        self.isolated = (self.spec.get("sandbox") or {}).get("isolation") == "bwrap"
 
     # -- state -------------------------------------------------------------------------------
     def save(self, **changes: Any) -> None:
@@ -197,34 +199,59 @@ class Runner:
 
     # -- one attempt -------------------------------------------------------------------------
     def job_env(self, control_fd: int) -> dict[str, str]:
-        env_dir = self.sandbox.env_dir
-        site = env_dir / "site"
-        extra = {
-            "DUMONT_JOB_ID": str(self.spec["job_id"]),
-            "DUMONT_WORKSPACE": str(self.sandbox.workspace),
-            "DUMONT_PYTHON": sys.executable,
-            "DUMONT_SITE": str(site),
-            "DUMONT_CONTROL_FD": str(control_fd),
-            "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "PYTHONPATH": os.pathsep.join(
-                p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p
-            ),
-            "PYTHONUNBUFFERED": "1",
-            "HF_HOME": str(env_dir / "hf-home"),
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            "PIP_NO_INPUT": "1",
-            "GIT_TERMINAL_PROMPT": "0",
-        }
-        env = workload_env(str(self.spec["job_id"]), extra)
+        """The command's environment: an allowlist of the control plane's, plus the job's own."""
+        job_id = str(self.spec["job_id"])
+        if self.isolated:
+            workspace, env_dir = isolation.WORKSPACE, isolation.ENV_MOUNT
+            system_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        else:
+            workspace, env_dir = str(self.sandbox.workspace), str(self.sandbox.env_dir)
+            system_path = os.environ.get("PATH", "/usr/bin:/bin")
+        site = f"{env_dir}/site"
+        env = isolation.allowed_env()
+        env.update(
+            {
+                TAG_VAR: job_id,
+                "DUMONT_JOB_ID": job_id,
+                "DUMONT_WORKSPACE": workspace,
+                "DUMONT_PYTHON": sys.executable,
+                "DUMONT_SITE": site,
+                "DUMONT_CONTROL_FD": str(control_fd),
+                "HOME": workspace,
+                "PATH": f"{env_dir}/bin{os.pathsep}{system_path}",
+                "PYTHONPATH": site,
+                "PYTHONUNBUFFERED": "1",
+                "HF_HOME": f"{env_dir}/hf-home",
+                "HF_HUB_DISABLE_TELEMETRY": "1",
+                "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                "PIP_NO_INPUT": "1",
+                "GIT_TERMINAL_PROMPT": "0",
+            }
+        )
         if self.hf_token:
             env["HF_TOKEN"] = self.hf_token
         return env
 
+    def job_argv(self, script: Path) -> list[str]:
+        """How the attempt's script starts: in a sandbox of its own when isolation is on."""
+        if not self.isolated:
+            return ["bash", str(script)]
+        settings = self.spec.get("sandbox") or {}
+        limits = isolation.Limits(**(settings.get("limits") or {}))
+        mounts = isolation.Mounts(
+            workspace=self.sandbox.workspace,
+            env_dir=self.sandbox.env_dir,
+            script=script,
+            hidden=tuple(Path(p) for p in settings.get("hidden") or []),
+            shared=tuple(Path(p) for p in settings.get("shared") or []),
+        )
+        return isolation.wrap_command(["bash", isolation.SCRIPT_MOUNT], mounts, limits)
+
     def prepare(self) -> None:
         self.sandbox.create()
         (self.sandbox.env_dir / "site").mkdir()
+        (self.sandbox.env_dir / "hf-home").mkdir()
         python_wrappers(self.sandbox.env_dir / "bin")
 
     def run_attempt(self) -> tuple[str, int | None, str | None]:
@@ -242,28 +269,29 @@ class Runner:
             self.log.note(f"attempt {attempt} of {self.max_attempts}")
         self.prepare()
         script = self.dir / SCRIPT_FILE
-        script.write_text(build_script(self.spec, self.sandbox.workspace), encoding="utf-8")
+        workspace = PurePosixPath(isolation.WORKSPACE) if self.isolated else self.sandbox.workspace
+        script.write_text(build_script(self.spec, workspace), encoding="utf-8")
         deadline = now + float(self.spec.get("timeout_seconds", 480 * 60))
         control_r, control_w = os.pipe()
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        try:
-            if self.cancelled:
-                os.close(control_r)
-                os.close(control_w)
-                return "cancelled", None, None
-            proc = subprocess.Popen(
-                ["bash", str(script)],
-                cwd=self.sandbox.workspace,
-                env=self.job_env(control_w),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                pass_fds=(control_w,),
-                process_group=0,
-            )
-            self.child_pgid = proc.pid
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        if self.cancelled:
+            os.close(control_r)
+            os.close(control_w)
+            return "cancelled", None, None
+        # No signal is blocked around the start (a blocked mask would be inherited by the job):
+        # a SIGTERM that arrives before `child_pgid` is set is seen through `cancelled` below.
+        proc = subprocess.Popen(
+            self.job_argv(script),
+            cwd=self.sandbox.workspace,
+            env=self.job_env(control_w),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=(control_w,),
+            process_group=0,
+        )
+        self.child_pgid = proc.pid
+        if self.cancelled:
+            kill_group(proc.pid)
         os.close(control_w)
         self.save(child_pgid=proc.pid)
         step, step_error, timed_out = self.pump(proc, control_r, deadline)
@@ -431,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             print("usage: runner hf-download REPO REVISION DEST", file=sys.stderr)
             return 2
         return hf_download(args[1], args[2], args[3])
+    os.umask(0o077)
     parser = argparse.ArgumentParser(prog="python -m dumont_plan.server.provider.runner")
     parser.add_argument("job_dir", type=Path)
     parser.add_argument("--token", required=True)

@@ -66,6 +66,10 @@ class LoginResponse(BaseModel):
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
+REGISTRATION_CLOSED = (
+    "Registration is closed: this control plane is single-user (its local user only); "
+    "start it with `dumont server start --multi-user` to let others register"
+)
 THROTTLED: dict[int | str, dict[str, Any]] = {
     429: {"description": "Too many failed logins (see Retry-After)"}
 }
@@ -98,8 +102,20 @@ def _create_user(state: AppState, body: RegisterRequest) -> int:
         return int(cursor.lastrowid or 0)
 
 
+def add_user(state: AppState, email: str, password: str) -> bool:
+    """Create an account outside a request (the single-user server's local user); False when
+    the e-mail is taken."""
+    try:
+        _create_user(state, RegisterRequest(email=email, password=password))
+    except HTTPException:
+        return False
+    return True
+
+
 @router.post("/register", response_model=LoginResponse, responses=BUSY)
 async def register(body: RegisterRequest, state: StateDep) -> dict[str, Any]:
+    if not state.settings.multi_user:
+        raise HTTPException(403, REGISTRATION_CLOSED)
     user_id = await state.hash_pool.run(lambda: _create_user(state, body))
     token = _issue(state, user_id, body.email, 0)
     return {"success": True, "user": body.email, "token": token}

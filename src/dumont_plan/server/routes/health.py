@@ -7,6 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from dumont_plan import __version__
+from dumont_plan.server.context import StateDep
+from dumont_plan.server.provider.isolation import isolation_of
 
 # Additive extensions this server offers beyond the real platform's contract.
 CAPABILITIES = [
@@ -31,10 +33,13 @@ router = APIRouter()
 
 
 @router.get("/health", tags=["meta"])
-def health() -> dict[str, Any]:
+def health(state: StateDep) -> dict[str, Any]:
+    """`isolation.bwrap` or `isolation.none` says how workloads run; `users.single` or
+    `users.multi` whether others may register."""
+    users = "users.multi" if state.settings.multi_user else "users.single"
     return {
         "status": "healthy",
         "version": __version__,
         "service": "dumont-local-control-plane",
-        "capabilities": CAPABILITIES,
+        "capabilities": [*CAPABILITIES, f"isolation.{isolation_of(state.settings)}", users],
     }

@@ -1,0 +1,279 @@
+"""Isolation of workloads: each job and instance runs under bubblewrap (`bwrap`).
+
+What a sandboxed workload gets (`wrap_command`):
+
+- its own PID namespace, with bwrap as its init: when the workload's main process ends, or
+  bwrap is killed, or the process that started bwrap dies (`--die-with-parent`), the kernel
+  kills every process left in the namespace, also those started with `setsid`, `env -i` or a
+  double fork;
+- its own mount namespace: its workspace at `/workspace` (read-write), its tools dir at
+  `/dumont/env` (read-write), the system's `/usr` (and the `/bin`, `/lib*` links), a few
+  world-readable files of `/etc` (name service, TLS certificates, no `/etc/shadow`), the Python
+  installation that runs the control plane (read-only) and the directories the operator shares
+  (read-only); the control plane's data dir, other sandboxes and other processes are not there;
+- uid and gid 65534 in a user namespace of its own, a fresh session, and the network;
+- resource limits set by `prlimit` (processes, data memory, open files, file size).
+
+`probe()` says once per process whether bwrap works here (it needs unprivileged user
+namespaces, so not macOS and not every container). Without it workloads run unisolated: the
+single-user embedded server says so in its log and `/health`; a multi-user server refuses to
+start (`server/__main__.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dumont_plan
+from dumont_plan.server.settings import ServerSettings
+
+WORKSPACE = "/workspace"
+ENV_MOUNT = "/dumont/env"
+SCRIPT_MOUNT = "/dumont/run.sh"
+SANDBOX_UID = 65534
+MAX_LIMIT = 2**62  # a limit above this (or a disk_size of inf) counts as no limit
+# World-readable system files a workload may need: name service, TLS, dynamic linker, time zone.
+ETC_FILES = (
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/nsswitch.conf",
+    "/etc/gai.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/services",
+    "/etc/protocols",
+    "/etc/localtime",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/ca-certificates.conf",
+    "/etc/pki",
+    "/etc/alternatives",
+    "/etc/mime.types",
+    "/etc/os-release",
+    "/etc/pip.conf",
+)
+# Top-level system dirs: a symlink on merged-/usr systems (kept as a link), else bound.
+SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Variables of the control plane's environment that reach workloads (everything else stays out).
+ALLOWED_ENV = (
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TERM",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_NO_INDEX",
+    "PIP_TRUSTED_HOST",
+    "HF_ENDPOINT",
+    "HF_HUB_OFFLINE",
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "TOKENIZERS_PARALLELISM",
+    "PYTORCH_CUDA_ALLOC_CONF",
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one workload (0: not limited)."""
+
+    processes: int = 1024
+    open_files: int = 4096
+    data_bytes: int = 0
+    file_bytes: int = 0
+
+    def prlimit_args(self) -> list[str]:
+        args = [f"--nofile={self.open_files}", f"--nproc={self.processes}"]
+        if self.data_bytes:
+            args.append(f"--data={self.data_bytes}")
+        if self.file_bytes:
+            args.append(f"--fsize={self.file_bytes}")
+        return args
+
+
+@dataclass(frozen=True)
+class Mounts:
+    """Where one workload's own directories are on the host."""
+
+    workspace: Path
+    env_dir: Path
+    script: Path | None = None
+    hidden: tuple[Path, ...] = ()
+    shared: tuple[Path, ...] = field(default_factory=tuple)
+
+
+def allowed_env() -> dict[str, str]:
+    """The allowlisted part of this process's environment."""
+    return {k: os.environ[k] for k in ALLOWED_ENV if os.environ.get(k)}
+
+
+def _bwrap() -> str | None:
+    return shutil.which("bwrap") if sys.platform.startswith("linux") else None
+
+
+@functools.cache
+def probe() -> str | None:
+    """Why workloads cannot be isolated here, or None when bwrap works (checked once)."""
+    path = _bwrap()
+    if path is None:
+        if not sys.platform.startswith("linux"):
+            return f"bubblewrap needs Linux (this is {sys.platform})"
+        return "bubblewrap (bwrap) is not installed; install it with: apt-get install bubblewrap"
+    test = [path, *_system_args(), "--uid", str(SANDBOX_UID), "--", "/bin/sh", "-c", ":"]
+    try:
+        done = subprocess.run(test, capture_output=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap does not run: {exc}"
+    if done.returncode != 0:
+        first = (done.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[0]
+        return f"bubblewrap cannot create a sandbox here (user namespaces disabled?): {first}"
+    return None
+
+
+def active() -> bool:
+    return probe() is None
+
+
+def name() -> str:
+    """The isolation in use: `bwrap` or `none`."""
+    return "bwrap" if active() else "none"
+
+
+def _system_args() -> list[str]:
+    args = ["--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
+    args += ["--ro-bind", "/usr", "/usr"]
+    for top in SYSTEM_DIRS:
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/var/tmp"]
+    return args
+
+
+def _world_readable(path: str) -> bool:
+    try:
+        return bool(os.stat(path).st_mode & 0o004)
+    except OSError:
+        return False
+
+
+def python_paths() -> list[Path]:
+    """The Python installation workloads share: interpreter prefix, venv, this package."""
+    package_root = Path(dumont_plan.__file__).resolve().parents[1]
+    found: list[Path] = []
+    for raw in (sys.base_prefix, sys.prefix, str(package_root)):
+        path = Path(raw).resolve()
+        if not any(path == p or path.is_relative_to(p) for p in found):
+            found.append(path)
+    return found
+
+
+def wrap_command(
+    command: list[str],
+    mounts: Mounts,
+    limits: Limits,
+    chdir: str = WORKSPACE,
+) -> list[str]:
+    """`command` run inside a fresh sandbox.
+
+    The workload's environment is the environment this argv is started with (never in the
+    argv: anyone can read a command line).
+    """
+    bwrap = _bwrap()
+    if bwrap is None:
+        raise RuntimeError("bubblewrap is not available")
+    args = [bwrap, *_system_args()]
+    for item in ETC_FILES:
+        if _world_readable(item):
+            args += ["--ro-bind", item, item]
+    ro_paths = [*python_paths(), *(p.resolve() for p in mounts.shared)]
+    for path in ro_paths:
+        args += ["--ro-bind", str(path), str(path)]
+    for hidden in mounts.hidden:
+        resolved = hidden.resolve()
+        if any(resolved.is_relative_to(p) for p in ro_paths):
+            args += ["--tmpfs", str(resolved)]
+    args += ["--bind", str(mounts.workspace), WORKSPACE]
+    args += ["--bind", str(mounts.env_dir), ENV_MOUNT]
+    if mounts.script is not None:
+        args += ["--ro-bind", str(mounts.script), SCRIPT_MOUNT]
+    args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--chdir", chdir]
+    prlimit = shutil.which("prlimit")
+    prefix = [prlimit, *limits.prlimit_args(), "--"] if prlimit else []
+    return [*prefix, *args, "--", *command]
+
+
+def _local_path(value: str) -> Path | None:
+    """The host path a git URL or pip requirement names, when it names one that exists."""
+    raw = value[len("file://") :] if value.startswith("file://") else value
+    if not raw.startswith("/"):
+        return None
+    path = Path(raw)
+    return path if path.exists() else None
+
+
+def job_sandbox(config: dict[str, Any], settings: ServerSettings) -> dict[str, Any]:
+    """What the runner needs to sandbox one job (`spec.json["sandbox"]`).
+
+    Shared read-only: the operator's `shared` dirs and the local `PIP_FIND_LINKS` dirs; on a
+    single-user server also the local paths the job names (a `file://` git URL, a wheel): its
+    only user owns this machine's files anyway. On a multi-user server those are not visible.
+    """
+    paths = [p for p in settings.shared_dirs if p.exists()]
+    for link in os.environ.get("PIP_FIND_LINKS", "").split():
+        local = _local_path(link)
+        if local is not None:
+            paths.append(local)
+    if not settings.multi_user:
+        named = [str(config.get("git_url") or ""), *(config.get("pip_packages") or [])]
+        paths += [p for p in map(_local_path, named) if p is not None]
+    data = settings.data_dir.resolve()
+    visible = {str(p.resolve()) for p in paths if not p.resolve().is_relative_to(data)}
+    disk = float(config.get("disk_size") or 0) * 1024**3
+    file_bytes = int(disk) if math.isfinite(disk) and 0 < disk < MAX_LIMIT else 0
+    return {
+        "isolation": isolation_of(settings),
+        "hidden": [str(data)],
+        "shared": sorted(visible),
+        "limits": {**asdict(limits_of(settings)), "file_bytes": file_bytes},
+    }
+
+
+def isolation_of(settings: ServerSettings) -> str:
+    """The isolation workloads of this server get: `bwrap` or `none`."""
+    return "none" if settings.isolation == "none" else name()
+
+
+def limits_of(settings: ServerSettings) -> Limits:
+    memory = settings.workload_memory_bytes
+    if not memory:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return Limits(
+        processes=settings.workload_processes,
+        open_files=settings.workload_open_files,
+        data_bytes=max(0, int(memory)),
+    )
