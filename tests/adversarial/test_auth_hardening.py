@@ -121,6 +121,7 @@ def test_cli_login_when_locked_out_says_so_at_once(throttled: LocalServer, tmp_p
     assert PASSWORD not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_a_login_flood_leaves_other_requests_fast(server: LocalServer, user: UserSession) -> None:
     victims = [fresh_email() for _ in range(4)]
     with httpx.Client(base_url=server.url, timeout=60) as http:

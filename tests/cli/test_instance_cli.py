@@ -125,6 +125,7 @@ def test_delete_prints_what_it_deleted_without_asking(run: Cli, user: UserSessio
     )
 
 
+@pytest.mark.slow
 def test_instances_are_invisible_to_other_users(run: Cli, user: UserSession) -> None:
     iid = running_instance(user.client).id
     other = new_user(user.url)

@@ -119,6 +119,7 @@ def test_deploy_each_speed_tier(run: Cli, user: UserSession, tier: str) -> None:
     assert race["offer"]["dph_total"] <= 2.0
 
 
+@pytest.mark.slow
 def test_deploy_in_a_region(run: Cli, user: UserSession) -> None:
     race = deployed(run("wizard", "deploy", "speed=medium", "region=EU", "--output", "json"))
 
