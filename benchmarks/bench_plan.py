@@ -38,6 +38,7 @@ from benchmarks.common import (
     Server,
     benchmark,
     clean_env,
+    compile_package,
     local_server,
     median,
     register_user,
@@ -284,6 +285,7 @@ def sizes(opts: Options) -> list[int]:
 def plan_at_scale(opts: Options) -> list[Row]:
     rows: list[Row] = []
     walls: dict[int, tuple[float, float]] = {}
+    compile_package()
     for n in sizes(opts):
         print(f"  plan: N={n}", file=sys.stderr, flush=True)
         produced, plan_s, floor_s = one_scale(opts, n)
