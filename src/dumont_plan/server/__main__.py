@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         log_cap_bytes=args.log_cap_bytes,
         multi_user=args.multi_user,
         isolation=args.isolation,
+        max_running_jobs=args.max_running_jobs,
+        max_instances=args.max_instances,
     )
     settings.shared_dirs += [p.resolve() for p in args.share_dir]
     settings.trusted_hosts = [args.host, *LOOPBACK_NAMES, *args.trusted_host]
@@ -140,6 +142,19 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="a job's log keeps its head and its last part past this many bytes "
         f"(default {defaults.log_cap_bytes})",
+    )
+    parser.add_argument(
+        "--max-running-jobs",
+        type=positive_int(1),
+        default=None,
+        help="jobs of one user running at once; more wait in pending, started in order "
+        f"(default {defaults.max_running_jobs})",
+    )
+    parser.add_argument(
+        "--max-instances",
+        type=positive_int(1),
+        default=None,
+        help=f"instances one user may have; more get a 429 (default {defaults.max_instances})",
     )
 
 

@@ -22,6 +22,7 @@ from dumont_plan import __version__
 from dumont_plan.server.context import AppState
 from dumont_plan.server.envelope import install_error_handlers
 from dumont_plan.server.faults import FaultMiddleware, FaultQueue
+from dumont_plan.server.limits import RequestGuard
 from dumont_plan.server.reconciler import Reconciler
 from dumont_plan.server.routes import auth, health, history, instances, jobs, local
 from dumont_plan.server.security import load_or_create_secret
@@ -189,6 +190,7 @@ def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
     if settings.fault_rate > 0 or settings.enable_test_hooks:
         app.add_middleware(FaultMiddleware, faults=app.state.faults)
     routes.add("", [api_fallback_route(app)])
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(CountRequests, counter=app.state.request_counts, routes=routes)
     if settings.trusted_hosts is not None:
         app.add_middleware(TrustedHosts, names=settings.trusted_hosts)

@@ -33,6 +33,12 @@ class ServerSettings:
     fault_seed: int = 1
     # How often the reconciler loop ticks, in seconds.
     reconcile_interval: float = 0.5
+    # Per user: jobs running at once (more wait in `pending`, started in order as others
+    # finish) and instances (more are refused with a 429).
+    max_running_jobs: int = 8
+    max_instances: int = 16
+    # Bytes of a request body (413 beyond).
+    max_body_bytes: int = 1024 * 1024
     # A job's log keeps its head and its last part past this many bytes (provider/joblog.py).
     log_cap_bytes: int = 32 * 1024 * 1024
     # Whether anyone may register (a multi-user server). The embedded server is single-user:

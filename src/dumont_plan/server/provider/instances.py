@@ -231,6 +231,16 @@ def create_instance(
         )
     now = time.time()
     with state.store.tx() as conn:
+        owned = conn.execute(
+            "SELECT COUNT(*) FROM instances WHERE user_id = ? AND deleted_at IS NULL", (user_id,)
+        ).fetchone()[0]
+        limit = state.settings.max_instances
+        if int(owned) >= limit:
+            raise InstanceError(
+                429,
+                f"instance limit reached: you have {owned} instances and this server allows "
+                f"{limit} per user; delete one you no longer need (dumont instance delete ID)",
+            )
         taken = conn.execute(
             "SELECT 1 FROM instances WHERE offer_id = ? AND deleted_at IS NULL",
             (params.offer_id,),

@@ -33,13 +33,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from sqlite3 import Connection, Row
 from typing import Any
 
 from dumont_plan.server.context import AppState
 from dumont_plan.server.provider import isolation, joblog, runner
+from dumont_plan.server.provider.job_rows import get_row, job_view
 from dumont_plan.server.provider.joblog import LogPiece, WholeLog
 from dumont_plan.server.provider.sandbox import (
     Sandbox,
@@ -62,12 +62,6 @@ LOST_WHILE_UP = "runner process ended unexpectedly"
 # Extra time the runner gets past its own deadline before the control plane kills it.
 TIMEOUT_GRACE_SECONDS = 5.0
 CANCEL_WAIT_SECONDS = 3.0
-
-
-def utc_iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None).isoformat()
 
 
 def new_job_id() -> str:
@@ -110,75 +104,6 @@ def supervisor(state: AppState) -> Supervisor:
     key = str(state.settings.data_dir)
     with _supervisors_lock:
         return _supervisors.setdefault(key, Supervisor())
-
-
-# -- views ------------------------------------------------------------------------------------
-
-
-def format_duration(seconds: float) -> str:
-    total = int(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes}m {secs}s"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
-
-
-def job_view(row: Row, now: float | None = None) -> dict[str, Any]:
-    """The contract's Job object (plus additive fields) for a row; cost grows while running."""
-    now = time.time() if now is None else now
-    started = row["started_ts"]
-    end = row["completed_ts"] if row["completed_ts"] is not None else now
-    hours = max(0.0, end - started) / 3600 if started is not None else 0.0
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "source": row["source"],
-        "gpu_type": row["gpu_type"],
-        "status": row["status"],
-        "instance_id": None,
-        "ssh_host": None,
-        "ssh_port": None,
-        "created_at": utc_iso(row["created_ts"]),
-        "started_at": utc_iso(started),
-        "completed_at": utc_iso(row["completed_ts"]),
-        "duration": format_duration(end - started) if started is not None else "N/A",
-        "total_cost": round(hours * float(row["price_per_hour"]), 4),
-        "gpu_hours": round(hours, 4),
-        "error_message": row["error_message"],
-        # Additive fields of the local control plane.
-        "use_spot": bool(row["use_spot"]),
-        "num_gpus": int(row["num_gpus"]),
-        "price_per_hour": float(row["price_per_hour"]),
-        "timeout_minutes": int(row["timeout_minutes"]),
-        "max_retries": int(row["max_retries"]),
-        "attempt": int(row["attempt"]),
-        "exit_code": row["exit_code"],
-    }
-
-
-def get_row(state: AppState, user_id: int, job_id: str) -> Row | None:
-    return state.store.query_one(
-        "SELECT * FROM jobs WHERE id = ? AND user_id = ?", (job_id, user_id)
-    )
-
-
-def list_rows(
-    state: AppState, user_id: int, status: str | None, limit: int, offset: int
-) -> tuple[list[Row], int]:
-    where = "user_id = ?"
-    params: list[Any] = [user_id]
-    if status is not None:
-        where += " AND status = ?"
-        params.append(status)
-    total = state.store.query_one(f"SELECT COUNT(*) AS n FROM jobs WHERE {where}", tuple(params))
-    rows = state.store.query(
-        f"SELECT * FROM jobs WHERE {where} ORDER BY created_ts DESC, rowid DESC LIMIT ? OFFSET ?",
-        (*params, limit, offset),
-    )
-    return rows, int(total["n"]) if total else 0
 
 
 # -- submit / launch --------------------------------------------------------------------------
@@ -243,11 +168,31 @@ def submit_job(
                 on_insert(conn, job_view(inserted, now))
         if hf_token:
             sup.hf_tokens[job_id] = hf_token
-        claim_and_launch(state, job_id)
+        start_queued(state, user_id)
     row = get_row(state, user_id, job_id)
     if row is None:  # jobs are never deleted: only a damaged database loses one
         raise RuntimeError(f"job {job_id} is not in the database right after its insert")
     return job_view(row)
+
+
+def start_queued(state: AppState, user_id: int) -> None:
+    """Start the user's pending jobs, oldest first, while fewer than `max_running_jobs` of
+    theirs run; the others wait in `pending`. Hold the supervisor lock."""
+    running = state.store.query_one(
+        f"SELECT COUNT(*) AS n FROM jobs WHERE user_id = ? AND status != 'pending'"
+        f" AND {NOT_FINISHED_SQL}",
+        (user_id,),
+    )
+    free = state.settings.max_running_jobs - (int(running["n"]) if running else 0)
+    if free <= 0:
+        return
+    queued = state.store.query(
+        "SELECT id FROM jobs WHERE user_id = ? AND status = 'pending'"
+        " ORDER BY created_ts, rowid LIMIT ?",
+        (user_id, free),
+    )
+    for row in queued:
+        claim_and_launch(state, row["id"])
 
 
 def claim_and_launch(state: AppState, job_id: str) -> None:
@@ -400,10 +345,11 @@ def reconcile_jobs(state: AppState) -> None:
         sup.reap()
         rows = state.store.query(f"SELECT * FROM jobs WHERE {NOT_FINISHED_SQL}")
         for row in rows:
-            if row["status"] == "pending":
-                claim_and_launch(state, row["id"])
-            else:
+            if row["status"] != "pending":
                 reconcile_one(state, row)
+        # Then the queues: a job that just finished frees its place in this same pass.
+        for user_id in dict.fromkeys(r["user_id"] for r in rows if r["status"] == "pending"):
+            start_queued(state, int(user_id))
 
 
 def reconcile_one(state: AppState, row: Row) -> None:

@@ -36,8 +36,12 @@ def _email(value: str) -> str:
 Email = Annotated[str, AfterValidator(_email)]
 
 
+# An e-mail or a password longer than this is a 422 (a body may hold up to 1 MiB).
+CREDENTIAL_MAX = 1024
+
+
 class LoginRequest(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, str_max_length=CREDENTIAL_MAX)
 
     username: Email = Field(alias="email", description="Account e-mail (`email` or `username`).")
     password: str = Field(min_length=1)
@@ -53,6 +57,8 @@ def _password_rule(value: str) -> str:
 
 
 class RegisterRequest(BaseModel):
+    model_config = ConfigDict(str_max_length=CREDENTIAL_MAX)
+
     email: Email
     password: Annotated[str, Field(min_length=MIN_PASSWORD), AfterValidator(_password_rule)]
 

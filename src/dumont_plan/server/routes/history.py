@@ -11,13 +11,19 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from dumont_plan.server.context import StateDep, UserDep
+from dumont_plan.server.limits import MAX_INT
 from dumont_plan.server.provider import history
 from dumont_plan.server.provider.instances import market_of
 
 router = APIRouter(prefix="/machines/history", tags=["machine history"])
+
+# A manual blacklist entry lasts at most 10 years (longer ones overflowed every later read).
+MAX_BLACKLIST_HOURS = 10 * 366 * 24
+# Provider, machine id, reason, GPU name of a blacklist entry.
+NAME_MAX = 1024
 
 ProviderQ = Annotated[str | None, Query(description="Filter by provider (local, vast, ...)")]
 
@@ -102,8 +108,8 @@ def problematic(
     state: StateDep,
     user: UserDep,
     provider: ProviderQ = None,
-    min_attempts: Annotated[int, Query(ge=1)] = 3,
-    max_success_rate: Annotated[float, Query(ge=0, le=1)] = 0.5,
+    min_attempts: Annotated[int, Query(ge=1, le=MAX_INT)] = 3,
+    max_success_rate: Annotated[float, Query(ge=0, le=1, allow_inf_nan=False)] = 0.5,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[dict[str, Any]]:
     found = [
@@ -120,8 +126,8 @@ def reliable(
     state: StateDep,
     user: UserDep,
     provider: ProviderQ = None,
-    min_attempts: Annotated[int, Query(ge=1)] = 5,
-    min_success_rate: Annotated[float, Query(ge=0, le=1)] = 0.8,
+    min_attempts: Annotated[int, Query(ge=1, le=MAX_INT)] = 5,
+    min_success_rate: Annotated[float, Query(ge=0, le=1, allow_inf_nan=False)] = 0.8,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[dict[str, Any]]:
     found = [
@@ -179,10 +185,14 @@ def check(provider: str, machine_id: str, state: StateDep, user: UserDep) -> dic
 
 
 class AddBlacklistRequest(BaseModel):
+    model_config = ConfigDict(str_max_length=NAME_MAX)
+
     provider: str = Field(min_length=1, description="Provider id (local, vast, tensordock, ...).")
     machine_id: str = Field(min_length=1, description="Machine id at the provider.")
     reason: str = Field(min_length=1, description="Why the machine is blocked.")
-    duration_hours: int | None = Field(None, ge=1, description="Hours; null = permanent.")
+    duration_hours: int | None = Field(
+        None, ge=1, le=MAX_BLACKLIST_HOURS, description="Hours (up to 10 years); null = permanent."
+    )
     gpu_name: str | None = Field(None, description="GPU name (optional).")
 
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dumont_plan.errors import InstanceError, OfferQueryError
 from dumont_plan.server.context import AppState, StateDep, User, UserDep, current_user
 from dumont_plan.server.idempotency import KeyClaim, idempotent_create_in_tx
+from dumont_plan.server.limits import LIST_MAX, MAX_INT, TEXT_MAX
 from dumont_plan.server.provider import history
 from dumont_plan.server.provider.instances import (
     ALWAYS_EXPOSED_PORT,
@@ -39,6 +40,8 @@ from dumont_plan.server.provider.instances import (
 from dumont_plan.server.provider.offers import OfferQuery, search_offers
 
 router = APIRouter(prefix="/instances", tags=["instances"])
+# A float query parameter: NaN and infinities are a 422.
+Finite = Annotated[float, Query(allow_inf_nan=False)]
 
 HOST_BLACKLIST_FIRST_SECONDS = 3600
 HOST_BLACKLIST_MAX_SECONDS = 24 * 3600
@@ -77,14 +80,14 @@ def offers(
     state: StateDep,
     gpu_name: Annotated[str | None, Query(description="GPU model, e.g. RTX 4090")] = None,
     num_gpus: Annotated[int, Query(ge=0, le=8)] = 1,
-    min_gpu_ram: float = 0,
-    min_cpu_cores: int = 1,
-    min_cpu_ram: float = 1,
-    min_disk: float = 50,
-    min_inet_down: float = 100,
-    min_inet_up: float = 100,
-    max_price: float = 10.0,
-    min_reliability: Annotated[float, Query(ge=0, le=1)] = 0.0,
+    min_gpu_ram: Finite = 0,
+    min_cpu_cores: Annotated[int, Query(ge=-MAX_INT, le=MAX_INT)] = 1,
+    min_cpu_ram: Finite = 1,
+    min_disk: Finite = 50,
+    min_inet_down: Finite = 100,
+    min_inet_up: Finite = 100,
+    max_price: Finite = 10.0,
+    min_reliability: Annotated[float, Query(ge=0, le=1, allow_inf_nan=False)] = 0.0,
     region: Annotated[
         str | None, Query(description="US, EU, ASIA, a country/continent/state; a,b = either")
     ] = None,
@@ -215,14 +218,16 @@ def host_blacklist_remove(machine_id: int, state: StateDep, user: UserDep) -> di
 
 
 class CreateInstanceRequest(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, str_max_length=TEXT_MAX)
 
-    offer_id: int = Field(description="Offer id from GET /instances/offers.")
+    offer_id: int = Field(ge=0, le=MAX_INT, description="Offer id from GET /instances/offers.")
     image: str = Field(DEFAULT_IMAGE, description="Image (recorded; the sandbox runs locally).")
     disk_size: float = Field(100, ge=10, description="Disk size in GB.")
     label: str | None = Field(None, description="Instance label.")
     ports: list[Annotated[int, Field(ge=1, le=65535)]] | None = Field(
-        default_factory=lambda: [ALWAYS_EXPOSED_PORT], description="Ports to expose."
+        default_factory=lambda: [ALWAYS_EXPOSED_PORT],
+        max_length=LIST_MAX,
+        description="Ports to expose.",
     )
     onstart_cmd: str | None = Field(
         None, description="Run with bash in the workspace each time the instance starts."

@@ -4,7 +4,7 @@ Contract §5 with the intended behaviour (DESIGN §6): every CreateJob field is 
 `source`, GPU or list `status` is a 422, the `timeout` alias is range-checked like
 `timeout_minutes`, `timeout` is a real status, logs can be tailed while the job runs, cancel
 stops the work. Additive: `offset` on the list, `GET /jobs/{id}/outputs[/{path}]`, and the
-extra fields of the Job object (see `provider.jobs.job_view`). Another user's job is a 404,
+extra fields of the Job object (see `provider.job_rows.job_view`). Another user's job is a 404,
 exactly like a missing one.
 """
 
@@ -20,10 +20,12 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, StreamingResponse
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dumont_plan.server.context import AppState, StateDep, User, UserDep
 from dumont_plan.server.idempotency import idempotent_create_in_tx
+from dumont_plan.server.limits import LIST_MAX, MAX_INT, TEXT_MAX
+from dumont_plan.server.provider import job_rows
 from dumont_plan.server.provider import jobs as provider
 from dumont_plan.server.provider.joblog import WholeLog
 from dumont_plan.server.provider.market import (
@@ -40,12 +42,13 @@ DEFAULT_IMAGE = "pytorch/pytorch:2.1.0-cuda12.1-cudnn8-runtime"
 DEFAULT_OUTPUT_PATHS = ["/workspace/output"]
 # Any absolute directory works for checking that a path maps inside the workspace.
 WORKSPACE_MOUNT_DIR = Path(str(WORKSPACE_MOUNT))
-MAX_INT = 2**63 - 1  # SQLite's and the wire's integer range
 Source = Literal["command", "huggingface", "git", "script"]
 
 
 class CreateJobRequest(BaseModel):
     """The contract's CreateJob (§5.2); unknown keys are ignored like on the real platform."""
+
+    model_config = ConfigDict(str_max_length=TEXT_MAX)
 
     name: str | None = Field(
         None, min_length=1, max_length=100, description="Job name (auto-generated if not given)."
@@ -66,8 +69,12 @@ class CreateJobRequest(BaseModel):
     git_url: str | None = Field(None, validate_default=True, description="Clone URL (source=git).")
     git_branch: str | None = Field(None, description="Branch to clone (default: the remote's).")
     setup_script: str | None = Field(None, description="Runs after pip, before the command.")
-    pip_packages: list[str] | None = Field(None, description="Installed before the setup script.")
-    offer_id: int | None = Field(None, description="Market offer to price the job on.")
+    pip_packages: list[str] | None = Field(
+        None, max_length=LIST_MAX, description="Installed before the setup script."
+    )
+    offer_id: int | None = Field(
+        None, ge=0, le=MAX_INT, description="Market offer to price the job on."
+    )
     gpu_type: str = Field("RTX 4090", description="GPU model (ignored when offer_id is given).")
     num_gpus: int = Field(1, ge=1, le=8, description="Number of GPUs (1-8).")
     use_spot: bool = Field(True, description="Spot (cheaper, interruptible) or on-demand.")
@@ -79,7 +86,7 @@ class CreateJobRequest(BaseModel):
     )
     image: str = Field(DEFAULT_IMAGE, description="Docker image (recorded; runs on the host).")
     output_paths: list[str] | None = Field(
-        None, description="Paths under /workspace kept as downloadable outputs."
+        None, max_length=LIST_MAX, description="Paths under /workspace kept as outputs."
     )
     save_logs: bool = Field(True, description="Keep the log after the job ends.")
     auto_destroy: bool = Field(True, description="Remove the workspace after the job ends.")
@@ -245,7 +252,7 @@ def _job_config(state: AppState, body: CreateJobRequest) -> tuple[dict[str, Any]
 
 
 def _own_job(state: AppState, user: User, job_id: str) -> Any:
-    row = provider.get_row(state, user.id, job_id)
+    row = job_rows.get_row(state, user.id, job_id)
     if row is None:
         raise HTTPException(404, f"Job {job_id} not found")
     return row
@@ -273,17 +280,17 @@ def list_jobs(
     user: UserDep,
     limit: int = Query(50, ge=1, le=100, description="Max jobs to return"),
     status: JobStatus | None = Query(None, description="Filter by status"),
-    offset: int = Query(0, ge=0, description="Additive: jobs to skip (pagination)"),
+    offset: int = Query(0, ge=0, le=MAX_INT, description="Additive: jobs to skip (pagination)"),
 ) -> dict[str, Any]:
     """The user's jobs, newest first; `total` counts all that match the filter."""
-    rows, total = provider.list_rows(state, user.id, status, limit, offset)
+    rows, total = job_rows.list_rows(state, user.id, status, limit, offset)
     now = time.time()
-    return {"jobs": [provider.job_view(r, now) for r in rows], "total": total}
+    return {"jobs": [job_rows.job_view(r, now) for r in rows], "total": total}
 
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: str, state: StateDep, user: UserDep) -> dict[str, Any]:
-    return provider.job_view(_own_job(state, user, job_id))
+    return job_rows.job_view(_own_job(state, user, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
@@ -292,7 +299,7 @@ def cancel_job(job_id: str, state: StateDep, user: UserDep) -> dict[str, Any]:
     row = _own_job(state, user, job_id)
     if row["status"] in provider.FINISHED or not provider.cancel_job(state, row):
         raise HTTPException(400, f"Job {job_id} is already finished")
-    return provider.job_view(_own_job(state, user, job_id))
+    return job_rows.job_view(_own_job(state, user, job_id))
 
 
 @router.get("/{job_id}/logs", response_model=JobLogsOut)

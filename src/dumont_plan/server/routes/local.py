@@ -68,3 +68,14 @@ def reconcile(request: Request) -> dict[str, Any]:
     reconciler: Reconciler = request.app.state.reconciler
     reconciler.run_once()
     return {"reconciled": True}
+
+
+class HookError(RuntimeError):
+    """Raised on purpose by `POST /_local/raise`."""
+
+
+@router.post("/raise")
+def raise_error() -> dict[str, Any]:
+    """Fail with an unhandled exception: what a bug in a route does (a 500, and the kept-alive
+    connection must stay usable)."""
+    raise HookError("raised on purpose by the test hook")
