@@ -208,3 +208,21 @@ def test_foreground_server_is_recorded_and_shared(fresh_home: Home) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+def test_server_start_passes_the_limits_on(fresh_home: Home) -> None:
+    started = fresh_home.run(
+        "server", "start", "--max-running-jobs", "3", "--max-instances", "2",
+        "--log-cap-bytes", "8192",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    argv = Path(f"/proc/{fresh_home.record()['pid']}/cmdline").read_bytes().split(b"\0")
+    for flag, value in (
+        (b"--max-running-jobs", b"3"),
+        (b"--max-instances", b"2"),
+        (b"--log-cap-bytes", b"8192"),
+    ):
+        assert argv[argv.index(flag) + 1] == value
+    refused = fresh_home.run("server", "start", "--max-running-jobs", "0")
+    assert refused.returncode == 2
+    assert "'--max-running-jobs': Input should be greater than or equal to 1" in refused.stderr

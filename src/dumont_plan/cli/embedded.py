@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,11 +99,14 @@ def running_server(directory: Path | None = None) -> ServerInfo | None:
     return ServerInfo(pid, port, url, directory)
 
 
-def server_args(directory: Path, host: str, port: int, multi_user: bool) -> list[str]:
+def server_args(
+    directory: Path, host: str, port: int, multi_user: bool, limits: Sequence[str] = ()
+) -> list[str]:
     """The command line of a local control plane on `directory` (single-user by default:
-    its one account is the local user of `local-user.json`)."""
+    its one account is the local user of `local-user.json`); `limits` are more options
+    (`--max-running-jobs 4`, ...)."""
     args = [sys.executable, "-m", "dumont_plan.server", "--data-dir", str(directory)]
-    args += ["--host", host, "--port", str(port)]
+    args += ["--host", host, "--port", str(port), *limits]
     if multi_user:
         args.append("--multi-user")
     local_credentials(directory)
@@ -115,6 +118,7 @@ def start_server(
     port: int = 0,
     host: str = "127.0.0.1",
     multi_user: bool = False,
+    limits: Sequence[str] = (),
 ) -> ServerInfo:
     """Return the running local control plane, starting it in the background if needed."""
     directory = directory or data_dir()
@@ -127,7 +131,11 @@ def start_server(
         log_path = directory / "server.log"
         with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             proc = subprocess.Popen(
-                [*server_args(directory, host, port, multi_user), "--port-file", str(port_file)],
+                [
+                    *server_args(directory, host, port, multi_user, limits),
+                    "--port-file",
+                    str(port_file),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

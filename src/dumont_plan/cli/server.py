@@ -30,9 +30,31 @@ def start(
         "--multi-user",
         help="Let others register (needs workload isolation: bubblewrap); default single-user.",
     ),
+    max_running_jobs: int | None = typer.Option(
+        None,
+        min=1,
+        help="Jobs of one user running at once; more wait in pending and start in order "
+        "(default 8).",
+    ),
+    max_instances: int | None = typer.Option(
+        None, min=1, help="Instances one user may have; more are refused (default 16)."
+    ),
+    log_cap_bytes: int | None = typer.Option(
+        None,
+        min=4096,
+        help="A job's log keeps its head and its last part past this many bytes (default 32 MiB).",
+    ),
     test_hooks: bool = typer.Option(False, hidden=True),
 ) -> None:
     """Start the local control plane in the background (or the foreground)."""
+    limits: list[str] = []
+    for flag, value in (
+        ("--max-running-jobs", max_running_jobs),
+        ("--max-instances", max_instances),
+        ("--log-cap-bytes", log_cap_bytes),
+    ):
+        if value is not None:
+            limits += [flag, str(value)]
     if not is_loopback(host):
         if not multi_user:
             raise DumontError(
@@ -49,12 +71,12 @@ def start(
                 f"a local control plane already runs at {current.url} (pid {current.pid})",
                 "stop it first (`dumont server stop`)",
             )
-        args = server_args(data_dir(), host, port, multi_user)
+        args = server_args(data_dir(), host, port, multi_user, limits)
         args += ["--record", str(data_dir() / "server.json")]
         if test_hooks:
             args.append("--test-hooks")
         os.execv(sys.executable, args)
-    info = start_server(port=port, host=host, multi_user=multi_user)
+    info = start_server(port=port, host=host, multi_user=multi_user, limits=limits)
     console.print(f"Local control plane running at {info.url} (pid {info.pid}).")
 
 
