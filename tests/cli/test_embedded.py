@@ -224,5 +224,5 @@ def test_server_start_passes_the_limits_on(fresh_home: Home) -> None:
     ):
         assert argv[argv.index(flag) + 1] == value
     refused = fresh_home.run("server", "start", "--max-running-jobs", "0")
-    assert refused.returncode == 2
+    assert refused.returncode == 1
     assert "'--max-running-jobs': Input should be greater than or equal to 1" in refused.stderr
