@@ -11,10 +11,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -68,6 +71,55 @@ def test_jobs_past_the_limit_wait_in_order(limited: LocalServer) -> None:
     jobs = [get_job(greedy, job_id) for job_id in ids]
     starts = [job["started_at"] for job in jobs]
     assert starts == sorted(starts), "queued jobs started out of order"
+
+
+def runner_processes(server: LocalServer) -> int:
+    """Live job runners of this server (their command line names the module and the data dir)."""
+    root = str(server.data_dir.resolve()).encode()
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                argv = (entry / "cmdline").read_bytes()
+                state = (entry / "stat").read_bytes().rpartition(b")")[2].split()[0]
+                if b"dumont_plan.server.provider.runner" in argv and root in argv:
+                    count += state not in (b"Z", b"X")
+    return count
+
+
+@pytest.mark.slow
+def test_many_jobs_run_with_a_bounded_number_of_runners(limited: LocalServer) -> None:
+    user = new_user(limited.url)
+    created: list[str] = []
+    lock = threading.Lock()
+
+    def submit(start: int) -> None:
+        with user.http() as http:
+            for i in range(start, 60, 6):
+                answer = http.post(JOBS, json={"name": f"many-{i:02d}", "command": "true"})
+                assert answer.status_code == 201, answer.text
+                with lock:
+                    created.append(answer.json()["id"])
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    most = 0
+    while any(thread.is_alive() for thread in threads):
+        most = max(most, runner_processes(limited))
+    for thread in threads:
+        thread.join()
+    assert len(created) == 60
+    deadline = time.monotonic() + 240
+    while True:
+        most = max(most, runner_processes(limited))
+        with user.http() as http:
+            done = http.get(JOBS, params={"status": "completed", "limit": 1}).json()["total"]
+        if done == 60:
+            break
+        assert time.monotonic() < deadline, f"{done} of 60 jobs completed"
+        time.sleep(0.05)
+    assert 1 <= most <= 2, f"{most} runners at once (limit 2)"
 
 
 def test_a_cancelled_queued_job_never_starts(limited: LocalServer) -> None:
