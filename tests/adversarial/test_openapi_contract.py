@@ -48,6 +48,7 @@ EXPECTED_MISSING = {
 # Deliberate additive differences (health CAPABILITIES): "OP": {"query"|"body": {names}}.
 ADDITIVE: dict[str, dict[str, set[str]]] = {
     "GET /api/v1/jobs/": {"query": {"offset"}},
+    "POST /api/v1/jobs/": {"body": {"secrets"}},
     "GET /api/v1/jobs/{job_id}/logs": {"query": {"tail", "offset"}},
     "POST /api/v1/instances": {"body": {"use_spot"}},
 }

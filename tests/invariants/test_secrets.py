@@ -1,11 +1,14 @@
 """Invariant 4: a secret's value never appears in output, JSON, saved plans, the state or logs.
 
-A spec passes `${secret.HF_TOKEN}` to its jobs, with HF_TOKEN set to a unique marker. After
+A spec passes `${secret.HF_TOKEN}` to its jobs, with HF_TOKEN set to a unique marker: as
+`hf_token`, inside a `command` and a `setup_script`, and `${secret.GIT_TOKEN}` inside the
+credentials of a private git URL (served over HTTP with Basic auth, so the clone needs them). After
 plan, `plan -out`, show, apply of the saved plan with `--json --logs`, a failing apply, and
 validation errors in a spec that uses the secret too, the marker is absent from every stdout
 and stderr, every file under `.dumont/`, the saved plan and the control plane's data dir
-(database, server log, job logs). The job itself did get it: it writes the value's sha256 as
-an output, which matches.
+(database, server log, job logs, spec.json and run.sh, kept workspaces and their .git/config).
+The job itself did get it: it writes the value's sha256 as an output, which matches; the
+private repository was cloned.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.apply.applykit import Project, parse_events, tree_text
+from tests.server.githttp import PrivateGitServer
+from tests.server.jobfixtures import make_git_repo
 from tests.support import LocalServer, new_user
 
 SPEC = """
@@ -30,6 +35,19 @@ jobs:
       echo "the token is $HF_TOKEN"
     hf_token: ${secret.HF_TOKEN}
     output_paths: [/workspace/output]
+    timeout_minutes: 10
+    wait: completed
+  inline:
+    command: echo "inline ${secret.HF_TOKEN}"
+    setup_script: echo "setup ${secret.HF_TOKEN}"
+    auto_destroy: false
+    timeout_minutes: 10
+    wait: completed
+  private:
+    source: git
+    git_url: http://alice:${secret.GIT_TOKEN}@GIT_HOST/repo.git
+    command: git config --get remote.origin.url && bash run.sh
+    auto_destroy: false
     timeout_minutes: 10
     wait: completed
 """
@@ -58,14 +76,31 @@ def plane(tmp_path: Path) -> Iterator[LocalServer]:
     server.stop()
 
 
+@pytest.fixture
+def git_token() -> str:
+    return f"ghp_MARKER_{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def private_git(tmp_path: Path, git_token: str) -> Iterator[PrivateGitServer]:
+    repo = Path(make_git_repo(tmp_path / "origin").removeprefix("file://"))
+    with PrivateGitServer(repo, tmp_path / "served.git", "alice", git_token) as git:
+        yield git
+
+
 @pytest.mark.slow
-def test_a_secret_never_leaks(plane: LocalServer, tmp_path: Path) -> None:
+def test_a_secret_never_leaks(
+    plane: LocalServer, tmp_path: Path, private_git: PrivateGitServer, git_token: str
+) -> None:
     marker = f"hf_MARKER_{uuid.uuid4().hex}"
     user = new_user(plane.url)
     home = tmp_path / "home"
     home.mkdir()
-    proj = Project(tmp_path / "work", home, user.url, user.token, HF_TOKEN=marker)
-    proj.write(SPEC)
+    proj = Project(
+        tmp_path / "work", home, user.url, user.token, HF_TOKEN=marker, GIT_TOKEN=git_token
+    )
+    spec = SPEC.replace("GIT_HOST", private_git.host)
+    proj.write(spec)
     seen: list[str] = []
 
     def run(*args: str, code: int = 0) -> str:
@@ -81,11 +116,14 @@ def test_a_secret_never_leaks(plane: LocalServer, tmp_path: Path) -> None:
     assert events[-1]["exit_code"] == 0
     logged = [e["line"] for e in events if e["type"] == "log"]
     assert any(line.startswith("the token is ") for line in logged), logged
+    assert "inline ***" in logged and "setup ***" in logged, logged
+    assert f"{private_git.url()}" in logged and "from git main: repo" in logged, logged
+    assert private_git.authorised > 0 and private_git.token_in_argv == []
     run("show")
     run("show", "--output", "json")
     run("state", "list", "--output", "json")
 
-    proj.write(SPEC + FAILING)
+    proj.write(spec + FAILING)
     run("apply", "-y", "--logs", code=5)
     run("apply", "-y", "--json", "--logs", "--replace", "job.leak", code=5)
 
@@ -101,8 +139,9 @@ def test_a_secret_never_leaks(plane: LocalServer, tmp_path: Path) -> None:
     state = proj.state()["resources"]["job.use"]
     assert state["applied_spec"]["hf_token"].startswith("sha256:")
 
-    for text in seen:
-        assert marker not in text
-    assert marker not in tree_text(proj.folder / ".dumont")
-    assert marker not in (proj.folder / "saved.json").read_text()
-    assert marker not in tree_text(plane.data_dir)
+    for value in (marker, git_token):
+        for text in seen:
+            assert value not in text
+        assert value not in tree_text(proj.folder / ".dumont")
+        assert value not in (proj.folder / "saved.json").read_text()
+        assert value not in tree_text(plane.data_dir)

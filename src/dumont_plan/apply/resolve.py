@@ -103,4 +103,6 @@ def resolve_body(
         salt=salt,
     )
     body = handler.request_body(project, resource.name, filled)
+    if handler.secrets_field and secret_values:  # the server masks these and stores none
+        body[handler.secrets_field] = dict(secret_values)
     return Resolved(body=body, values=filled, record=record, secrets=list(secret_values.values()))

@@ -108,6 +108,12 @@ class KindHandler(Protocol[Live_contra]):
         keeps a failed one after an interrupted create (it is the result, not a broken one)."""
         ...
 
+    @property
+    def secrets_field(self) -> str | None:
+        """The create request's field that tells the server which values are secret (name ->
+        value of every `${secret.NAME}` used), so it masks and never stores them; None: none."""
+        ...
+
     def field_names(self, *classes: FieldClass) -> frozenset[str]: ...
 
     # -- desired values ----------------------------------------------------------------------
@@ -211,6 +217,7 @@ class BaseHandler(Generic[Live]):
     unordered: ClassVar[frozenset[str]] = frozenset()
     notes: ClassVar[dict[str, str]] = {}
     runs_to_completion: ClassVar[bool] = False
+    secrets_field: ClassVar[str | None] = None
     # Fields where an unset (None) desired value means "the server's choice": never diffed then.
     unset_is_any: ClassVar[frozenset[str]] = frozenset()
     _names_cache: ClassVar[dict[frozenset[FieldClass], frozenset[str]]]

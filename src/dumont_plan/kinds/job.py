@@ -85,6 +85,7 @@ class JobHandler(BaseHandler[Job]):
     section: ClassVar[str] = "jobs"
     spec_model: ClassVar[type[BaseModel]] = JobSpec
     runs_to_completion: ClassVar[bool] = True
+    secrets_field: ClassVar[str | None] = "secrets"
     live_model: ClassVar[type[WireModel]] = Job
     fields: ClassVar[dict[str, FieldClass]] = JOB_FIELDS
     unordered: ClassVar[frozenset[str]] = frozenset({"output_paths"})

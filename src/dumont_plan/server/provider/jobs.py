@@ -17,8 +17,8 @@ Environment knob (read by the control plane process):
   times faster job timeouts run out. `60` makes one minute of `timeout_minutes` last one second;
   tests use it to see the `timeout` status quickly. Cost is always real wall time.
 
-The Hugging Face token of a job is held only in this process's memory (to relaunch an interrupted
-runner) and in the runner's environment; it is never written to disk.
+A job's Hugging Face token and other secrets (`job_secrets.py`) are held only in this process's
+memory (to relaunch an interrupted runner) and in the runner's environment, never on disk.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import Any
 from dumont_plan.server.context import AppState
 from dumont_plan.server.provider import isolation, joblog, runner
 from dumont_plan.server.provider.job_rows import get_row, job_view
+from dumont_plan.server.provider.job_secrets import SecretKeeper, split_secrets
 from dumont_plan.server.provider.joblog import LogPiece, WholeLog
 from dumont_plan.server.provider.sandbox import (
     Sandbox,
@@ -58,6 +59,7 @@ OnInsert = Callable[[Connection, dict[str, Any]], None]
 ACTIVE_PHASES = ("provisioning", "starting", "running", "completing")
 NOT_FINISHED_SQL = "status NOT IN (" + ", ".join(f"'{s}'" for s in FINISHED) + ")"
 LOST_WHILE_DOWN = "runner lost while the control plane was down"
+SECRETS_LOST = "not started: its hf_token and secrets are not kept across restarts"
 LOST_WHILE_UP = "runner process ended unexpectedly"
 # Extra time the runner gets past its own deadline before the control plane kills it.
 TIMEOUT_GRACE_SECONDS = 5.0
@@ -88,7 +90,7 @@ class Supervisor:
     lock: threading.RLock = field(default_factory=threading.RLock)
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     seen_alive: set[str] = field(default_factory=set)
-    hf_tokens: dict[str, str] = field(default_factory=dict)
+    secrets: SecretKeeper = field(default_factory=SecretKeeper)
 
     def reap(self) -> None:
         for job_id, proc in list(self.children.items()):
@@ -116,6 +118,7 @@ def submit_job(
     hf_token: str | None,
     price_per_hour: float,
     on_insert: OnInsert | None = None,
+    secrets: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Record a job (status pending), start its runner, return its view.
 
@@ -125,11 +128,13 @@ def submit_job(
     """
     now = time.time()
     job_id = new_job_id()
+    config, carried = split_secrets(config, secrets)
     timeout_seconds = int(config["timeout_minutes"]) * 60 / time_scale(state)
     spec = {
         **config,
         "job_id": job_id,
         "has_hf_token": bool(hf_token),
+        "carries_secrets": carried is not None,
         "timeout_seconds": timeout_seconds,
         "log_cap_bytes": state.settings.log_cap_bytes,
         "sandbox": isolation.job_sandbox(config, state.settings),
@@ -166,8 +171,7 @@ def submit_job(
             if on_insert is not None:
                 inserted = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
                 on_insert(conn, job_view(inserted, now))
-        if hf_token:
-            sup.hf_tokens[job_id] = hf_token
+        sup.secrets.keep(job_id, hf_token, carried)
         start_queued(state, user_id)
     row = get_row(state, user_id, job_id)
     if row is None:  # jobs are never deleted: only a damaged database loses one
@@ -202,8 +206,13 @@ def claim_and_launch(state: AppState, job_id: str) -> None:
             "UPDATE jobs SET status = 'provisioning' WHERE id = ? AND status = 'pending'",
             (job_id,),
         ).rowcount
-    if claimed:
-        launch(state, job_id, attempt=1)
+    if not claimed:
+        return
+    spec = read_json(job_dir(state, job_id) / runner.SPEC_FILE) or {}
+    if supervisor(state).secrets.missing(job_id, spec):  # queued before a restart
+        finish(state, job_id, "failed", time.time(), None, SECRETS_LOST)
+        return
+    launch(state, job_id, attempt=1)
 
 
 def launch(state: AppState, job_id: str, attempt: int) -> None:
@@ -221,7 +230,7 @@ def launch(state: AppState, job_id: str, attempt: int) -> None:
             "started": previous.get("started"),
         },
     )
-    extra = {"HF_TOKEN": sup.hf_tokens[job_id]} if job_id in sup.hf_tokens else {}
+    extra = sup.secrets.env(job_id)
     try:
         with open(directory / runner.LOG_FILE, "ab") as log:
             proc = subprocess.Popen(
@@ -276,7 +285,7 @@ def finish(
             f" WHERE id = ? AND {NOT_FINISHED_SQL}",
             (status, ended, exit_code, error, started, attempt, job_id),
         ).rowcount
-    supervisor(state).hf_tokens.pop(job_id, None)
+    supervisor(state).secrets.forget(job_id)
     return bool(moved)
 
 
@@ -425,7 +434,7 @@ def lost(state: AppState, row: Row, current: dict[str, Any] | None) -> None:
     reason = LOST_WHILE_UP if job_id in sup.seen_alive else LOST_WHILE_DOWN
     attempt = int((current or {}).get("attempt") or row["attempt"] or 1)
     max_attempts = int(row["max_retries"]) + 1
-    token_missing = bool(row["has_hf_token"]) and job_id not in sup.hf_tokens
+    token_missing = sup.secrets.missing(job_id, read_json(directory / runner.SPEC_FILE) or {})
     note = runner.LogWriter(directory / runner.LOG_FILE, [])
     try:
         if attempt < max_attempts and not token_missing:
@@ -433,7 +442,7 @@ def lost(state: AppState, row: Row, current: dict[str, Any] | None) -> None:
             launch(state, job_id, attempt + 1)
             return
         if attempt < max_attempts:
-            reason += "; not retried: the hf_token is not kept across restarts"
+            reason += "; not retried: the hf_token and secrets are not kept across restarts"
         note.note(f"job failed: {reason}")
     finally:
         note.close()

@@ -16,7 +16,10 @@ in its own process group: `set -e`, the source step (`git clone`, or a Hugging F
 `runner hf-download`), `pip install --target` of `pip_packages`, `setup_script`, then `command`
 in `repo/`, `model/` or the workspace. The script reports its step on a private pipe that is
 closed before the command runs. Output streams to `<job_dir>/job.log` line by line, with every
-secret value replaced by `***`. A failed attempt is retried up to `max_retries` times; the
+secret value replaced by `***`. The job's other secrets (`job_secrets.Carried`) arrive in one
+environment variable, popped at start: a command or setup script holding a value runs as
+`eval "$DUMONT_JOB_COMMAND"` so that `run.sh` holds none, and git credentials go through
+GIT_ASKPASS. A failed attempt is retried up to `max_retries` times; the
 attempt's deadline (`timeout_seconds`) ends it with `timeout`; SIGTERM (the control plane's
 cancel) ends it with `cancelled`.
 """
@@ -38,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dumont_plan.server.provider import isolation
+from dumont_plan.server.provider.job_secrets import CARRY_VAR, Carried
 from dumont_plan.server.provider.joblog import CappedLog
 from dumont_plan.server.provider.sandbox import (
     TAG_VAR,
@@ -106,9 +110,12 @@ def url_password(url: str | None) -> str | None:
     return None
 
 
-def build_script(spec: dict[str, Any], workspace: PurePosixPath | Path) -> str:
-    """The bash script of one attempt (no secret in it)."""
+def build_script(
+    spec: dict[str, Any], workspace: PurePosixPath | Path, carried: Carried | None = None
+) -> str:
+    """The bash script of one attempt (no secret in it: `carried`'s are in its environment)."""
     q = shlex.quote
+    carried = carried or Carried()
     source = spec.get("source", "command")
     site_install = '"$DUMONT_PYTHON" -m pip install --target "$DUMONT_SITE" --upgrade'
     lines = [
@@ -120,7 +127,7 @@ def build_script(spec: dict[str, Any], workspace: PurePosixPath | Path) -> str:
     workdir = workspace
     if source == "git":
         branch = f"-b {q(spec['git_branch'])} " if spec.get("git_branch") else ""
-        lines.append(f"git clone {branch}-- {q(spec['git_url'])} repo")
+        lines += carried.clone_lines(f"{branch}-- {q(spec['git_url'])} repo")
         workdir = workspace / "repo"
     elif source == "huggingface":
         revision = spec.get("hf_revision") or "main"
@@ -138,12 +145,12 @@ def build_script(spec: dict[str, Any], workspace: PurePosixPath | Path) -> str:
         lines.append(f"{site_install} {' '.join(q(p) for p in packages)}")
     lines.append("step setup")
     if spec.get("setup_script"):
-        lines.append(str(spec["setup_script"]))
+        lines.append(carried.script_line("setup_script", str(spec["setup_script"])))
     lines += [
         f"cd {q(str(workdir))}",
         "step command",
         'eval "exec $DUMONT_CONTROL_FD>&-"',
-        str(spec.get("command") or "") or ":",
+        carried.script_line("command", str(spec.get("command") or "") or ":"),
     ]
     return "\n".join(lines) + "\n"
 
@@ -181,7 +188,10 @@ class Runner:
             "result": None,
         }
         self.hf_token = os.environ.get("HF_TOKEN") or None
+        self.carried = Carried.from_env(os.environ)
+        os.environ.pop(CARRY_VAR, None)  # reaches no child as such
         secrets = [s for s in (self.hf_token, url_password(self.spec.get("git_url"))) if s]
+        secrets += self.carried.values() if self.carried else []
         cap = self.spec.get("log_cap_bytes")
         self.log = LogWriter(job_dir / LOG_FILE, secrets, int(cap) if cap else None)
         self.cancelled = False
@@ -231,6 +241,8 @@ class Runner:
         )
         if self.hf_token:
             env["HF_TOKEN"] = self.hf_token
+        if self.carried is not None:
+            env.update(self.carried.workload_env(f"{env_dir}/bin"))
         return env
 
     def job_argv(self, script: Path) -> list[str]:
@@ -253,6 +265,8 @@ class Runner:
         (self.sandbox.env_dir / "site").mkdir()
         (self.sandbox.env_dir / "hf-home").mkdir()
         python_wrappers(self.sandbox.env_dir / "bin")
+        if self.carried is not None:
+            self.carried.write_askpass(self.sandbox.env_dir / "bin")
 
     def run_attempt(self) -> tuple[str, int | None, str | None]:
         """Run the script once; return (outcome, exit code, error message)."""
@@ -270,7 +284,7 @@ class Runner:
         self.prepare()
         script = self.dir / SCRIPT_FILE
         workspace = PurePosixPath(isolation.WORKSPACE) if self.isolated else self.sandbox.workspace
-        script.write_text(build_script(self.spec, workspace), encoding="utf-8")
+        script.write_text(build_script(self.spec, workspace, self.carried), encoding="utf-8")
         deadline = now + float(self.spec.get("timeout_seconds", 480 * 60))
         control_r, control_w = os.pipe()
         if self.cancelled:

@@ -21,6 +21,7 @@ CAPABILITIES = [
     "jobs.logs-offset",
     "jobs.log-cap",
     "jobs.outputs",
+    "jobs.secrets",
     "jobs.timeout-status",
     "jobs.offset",
     "offers.all-filters",

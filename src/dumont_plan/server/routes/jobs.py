@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +43,8 @@ DEFAULT_IMAGE = "pytorch/pytorch:2.1.0-cuda12.1-cudnn8-runtime"
 DEFAULT_OUTPUT_PATHS = ["/workspace/output"]
 # Any absolute directory works for checking that a path maps inside the workspace.
 WORKSPACE_MOUNT_DIR = Path(str(WORKSPACE_MOUNT))
+MAX_SECRETS = 100
+SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 Source = Literal["command", "huggingface", "git", "script"]
 
 
@@ -66,7 +69,20 @@ class CreateJobRequest(BaseModel):
     hf_token: str | None = Field(
         None, description="Token for private repos; only ever passed in the environment."
     )
-    git_url: str | None = Field(None, validate_default=True, description="Clone URL (source=git).")
+    secrets: dict[str, str] | None = Field(
+        None,
+        max_length=MAX_SECRETS,
+        description=(
+            "Secret values the job uses, by name (additive): exported to the job as environment"
+            " variables of these names, masked as *** in its log, never written to disk; where"
+            " they appear in command or setup_script, the control plane stores *** instead."
+        ),
+    )
+    git_url: str | None = Field(
+        None,
+        validate_default=True,
+        description="Clone URL (source=git); user:token@ credentials go through GIT_ASKPASS.",
+    )
     git_branch: str | None = Field(None, description="Branch to clone (default: the remote's).")
     setup_script: str | None = Field(None, description="Runs after pip, before the command.")
     pip_packages: list[str] | None = Field(
@@ -104,6 +120,17 @@ class CreateJobRequest(BaseModel):
                 'pass the shell command to run, e.g. "python train.py"'
             )
         return value or ""
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name in value or {}:
+            if not SECRET_NAME.fullmatch(name) or name.upper().startswith("DUMONT_"):
+                raise ValueError(
+                    "secret names are letters, digits and '_' (not starting with a digit), "
+                    "at most 100 characters, and do not start with DUMONT_"
+                )
+        return value
 
     @field_validator("hf_repo")
     @classmethod
@@ -239,7 +266,7 @@ def _job_config(state: AppState, body: CreateJobRequest) -> tuple[dict[str, Any]
     name = body.name or (
         datetime.now(UTC).strftime("job-%Y%m%d-%H%M%S-") + provider.new_job_id()[4:]
     )
-    config = body.model_dump(exclude={"hf_token", "spot", "timeout"})
+    config = body.model_dump(exclude={"hf_token", "spot", "timeout", "secrets"})
     config.update(
         name=name,
         gpu_type=gpu_type,
@@ -269,7 +296,13 @@ def create_job(
         state,
         user,
         lambda claim: provider.submit_job(
-            state, user.id, config, body.hf_token, price, claim.record if claim else None
+            state,
+            user.id,
+            config,
+            body.hf_token,
+            price,
+            claim.record if claim else None,
+            secrets=body.secrets,
         ),
     )
 

@@ -1,0 +1,102 @@
+"""Secret values never reach the control plane's disk, logs or `ps` (issue 10, item 5).
+
+As the client sends them (`dumont apply` resolves `${secret.NAME}` into the request and names
+the values in the additive `secrets` map), against a real server over loopback: a value used
+in `command` and `setup_script` is masked in the job's log (API and `dumont job logs`) and is in
+no file of the data dir (spec.json, run.sh, job.log, database, server log), while the job still
+gets it; the credentials of a git URL are in no argv while git clones, and in no file either
+(.git/config, spec.json, the database), while the clone still authenticates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.server.githttp import PrivateGitServer
+from tests.server.jobfixtures import all_files_text, create_job, logs, make_git_repo, wait_for
+from tests.support import LocalServer, cli_env, new_user, run_cli
+
+
+@pytest.fixture
+def plane(tmp_path: Path) -> Iterator[LocalServer]:
+    """A server of its own: every file of its data dir is searched for the values."""
+    srv = LocalServer(tmp_path / "plane").start()
+    yield srv
+    srv.stop()
+
+
+def test_a_secret_in_command_and_setup_script_is_masked_and_never_on_disk(
+    plane: LocalServer, tmp_path: Path
+) -> None:
+    user = new_user(plane.url)
+    value = f"sk-MARKER-{uuid.uuid4().hex}"
+    job = create_job(
+        user,
+        name="uses-a-secret",
+        command=(
+            f'echo "command has {value}"; mkdir -p output; '
+            'printf %s "$API_KEY" | sha256sum | cut -d" " -f1 > output/hash'
+        ),
+        setup_script=f'echo "setup has {value}"',
+        secrets={"API_KEY": value},
+        output_paths=["/workspace/output"],
+        auto_destroy=False,  # run.sh and the workspace stay, to be searched too
+        timeout_minutes=10,
+    )
+    done = wait_for(user, job["id"], {"completed", "failed"})
+    assert done["status"] == "completed", logs(user, job["id"])
+    text = logs(user, job["id"])
+    assert "command has ***" in text and "setup has ***" in text, text
+    assert value not in text
+    # The job had the value: by name in its environment (and inline in its command).
+    hashed = user.client.jobs.download_output(job["id"], "output/hash").decode().strip()
+    assert hashed == hashlib.sha256(value.encode()).hexdigest()
+    home = tmp_path / "home"
+    home.mkdir()
+    cli = run_cli(["job", "logs", job["id"]], cli_env(home, plane.url, user.token))
+    assert cli.returncode == 0, cli.stderr
+    assert "command has ***" in cli.stdout and value not in cli.stdout + cli.stderr
+    assert value not in all_files_text(plane.data_dir)
+
+
+def test_secret_names_are_checked(plane: LocalServer) -> None:
+    user = new_user(plane.url)
+    for name in ("DUMONT_CONTROL_FD", "1X", "A-B", ""):
+        with user.http() as http:
+            answer = http.post(
+                "/api/v1/jobs/", json={"command": "true", "secrets": {name: "some-value"}}
+            )
+        assert answer.status_code == 422, (name, answer.text)
+        assert "some-value" not in answer.text
+
+
+def test_git_credentials_are_in_no_argv_git_config_or_file(
+    plane: LocalServer, tmp_path: Path
+) -> None:
+    user = new_user(plane.url)
+    token = f"ghp_MARKER{uuid.uuid4().hex}"
+    repo = Path(make_git_repo(tmp_path / "origin").removeprefix("file://"))
+    with PrivateGitServer(repo, tmp_path / "served.git", "alice", token) as git:
+        job = create_job(
+            user,
+            name="private-clone",
+            source="git",
+            git_url=git.url(f"alice:{token}@"),
+            command="git config --get remote.origin.url; bash run.sh",
+            auto_destroy=False,  # .git/config and run.sh stay, to be searched
+            timeout_minutes=10,
+        )
+        done = wait_for(user, job["id"], {"completed", "failed"})
+        text = logs(user, job["id"])
+        assert done["status"] == "completed", text
+        assert git.authorised > 0  # the clone did authenticate, with the right credentials
+        assert git.token_in_argv == [], "the token was in a process's argv while cloning"
+    assert "from git main: repo" in text
+    assert f"{git.url()}\n" in text  # the clone's remote has no credentials
+    assert token not in text
+    assert token not in all_files_text(plane.data_dir)
