@@ -18,6 +18,7 @@ import typer
 
 from dumont_plan.cli.app import Root, app
 from dumont_plan.cli.lazy import LazyCommand, registered_commands
+from tests.support import UserSession
 
 PROBE = """
 import atexit, json, sys
@@ -28,13 +29,22 @@ sys.exit(main(sys.argv[1:]))
 COMMAND_MODULES = sorted({entry.module for entry in Root.entries.values()})
 
 
-def modules_after(args: list[str], home: Path) -> set[str]:
+def modules_after(
+    args: list[str], home: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> set[str]:
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env={"HOME": str(home), "PATH": "/usr/bin:/bin", "NO_COLOR": "1", "COLUMNS": "100"},
+        env={
+            "HOME": str(home),
+            "PATH": "/usr/bin:/bin",
+            "NO_COLOR": "1",
+            "COLUMNS": "100",
+            **(env or {}),
+        },
+        cwd=cwd,
     )
     assert done.returncode == 0, done.stderr
     line = next(x for x in done.stderr.splitlines() if x.startswith("MODULES="))
@@ -73,6 +83,32 @@ def test_validate_imports_only_what_it_needs(tmp_path: Path) -> None:
     assert top_level(modules, heavy) == []
     others = [m for m in COMMAND_MODULES if m != Root.entries["validate"].module]
     assert top_level(modules, others) == []
+
+
+# What only apply and destroy need: the engine and everything under it, the race.
+APPLY_ONLY = [
+    "dumont_plan.apply.engine",
+    "dumont_plan.apply.workflow",
+    "dumont_plan.apply.scheduler",
+    "dumont_plan.apply.waits",
+    "dumont_plan.apply.recover",
+    "dumont_plan.apply.resolve",
+    "dumont_plan.apply.events",
+    "dumont_plan.wizard",
+    "dumont_plan.kinds.instance_ops",
+]
+
+
+def test_plan_imports_no_apply_engine(tmp_path: Path, user: UserSession) -> None:
+    """`dumont plan` reads and plans only: none of the modules that change anything load."""
+    spec = tmp_path / "dumont.yaml"
+    spec.write_text("version: 1\nproject: p\njobs:\n  a:\n    command: echo hi\n")
+    env = {"DUMONT_API_URL": user.url, "DUMONT_TOKEN": user.token}
+    modules = modules_after(["plan", "-f", str(spec)], tmp_path, env, cwd=tmp_path)
+    # The probe saw the plan's path: it observed through the jobs' ops and planned.
+    assert {"dumont_plan.apply.plan_flow", "dumont_plan.kinds.job_ops"} <= modules
+    assert top_level(modules, APPLY_ONLY) == []
+    assert top_level(modules, ["fastapi", "uvicorn", "dumont_plan.server"]) == []
 
 
 @pytest.mark.parametrize("name", list(Root.entries))

@@ -1,7 +1,10 @@
 """apply_plan: carry a Plan out against the API. The only package that mutates anything.
 
-The commands call workflow.py (plan_stack, apply_stack, destroy_stack, refresh_state,
-import_resource): lock, observe, plan, confirm, then apply_plan below.
+The commands call workflow.py (apply_stack, destroy_stack, refresh_state, import_resource):
+lock, observe, plan, confirm, then apply_plan below (`from dumont_plan.apply.engine import
+apply_plan`). `dumont plan` calls plan_flow.py (plan_stack), which imports none of the modules
+that change anything: this package's __init__ imports nothing, so reading the live state never
+loads the engine.
 
     result = apply_plan(plan, stack, client, ledger, parallelism=8, on_event=print)
     result.done / result.failed / result.skipped      (by address)
@@ -40,18 +43,12 @@ Waits (after create, run, replace and resume): the resource's `wait:` or the `wa
 A wait ends at the target, or at a terminal failure (-> exit 5), or after `wait_timeout`
 seconds (-> exit 4); the change then counts as failed, so its dependents are skipped.
 
-Modules: engine.py (apply_plan, the per-action steps), recover.py (adoption and interrupted
-creates), waits.py (read-only polling and log streaming), resolve.py (references and secrets
-filled into a request body), observe.py (the live objects and offers a plan reads), base.py
-(ApplyResult, crash hook). The API calls per kind are the kinds' ops (`kinds.ops`).
+Modules: workflow.py and plan_flow.py (the library calls), engine.py (apply_plan, the
+per-action steps), recover.py (adoption and interrupted creates), waits.py (read-only polling
+and log streaming), resolve.py (references and secrets filled into a request body),
+observe.py (the live objects and offers a plan reads), base.py (ApplyResult, crash hook).
+The API calls per kind are the kinds' ops (`kinds.ops`).
 
 Test hook: with DUMONT_TEST_CRASH_AFTER=N in the environment the process dies (os._exit(137),
 as SIGKILL would) right after its Nth ledger write, to prove the journal by real crashes.
 """
-
-from __future__ import annotations
-
-from dumont_plan.apply.base import CRASH_ENV, ApplyResult
-from dumont_plan.apply.engine import apply_plan
-
-__all__ = ["CRASH_ENV", "ApplyResult", "apply_plan"]

@@ -44,8 +44,8 @@ def observe(
     ops: Mapping[str, RegisteredOps] | None = None,
 ) -> Observed:
     """Every live object of each kind, the kinds read concurrently (by the kinds' `ops`)."""
-    ops = ops if ops is not None else load_ops()
     wanted = sorted(set(kinds))
+    ops = ops if ops is not None else load_ops(kinds=wanted)
     before = client.transport.request_count
     live: dict[str, list[WireModel]] = {}
     if wanted:

@@ -20,51 +20,70 @@ plan, `confirm` answers yes or no, `on_event` receives every ApplyEvent — a si
 manager yielding one, entered only while the changes run (a live display must not cover the
 plan or the question). Errors are DumontErrors with their exit codes (errors.py).
 
-`PlanOptions.secret_hashes` left empty is filled here from the secret store (the environment
-and the secrets files beside the spec), so a plan sees a changed secret; a destroy needs none.
+The plan half (plan_stack, check_errors, check_policy, live_statuses, secret hashes) lives in
+plan_flow.py, which `dumont plan` imports alone (no apply engine); its names are re-exported
+here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from dumont_plan.apply.base import ApplyResult
 from dumont_plan.apply.engine import apply_plan
 from dumont_plan.apply.events import EventSink, Redactor
-from dumont_plan.apply.observe import fetch_offers, kinds_of, observe
+from dumont_plan.apply.observe import kinds_of, observe
+from dumont_plan.apply.plan_flow import (
+    Planned,
+    check_errors,
+    check_policy,
+    live_statuses,
+    observe_and_plan,
+    plan_stack,
+    secret_hashes,
+    with_secret_hashes,
+)
 from dumont_plan.apply.resolve import outputs_from
 from dumont_plan.client import DumontClient
-from dumont_plan.errors import DumontError, NotFoundError, PlanError, PolicyError
+from dumont_plan.errors import DumontError, NotFoundError
 from dumont_plan.kinds.ops import KindServices, load_ops
-from dumont_plan.kinds.registry import HANDLERS, handler_for
-from dumont_plan.plan.build import build_plan
-from dumont_plan.plan.cost import price_queries
+from dumont_plan.kinds.registry import handler_for
 from dumont_plan.plan.fingerprint import desired_record
 from dumont_plan.plan.model import UNKNOWN, Observed, Plan
 from dumont_plan.plan.select import PlanOptions
-from dumont_plan.secrets import SecretStore, default_secrets_files, fingerprint_secret, secret_names
+from dumont_plan.secrets import SecretStore, default_secrets_files
 from dumont_plan.spec.refs import Ref, parse_address
 from dumont_plan.spec.stack import Stack
 from dumont_plan.state.ledger import Ledger
 from dumont_plan.state.planfile import check_plan_file
 
+__all__ = [
+    "Applied",
+    "ApplySettings",
+    "Imported",
+    "Planned",
+    "Refreshed",
+    "apply_stack",
+    "check_errors",
+    "check_policy",
+    "destroy_stack",
+    "import_resource",
+    "live_statuses",
+    "plan_stack",
+    "refresh_state",
+    "secret_hashes",
+    "with_secret_hashes",
+]
+
 Connect = Callable[[], DumontClient]
 Progress = EventSink | AbstractContextManager[EventSink]
-
-
-class Planned(NamedTuple):
-    """A plan and the live objects it was built from (apply needs both)."""
-
-    plan: Plan
-    observed: Observed
 
 
 @dataclass(frozen=True)
@@ -88,78 +107,6 @@ class Applied:
     @property
     def exit_code(self) -> int:
         return 0 if self.result is None else self.result.exit_code
-
-
-# -- planning ---------------------------------------------------------------------------------
-
-
-def secret_hashes(stack: Stack, salt: str, store: SecretStore | None = None) -> dict[str, str]:
-    """Salted hashes of the secrets the spec references and that are set (values dropped)."""
-    store = store or SecretStore(os.environ, default_secrets_files(stack.root))
-    names: set[str] = set()
-    for resource in stack.resources.values():
-        handler = handler_for(resource.kind)
-        values = handler.desired_values(stack.project, resource.name, resource.spec)
-        # One C-encoded text per resource finds the few with a reference (`${`) at all.
-        if "${" in json.dumps(values, default=str):
-            names |= secret_names(values)
-    out = {}
-    for name in sorted(names):
-        value = store.lookup(name)
-        if value is not None:
-            out[name] = fingerprint_secret(value, salt)
-    return out
-
-
-def with_secret_hashes(
-    options: PlanOptions, stack: Stack, ledger: Ledger, store: SecretStore | None = None
-) -> PlanOptions:
-    """`options` with the secret hashes a plan compares (kept when given; none for a destroy)."""
-    if options.secret_hashes or options.destroy:
-        return options
-    return dataclasses.replace(
-        options, secret_hashes=secret_hashes(stack, ledger.state.salt, store)
-    )
-
-
-def plan_stack(
-    client: DumontClient,
-    stack: Stack,
-    ledger: Ledger,
-    options: PlanOptions | None = None,
-    *,
-    secrets: SecretStore | None = None,
-) -> Planned:
-    """Observe (one list per kind), plan, fetch the offers that price it, plan again."""
-    return _plan(
-        client, stack, ledger, with_secret_hashes(options or PlanOptions(), stack, ledger, secrets)
-    )
-
-
-def _plan(client: DumontClient, stack: Stack, ledger: Ledger, options: PlanOptions) -> Planned:
-    observed = observe(client, kinds_of(stack, ledger.state))
-    plan = build_plan(stack, observed, ledger, options)
-    queries = price_queries(stack, plan)
-    if queries and not plan.errors:
-        fetch_offers(client, queries, observed)
-        plan = build_plan(stack, observed, ledger, options)
-    return Planned(plan, observed)
-
-
-def check_errors(plan: Plan) -> None:
-    """PlanError listing every plan error (exit 1)."""
-    if not plan.errors:
-        return
-    if len(plan.errors) == 1:
-        raise PlanError(plan.errors[0])
-    lines = "\n".join(f"  {e}" for e in plan.errors)
-    raise PlanError(f"the plan has {len(plan.errors)} errors:\n{lines}")
-
-
-def check_policy(plan: Plan) -> None:
-    """PolicyError (exit 6) when the plan breaks the cost gate (`max_cost`)."""
-    if plan.policy_violations:
-        raise PolicyError("; ".join(plan.policy_violations))
 
 
 # -- apply and destroy ------------------------------------------------------------------------
@@ -204,7 +151,7 @@ def apply_stack(
                 allow_restart = allow_restart or bool(saved.options.get("allow_restart"))
                 plan = saved
             else:
-                plan, observed = _plan(client, stack, ledger, options)
+                plan, observed = observe_and_plan(client, stack, ledger, options)
             check_errors(plan)
             if show_plan is not None:
                 show_plan(plan)
@@ -277,21 +224,6 @@ def _entered(on_event: Progress | None) -> Iterator[EventSink | None]:
 
 
 # -- the state beside the live objects --------------------------------------------------------
-
-
-def live_statuses(client: DumontClient, ledger: Ledger) -> dict[str, str]:
-    """address -> live status of each managed object still on the server (one list per kind)."""
-    observed = observe(client, kinds_of(None, ledger.state))
-    statuses = {}
-    for address, entry in ledger.state.resources.items():
-        handler = HANDLERS.get(entry.kind)
-        if handler is None:
-            continue
-        for live in observed.objects(entry.kind):
-            if handler.live_id(live) == entry.remote_id:
-                statuses[address] = handler.status(live)
-                break
-    return statuses
 
 
 @dataclass

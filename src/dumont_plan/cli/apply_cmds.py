@@ -43,7 +43,7 @@ from dumont_plan.cli.spec_cmds import FilesOpt, VarFilesOpt, VarsOpt, load_from_
 from dumont_plan.errors import DumontError
 
 if TYPE_CHECKING:
-    from dumont_plan.apply import ApplyResult
+    from dumont_plan.apply.base import ApplyResult
     from dumont_plan.apply.events import ApplyEvent, EventSink, Redactor
     from dumont_plan.apply.workflow import Applied
     from dumont_plan.client import DumontClient

@@ -70,7 +70,7 @@ def plan(
     state: StateOpt = None,
 ) -> None:
     """Show what `dumont apply` would do: diff the spec against the live state, with costs."""
-    from dumont_plan.apply.workflow import check_errors, check_policy, plan_stack
+    from dumont_plan.apply.plan_flow import check_errors, check_policy, plan_stack
     from dumont_plan.cli.main import imports_done
     from dumont_plan.plan.render import plan_json, render_plan
     from dumont_plan.state.planfile import write_plan_file

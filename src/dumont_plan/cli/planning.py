@@ -84,7 +84,7 @@ def load_ledger(path: Path, project: str | None) -> Ledger:
 
 
 def live_statuses(ctx: typer.Context, ledger: Ledger) -> dict[str, str]:
-    from dumont_plan.apply.workflow import live_statuses as read_statuses
+    from dumont_plan.apply.plan_flow import live_statuses as read_statuses
 
     client = open_api(ctx)
     try:

@@ -28,7 +28,7 @@ the request; the values are never stored).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, TypeVar
 
@@ -90,11 +90,17 @@ RegisteredOps: TypeAlias = KindOps[
 OpsFactory = Callable[[KindServices], RegisteredOps]
 
 
-def load_ops(services: KindServices | None = None) -> dict[str, RegisteredOps]:
-    """Every registered kind's ops, by address prefix, built with `services`."""
+def load_ops(
+    services: KindServices | None = None, kinds: Collection[str] | None = None
+) -> dict[str, RegisteredOps]:
+    """Every registered kind's ops (or only those of `kinds`), by address prefix, built with
+    `services`. Observe passes the kinds it reads: a plan of jobs never imports another
+    kind's ops module."""
     services = services or KindServices()
     out: dict[str, RegisteredOps] = {}
     for entry in REGISTRY:
+        if kinds is not None and entry.handler.kind not in kinds:
+            continue
         factory: OpsFactory = importlib.import_module(entry.ops).make_ops
         ops = factory(services)
         if ops.kind != entry.handler.kind:
