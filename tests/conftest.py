@@ -12,7 +12,7 @@ from tests.support import (
     cli_env,
     close_user_clients,
     new_user,
-    reap_processes_under,
+    reap_and_collect,
     run_cli,
 )
 
@@ -22,7 +22,7 @@ def _no_process_outlives_the_run(tmp_path_factory: pytest.TempPathFactory) -> It
     """At the end of the session, kill whatever still runs from the test temp dirs (embedded
     servers started by CLI tests, job runners, instance processes)."""
     yield
-    reap_processes_under(tmp_path_factory.getbasetemp())
+    reap_and_collect(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ depends on another's leftovers (per-user isolation is itself a tested property).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import re
@@ -136,10 +137,30 @@ class LocalServer:
 
 def reap_processes_under(directory: Path) -> int:
     """SIGKILL the process groups of processes whose cwd or command line is under `directory`."""
+    return len(_kill_processes_under(directory))
+
+
+def reap_and_collect(directory: Path) -> int:
+    """Reap like `reap_processes_under`, then collect the exit status of every Popen object of
+    this process that is still open: the job runners and instance processes of in-process apps
+    are detached on purpose and their Popen objects kept to the end, where each would warn
+    (ResourceWarning, after pytest stopped watching) that its child still runs."""
+    killed = set(_kill_processes_under(directory))
+    for obj in gc.get_objects():
+        if isinstance(obj, subprocess.Popen) and obj.returncode is None:
+            if obj.pid in killed:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    obj.wait(timeout=10)
+            else:
+                obj.poll()
+    return len(killed)
+
+
+def _kill_processes_under(directory: Path) -> list[int]:
     root = str(directory.resolve())
     # The path itself, not a prefix of a sibling's (pytest-22 must not match pytest-226).
     mentions = re.compile(re.escape(root) + r"(?=[/\s]|$)")
-    killed = 0
+    killed: list[int] = []
     me = os.getpid()
     own_group = os.getpgrp()
     for entry in Path("/proc").iterdir():
@@ -160,7 +181,7 @@ def reap_processes_under(directory: Path) -> int:
                     os.killpg(group, signal.SIGKILL)
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-            killed += 1
+            killed.append(pid)
     return killed
 
 
