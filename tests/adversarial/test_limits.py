@@ -146,7 +146,10 @@ def test_instances_past_the_limit_are_a_429(limited: LocalServer) -> None:
         refused = http.post(INSTANCES, json={"offer_id": reliable_offer(http)["id"]})
         assert refused.status_code == 429
         message = refused.json()["error"]
-        assert "instance limit" in message and "1 per user" in message, message
+        assert message == (
+            "instance limit reached: this server allows 1 instance(s) per user and you have 1; "
+            "delete one you no longer need (dumont instance delete ID)"
+        )
         assert len(http.get(INSTANCES).json()["instances"]) == 1
         assert http.delete(f"{INSTANCES}/{first.json()['id']}").status_code == 200
         again = http.post(INSTANCES, json={"offer_id": reliable_offer(http)["id"]})

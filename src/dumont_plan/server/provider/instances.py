@@ -238,8 +238,8 @@ def create_instance(
         if int(owned) >= limit:
             raise InstanceError(
                 429,
-                f"instance limit reached: you have {owned} instances and this server allows "
-                f"{limit} per user; delete one you no longer need (dumont instance delete ID)",
+                f"instance limit reached: this server allows {limit} instance(s) per user and "
+                f"you have {owned}; delete one you no longer need (dumont instance delete ID)",
             )
         taken = conn.execute(
             "SELECT 1 FROM instances WHERE offer_id = ? AND deleted_at IS NULL",
