@@ -17,9 +17,19 @@ from pathlib import Path
 
 import pytest
 
+from dumont_plan.server.provider.jobs import SECRETS_LOST
 from tests.server.githttp import PrivateGitServer
-from tests.server.jobfixtures import all_files_text, create_job, logs, make_git_repo, wait_for
-from tests.support import LocalServer, cli_env, new_user, run_cli
+from tests.server.jobfixtures import (
+    GATE,
+    all_files_text,
+    create_job,
+    get_job,
+    logs,
+    make_git_repo,
+    open_gate,
+    wait_for,
+)
+from tests.support import LocalServer, UserSession, cli_env, new_user, run_cli
 
 
 @pytest.fixture
@@ -100,3 +110,34 @@ def test_git_credentials_are_in_no_argv_git_config_or_file(
     assert f"{git.url()}\n" in text  # the clone's remote has no credentials
     assert token not in text
     assert token not in all_files_text(plane.data_dir)
+
+
+@pytest.mark.slow
+def test_a_queued_job_whose_secrets_a_restart_forgot_fails_instead_of_running_masked(
+    tmp_path: Path,
+) -> None:
+    # One running job at a time: the second waits in `pending` while the server restarts.
+    server = LocalServer(tmp_path / "plane", extra_args=["--max-running-jobs", "1"]).start()
+    try:
+        user = new_user(server.url)
+        first = create_job(user, command=GATE, timeout_minutes=10)
+        wait_for(user, first["id"], "running")
+        value = f"sk-MARKER-{uuid.uuid4().hex}"
+        queued = create_job(
+            user,
+            command=f'echo "would use {value}"',
+            secrets={"API_KEY": value},
+            timeout_minutes=10,
+        )
+        assert get_job(user, queued["id"])["status"] == "pending"
+        server.kill()  # the runner of the first job lives on; the secret is gone with memory
+        server = LocalServer(server.data_dir, extra_args=["--max-running-jobs", "1"]).start()
+        user = UserSession(user.email, user.token, user.client, server.url)
+        open_gate(server, first["id"])
+        wait_for(user, first["id"], "completed")
+        failed = wait_for(user, queued["id"], "failed")
+        assert failed["error_message"] == SECRETS_LOST
+        assert "would use ***" not in logs(user, queued["id"])  # it never ran with *** in place
+    finally:
+        server.stop()
+    assert value not in all_files_text(server.data_dir)
