@@ -21,6 +21,8 @@ import pytest
 
 from dumont_plan.cli.embedded import local_credentials, stop_server
 from dumont_plan.client import DumontClient
+from tests.server.instancefixtures import INSTANCES, actual, create, reliable_offer, workspace
+from tests.server.instancefixtures import wait_for as wait_for_instance
 from tests.server.jobfixtures import (
     GATE,
     create_job,
@@ -139,7 +141,7 @@ def test_a_job_cannot_signal_another_users_job(
 
 
 def leftovers(marker: str) -> list[int]:
-    """Live processes whose command line carries `marker`."""
+    """Live processes named `marker` (their argv[0], set by `exec -a`)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -148,7 +150,7 @@ def leftovers(marker: str) -> list[int]:
                 state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
             except OSError:
                 continue
-            if marker.encode() in cmdline and state not in ("Z", "X"):
+            if cmdline.split(b"\0")[0] == marker.encode() and state not in ("Z", "X"):
                 found.append(int(entry.name))
     return found
 
@@ -281,3 +283,22 @@ def test_the_embedded_server_is_single_user_and_its_files_are_private(embedded: 
     assert loose == []
     assert json.loads((directory / "local-user.json").read_text())["email"] == creds["email"]
     assert os.stat(directory / "dumont.sqlite3").st_mode & 0o777 == 0o600
+
+
+def test_an_instances_leftover_processes_end_when_it_is_deleted(
+    server: LocalServer, user: UserSession
+) -> None:
+    marker = f"dumont-leftover-{uuid.uuid4().hex[:10]}"
+    data = server.data_dir
+    probe = f"{try_read(str(data / 'jwt-secret'))} > probe.txt; ls / >> probe.txt"
+    with user.http() as http:
+        offer = reliable_offer(http)
+        iid = create(http, offer["id"], onstart_cmd=f"{probe}; {escapees(marker)} sleep 300")["id"]
+        wait_for_instance(http, iid, actual("running"), timeout=120)
+        wait_until(lambda: len(leftovers(marker)) == 3, what="the three leftovers to start")
+        seen = (workspace(server, iid) / "probe.txt").read_text()
+
+        assert http.delete(f"{INSTANCES}/{iid}").status_code == 200
+
+    wait_until(lambda: not leftovers(marker), timeout=10, what="the leftovers to end")
+    assert LEAK not in seen and "workspace" in seen.split()

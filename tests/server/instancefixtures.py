@@ -32,6 +32,26 @@ def workspace(server: LocalServer, instance_id: int) -> Path:
     return server.data_dir / "sandboxes" / "instances" / str(instance_id) / "workspace"
 
 
+def host_pid(instance_id: int, sandbox_pid: int) -> int | None:
+    """This machine's pid of the process an instance sees as `sandbox_pid` (its `$$`): the
+    instance has a PID namespace of its own. None when no such process runs."""
+    tag = f"DUMONT_SANDBOX_ID=instance-{instance_id}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if tag not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        lines = status.splitlines()
+        nspid = next((line.split()[1:] for line in lines if line.startswith("NSpid:")), [])
+        if nspid and int(nspid[-1]) == sandbox_pid:
+            return int(entry.name)
+    return None
+
+
 def create(http: httpx.Client, offer_id: int, **body: Any) -> dict[str, Any]:
     response = http.post(INSTANCES, json={"offer_id": offer_id, **body})
     assert response.status_code == 201, response.text

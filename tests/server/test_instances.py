@@ -20,6 +20,7 @@ from tests.server.instancefixtures import (
     create,
     delete_all,
     fast_server_fixture,
+    host_pid,
     pid_running,
     reliable_offer,
     wait_for,
@@ -54,10 +55,11 @@ def owner(fast: LocalServer) -> Iterator[UserSession]:
 
 
 def read_pids(server: LocalServer, instance_id: int) -> list[int]:
+    """The host pids of the processes that wrote their `$$` to `pids` (0: already gone)."""
     path = workspace(server, instance_id) / "pids"
     if not path.exists():
         return []
-    return [int(line) for line in path.read_text().split()]
+    return [host_pid(instance_id, int(line)) or 0 for line in path.read_text().split()]
 
 
 def test_create_boots_from_loading_to_running(fast: LocalServer, owner: UserSession) -> None:
@@ -335,7 +337,10 @@ def test_onstart_output_and_group_are_the_instances_own(
         wait_for(http, iid, actual("running"))
         wait_until(lambda: len(read_pids(fast, iid)) == 1)
         pid = read_pids(fast, iid)[0]
-        assert os.getpgid(pid) == pid  # its own session and process group
+        # Its own session and process group (bwrap's, its sandbox's init), not the server's.
+        assert fast.proc is not None
+        assert os.getsid(pid) != os.getsid(fast.proc.pid)
+        assert os.getpgid(pid) not in (os.getpgid(fast.proc.pid), os.getpgrp())
         log = workspace(fast, iid).parent / "onstart.log"
         wait_until(lambda: "hello-from-onstart" in log.read_text())
         http.delete(f"{INSTANCES}/{iid}")

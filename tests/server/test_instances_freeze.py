@@ -17,7 +17,7 @@ from dumont_plan.server.app import create_app
 from dumont_plan.server.context import AppState
 from dumont_plan.server.provider.instances import pause_instance, resume_instance
 from dumont_plan.server.settings import ServerSettings
-from tests.server.instancefixtures import INSTANCES, MARKET
+from tests.server.instancefixtures import INSTANCES, MARKET, host_pid
 
 
 @pytest.fixture
@@ -56,7 +56,9 @@ def test_freeze_suspends_and_resume_continues_the_same_process(
     pid_file = tmp_path / "sandboxes" / "instances" / str(iid) / "workspace" / "pid"
     wait(lambda: app_client.get(f"{INSTANCES}/{iid}").json()["actual_status"] == "running")
     wait(lambda: pid_file.exists() and pid_file.read_text().strip())
-    pid = int(pid_file.read_text())
+    found = host_pid(iid, int(pid_file.read_text()))
+    assert found is not None
+    pid = found
 
     pause_instance(state, user_id, iid, freeze=True)
     paused = app_client.get(f"{INSTANCES}/{iid}").json()

@@ -1,9 +1,12 @@
 """An instance's processes: its `onstart_cmd` in a session of its own, and the signals around it.
 
-A process group leader is identified by (pid, kernel start time), so a pid reused after a
-restart of the control plane is never signalled. Every process also carries the sandbox tag
-`instance-<id>` in its environment (`sandbox.workload_env`), which finds those that left the
-group. Children of this control plane process are kept to be reaped (no zombies).
+The command runs under bubblewrap when isolation is on (`isolation.py`): a PID namespace of
+its own, so killing bwrap's group (the leader's) ends every process of the instance, also those
+started with `setsid`, `env -i` or a double fork. A process group leader is identified by (pid,
+kernel start time), so a pid reused after a restart of the control plane is never signalled.
+Every process also carries the sandbox tag `instance-<id>` in its environment, which finds
+those that left the group (SIGTERM and SIGSTOP reach them through it). Children of this
+control plane process are kept to be reaped (no zombies).
 """
 
 from __future__ import annotations
@@ -15,17 +18,21 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from dumont_plan.server.provider import isolation
 from dumont_plan.server.provider.sandbox import (
+    TAG_VAR,
     Sandbox,
     kill_tagged,
     pid_alive,
     process_start_time,
     tagged_pids,
-    workload_env,
 )
 
 STOP_GRACE_SECONDS = 3.0  # pause: time for SIGTERM before SIGKILL
+SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 _children: dict[int, subprocess.Popen[bytes]] = {}
 _children_guard = threading.Lock()
@@ -50,17 +57,41 @@ class Leader:
         return self.alive() or bool(tagged_pids(tag_of(self.instance_id)))
 
 
-def start(instance_id: int, sandbox: Sandbox, command: str) -> Leader | None:
-    """Run `bash -c command` in the workspace, output appended to `onstart.log`."""
+def start(
+    instance_id: int, sandbox: Sandbox, command: str, policy: dict[str, Any] | None = None
+) -> Leader | None:
+    """Run `bash -c command` in the workspace, output appended to `onstart.log`.
+
+    With `policy["isolation"] == "bwrap"` (`isolation.workload_sandbox`) the command runs in a
+    sandbox of its own: bwrap is the leader, and killing its group ends every process inside.
+    """
     sandbox.workspace.mkdir(parents=True, exist_ok=True)
-    env = workload_env(
-        tag_of(instance_id),
-        {"DUMONT_INSTANCE_ID": str(instance_id), "WORKSPACE": str(sandbox.workspace)},
+    policy = policy or {}
+    isolated = policy.get("isolation") == "bwrap"
+    workspace = isolation.WORKSPACE if isolated else str(sandbox.workspace)
+    env = isolation.allowed_env()
+    env.update(
+        {
+            TAG_VAR: tag_of(instance_id),
+            "DUMONT_INSTANCE_ID": str(instance_id),
+            "WORKSPACE": workspace,
+            "HOME": workspace,
+            "PATH": SANDBOX_PATH if isolated else os.environ.get("PATH", SANDBOX_PATH),
+        }
     )
+    argv = ["bash", "-c", command]
+    if isolated:
+        mounts = isolation.Mounts(
+            workspace=sandbox.workspace,
+            hidden=tuple(Path(p) for p in policy.get("hidden") or []),
+            shared=tuple(Path(p) for p in policy.get("shared") or []),
+        )
+        limits = isolation.Limits(**(policy.get("limits") or {}))
+        argv = isolation.wrap_command(argv, mounts, limits, die_with_parent=False)
     with open(sandbox.root / "onstart.log", "ab") as log:
         try:
             proc = subprocess.Popen(
-                ["bash", "-c", command],
+                argv,
                 cwd=sandbox.workspace,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

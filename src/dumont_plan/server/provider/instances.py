@@ -47,6 +47,7 @@ from typing import Any
 from dumont_plan.errors import InstanceError
 from dumont_plan.server.context import AppState
 from dumont_plan.server.provider import instance_processes as processes
+from dumont_plan.server.provider import isolation
 from dumont_plan.server.provider.history import LOCAL_PROVIDER, Attempt, iso, record_attempt
 from dumont_plan.server.provider.jobs import OnInsert, time_scale
 from dumont_plan.server.provider.market import Machine, Market, get_market
@@ -472,7 +473,8 @@ def _start_processes(state: AppState, row: sqlite3.Row) -> None:
     if not command:
         return
     instance_id = int(row["id"])
-    leader = processes.start(instance_id, sandbox_of(state, instance_id), str(command))
+    policy = isolation.workload_sandbox({"disk_size": row["disk_size"]}, state.settings)
+    leader = processes.start(instance_id, sandbox_of(state, instance_id), str(command), policy)
     if leader is not None:
         state.store.execute(
             "UPDATE instances SET pid = ?, pid_start = ? WHERE id = ?",

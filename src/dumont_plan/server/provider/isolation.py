@@ -118,7 +118,7 @@ class Mounts:
     """Where one workload's own directories are on the host."""
 
     workspace: Path
-    env_dir: Path
+    env_dir: Path | None = None
     script: Path | None = None
     hidden: tuple[Path, ...] = ()
     shared: tuple[Path, ...] = field(default_factory=tuple)
@@ -161,8 +161,10 @@ def name() -> str:
     return "bwrap" if active() else "none"
 
 
-def _system_args() -> list[str]:
-    args = ["--unshare-all", "--share-net", "--die-with-parent", "--new-session"]
+def _system_args(die_with_parent: bool = True) -> list[str]:
+    args = ["--unshare-all", "--share-net", "--new-session"]
+    if die_with_parent:
+        args.append("--die-with-parent")
     args += ["--ro-bind", "/usr", "/usr"]
     for top in SYSTEM_DIRS:
         if os.path.islink(top):
@@ -196,16 +198,19 @@ def wrap_command(
     mounts: Mounts,
     limits: Limits,
     chdir: str = WORKSPACE,
+    die_with_parent: bool = True,
 ) -> list[str]:
     """`command` run inside a fresh sandbox.
 
     The workload's environment is the environment this argv is started with (never in the
-    argv: anyone can read a command line).
+    argv: anyone can read a command line). With `die_with_parent` (jobs) the sandbox ends when
+    the process that started it does; without (instances, which outlive a restart of the
+    control plane) it ends when bwrap is killed or its command ends.
     """
     bwrap = _bwrap()
     if bwrap is None:
         raise RuntimeError("bubblewrap is not available")
-    args = [bwrap, *_system_args()]
+    args = [bwrap, *_system_args(die_with_parent)]
     for item in ETC_FILES:
         if _world_readable(item):
             args += ["--ro-bind", item, item]
@@ -217,7 +222,8 @@ def wrap_command(
         if any(resolved.is_relative_to(p) for p in ro_paths):
             args += ["--tmpfs", str(resolved)]
     args += ["--bind", str(mounts.workspace), WORKSPACE]
-    args += ["--bind", str(mounts.env_dir), ENV_MOUNT]
+    if mounts.env_dir is not None:
+        args += ["--bind", str(mounts.env_dir), ENV_MOUNT]
     if mounts.script is not None:
         args += ["--ro-bind", str(mounts.script), SCRIPT_MOUNT]
     args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--chdir", chdir]
@@ -235,8 +241,8 @@ def _local_path(value: str) -> Path | None:
     return path if path.exists() else None
 
 
-def job_sandbox(config: dict[str, Any], settings: ServerSettings) -> dict[str, Any]:
-    """What the runner needs to sandbox one job (`spec.json["sandbox"]`).
+def workload_sandbox(config: dict[str, Any], settings: ServerSettings) -> dict[str, Any]:
+    """How to sandbox one workload: a job (its `spec.json["sandbox"]`) or an instance.
 
     Shared read-only: the operator's `shared` dirs and the local `PIP_FIND_LINKS` dirs; on a
     single-user server also the local paths the job names (a `file://` git URL, a wheel): its

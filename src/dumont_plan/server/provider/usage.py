@@ -1,7 +1,8 @@
 """CPU and memory use of instances' process trees, sampled from Linux `/proc`.
 
-An instance's processes share the session of its `onstart_cmd` leader (started with
-`start_new_session`), so one scan of `/proc` groups every process by session id. CPU % is the
+An instance's processes are its `onstart_cmd` leader's session (started with
+`start_new_session`) and the leader's descendants (a sandboxed command runs in a session of its
+own under bwrap, the leader), both found in one scan of `/proc`. CPU % is the
 change of user+system time between two samples (at most one scan per `MIN_INTERVAL` seconds);
 memory is the summed RSS in MB. Without `/proc` nothing is sampled and readers get None.
 """
@@ -31,13 +32,21 @@ _ticks: dict[int, tuple[float, int]] = {}  # instance id -> (time, cpu ticks) of
 _usage: dict[int, Usage] = {}
 
 
-def _scan() -> dict[int, tuple[int, int]]:
-    """session id -> (cpu ticks, rss pages) summed over its processes."""
-    sessions: dict[int, tuple[int, int]] = {}
+@dataclass(frozen=True)
+class _Proc:
+    parent: int
+    session: int
+    ticks: int
+    pages: int
+
+
+def _scan() -> dict[int, _Proc]:
+    """pid -> its parent, session, cpu ticks and rss pages (live processes only)."""
+    found: dict[int, _Proc] = {}
     try:
         entries = list(PROC.iterdir())
     except OSError:
-        return sessions
+        return found
     for entry in entries:
         if not entry.name.isdigit():
             continue
@@ -48,10 +57,26 @@ def _scan() -> dict[int, tuple[int, int]]:
         fields = raw[raw.rfind(")") + 2 :].split()
         if len(fields) < 22 or fields[0] in ("Z", "X"):
             continue
-        sid = int(fields[3])
-        ticks, pages = sessions.get(sid, (0, 0))
-        sessions[sid] = (ticks + int(fields[11]) + int(fields[12]), pages + int(fields[21]))
-    return sessions
+        ticks = int(fields[11]) + int(fields[12])
+        found[int(entry.name)] = _Proc(int(fields[1]), int(fields[3]), ticks, int(fields[21]))
+    return found
+
+
+def _tree_totals(procs: dict[int, _Proc], leader: int) -> tuple[int, int]:
+    """(cpu ticks, rss pages) of the leader's session and of all the leader's descendants."""
+    children: dict[int, list[int]] = {}
+    for pid, proc in procs.items():
+        children.setdefault(proc.parent, []).append(pid)
+    members = {pid for pid, proc in procs.items() if proc.session == leader}
+    seen: set[int] = set()
+    stack = [leader] if leader in procs else []
+    while stack:
+        pid = stack.pop()
+        if pid not in seen:
+            seen.add(pid)
+            stack.extend(children.get(pid, []))
+    members |= seen
+    return sum(procs[p].ticks for p in members), sum(procs[p].pages for p in members)
 
 
 def sample_usage(leaders: dict[int, int], now: float) -> None:
@@ -65,13 +90,13 @@ def sample_usage(leaders: dict[int, int], now: float) -> None:
         if now - _last_scan < MIN_INTERVAL or not PROC.is_dir():
             return
         _last_scan = now
-        sessions = _scan()
+        procs = _scan()
         for instance_id in list(_ticks):
             if instance_id not in leaders:
                 _ticks.pop(instance_id, None)
                 _usage.pop(instance_id, None)
         for instance_id, pid in leaders.items():
-            ticks, pages = sessions.get(pid, (0, 0))
+            ticks, pages = _tree_totals(procs, pid)
             previous = _ticks.get(instance_id)
             _ticks[instance_id] = (now, ticks)
             if previous is None:
