@@ -21,6 +21,9 @@ import json
 import os
 from typing import NamedTuple
 
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
+
 from dumont_plan.apply.observe import fetch_offers, kinds_of, observe
 from dumont_plan.client import DumontClient
 from dumont_plan.errors import PlanError, PolicyError
@@ -46,6 +49,8 @@ def secret_hashes(stack: Stack, salt: str, store: SecretStore | None = None) -> 
     store = store or SecretStore(os.environ, default_secrets_files(stack.root))
     names: set[str] = set()
     for resource in stack.resources.values():
+        if not _may_reference(resource.spec):
+            continue  # most resources: no `${` anywhere in what the user wrote
         handler = handler_for(resource.kind)
         values = handler.desired_values(stack.project, resource.name, resource.spec)
         # One C-encoded text per resource finds the few with a reference (`${`) at all.
@@ -57,6 +62,15 @@ def secret_hashes(stack: Stack, salt: str, store: SecretStore | None = None) -> 
         if value is not None:
             out[name] = fingerprint_secret(value, salt)
     return out
+
+
+def _may_reference(spec: BaseModel) -> bool:
+    """False when no text of `spec` (its fields, their items and keys, as JSON in one call)
+    holds `${`: then no desired value derived from it does."""
+    try:
+        return "${" in spec.model_dump_json()
+    except (PydanticSerializationError, ValueError):  # not JSON as such: look the slow way
+        return True
 
 
 def with_secret_hashes(

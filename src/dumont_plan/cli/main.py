@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv is None:  # this process is `dumont` (not a caller running it in-process)
         tune_gc_for_a_cli()
+        skip_httpx_command_line()
     # Deferred on purpose: the full CLI costs ~5x `python -c pass` to import (benchmarks/).
     from dumont_plan.cli.app import run
 
@@ -37,6 +38,17 @@ def tune_gc_for_a_cli() -> None:
 
 
 _CLI_PROCESS = False
+
+
+def skip_httpx_command_line() -> None:
+    """`import httpx` also imports httpx's own command-line tool (`httpx._main`) whenever
+    click, rich and pygments are installed, as typer brings them: click, pygments and half of
+    rich (progress, syntax, live) for a tool dumont never runs, ~30 ms of every command that
+    calls the API. Marking the module absent makes httpx take its documented fallback (an
+    `httpx.main` that explains the CLI is not installed); nothing else of httpx changes.
+    """
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 def imports_done() -> None:

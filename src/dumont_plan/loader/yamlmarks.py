@@ -140,8 +140,11 @@ class _Builder:
         self.count += 1
         if self.count > MAX_NODES:
             raise TooManyNodes(node)
-        self.doc.marks[loc] = _point(node.start_mark)
+        mark = node.start_mark
+        self.doc.marks[loc] = (mark.line + 1, mark.column + 1)  # _point, inline: every value
         if isinstance(node, ScalarNode):
+            if node.tag == STR_TAG and node.style not in ("|", ">"):
+                return node.value  # most values: plain text (scalar(), without the call)
             return self.scalar(node, loc)
         if len(loc) > MAX_DEPTH:
             self.fail(node, f"nested more than {MAX_DEPTH} levels deep", "flatten the structure")
@@ -201,8 +204,9 @@ class _Builder:
             if id(key_node) in duplicates:
                 continue
             key = key_node.value
-            self.doc.key_marks[(*loc, key)] = _point(key_node.start_mark)
-            result[key] = self.build(value_node, (*loc, key))  # own keys override merged ones
+            at = (*loc, key)
+            self.doc.key_marks[at] = _point(key_node.start_mark)
+            result[key] = self.build(value_node, at)  # own keys override merged ones
         return result
 
 

@@ -34,8 +34,12 @@ SecretHasher = Callable[[str], str]  # NAME -> salted hash of its value
 _CONTAINERS = (dict, list)
 
 
+# json.dumps with these arguments builds an encoder per call: plans make a few per resource.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return _CANONICAL.encode(value)
 
 
 def fingerprint(value: Any) -> str:
@@ -80,7 +84,12 @@ def materialize(
     out: dict[str, Any] = {}
     secret_fields = handler.field_names(FieldClass.secret)
     for field, value in values.items():
-        if isinstance(value, _CONTAINERS) or (isinstance(value, str) and "${" in value):
+        kind = type(value)
+        if kind is str and "${" not in value:
+            masked = value  # most fields: plain text
+        elif kind is list and all(type(v) is str and "${" not in v for v in value):
+            masked = list(value)  # plain strings (pip_packages, output_paths): nothing to fill
+        elif isinstance(value, _CONTAINERS) or (isinstance(value, str) and "${" in value):
             masked = mask_secrets(substitute_refs(value, resolve), secret_hash)
         else:  # a plain value (most fields): neither a reference nor a secret in it
             masked = value

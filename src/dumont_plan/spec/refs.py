@@ -11,7 +11,7 @@ A reference may name its kind by the address prefix (`job`, `instance`) or by th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +90,28 @@ def refs_in(text: str) -> list[Ref]:
 
 def find_refs(value: Any) -> list[tuple[Path, Ref]]:
     """Every reference (secrets included) inside a value, with the path of its string."""
-    return [(path, ref) for path, text in iter_strings(value) for ref in refs_in(text)]
+    found: list[tuple[Path, Ref]] = []
+    _find_refs(value, (), found)
+    return found
+
+
+def _find_refs(value: Any, path: Path, found: list[tuple[Path, Ref]]) -> None:
+    """iter_strings + refs_in, in the same order, making a path only for a string with `${`
+    or a container (the loader looks through every value of every resource)."""
+    if isinstance(value, str):
+        found.extend((path, ref) for ref in refs_in(value))
+        return
+    if isinstance(value, dict):
+        items: Iterable[tuple[str | int, Any]] = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return
+    for key, item in items:
+        if not isinstance(item, str):
+            _find_refs(item, (*path, key), found)
+        elif "${" in item:
+            found.extend(((*path, key), ref) for ref in refs_in(item))
 
 
 def substitute_refs(value: Any, resolve: Callable[[Ref], Any]) -> Any:
