@@ -39,7 +39,9 @@ Every exception class of dumont_plan is defined here (tests/test_error_tree.py c
 
     InternalSignal                   control flow inside one module, caught where raised
     ├── TemplateUndefined            jinja met an undefined value (loader/templates.py)
-    └── TooManyNodes                 YAML aliases expand past the limit (loader/yamlmarks.py)
+    ├── TooManyNodes                 YAML aliases expand past the limit (loader/yamlmarks.py)
+    ├── NotJsonValue                 a request body with NaN, Infinity or a lone surrogate (server)
+    └── DeliberateBug                escapes on purpose from the server's `POST /_local/raise` hook
 
 Only the CLI's error boundary catches DumontError; anything else is a bug and shows a traceback.
 With DUMONT_DEBUG=1 the boundary also prints the chain of causes (`raise ... from exc`).
@@ -320,6 +322,14 @@ class TooManyNodes(InternalSignal):
     def __init__(self, node: Any) -> None:
         super().__init__("too big")
         self.node = node
+
+
+class NotJsonValue(InternalSignal, ValueError):
+    """A request body holds a value JSON has no word for (NaN, Infinity, a lone surrogate)."""
+
+
+class DeliberateBug(InternalSignal):
+    """Escapes on purpose from a test hook: what an unhandled bug in a route looks like."""
 
 
 STATUS_ERRORS: dict[int, type[ApiError]] = {

@@ -241,7 +241,7 @@ def test_a_500_keeps_the_connection_open(server: LocalServer) -> None:
         assert first.startswith(b"HTTP/1.1 500"), first
         assert json.loads(first.partition(b"\r\n\r\n")[2]) == {
             "error": "Internal server error",
-            "details": "HookError",
+            "details": "DeliberateBug",
         }
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         second = read_response(sock)

@@ -18,6 +18,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dumont_plan.errors import NotJsonValue
+
 log = logging.getLogger("dumont_plan.server")
 
 # The integers SQLite (and most clients) hold: the upper bound of every integer parameter.
@@ -28,26 +30,22 @@ TEXT_MAX = 64 * 1024
 LIST_MAX = 256
 
 
-class _NotJson(ValueError):
-    pass
-
-
 def _reject_constant(name: str) -> Any:
-    raise _NotJson(f"{name} is not a JSON number; send a finite number")
+    raise NotJsonValue(f"{name} is not a JSON number; send a finite number")
 
 
 def _check(value: Any) -> None:
-    """Raise _NotJson for a non-finite number or a string with a lone surrogate, anywhere."""
+    """Raise NotJsonValue for a non-finite number or a string with a lone surrogate, anywhere."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
-            raise _NotJson("a number is too large; send a finite number")
+            raise NotJsonValue("a number is too large; send a finite number")
         if isinstance(item, str):
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
-                raise _NotJson(
+                raise NotJsonValue(
                     "a string holds a lone surrogate (\\ud800-\\udfff); send valid Unicode"
                 ) from None
         elif isinstance(item, dict):
@@ -62,7 +60,7 @@ def json_problem(body: bytes) -> str | None:
     the route's own validation answers that)."""
     try:
         _check(json.loads(body, parse_constant=_reject_constant))
-    except _NotJson as exc:
+    except NotJsonValue as exc:
         return str(exc)
     except ValueError:
         return None

@@ -140,7 +140,9 @@ Generated from the spec models by `scripts/gen-spec`; `dumont schema` prints the
 - **Secrets**: `${secret.NAME}` is read only when a request is built: from `DUMONT_SECRET_NAME`
   or `NAME` in the environment, else `.dumont/secrets.env` beside the spec or
   `~/.config/dumont-plan/secrets.env` (`NAME=value` lines, mode 0600). It is never printed or
-  stored; `dumont validate --check-secrets` checks that each one is set.
+  stored; `dumont validate --check-secrets` checks that each one is set. A job also gets each
+  secret it uses as an environment variable of the same name (`"$NAME"` in its command), and
+  the local control plane shows its value as `***` in the job's log.
 """
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, field_validator
 
+from dumont_plan.errors import DeliberateBug
 from dumont_plan.server.faults import DROP, Fault, FaultQueue
 from dumont_plan.server.reconciler import Reconciler
 
@@ -70,12 +71,8 @@ def reconcile(request: Request) -> dict[str, Any]:
     return {"reconciled": True}
 
 
-class HookError(RuntimeError):
-    """Raised on purpose by `POST /_local/raise`."""
-
-
 @router.post("/raise")
 def raise_error() -> dict[str, Any]:
     """Fail with an unhandled exception: what a bug in a route does (a 500, and the kept-alive
     connection must stay usable)."""
-    raise HookError("raised on purpose by the test hook")
+    raise DeliberateBug("raised on purpose by the test hook")
