@@ -302,3 +302,27 @@ def test_an_instances_leftover_processes_end_when_it_is_deleted(
 
     wait_until(lambda: not leftovers(marker), timeout=10, what="the leftovers to end")
     assert LEAK not in seen and "workspace" in seen.split()
+
+
+def test_a_job_runs_with_limits(user: UserSession) -> None:
+    text = run_job(user, "ulimit -u; ulimit -n; ulimit -f; ulimit -d", disk_size=10)
+
+    processes, files, file_blocks, data = text.split()
+    assert (processes, files) == ("1024", "4096")
+    assert int(file_blocks) * 1024 == 10 * 1024**3  # bash counts 1024-byte blocks
+    assert data != "unlimited"
+
+
+def test_a_multi_user_server_refuses_to_start_without_isolation(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "dumont_plan.server", "--data-dir", str(tmp_path)]
+    done = subprocess.run(
+        [*command, "--multi-user", "--isolation", "none"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: a multi-user control plane runs other users' jobs and needs workload isolation,"
+        " which is not available: --isolation none was given"
+    )
