@@ -30,6 +30,7 @@ from dumont_plan.spec.stack import KINDS, RESERVED_KINDS, Resource, Stack, Stack
 
 OPTIONAL_SECTIONS = ("variables", "defaults", *KINDS)
 PLACEHOLDER_PROJECT = "x"
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})  # defaults merged without a copy
 
 
 class _Load:
@@ -197,7 +198,9 @@ class _Load:
                 merged: dict[str, Any] = {}
                 for key, (value, where) in self.defaults[prefix].items():
                     if key not in body:
-                        merged[key] = copy.deepcopy(value)
+                        # A copy per resource, but text, numbers and booleans need none.
+                        plain = type(value) in _IMMUTABLE
+                        merged[key] = value if plain else copy.deepcopy(value)
                         origins[key] = (where, ("defaults", prefix, key))
                 merged.update(body)
                 decl = Decl(section, prefix, name, doc, merged, origins)

@@ -24,6 +24,7 @@ RESERVED_KINDS = ("finetunes", "serverless", "spot_templates", "spot_deployments
 ResourceName = Annotated[str, StringConstraints(pattern=NAME_RE)]
 VariableName = Annotated[str, StringConstraints(pattern=VAR_NAME_RE)]
 REMOTE_NAME_MAX = 100
+_SORTED_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), built once
 
 
 class VariableSpec(SpecModel):
@@ -125,7 +126,7 @@ class Stack:
         body = {
             address: r.spec.model_dump(mode="json") for address, r in sorted(self.resources.items())
         }
-        text = json.dumps({"project": self.project, "resources": body}, sort_keys=True)
+        text = _SORTED_JSON.encode({"project": self.project, "resources": body})
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
