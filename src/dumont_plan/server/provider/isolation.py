@@ -246,17 +246,19 @@ def workload_sandbox(config: dict[str, Any], settings: ServerSettings) -> dict[s
 
     Shared read-only: the operator's `shared` dirs and the local `PIP_FIND_LINKS` dirs; on a
     single-user server also the local paths the job names (a `file://` git URL, a wheel): its
-    only user owns this machine's files anyway. On a multi-user server those are not visible.
+    only user owns this machine's files anyway (but never a folder holding the data dir, such
+    as `/`). On a multi-user server those are not visible.
     """
     paths = [p for p in settings.shared_dirs if p.exists()]
     for link in os.environ.get("PIP_FIND_LINKS", "").split():
         local = _local_path(link)
         if local is not None:
             paths.append(local)
+    data = settings.data_dir.resolve()
     if not settings.multi_user:
         named = [str(config.get("git_url") or ""), *(config.get("pip_packages") or [])]
-        paths += [p for p in map(_local_path, named) if p is not None]
-    data = settings.data_dir.resolve()
+        found = [p.resolve() for p in map(_local_path, named) if p is not None]
+        paths += [p for p in found if not data.is_relative_to(p)]  # never `/` or the home
     visible = {str(p.resolve()) for p in paths if not p.resolve().is_relative_to(data)}
     disk = float(config.get("disk_size") or 0) * 1024**3
     file_bytes = int(disk) if math.isfinite(disk) and 0 < disk < MAX_LIMIT else 0
