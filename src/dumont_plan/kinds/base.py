@@ -126,7 +126,16 @@ class KindHandler(Protocol[Live_contra]):
         """The diffed and sent fields (no control fields), with dumont's own defaults filled."""
         ...
 
+    def desired_from(self, project: str, name: str, dumped: Mapping[str, Any]) -> dict[str, Any]:
+        """desired_values of a spec already serialised (`spec.model_dump(mode="json")`): the
+        planner serialises each spec once for its digest and reads both sides from that."""
+        ...
+
     def controls(self, spec: BaseModel) -> dict[str, Any]: ...
+
+    def controls_from(self, dumped: Mapping[str, Any]) -> dict[str, Any]:
+        """controls of a spec already serialised (as desired_from)."""
+        ...
 
     def normalize(self, field: str, value: Any) -> Any: ...
 
@@ -223,12 +232,20 @@ class BaseHandler(Generic[Live]):
     _names_cache: ClassVar[dict[frozenset[FieldClass], frozenset[str]]]
 
     def controls(self, spec: BaseModel) -> dict[str, Any]:
+        return self.controls_from(spec.model_dump(mode="json"))
+
+    def controls_from(self, dumped: Mapping[str, Any]) -> dict[str, Any]:
         keys = self.field_names(FieldClass.control)
-        return {k: v for k, v in spec.model_dump(mode="json").items() if k in keys}
+        return {k: v for k, v in dumped.items() if k in keys}
 
     def desired_values(self, project: str, name: str, spec: BaseModel) -> dict[str, Any]:
+        return self.desired_from(project, name, spec.model_dump(mode="json"))
+
+    def desired_from(self, project: str, name: str, dumped: Mapping[str, Any]) -> dict[str, Any]:
+        """The desired fields of a serialised spec; a kind that fills defaults of its own
+        overrides this one (desired_values serialises, then calls it)."""
         keys = self.field_names(*DESIRED_CLASSES)
-        return {k: v for k, v in spec.model_dump(mode="json").items() if k in keys}
+        return {k: v for k, v in dumped.items() if k in keys}
 
     @classmethod
     def field_names(cls, *classes: FieldClass) -> frozenset[str]:

@@ -131,8 +131,8 @@ class InstanceHandler(BaseHandler[Instance]):
 
     # -- desired values --------------------------------------------------------------------
 
-    def desired_values(self, project: str, name: str, spec: BaseModel) -> dict[str, Any]:
-        values = super().desired_values(project, name, spec)
+    def desired_from(self, project: str, name: str, dumped: Mapping[str, Any]) -> dict[str, Any]:
+        values = super().desired_from(project, name, dumped)
         if not values.get("label"):
             values["label"] = super().remote_name(project, name, values)
         return values

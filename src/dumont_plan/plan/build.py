@@ -74,11 +74,12 @@ class _Planner:
         self.state = state
         self.options = options
         self.now = options.now or datetime.now(UTC)
+        self.dumps = stack.dumps()  # each spec serialised once: the digest and the values
         self.plan = Plan(
             project=stack.project,
             created_at=self.now.isoformat(timespec="seconds").replace("+00:00", "Z"),
             spec_files=list(stack.files),
-            spec_digest=stack.digest(),
+            spec_digest=stack.digest(self.dumps),
             state_serial=state.serial,
             options=options.as_dict(),
         )
@@ -154,8 +155,9 @@ class _Planner:
     def plan_resource(self, resource: Resource) -> None:
         handler = HANDLERS[resource.kind]
         address = resource.address
-        values = handler.desired_values(self.stack.project, resource.name, resource.spec)
-        controls = handler.controls(resource.spec)
+        dumped = self.dumps[address]
+        values = handler.desired_from(self.stack.project, resource.name, dumped)
+        controls = handler.controls_from(dumped)
         lifecycle = controls.get("lifecycle") or {}
         ignore = [str(f) for f in lifecycle.get("ignore_changes") or []]
         for name in ignore:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -121,11 +122,16 @@ class Stack:
         """Address -> the addresses it depends on (the input of spec.graph)."""
         return {address: list(r.refs) for address, r in self.resources.items()}
 
-    def digest(self) -> str:
-        """sha256 of the rendered resources (secret references as written, never values)."""
-        body = {
-            address: r.spec.model_dump(mode="json") for address, r in sorted(self.resources.items())
-        }
+    def dumps(self) -> dict[str, dict[str, Any]]:
+        """address -> the resource's spec as JSON data (`model_dump(mode="json")`)."""
+        return {address: r.spec.model_dump(mode="json") for address, r in self.resources.items()}
+
+    def digest(self, dumps: Mapping[str, dict[str, Any]] | None = None) -> str:
+        """sha256 of the rendered resources (secret references as written, never values).
+
+        `dumps`: what `dumps()` returns, when the caller has it already."""
+        dumps = self.dumps() if dumps is None else dumps
+        body = {address: dumps[address] for address in sorted(self.resources)}
         text = _SORTED_JSON.encode({"project": self.project, "resources": body})
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
