@@ -233,8 +233,9 @@ def one_scale(opts: Options, n: int) -> tuple[list[Row], float, float]:
             before = api_requests(server)
             subprocess.run(floor_argv, env=env, check=True)
             floor_requests = api_requests(server) - before
+            cpu: dict[str, list[float]] = {}
             times = time_commands_interleaved(
-                {"plan": plan, "floor": floor_argv}, repeats, env=env, cwd=folder
+                {"plan": plan, "floor": floor_argv}, repeats, env=env, cwd=folder, cpu=cpu
             )
             rss = peak_rss_mb(plan, env, folder)
             floor_rss = peak_rss_mb(floor_argv, env, folder)
@@ -253,6 +254,17 @@ def one_scale(opts: Options, n: int) -> tuple[list[Row], float, float]:
                 "start, import httpx + yaml, the pages, CSafeLoader); state seeded in "
                 f"{seeded:.1f} s. Only the plan pays its CLI and models (the startup `floor:` "
                 "rows: typer, pydantic, jinja2)"
+            ),
+        ),
+        Row.ratio_row(
+            f"plan: N={n:,} CPU",
+            median(cpu["plan"]) * 1000,
+            median(cpu["floor"]) * 1000,
+            "ms",
+            label,
+            note=(
+                "user + system CPU of each process (the same runs as the wall row); the "
+                "server's work is in neither, so this ratio is above the wall one"
             ),
         ),
         Row.ratio_row(

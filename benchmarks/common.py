@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -132,19 +133,27 @@ def time_commands_interleaved(
     repeats: int,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    cpu: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
     """Wall seconds of each command, run in turn `repeats` times (one warm-up round first).
 
-    Interleaving spreads the machine's load changes over every command alike.
+    Interleaving spreads the machine's load changes over every command alike. With `cpu`,
+    each command's CPU seconds (user + system of the process and its children) are appended
+    there too: on shared cores they vary far less than wall time.
     """
     times: dict[str, list[float]] = {name: [] for name in commands}
     for round_ in range(repeats + 1):
         for name, argv in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             done = subprocess.run(
                 argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
             elapsed = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if cpu is not None and round_:
+                used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                cpu.setdefault(name, []).append(used)
             if done.returncode != 0:
                 raise RuntimeError(
                     f"{name}: {' '.join(argv)} exited {done.returncode}: "
