@@ -24,6 +24,7 @@ memory (to relaunch an interrupted runner) and in the runner's environment, neve
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -53,6 +54,7 @@ from dumont_plan.server.provider.sandbox import (
 )
 from dumont_plan.wire import FINISHED_JOB_STATUSES
 
+logger = logging.getLogger("dumont_plan.server.jobs")
 FINISHED = FINISHED_JOB_STATUSES
 # Called in the transaction that inserts a row, with the object as inserted.
 OnInsert = Callable[[Connection, dict[str, Any]], None]
@@ -255,6 +257,8 @@ def launch(state: AppState, job_id: str, attempt: int) -> None:
         finish(state, job_id, "failed", time.time(), None, f"could not start the runner: {exc}")
         return
     sup.children[job_id] = proc
+    # When the runner ends, a pass at once: a queued job takes its place without waiting a tick.
+    threading.Thread(target=_pass_when_done, args=(state, proc), daemon=True).start()
     sup.seen_alive.add(job_id)
     with state.store.tx() as conn:
         conn.execute(
@@ -262,6 +266,14 @@ def launch(state: AppState, job_id: str, attempt: int) -> None:
             f" WHERE id = ? AND {NOT_FINISHED_SQL}",
             (proc.pid, process_start_time(proc.pid), token, attempt, job_id),
         )
+
+
+def _pass_when_done(state: AppState, proc: subprocess.Popen[bytes]) -> None:
+    proc.wait()
+    try:
+        reconcile_jobs(state)
+    except Exception:  # the reconciler's next tick does the same work
+        logger.exception("job pass after a runner ended failed")
 
 
 # -- finishing ----------------------------------------------------------------------------------
@@ -370,6 +382,10 @@ def reconcile_one(state: AppState, row: Row) -> None:
     if current is not None and current.get("token") != row["runner_token"]:
         current = None
     if current is not None and current.get("result") in FINISHED:
+        ended = float(current.get("ended") or 0)
+        if alive and job_id in sup.children and time.time() - ended < TIMEOUT_GRACE_SECONDS:
+            return  # the runner is exiting: the pass at its exit finishes the job (its place
+            # in the user's queue is free only once its process is gone)
         finish(
             state,
             job_id,
