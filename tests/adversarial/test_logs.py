@@ -86,6 +86,8 @@ def test_offset_answers_only_what_is_new(server: LocalServer, user: UserSession)
     beyond = get_logs(user, job["id"], offset=2**62).json()
     assert (beyond["logs"], beyond["next_offset"]) == ("", 2**62)
     assert get_logs(user, job["id"], offset=2**63).status_code == 422
+    capabilities = httpx.get(server.url + "/health", timeout=10).json()["capabilities"]
+    assert {"jobs.logs-offset", "jobs.log-cap"} <= set(capabilities)
 
 
 class CountingProxy:
