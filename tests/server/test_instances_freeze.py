@@ -7,6 +7,7 @@ No route exposes it (the contract's pause stops the processes); the serverless f
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,3 +73,44 @@ def test_freeze_suspends_and_resume_continues_the_same_process(
 
     assert app_client.delete(f"{INSTANCES}/{iid}").status_code == 200
     wait(lambda: not Path(f"/proc/{pid}").exists() or proc_state(pid) in ("Z", "X"))
+
+
+def named(name: str) -> list[int]:
+    """Live processes whose argv[0] is `name`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv0 = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if argv0 == name.encode() and proc_state(int(entry.name)) not in ("Z", "X"):
+                found.append(int(entry.name))
+    return found
+
+
+def test_freeze_suspends_also_a_process_that_cleared_its_environment(
+    app_client: TestClient,
+) -> None:
+    token = app_client.post(
+        "/api/v1/auth/register", json={"email": "g@example.com", "password": "secret-pw"}
+    ).json()["token"]
+    app_client.headers["Authorization"] = f"Bearer {token}"
+    state: AppState = app_client.app.state.dumont  # type: ignore[attr-defined]
+    user_id = int(state.store.query_one("SELECT id FROM users")["id"])  # type: ignore[index]
+    offer = next(m for m in MARKET.machines if m.failure_probability == 0 and m.num_gpus == 1)
+    marker = f"dumont-untagged-{uuid.uuid4().hex[:8]}"
+    command = f"env -i /bin/bash -c 'exec -a {marker} sleep 60' & exec sleep 60"
+    iid = app_client.post(INSTANCES, json={"offer_id": offer.offer_id, "onstart_cmd": command})
+    iid = iid.json()["id"]
+    wait(lambda: app_client.get(f"{INSTANCES}/{iid}").json()["actual_status"] == "running")
+    wait(lambda: len(named(marker)) == 1)
+    (untagged,) = named(marker)
+
+    pause_instance(state, user_id, iid, freeze=True)
+    wait(lambda: proc_state(untagged) == "T")
+    resume_instance(state, user_id, iid)
+    wait(lambda: proc_state(untagged) != "T")
+
+    assert app_client.delete(f"{INSTANCES}/{iid}").status_code == 200
+    wait(lambda: not named(marker))

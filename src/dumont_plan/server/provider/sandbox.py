@@ -192,13 +192,23 @@ def pid_alive(pid: int | None, start_time: str | None = None) -> bool:
     return True
 
 
+def _pid_namespace(pid: int | str) -> str | None:
+    try:
+        return os.readlink(PROC / str(pid) / "ns" / "pid")
+    except OSError:
+        return None
+
+
 def tagged_pids(tag: str) -> list[int]:
-    """Pids of live processes whose environment has `DUMONT_SANDBOX_ID=<tag>` (Linux)."""
+    """Pids of the live processes of sandbox `tag` (Linux): those whose environment has
+    `DUMONT_SANDBOX_ID=<tag>`, and every process of a PID namespace one of them lives in
+    (other than ours): a sandboxed process that cleared its environment is found that way."""
     needle = f"{TAG_VAR}={tag}".encode()
     found: list[int] = []
     if not PROC.is_dir():
         return found
     me = os.getpid()
+    others: list[int] = []
     for entry in PROC.iterdir():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
@@ -206,8 +216,13 @@ def tagged_pids(tag: str) -> list[int]:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if needle in environ.split(b"\0") and pid_alive(int(entry.name)):
+        if needle not in environ.split(b"\0"):
+            others.append(int(entry.name))
+        elif pid_alive(int(entry.name)):
             found.append(int(entry.name))
+    namespaces = {_pid_namespace(pid) for pid in found} - {_pid_namespace("self"), None}
+    if namespaces:
+        found += [p for p in others if _pid_namespace(p) in namespaces and pid_alive(p)]
     return found
 
 
