@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -89,6 +90,9 @@ class Transport:
         self.sleep = sleep
         self.reauthenticate = reauthenticate
         self.request_count = 0
+        # Pages of one list are read from several threads: the count and a re-login are shared.
+        self._count_lock = threading.Lock()
+        self._login_lock = threading.RLock()  # a re-login may send through this transport
 
     def request(
         self,
@@ -119,10 +123,12 @@ class Transport:
         attempt = 0
         while True:
             send_headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-            if self.token:
-                send_headers["Authorization"] = f"Bearer {self.token}"
+            sent_token = self.token
+            if sent_token:
+                send_headers["Authorization"] = f"Bearer {sent_token}"
             send_headers.update(headers or {})
-            self.request_count += 1
+            with self._count_lock:
+                self.request_count += 1
             try:
                 response = self.http.request(
                     method,
@@ -173,9 +179,7 @@ class Transport:
                 continue
             if status == 401 and self.reauthenticate is not None and not reauthed:
                 reauthed = True
-                new_token = self.reauthenticate()
-                if new_token:
-                    self.token = new_token
+                if self._fresh_token(self.reauthenticate, sent_token):
                     continue
             if status >= 400:
                 raise self._error(response, method, path)
@@ -187,6 +191,21 @@ class Transport:
                 return response.json()
             except ValueError:
                 return response.text
+
+    def _fresh_token(self, login: Callable[[], str | None], rejected: str | None) -> bool:
+        """After a 401 to `rejected`: log in again, once for all threads; True: retry.
+
+        A thread whose rejected token was already replaced by another thread's login retries
+        with the new token instead of logging in a second time.
+        """
+        with self._login_lock:
+            if self.token != rejected and self.token:
+                return True
+            new_token = login()
+            if new_token:
+                self.token = new_token
+                return True
+            return False
 
     @staticmethod
     def _error(response: httpx.Response, method: str, path: str) -> ApiError:
