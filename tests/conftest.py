@@ -34,8 +34,13 @@ def _close_user_clients() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The directory the session server lets every job read (`DUMONT_SERVER_SHARED_DIRS`)."""
-    return tmp_path_factory.mktemp("shared-with-jobs")
+    """The directory the session server lets every job read (`DUMONT_SERVER_SHARED_DIRS`).
+
+    Readable by others, as shared folders must be: a server run as root runs jobs as an
+    unprivileged uid."""
+    path = tmp_path_factory.mktemp("shared-with-jobs")
+    path.chmod(0o755)
+    return path
 
 
 @pytest.fixture

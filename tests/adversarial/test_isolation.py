@@ -21,6 +21,8 @@ import pytest
 
 from dumont_plan.cli.embedded import local_credentials, stop_server
 from dumont_plan.client import DumontClient
+from dumont_plan.server.provider.isolation import UID_BASE
+from dumont_plan.server.provider.sandbox import tagged_pids
 from tests.server.instancefixtures import INSTANCES, actual, create, reliable_offer, workspace
 from tests.server.instancefixtures import wait_for as wait_for_instance
 from tests.server.jobfixtures import (
@@ -95,7 +97,10 @@ def test_a_job_cannot_read_etc_shadow(user: UserSession) -> None:
     text = run_job(user, f"{try_read('/etc/shadow')}; id -u")
 
     assert LEAK not in text
-    assert text.splitlines()[-1] == "65534"  # not the server's own uid (root on CI)
+    # Not the server's own uid (root on CI): 65534 in a user namespace, or under a root server
+    # a real unprivileged uid of the user's own.
+    uid = int(text.splitlines()[-1])
+    assert uid == 65534 if os.getuid() else uid > UID_BASE
 
 
 def test_a_job_cannot_read_another_runners_environment(
@@ -220,7 +225,7 @@ def test_a_foreign_host_header_is_refused(server: LocalServer) -> None:
 
 def test_the_server_reports_its_isolation(server: LocalServer) -> None:
     capabilities = httpx.get(server.url + "/health").json()["capabilities"]
-    assert {"isolation.bwrap", "users.multi"} <= set(capabilities)
+    assert {"isolation.bwrap", "process-limit.enforced", "users.multi"} <= set(capabilities)
 
 
 def test_a_non_loopback_bind_needs_multi_user(tmp_path: Path) -> None:
@@ -311,6 +316,58 @@ def test_a_job_runs_with_limits(user: UserSession) -> None:
     assert (processes, files) == ("1024", "4096")
     assert int(file_blocks) * 1024 == 10 * 1024**3  # bash counts 1024-byte blocks
     assert data != "unlimited"
+
+
+FORKS = """python - <<'END'
+import os
+started = 0
+for _ in range(400):
+    try:
+        pid = os.fork()
+    except OSError:
+        continue
+    if pid == 0:
+        os.execv("/bin/sleep", ["sleep", "60"])
+    started += 1
+print("started", started, flush=True)
+END
+sleep 2"""
+
+
+def processes_of(job_id: str, uid: int) -> list[int]:
+    """The job's live processes that run as `uid` (all but bwrap, which runs as root)."""
+    found = []
+    for pid in tagged_pids(job_id):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        line = next((x for x in status.splitlines() if x.startswith("Uid:")), "Uid: -1")
+        if line.split()[1] == str(uid) and "State:\tZ" not in status:
+            found.append(pid)
+    return found
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the limit counts the server user's processes")
+def test_a_job_cannot_start_more_processes_than_its_limit_under_root(tmp_path: Path) -> None:
+    env = {"DUMONT_SERVER_WORKLOAD_PROCESSES": "64"}
+    with private_server(tmp_path / "plane", env) as server:
+        session = new_user(server.url)
+        job = create_job(session, command=FORKS)
+        job_id = str(job["id"])
+        wait_for(session, job_id, {"running", "completed", "failed"})
+        uid = json.loads((job_dir(server, job_id) / "spec.json").read_text())["sandbox"]["uid"]
+        counts = []
+        while get_job(session, job_id)["status"] in {"pending", "running"}:
+            counts.append(len(processes_of(job_id, uid)))
+        final = wait_for(session, job_id, {"completed", "failed"})
+        text = logs(session, job_id)
+        wait_until(lambda: not tagged_pids(job_id), timeout=10, what="the job's processes to end")
+
+    assert uid > UID_BASE and final["status"] == "completed", text
+    started = int(text.rpartition("started ")[2].split()[0])
+    assert 30 < started < 64, text  # bash and python count too
+    assert 30 < max(counts) <= 64, counts
 
 
 def test_a_multi_user_server_refuses_to_start_without_isolation(tmp_path: Path) -> None:

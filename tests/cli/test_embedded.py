@@ -124,6 +124,7 @@ def test_server_start_status_stop(fresh_home: Home) -> None:
         "pid": None,
         "data_dir": str(fresh_home.data_dir),
         "isolation": None,
+        "process_limit": None,
         "users": None,
     }
 
@@ -142,6 +143,7 @@ def test_server_start_status_stop(fresh_home: Home) -> None:
         "pid": record["pid"],
         "data_dir": str(fresh_home.data_dir),
         "isolation": "bwrap",
+        "process_limit": "enforced",
         "users": "single",
     }
 

@@ -23,7 +23,7 @@ def test_a_single_user_server_shares_the_local_paths_a_job_names(
 ) -> None:
     config = {"git_url": (tmp_path / "repo").as_uri(), "pip_packages": ["/", "numpy"]}
 
-    policy = workload_sandbox(config, settings)
+    policy = workload_sandbox(config, settings, 1)
 
     # Never `/` or anything else holding the data dir, never a relative name.
     assert policy["shared"] == [str((tmp_path / "repo").resolve())]
@@ -36,7 +36,7 @@ def test_a_multi_user_server_shares_only_what_the_operator_shares(
     settings.multi_user = True
     settings.shared_dirs = [tmp_path / "repo", settings.data_dir / "sandboxes", tmp_path / "gone"]
 
-    policy = workload_sandbox({"git_url": f"file://{settings.data_dir}"}, settings)
+    policy = workload_sandbox({"git_url": f"file://{settings.data_dir}"}, settings, 1)
 
     assert policy["shared"] == [str((tmp_path / "repo").resolve())]
 
@@ -47,7 +47,7 @@ def test_a_multi_user_server_shares_only_what_the_operator_shares(
 def test_the_file_size_limit_follows_disk_size(
     settings: ServerSettings, disk_size: float, file_bytes: int
 ) -> None:
-    policy = workload_sandbox({"disk_size": disk_size}, settings)
+    policy = workload_sandbox({"disk_size": disk_size}, settings, 1)
     assert policy["limits"]["file_bytes"] == file_bytes
 
 

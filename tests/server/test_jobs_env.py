@@ -42,6 +42,7 @@ def hub() -> Iterator[FakeHub]:
 @pytest.fixture(scope="module")
 def env_server(tmp_path_factory: pytest.TempPathFactory, hub: FakeHub) -> Iterator[LocalServer]:
     wheelhouse = tmp_path_factory.mktemp("wheelhouse")
+    wheelhouse.chmod(0o755)  # jobs of a root server run as an unprivileged uid
     build_wheel(wheelhouse)
     env = {
         "DUMONT_SERVER_SHARED_DIRS": str(tmp_path_factory.getbasetemp() / "env-shared"),

@@ -106,6 +106,7 @@ def status(output: OutputOpt = OutputFormat.table) -> None:
         "pid": info.pid if info else None,
         "data_dir": str(data_dir()),
         "isolation": _capability(capabilities, "isolation."),
+        "process_limit": _capability(capabilities, "process-limit."),
         "users": _capability(capabilities, "users."),
     }
     if output is OutputFormat.json:
@@ -114,7 +115,8 @@ def status(output: OutputOpt = OutputFormat.table) -> None:
         console.print(f"Not running (data dir {data['data_dir']}).")
     else:
         console.print(f"Running at {info.url} (pid {info.pid}, data dir {data['data_dir']}).")
-        console.print(f"isolation: {data['isolation']}; users: {data['users']}")
+        limit = f" (process limit: {data['process_limit']})" if data["process_limit"] else ""
+        console.print(f"isolation: {data['isolation']}{limit}; users: {data['users']}")
         if data["isolation"] == "none":
             console.print(
                 "[yellow]warning:[/] jobs run unisolated (no bubblewrap); see the server log."

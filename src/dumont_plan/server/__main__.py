@@ -16,7 +16,7 @@ import uvicorn
 
 from dumont_plan.files import write_atomic
 from dumont_plan.server.app import create_app
-from dumont_plan.server.provider.isolation import isolation_of, probe
+from dumont_plan.server.provider.isolation import isolation_of, probe, process_limit_enforced
 from dumont_plan.server.routes.auth import add_user
 from dumont_plan.server.settings import ServerSettings
 from dumont_plan.wire import LOOPBACK_NAMES, is_loopback
@@ -116,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     if isolation == "none":
         reason = probe() or "turned off with --isolation none"
         print(f"warning: jobs and instances run unisolated: {reason}", file=sys.stderr)
+    elif not process_limit_enforced(settings):
+        print(
+            "warning: the workloads' process limit does not hold (they run as root:"
+            " install setpriv, util-linux)",
+            file=sys.stderr,
+        )
     if not is_loopback(args.host):
         print(
             f"warning: listening on {args.host}: anyone who reaches this port can register;"

@@ -93,4 +93,5 @@ ENV_SETTINGS: list[tuple[str, str, type[int] | type[float]]] = [
     ("DUMONT_SERVER_LOGIN_MAX_FAILURES_PER_CLIENT", "login_max_failures_per_client", int),
     ("DUMONT_SERVER_LOGIN_WINDOW", "login_window_seconds", float),
     ("DUMONT_SERVER_HASH_WORKERS", "hash_workers", int),
+    ("DUMONT_SERVER_WORKLOAD_PROCESSES", "workload_processes", int),
 ]

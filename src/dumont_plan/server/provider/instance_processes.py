@@ -87,7 +87,8 @@ def start(
             shared=tuple(Path(p) for p in policy.get("shared") or []),
         )
         limits = isolation.Limits(**(policy.get("limits") or {}))
-        argv = isolation.wrap_command(argv, mounts, limits, die_with_parent=False)
+        uid = int(policy.get("uid") or isolation.UID_BASE)
+        argv = isolation.wrap_command(argv, mounts, limits, die_with_parent=False, uid=uid)
     with open(sandbox.root / "onstart.log", "ab") as log:
         try:
             proc = subprocess.Popen(

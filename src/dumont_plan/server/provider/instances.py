@@ -473,7 +473,8 @@ def _start_processes(state: AppState, row: sqlite3.Row) -> None:
     if not command:
         return
     instance_id = int(row["id"])
-    policy = isolation.workload_sandbox({"disk_size": row["disk_size"]}, state.settings)
+    config = {"disk_size": row["disk_size"]}
+    policy = isolation.workload_sandbox(config, state.settings, int(row["user_id"]))
     leader = processes.start(instance_id, sandbox_of(state, instance_id), str(command), policy)
     if leader is not None:
         state.store.execute(

@@ -11,8 +11,14 @@ What a sandboxed workload gets (`wrap_command`):
   world-readable files of `/etc` (name service, TLS certificates, no `/etc/shadow`), the Python
   installation that runs the control plane (read-only) and the directories the operator shares
   (read-only); the control plane's data dir, other sandboxes and other processes are not there;
-- uid and gid 65534 in a user namespace of its own, a fresh session, and the network;
-- resource limits set by `prlimit` (processes, data memory, open files, file size).
+- uid and gid 65534 in a user namespace of its own, a fresh session, and the network; when
+  the control plane runs as root, a real unprivileged uid instead (`UID_BASE` + the user's id,
+  set by `setpriv` inside the sandbox, every capability dropped; bwrap then makes the sandbox
+  as root, without a user namespace): the kernel does not apply the process limit to root, nor
+  so to a sandbox uid mapped onto root;
+- resource limits set by `prlimit` (processes, data memory, open files, file size). The
+  process limit counts every process of the uid: with a uid per user, all of that user's
+  workloads together.
 
 `probe()` says once per process whether bwrap works here (it needs unprivileged user
 namespaces, so not macOS and not every container). Without it workloads run unisolated: the
@@ -30,7 +36,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import dumont_plan
@@ -40,6 +46,7 @@ WORKSPACE = "/workspace"
 ENV_MOUNT = "/dumont/env"
 SCRIPT_MOUNT = "/dumont/run.sh"
 SANDBOX_UID = 65534
+UID_BASE = 200000  # a root control plane runs user N's workloads as uid UID_BASE + N
 MAX_LIMIT = 2**62  # a limit above this (or a disk_size of inf) counts as no limit
 # World-readable system files a workload may need: name service, TLS, dynamic linker, time zone.
 ETC_FILES = (
@@ -133,6 +140,49 @@ def _bwrap() -> str | None:
     return shutil.which("bwrap") if sys.platform.startswith("linux") else None
 
 
+def _setpriv() -> str | None:
+    return shutil.which("setpriv") if sys.platform.startswith("linux") else None
+
+
+def drops_to_uid() -> bool:
+    """Whether workloads run as a real unprivileged uid: the control plane runs as root and
+    `setpriv` (util-linux) is there to switch to it."""
+    return os.geteuid() == 0 and _setpriv() is not None
+
+
+def workload_uid(user_id: int) -> int:
+    """The uid a root control plane runs the workloads of user `user_id` as."""
+    return UID_BASE + user_id
+
+
+def write_git_config(env_dir: Path) -> None:
+    """For a job run as a uid of its own: a git config in its env dir that accepts the repos it
+    may read though root owns them (`safe.directory`; also read by the `upload-pack` of a local
+    clone, unlike `git -c`) and includes its own `~/.gitconfig` (before `wrap_command`)."""
+    if drops_to_uid():
+        text = f"[safe]\n\tdirectory = *\n[include]\n\tpath = {WORKSPACE}/.gitconfig\n"
+        (env_dir / "gitconfig").write_text(text, encoding="utf-8")
+
+
+def git_env() -> dict[str, str]:
+    """The variable naming the git config of `write_git_config` (when it writes one)."""
+    return {"GIT_CONFIG_GLOBAL": f"{ENV_MOUNT}/gitconfig"} if drops_to_uid() else {}
+
+
+def _drop_to(uid: int) -> list[str]:
+    setpriv = _setpriv() or "setpriv"
+    return [
+        setpriv,
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        "--",
+    ]
+
+
 @functools.cache
 def probe() -> str | None:
     """Why workloads cannot be isolated here, or None when bwrap works (checked once)."""
@@ -141,7 +191,10 @@ def probe() -> str | None:
         if not sys.platform.startswith("linux"):
             return f"bubblewrap needs Linux (this is {sys.platform})"
         return "bubblewrap (bwrap) is not installed; install it with: apt-get install bubblewrap"
-    test = [path, *_system_args(), "--uid", str(SANDBOX_UID), "--", "/bin/sh", "-c", ":"]
+    if drops_to_uid():
+        test = [path, *_system_args(), "--", *_drop_to(UID_BASE), "/bin/sh", "-c", ":"]
+    else:
+        test = [path, *_system_args(), "--uid", str(SANDBOX_UID), "--", "/bin/sh", "-c", ":"]
     try:
         done = subprocess.run(test, capture_output=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -161,8 +214,17 @@ def name() -> str:
     return "bwrap" if active() else "none"
 
 
+def process_limit_enforced(settings: ServerSettings) -> bool:
+    """Whether the workloads' process limit holds: they are sandboxed and not run as root."""
+    return isolation_of(settings) == "bwrap" and (os.geteuid() != 0 or drops_to_uid())
+
+
 def _system_args(die_with_parent: bool = True) -> list[str]:
-    args = ["--unshare-all", "--share-net", "--new-session"]
+    if drops_to_uid():  # as root, without a user namespace (its only uid would be root)
+        args = ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
+    else:
+        args = ["--unshare-all", "--share-net"]
+    args.append("--new-session")
     if die_with_parent:
         args.append("--die-with-parent")
     args += ["--ro-bind", "/usr", "/usr"]
@@ -171,8 +233,35 @@ def _system_args(die_with_parent: bool = True) -> list[str]:
             args += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/var/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    return [*args, "--perms", "0755", "--dir", "/var", "--perms", "1777", "--dir", "/var/tmp"]
+
+
+def _parents(dest: str, made: set[str], bound: list[str]) -> list[str]:
+    """Arguments that make the missing parents of `dest` world-traversable (bwrap would make
+    them with the control plane's umask 077: closed to a workload that is not root). `made`:
+    the dirs made so far; `bound`: the host trees bound so far (their dirs exist)."""
+    args: list[str] = []
+    for parent in reversed(PurePosixPath(dest).parents[:-1]):
+        text = str(parent)
+        if text in made or any(parent.is_relative_to(b) for b in bound):
+            continue
+        made.add(text)
+        args += ["--perms", "0755", "--dir", text]
     return args
+
+
+def _hand_over(mounts: Mounts, uid: int) -> None:
+    """Give the workload's own files to `uid` (never following a symlink it left there)."""
+    for top in (mounts.workspace, mounts.env_dir):
+        if top is None or not top.exists():
+            continue
+        os.chown(top, uid, uid, follow_symlinks=False)
+        for folder, dirs, files in os.walk(top):
+            for entry in (*dirs, *files):
+                os.chown(os.path.join(folder, entry), uid, uid, follow_symlinks=False)
+    if mounts.script is not None:
+        os.chown(mounts.script, uid, uid, follow_symlinks=False)
 
 
 def _world_readable(path: str) -> bool:
@@ -199,8 +288,10 @@ def wrap_command(
     limits: Limits,
     chdir: str = WORKSPACE,
     die_with_parent: bool = True,
+    uid: int = UID_BASE,
 ) -> list[str]:
-    """`command` run inside a fresh sandbox.
+    """`command` run inside a fresh sandbox (as `uid` when the control plane runs as root:
+    its workspace, env dir and script are handed over to it first).
 
     The workload's environment is the environment this argv is started with (never in the
     argv: anyone can read a command line). With `die_with_parent` (jobs) the sandbox ends when
@@ -211,25 +302,34 @@ def wrap_command(
     if bwrap is None:
         raise RuntimeError("bubblewrap is not available")
     args = [bwrap, *_system_args(die_with_parent)]
+    made = {"/", "/tmp", "/var", "/var/tmp"}
+    bound = ["/usr", "/proc", "/dev", *SYSTEM_DIRS]
     for item in ETC_FILES:
         if _world_readable(item):
-            args += ["--ro-bind", item, item]
+            args += [*_parents(item, made, bound), "--ro-bind", item, item]
     ro_paths = [*python_paths(), *(p.resolve() for p in mounts.shared)]
     for path in ro_paths:
-        args += ["--ro-bind", str(path), str(path)]
+        args += [*_parents(str(path), made, bound), "--ro-bind", str(path), str(path)]
+        bound.append(str(path))
     for hidden in mounts.hidden:
         resolved = hidden.resolve()
         if any(resolved.is_relative_to(p) for p in ro_paths):
             args += ["--tmpfs", str(resolved)]
     args += ["--bind", str(mounts.workspace), WORKSPACE]
+    if mounts.env_dir is not None or mounts.script is not None:
+        args += _parents(ENV_MOUNT, made, bound)
     if mounts.env_dir is not None:
         args += ["--bind", str(mounts.env_dir), ENV_MOUNT]
     if mounts.script is not None:
         args += ["--ro-bind", str(mounts.script), SCRIPT_MOUNT]
-    args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--chdir", chdir]
+    if drops_to_uid():
+        _hand_over(mounts, uid)
+        args += ["--chdir", chdir, "--", *_drop_to(uid)]
+    else:
+        args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--chdir", chdir, "--"]
     prlimit = shutil.which("prlimit")
     prefix = [prlimit, *limits.prlimit_args(), "--"] if prlimit else []
-    return [*prefix, *args, "--", *command]
+    return [*prefix, *args, *command]
 
 
 def _local_path(value: str) -> Path | None:
@@ -241,8 +341,11 @@ def _local_path(value: str) -> Path | None:
     return path if path.exists() else None
 
 
-def workload_sandbox(config: dict[str, Any], settings: ServerSettings) -> dict[str, Any]:
-    """How to sandbox one workload: a job (its `spec.json["sandbox"]`) or an instance.
+def workload_sandbox(
+    config: dict[str, Any], settings: ServerSettings, user_id: int
+) -> dict[str, Any]:
+    """How to sandbox one workload of user `user_id`: a job (its `spec.json["sandbox"]`) or
+    an instance.
 
     Shared read-only: the operator's `shared` dirs and the local `PIP_FIND_LINKS` dirs; on a
     single-user server also the local paths the job names (a `file://` git URL, a wheel): its
@@ -267,6 +370,7 @@ def workload_sandbox(config: dict[str, Any], settings: ServerSettings) -> dict[s
         "hidden": [str(data)],
         "shared": sorted(visible),
         "limits": {**asdict(limits_of(settings)), "file_bytes": file_bytes},
+        "uid": workload_uid(user_id),
     }
 
 

@@ -139,7 +139,7 @@ def submit_job(
         "carries_secrets": carried is not None,
         "timeout_seconds": timeout_seconds,
         "log_cap_bytes": state.settings.log_cap_bytes,
-        "sandbox": isolation.workload_sandbox(config, state.settings),
+        "sandbox": isolation.workload_sandbox(config, state.settings, user_id),
     }
     directory = job_dir(state, job_id)
     directory.mkdir(parents=True)

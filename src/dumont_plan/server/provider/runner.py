@@ -239,6 +239,8 @@ class Runner:
                 "GIT_TERMINAL_PROMPT": "0",
             }
         )
+        if self.isolated:
+            env.update(isolation.git_env())
         if self.hf_token:
             env["HF_TOKEN"] = self.hf_token
         if self.carried is not None:
@@ -258,13 +260,16 @@ class Runner:
             hidden=tuple(Path(p) for p in settings.get("hidden") or []),
             shared=tuple(Path(p) for p in settings.get("shared") or []),
         )
-        return isolation.wrap_command(["bash", isolation.SCRIPT_MOUNT], mounts, limits)
+        uid = int(settings.get("uid") or isolation.UID_BASE)
+        return isolation.wrap_command(["bash", isolation.SCRIPT_MOUNT], mounts, limits, uid=uid)
 
     def prepare(self) -> None:
         self.sandbox.create()
         (self.sandbox.env_dir / "site").mkdir()
         (self.sandbox.env_dir / "hf-home").mkdir()
         python_wrappers(self.sandbox.env_dir / "bin")
+        if self.isolated:
+            isolation.write_git_config(self.sandbox.env_dir)
         if self.carried is not None:
             self.carried.write_askpass(self.sandbox.env_dir / "bin")
 

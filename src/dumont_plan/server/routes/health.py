@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from dumont_plan import __version__
 from dumont_plan.server.context import StateDep
-from dumont_plan.server.provider.isolation import isolation_of
+from dumont_plan.server.provider.isolation import isolation_of, process_limit_enforced
 
 # Additive extensions this server offers beyond the real platform's contract.
 CAPABILITIES = [
@@ -35,12 +35,20 @@ router = APIRouter()
 
 @router.get("/health", tags=["meta"])
 def health(state: StateDep) -> dict[str, Any]:
-    """`isolation.bwrap` or `isolation.none` says how workloads run; `users.single` or
-    `users.multi` whether others may register."""
-    users = "users.multi" if state.settings.multi_user else "users.single"
+    """`isolation.bwrap` or `isolation.none` says how workloads run; `process-limit.enforced`
+    or `process-limit.none` whether their process limit holds (not for root's processes);
+    `users.single` or `users.multi` whether others may register."""
+    settings = state.settings
+    users = "users.multi" if settings.multi_user else "users.single"
+    processes = "enforced" if process_limit_enforced(settings) else "none"
     return {
         "status": "healthy",
         "version": __version__,
         "service": "dumont-local-control-plane",
-        "capabilities": [*CAPABILITIES, f"isolation.{isolation_of(state.settings)}", users],
+        "capabilities": [
+            *CAPABILITIES,
+            f"isolation.{isolation_of(settings)}",
+            f"process-limit.{processes}",
+            users,
+        ],
     }
