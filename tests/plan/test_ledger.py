@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from dumont_plan.errors import LockError, StateError
+from dumont_plan.files import write_atomic
+from dumont_plan.state import ledger as ledger_module
 from dumont_plan.state.ledger import (
     DesiredRecord,
     Ledger,
@@ -266,3 +271,116 @@ def test_force_unlock_with_force_removes_a_held_lock(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30  # long before the holder's 60 s sleep ends
         with Ledger.locked(path, "lab", command="second"):
             assert time.monotonic() < deadline
+
+
+# -- group commit: threads share writes, each returns once its change is durable -------------
+
+
+class SlowWrites:
+    """`write_atomic` for the ledger module: counts writes, each held up by `delay` seconds.
+
+    `fail_on`: the write of that number (1-based) raises ENOSPC instead of writing;
+    `gate`: the first write waits for it before writing.
+    """
+
+    def __init__(self, delay: float = 0.0, fail_on: int = 0) -> None:
+        self.delay = delay
+        self.fail_on = fail_on
+        self.gate: threading.Event | None = None
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, path: Path, text: str) -> None:
+        with self.lock:
+            self.count += 1
+            number = self.count
+        if number == 1 and self.gate is not None:
+            assert self.gate.wait(30)
+        time.sleep(self.delay)
+        if number == self.fail_on:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        write_atomic(path, text)
+
+
+def test_many_threads_recording_at_once_are_all_durable_and_share_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = state_file(tmp_path)
+    writes = SlowWrites(delay=0.05)
+    monkeypatch.setattr(ledger_module, "write_atomic", writes)
+    ledger = Ledger.load(path, "lab")
+    threads, per_thread = 8, 5
+    start = threading.Barrier(threads)
+    missing: list[str] = []
+
+    def work(t: int) -> None:
+        start.wait(30)
+        for i in range(per_thread):
+            address = f"job.t{t}i{i}"
+            op = ledger.begin_op(address, "create", kind="job", idempotency_key=address)
+            # Returned: the journal entry is in the file already (the request may go now).
+            if address not in {p["address"] for p in on_disk(path)["pending"]}:
+                missing.append(f"pending {address}")
+            ledger.finish_op(op, remote_id=f"id-{address}", record=DesiredRecord({}))
+            entry = on_disk(path)["resources"].get(address)
+            if entry is None or entry["remote_id"] != f"id-{address}":
+                missing.append(f"resource {address}")
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(work, range(threads)))
+    assert missing == []
+    changes = threads * per_thread * 2
+    data = on_disk(path)
+    assert data["pending"] == []
+    assert len(data["resources"]) == threads * per_thread
+    assert data["serial"] == writes.count
+    # One write per change would be 80 at 50 ms each; the threads shared them.
+    assert writes.count <= changes // 2, writes.count
+    assert Ledger.load(path, "lab").state.resources.keys() == ledger.state.resources.keys()
+
+
+def test_a_failed_write_raises_in_every_thread_whose_change_it_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = state_file(tmp_path)
+    writes = SlowWrites(fail_on=2)
+    writes.gate = threading.Event()
+    monkeypatch.setattr(ledger_module, "write_atomic", writes)
+    ledger = Ledger.load(path, "lab")
+    first = threading.Thread(
+        target=ledger.record, args=("job.first",), kwargs={"kind": "job", "remote_id": "id-1"}
+    )
+    first.start()  # writes (write 1, held at the gate) ...
+    deadline = time.monotonic() + 30
+    while writes.count < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    results: dict[str, BaseException | None] = {}
+
+    def record(address: str) -> None:
+        try:
+            ledger.record(address, kind="job", remote_id=f"id-{address}")
+            results[address] = None
+        except BaseException as exc:
+            results[address] = exc
+
+    later = [f"job.later{i}" for i in range(3)]
+    waiting = [threading.Thread(target=record, args=(a,)) for a in later]
+    for thread in waiting:
+        thread.start()  # ... while these change the state and wait for the next write
+    while len(ledger.state.resources) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    writes.gate.set()
+    first.join(30)
+    for thread in waiting:
+        thread.join(30)
+    # Write 2 held all three changes and failed: each of them got the error.
+    assert writes.count == 2
+    assert set(results) == set(later)
+    for address in later:
+        error = results[address]
+        assert isinstance(error, OSError) and error.errno == errno.ENOSPC, (address, error)
+    assert set(on_disk(path)["resources"]) == {"job.first"}
+    # The changes are still in memory: the next write that works makes them durable.
+    ledger.save()
+    assert writes.count == 3
+    assert set(on_disk(path)["resources"]) == {"job.first", *later}
