@@ -55,6 +55,9 @@ class ServerSettings:
     workload_processes: int = 1024
     workload_open_files: int = 4096
     workload_memory_bytes: int = 0
+    # Bytes in one GB of `disk_size` (a workspace's total and each file's size); tests make
+    # it small so that the minimum of 10 GB means a few MB.
+    disk_gb_bytes: int = 1024**3
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -94,4 +97,5 @@ ENV_SETTINGS: list[tuple[str, str, type[int] | type[float]]] = [
     ("DUMONT_SERVER_LOGIN_WINDOW", "login_window_seconds", float),
     ("DUMONT_SERVER_HASH_WORKERS", "hash_workers", int),
     ("DUMONT_SERVER_WORKLOAD_PROCESSES", "workload_processes", int),
+    ("DUMONT_SERVER_DISK_GB_BYTES", "disk_gb_bytes", int),
 ]

@@ -363,13 +363,15 @@ def workload_sandbox(
         found = [p.resolve() for p in map(_local_path, named) if p is not None]
         paths += [p for p in found if not data.is_relative_to(p)]  # never `/` or the home
     visible = {str(p.resolve()) for p in paths if not p.resolve().is_relative_to(data)}
-    disk = float(config.get("disk_size") or 0) * 1024**3
-    file_bytes = int(disk) if math.isfinite(disk) and 0 < disk < MAX_LIMIT else 0
+    disk = float(config.get("disk_size") or 0) * settings.disk_gb_bytes
+    disk_bytes = int(disk) if math.isfinite(disk) and 0 < disk < MAX_LIMIT else 0
     return {
         "isolation": isolation_of(settings),
         "hidden": [str(data)],
         "shared": sorted(visible),
-        "limits": {**asdict(limits_of(settings)), "file_bytes": file_bytes},
+        "limits": {**asdict(limits_of(settings)), "file_bytes": disk_bytes},
+        "disk_bytes": disk_bytes,  # the workspace's total (runner.py, diskuse.py)
+        "disk_gb_bytes": settings.disk_gb_bytes,
         "uid": workload_uid(user_id),
     }
 

@@ -21,7 +21,8 @@ environment variable, popped at start: a command or setup script holding a value
 `eval "$DUMONT_JOB_COMMAND"` so that `run.sh` holds none, and git credentials go through
 GIT_ASKPASS. A failed attempt is retried up to `max_retries` times; the
 attempt's deadline (`timeout_seconds`) ends it with `timeout`; SIGTERM (the control plane's
-cancel) ends it with `cancelled`.
+cancel) ends it with `cancelled`; a workspace grown past `disk_size` (`diskuse.DiskWatch`, at
+most every second) ends it `failed`, not retried (a retry would fill it again).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from dumont_plan.server.provider import isolation
+from dumont_plan.server.provider import diskuse, isolation
 from dumont_plan.server.provider.job_secrets import CARRY_VAR, Carried
 from dumont_plan.server.provider.joblog import CappedLog
 from dumont_plan.server.provider.sandbox import (
@@ -196,7 +197,9 @@ class Runner:
         self.log = LogWriter(job_dir / LOG_FILE, secrets, int(cap) if cap else None)
         self.cancelled = False
         self.child_pgid: int | None = None
-        self.isolated = (self.spec.get("sandbox") or {}).get("isolation") == "bwrap"
+        sandbox = self.spec.get("sandbox") or {}
+        self.isolated = sandbox.get("isolation") == "bwrap"
+        self.disk = diskuse.DiskWatch.of(self.sandbox.workspace, sandbox)
 
     # -- state -------------------------------------------------------------------------------
     def save(self, **changes: Any) -> None:
@@ -325,6 +328,8 @@ class Runner:
         self.log.flush()
         if self.cancelled:
             return "cancelled", None, None
+        if self.disk.error or self.disk.exceeded(force=True):  # also what a quick job left
+            return "failed", None, self.disk.error
         if timed_out:
             minutes = self.spec.get("timeout_minutes")
             return "timeout", None, f"Job exceeded its timeout of {minutes} minutes"
@@ -352,8 +357,8 @@ class Runner:
         try:
             while out_fd in open_fds:
                 now = time.time()
-                if now >= deadline:
-                    timed_out = True
+                if now >= deadline or self.disk.exceeded():
+                    timed_out = not self.disk.error
                     break
                 if exited_at is None and proc.poll() is not None:
                     exited_at = now
@@ -381,7 +386,7 @@ class Runner:
         finally:
             selector.close()
             os.close(control_fd)
-        if timed_out:
+        if timed_out or self.disk.error:
             kill_group(proc.pid)
         # Whatever is still buffered in the pipe after the kill.
         with contextlib.suppress(OSError):
@@ -401,7 +406,8 @@ class Runner:
             while True:
                 outcome, code, error = self.run_attempt()
                 attempt = self.state["attempt"]
-                if outcome != "failed" or attempt >= self.max_attempts or self.cancelled:
+                last = attempt >= self.max_attempts or self.cancelled or self.disk.error
+                if outcome != "failed" or last:
                     break
                 self.log.note(f"attempt {attempt} failed: {error}; retrying")
                 self.save(attempt=attempt + 1)

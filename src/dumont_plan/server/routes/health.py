@@ -23,6 +23,7 @@ CAPABILITIES = [
     "jobs.outputs",
     "jobs.secrets",
     "jobs.timeout-status",
+    "disk-limit.workspace",
     "jobs.offset",
     "offers.all-filters",
     "instances.use-spot",
@@ -37,7 +38,8 @@ router = APIRouter()
 def health(state: StateDep) -> dict[str, Any]:
     """`isolation.bwrap` or `isolation.none` says how workloads run; `process-limit.enforced`
     or `process-limit.none` whether their process limit holds (not for root's processes);
-    `users.single` or `users.multi` whether others may register."""
+    `users.single` or `users.multi` whether others may register; `disk-limit.workspace`: a
+    job whose workspace grows past `disk_size` in total ends `failed`."""
     settings = state.settings
     users = "users.multi" if settings.multi_user else "users.single"
     processes = "enforced" if process_limit_enforced(settings) else "none"
