@@ -5,14 +5,19 @@ the values in the additive `secrets` map), against a real server over loopback: 
 in `command` and `setup_script` is masked in the job's log (API and `dumont job logs`) and is in
 no file of the data dir (spec.json, run.sh, job.log, database, server log), while the job still
 gets it; the credentials of a git URL are in no argv while git clones, and in no file either
-(.git/config, spec.json, the database), while the clone still authenticates.
+(.git/config, spec.json, the database), while the clone still authenticates; a value in any
+other field the runner uses (here a `pip_packages` URL with credentials) is stored as `***` and
+run from the environment, and a value in a field where it has no use (`name`) is a 422.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,8 +27,10 @@ from tests.server.githttp import PrivateGitServer
 from tests.server.jobfixtures import (
     GATE,
     all_files_text,
+    build_wheel,
     create_job,
     get_job,
+    job_dir,
     logs,
     make_git_repo,
     open_gate,
@@ -71,6 +78,95 @@ def test_a_secret_in_command_and_setup_script_is_masked_and_never_on_disk(
     cli = run_cli(["job", "logs", job["id"]], cli_env(home, plane.url, user.token))
     assert cli.returncode == 0, cli.stderr
     assert "command has ***" in cli.stdout and value not in cli.stdout + cli.stderr
+    assert value not in all_files_text(plane.data_dir)
+
+
+class WheelServer:
+    """Serves one wheel over HTTP to Basic auth `user:password` only; counts who got it."""
+
+    def __init__(self, wheel: Path, user: str, password: str) -> None:
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.served = 0
+        self.refused = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.headers.get("Authorization") != expected:
+                    outer.refused += 1
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="wheels"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                outer.served += 1
+                data = wheel.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_secret_in_pip_packages_is_stored_masked_and_the_job_gets_the_real_url(
+    plane: LocalServer, tmp_path: Path
+) -> None:
+    user = new_user(plane.url)
+    value = f"pypi-MARKER{uuid.uuid4().hex}"
+    wheel = build_wheel(tmp_path / "wheels")
+    server = WheelServer(wheel, "alice", value)
+    try:
+        url = f"http://alice:{value}@127.0.0.1:{server.port}/{wheel.name}"
+        job = create_job(
+            user,
+            name="private-wheel",
+            pip_packages=[f"dumont_tinypkg @ {url}"],
+            command='python -c "import dumont_tinypkg; print(dumont_tinypkg.VALUE)"',
+            secrets={"PYPI_TOKEN": value},
+            auto_destroy=False,  # run.sh and the installed packages stay, to be searched
+            timeout_minutes=10,
+        )
+        done = wait_for(user, job["id"], {"completed", "failed"})
+    finally:
+        server.close()
+    text = logs(user, job["id"])
+    assert done["status"] == "completed", text
+    assert server.served > 0  # pip had the real URL, credentials included
+    assert text.endswith("tiny-ok\n"), text
+    assert value not in text
+    spec = (job_dir(plane, job["id"]) / "spec.json").read_text(encoding="utf-8")
+    assert f"http://alice:***@127.0.0.1:{server.port}/" in spec
+    script = (job_dir(plane, job["id"]) / "run.sh").read_text(encoding="utf-8")
+    assert 'eval "$DUMONT_JOB_LINE_' in script
+    assert value not in all_files_text(plane.data_dir)
+
+
+def test_a_secret_where_it_has_no_use_is_refused_naming_the_field(plane: LocalServer) -> None:
+    user = new_user(plane.url)
+    value = f"sk-MARKER-{uuid.uuid4().hex}"
+    for field, sent in (
+        ("name", f"job-{value}"),
+        ("image", f"registry.example/{value}:1"),
+        ("output_paths", [f"/workspace/{value}"]),
+    ):
+        body = {"command": "true", field: sent, "secrets": {"API_KEY": value}}
+        with user.http() as http:
+            answer = http.post("/api/v1/jobs/", json=body)
+        assert answer.status_code == 422, (field, answer.text)
+        assert f"a secret may not be used in `{field}`" in answer.text
+        assert value not in answer.text
+    with user.http() as http:
+        assert http.get("/api/v1/jobs/").json()["total"] == 0
     assert value not in all_files_text(plane.data_dir)
 
 

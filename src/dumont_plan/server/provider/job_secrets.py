@@ -3,18 +3,22 @@
 A create request tells the control plane which values are secret: the additive `secrets` map
 (name -> value; the client sends every `${secret.NAME}` the job uses) and the credentials of an
 `https://user:token@host/repo` git URL. `split_secrets` returns the job's configuration to
-store (`spec.json`, `run.sh`): each value replaced by `***` in `command` and `setup_script`
-(the free-text fields a value is used in; the others are stored as sent) and the credentials
-cut out of `git_url`; and a `Carried` with what only the runner needs: the real `command` and
-`setup_script` when a value was masked in them, the secrets to export by name, and the git
-credentials. A value shorter than 3 characters is not masked.
+store (`spec.json`, the database, `run.sh`): every string in it, at any depth, with each value
+replaced by `***`, and the credentials cut out of `git_url`; and a `Carried` with what only
+the runner needs: the real `command` and `setup_script` when a value was masked in them, the
+real value of each other field the runner uses (`CARRIED_FIELDS`: `pip_packages`, `hf_repo`,
+...) that held one, the secrets to export by name, and the git credentials. A value in any
+other field (`name`, `image`, `output_paths`, ...) is refused (`refused_field`: a 422 naming
+the field). A value shorter than 3 characters is not masked.
 
 The control plane hands a `Carried` to the runner in one environment variable (`CARRY_VAR`,
 never written anywhere), and keeps it in memory to relaunch an interrupted runner. The runner
 pops it, masks every value in the job's log, runs the command and setup script through
-`eval "$DUMONT_JOB_COMMAND"` (so `run.sh` holds no value), exports the secrets under their
-names, and clones through `GIT_ASKPASS` (a script reading `DUMONT_GIT_USERNAME` and
-`DUMONT_GIT_PASSWORD`), so the credentials are in no argv, `.git/config` or file.
+`eval "$DUMONT_JOB_COMMAND"` (so `run.sh` holds no value), runs each other script line that
+the real fields change through `eval "$DUMONT_JOB_LINE_<n>"` (`hide_lines`), exports the
+secrets under their names, and clones through `GIT_ASKPASS` (a script reading
+`DUMONT_GIT_USERNAME` and `DUMONT_GIT_PASSWORD`), so the credentials are in no argv,
+`.git/config` or file.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ MASK = "***"
 # Shorter values are not masked in text: "***" for every "a" would make logs unreadable.
 MIN_MASKED = 3
 MASKED_FIELDS = ("command", "setup_script")
+# The other fields the runner needs real: masked when stored, carried whole to the runner.
+CARRIED_FIELDS = ("git_url", "git_branch", "hf_repo", "hf_revision", "pip_packages")
+LINE_VAR = "DUMONT_JOB_LINE_"
 ASKPASS_NAME = "dumont-askpass"
 COMMAND_VAR = "DUMONT_JOB_COMMAND"
 SETUP_VAR = "DUMONT_JOB_SETUP"
@@ -51,6 +58,9 @@ class Carried:
     setup_script: str | None = None
     git_username: str | None = None
     git_password: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    # Filled by `hide_lines` in the runner: the real script lines, by variable name.
+    lines: dict[str, str] = field(default_factory=dict)
 
     def values(self) -> list[str]:
         """Every secret value, for masking."""
@@ -72,7 +82,7 @@ class Carried:
         """What the job's script gets: the secrets by name, the real command and setup script
         when `run.sh` refers to them, and the git credentials for GIT_ASKPASS (in `bin_dir`,
         as the job sees it)."""
-        env = dict(self.env)
+        env = {**self.env, **self.lines}
         if self.command is not None:
             env[COMMAND_VAR] = self.command
         if self.setup_script is not None:
@@ -106,6 +116,19 @@ class Carried:
             return stored
         return f'eval "${COMMAND_VAR if name == "command" else SETUP_VAR}"'
 
+    def hide_lines(self, masked: list[str], real: list[str]) -> list[str]:
+        """The script's lines built from the stored (`masked`) fields, each one that differs
+        from its twin built from the real fields replaced by an `eval` of the real line, which
+        `workload_env` then carries."""
+        self.lines = {}
+        lines = []
+        for number, (stored, wanted) in enumerate(zip(masked, real, strict=True)):
+            if stored != wanted:
+                self.lines[f"{LINE_VAR}{number}"] = wanted
+                stored = f'eval "${LINE_VAR}{number}"'
+            lines.append(stored)
+        return lines
+
     @property
     def has_git_credentials(self) -> bool:
         return self.git_password is not None or self.git_username is not None
@@ -115,6 +138,34 @@ def mask_text(text: str, values: list[str]) -> str:
     for value in sorted(values, key=len, reverse=True):
         text = text.replace(value, MASK)
     return text
+
+
+def mask_value(value: Any, values: list[str]) -> Any:
+    """`value` with each of `values` masked in every string it holds, at any depth."""
+    if isinstance(value, str):
+        return mask_text(value, values)
+    if isinstance(value, list):
+        return [mask_value(item, values) for item in value]
+    if isinstance(value, dict):
+        return {key: mask_value(item, values) for key, item in value.items()}
+    return value
+
+
+def secret_values(secrets: Mapping[str, str] | None, git_url: Any) -> list[str]:
+    password = strip_credentials(git_url)[2] if isinstance(git_url, str) else None
+    return Carried(env=dict(secrets or {}), git_password=password).values()
+
+
+def refused_field(config: Mapping[str, Any], secrets: Mapping[str, str] | None) -> str | None:
+    """The first field of `config` that holds a secret value where none may be used (neither
+    masked text nor a field the runner gets real), or None."""
+    values = secret_values(secrets, config.get("git_url"))
+    for name, value in config.items():
+        if name in (*MASKED_FIELDS, *CARRIED_FIELDS):
+            continue
+        if values and mask_value(value, values) != value:
+            return name
+    return None
 
 
 def strip_credentials(url: str) -> tuple[str, str | None, str | None]:
@@ -147,11 +198,17 @@ def split_secrets(
         config = {**config, "git_url": clean}
     values = carried.values()
     masked = dict(config)
-    for name in MASKED_FIELDS:
-        text = config.get(name)
-        if isinstance(text, str) and values and mask_text(text, values) != text:
-            masked[name] = mask_text(text, values)
-            setattr(carried, name, text)
+    for name, value in config.items():
+        hidden = mask_value(value, values) if values else value
+        if hidden == value:
+            continue
+        if name in MASKED_FIELDS:
+            setattr(carried, name, value)
+        elif name in CARRIED_FIELDS:
+            carried.fields[name] = value
+        else:  # the route refuses these first (`refused_field`)
+            raise ValueError(f"a secret may not be used in `{name}`")
+        masked[name] = hidden
     if not carried.env and not carried.has_git_credentials:
         return masked, None
     return masked, carried

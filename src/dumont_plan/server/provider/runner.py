@@ -18,11 +18,12 @@ in `repo/`, `model/` or the workspace. The script reports its step on a private 
 closed before the command runs. Output streams to `<job_dir>/job.log` line by line, with every
 secret value replaced by `***`. The job's other secrets (`job_secrets.Carried`) arrive in one
 environment variable, popped at start: a command or setup script holding a value runs as
-`eval "$DUMONT_JOB_COMMAND"` so that `run.sh` holds none, and git credentials go through
-GIT_ASKPASS. A failed attempt is retried up to `max_retries` times; the
-attempt's deadline (`timeout_seconds`) ends it with `timeout`; SIGTERM (the control plane's
-cancel) ends it with `cancelled`; a workspace grown past `disk_size` (`diskuse.DiskWatch`, at
-most every second) ends it `failed`, not retried (a retry would fill it again).
+`eval "$DUMONT_JOB_COMMAND"` so that `run.sh` holds none (so does a line that another field
+holding a value changes), and git credentials go through GIT_ASKPASS. A failed attempt is
+retried up to `max_retries` times; the attempt's deadline (`timeout_seconds`) ends it with
+`timeout`; SIGTERM (the control plane's cancel) ends it with `cancelled`; a workspace grown
+past `disk_size` (`diskuse.DiskWatch`, at most every second) ends it `failed`, not retried (a
+retry would fill it again).
 """
 
 from __future__ import annotations
@@ -39,10 +40,9 @@ import sys
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
 
 from dumont_plan.server.provider import diskuse, isolation
-from dumont_plan.server.provider.job_secrets import CARRY_VAR, Carried
+from dumont_plan.server.provider.job_secrets import CARRY_VAR, Carried, strip_credentials
 from dumont_plan.server.provider.joblog import CappedLog
 from dumont_plan.server.provider.sandbox import (
     TAG_VAR,
@@ -103,20 +103,19 @@ class LogWriter:
         self.handle.close()
 
 
-def url_password(url: str | None) -> str | None:
-    if not url:
-        return None
-    with contextlib.suppress(ValueError):
-        return urlsplit(url).password
-    return None
-
-
 def build_script(
     spec: dict[str, Any], workspace: PurePosixPath | Path, carried: Carried | None = None
 ) -> str:
     """The bash script of one attempt (no secret in it: `carried`'s are in its environment)."""
-    q = shlex.quote
     carried = carried or Carried()
+    real = script_lines({**spec, **carried.fields}, workspace, carried)
+    return "\n".join(carried.hide_lines(script_lines(spec, workspace, carried), real)) + "\n"
+
+
+def script_lines(
+    spec: dict[str, Any], workspace: PurePosixPath | Path, carried: Carried
+) -> list[str]:
+    q = shlex.quote
     source = spec.get("source", "command")
     site_install = '"$DUMONT_PYTHON" -m pip install --target "$DUMONT_SITE" --upgrade'
     lines = [
@@ -153,7 +152,7 @@ def build_script(
         'eval "exec $DUMONT_CONTROL_FD>&-"',
         carried.script_line("command", str(spec.get("command") or "") or ":"),
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 STEP_FAILURES = {
@@ -191,7 +190,8 @@ class Runner:
         self.hf_token = os.environ.get("HF_TOKEN") or None
         self.carried = Carried.from_env(os.environ)
         os.environ.pop(CARRY_VAR, None)  # reaches no child as such
-        secrets = [s for s in (self.hf_token, url_password(self.spec.get("git_url"))) if s]
+        old_password = strip_credentials(str(self.spec.get("git_url") or ""))[2]  # old specs
+        secrets = [s for s in (self.hf_token, old_password) if s]
         secrets += self.carried.values() if self.carried else []
         cap = self.spec.get("log_cap_bytes")
         self.log = LogWriter(job_dir / LOG_FILE, secrets, int(cap) if cap else None)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from dumont_plan.server.context import AppState, StateDep, User, UserDep
 from dumont_plan.server.idempotency import idempotent_create_in_tx
 from dumont_plan.server.limits import LIST_MAX, MAX_INT, TEXT_MAX
-from dumont_plan.server.provider import job_rows
+from dumont_plan.server.provider import job_rows, job_secrets
 from dumont_plan.server.provider import jobs as provider
 from dumont_plan.server.provider.joblog import WholeLog
 from dumont_plan.server.provider.market import (
@@ -75,7 +75,8 @@ class CreateJobRequest(BaseModel):
         description=(
             "Secret values the job uses, by name (additive): exported to the job as environment"
             " variables of these names, masked as *** in its log, never written to disk; where"
-            " they appear in command or setup_script, the control plane stores *** instead."
+            " they appear in command, setup_script, pip_packages, git_url, git_branch, hf_repo or"
+            " hf_revision, the control plane stores *** instead; any other field is a 422."
         ),
     )
     git_url: str | None = Field(
@@ -291,6 +292,14 @@ def create_job(
 ) -> Response:
     """Create a job: it gets a sandbox and a runner at once (201 with the Job)."""
     config, price = _job_config(state, body)
+    refused = job_secrets.refused_field(config, body.secrets)
+    if refused is not None:
+        raise _bad_field(
+            refused,
+            f"a secret may not be used in `{refused}` (it would be stored as sent); secrets "
+            "go in command, setup_script, pip_packages, git_url, git_branch or hf_repo/revision",
+            job_secrets.MASK,
+        )
     return idempotent_create_in_tx(
         request,
         state,
