@@ -12,12 +12,9 @@ run from the environment, and a value in a field where it has no use (`name`) is
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,6 +23,7 @@ from dumont_plan.server.provider.jobs import SECRETS_LOST
 from tests.server.githttp import PrivateGitServer
 from tests.server.jobfixtures import (
     GATE,
+    WheelServer,
     all_files_text,
     build_wheel,
     create_job,
@@ -79,43 +77,6 @@ def test_a_secret_in_command_and_setup_script_is_masked_and_never_on_disk(
     assert cli.returncode == 0, cli.stderr
     assert "command has ***" in cli.stdout and value not in cli.stdout + cli.stderr
     assert value not in all_files_text(plane.data_dir)
-
-
-class WheelServer:
-    """Serves one wheel over HTTP to Basic auth `user:password` only; counts who got it."""
-
-    def __init__(self, wheel: Path, user: str, password: str) -> None:
-        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        self.served = 0
-        self.refused = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                if self.headers.get("Authorization") != expected:
-                    outer.refused += 1
-                    self.send_response(401)
-                    self.send_header("WWW-Authenticate", 'Basic realm="wheels"')
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                outer.served += 1
-                data = wheel.read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def test_a_secret_in_pip_packages_is_stored_masked_and_the_job_gets_the_real_url(

@@ -2,13 +2,14 @@
 
 A spec passes `${secret.HF_TOKEN}` to its jobs, with HF_TOKEN set to a unique marker: as
 `hf_token`, inside a `command` and a `setup_script`, and `${secret.GIT_TOKEN}` inside the
-credentials of a private git URL (served over HTTP with Basic auth, so the clone needs them). After
+credentials of a private git URL (served over HTTP with Basic auth, so the clone needs them) and
+`${secret.PIP_TOKEN}` in those of a `pip_packages` wheel URL (served the same way). After
 plan, `plan -out`, show, apply of the saved plan with `--json --logs`, a failing apply, and
 validation errors in a spec that uses the secret too, the marker is absent from every stdout
 and stderr, every file under `.dumont/`, the saved plan and the control plane's data dir
 (database, server log, job logs, spec.json and run.sh, kept workspaces and their .git/config).
 The job itself did get it: it writes the value's sha256 as an output, which matches; the
-private repository was cloned.
+private repository was cloned and the private wheel installed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 
 from tests.apply.applykit import Project, parse_events, tree_text
 from tests.server.githttp import PrivateGitServer
-from tests.server.jobfixtures import make_git_repo
+from tests.server.jobfixtures import WheelServer, build_wheel, make_git_repo
 from tests.support import LocalServer, new_user
 
 SPEC = """
@@ -47,6 +48,12 @@ jobs:
     source: git
     git_url: http://alice:${secret.GIT_TOKEN}@GIT_HOST/repo.git
     command: git config --get remote.origin.url && bash run.sh
+    auto_destroy: false
+    timeout_minutes: 10
+    wait: completed
+  wheel:
+    pip_packages: ["dumont_tinypkg @ http://alice:${secret.PIP_TOKEN}@WHEEL_HOST/WHEEL_FILE"]
+    command: python -c "import dumont_tinypkg as p; print('wheel', p.VALUE)"
     auto_destroy: false
     timeout_minutes: 10
     wait: completed
@@ -88,18 +95,43 @@ def private_git(tmp_path: Path, git_token: str) -> Iterator[PrivateGitServer]:
         yield git
 
 
+@pytest.fixture
+def pip_token() -> str:
+    return f"pypi_MARKER_{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def private_wheel(tmp_path: Path, pip_token: str) -> Iterator[WheelServer]:
+    server = WheelServer(build_wheel(tmp_path / "wheels"), "alice", pip_token)
+    yield server
+    server.close()
+
+
 @pytest.mark.slow
 def test_a_secret_never_leaks(
-    plane: LocalServer, tmp_path: Path, private_git: PrivateGitServer, git_token: str
+    plane: LocalServer,
+    tmp_path: Path,
+    private_git: PrivateGitServer,
+    private_wheel: WheelServer,
+    git_token: str,
+    pip_token: str,
 ) -> None:
     marker = f"hf_MARKER_{uuid.uuid4().hex}"
     user = new_user(plane.url)
     home = tmp_path / "home"
     home.mkdir()
     proj = Project(
-        tmp_path / "work", home, user.url, user.token, HF_TOKEN=marker, GIT_TOKEN=git_token
+        tmp_path / "work",
+        home,
+        user.url,
+        user.token,
+        HF_TOKEN=marker,
+        GIT_TOKEN=git_token,
+        PIP_TOKEN=pip_token,
     )
     spec = SPEC.replace("GIT_HOST", private_git.host)
+    spec = spec.replace("WHEEL_HOST", f"127.0.0.1:{private_wheel.port}")
+    spec = spec.replace("WHEEL_FILE", private_wheel.wheel.name)
     proj.write(spec)
     seen: list[str] = []
 
@@ -119,6 +151,7 @@ def test_a_secret_never_leaks(
     assert "inline ***" in logged and "setup ***" in logged, logged
     assert f"{private_git.url()}" in logged and "from git main: repo" in logged, logged
     assert private_git.authorised > 0 and private_git.token_in_argv == []
+    assert "wheel tiny-ok" in logged and private_wheel.served > 0, logged
     run("show")
     run("show", "--output", "json")
     run("state", "list", "--output", "json")
@@ -139,7 +172,7 @@ def test_a_secret_never_leaks(
     state = proj.state()["resources"]["job.use"]
     assert state["applied_spec"]["hf_token"].startswith("sha256:")
 
-    for value in (marker, git_token):
+    for value in (marker, git_token, pip_token):
         for text in seen:
             assert value not in text
         assert value not in tree_text(proj.folder / ".dumont")

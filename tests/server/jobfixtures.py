@@ -234,6 +234,44 @@ def build_wheel(folder: Path, name: str = "dumont_tinypkg", version: str = "0.1.
     return wheel
 
 
+class WheelServer:
+    """Serves one wheel over HTTP to Basic auth `user:password` only; counts who got it."""
+
+    def __init__(self, wheel: Path, user: str, password: str) -> None:
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.wheel = wheel
+        self.served = 0
+        self.refused = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.headers.get("Authorization") != expected:
+                    outer.refused += 1
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="wheels"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                outer.served += 1
+                data = wheel.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 # -- a tiny Hugging Face hub ----------------------------------------------------------------------
 
 
