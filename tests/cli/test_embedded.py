@@ -117,7 +117,7 @@ def test_two_concurrent_first_commands_share_one_server(fresh_home: Home) -> Non
 @pytest.mark.slow
 def test_server_start_status_stop(fresh_home: Home) -> None:
     stopped = fresh_home.run("server", "status", "--output", "json")
-    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.returncode == 3, stopped.stderr  # as `pg_ctl status`
     assert json.loads(stopped.stdout) == {
         "running": False,
         "url": None,
@@ -134,7 +134,17 @@ def test_server_start_status_stop(fresh_home: Home) -> None:
     assert started.stdout == (
         f"Local control plane running at {record['url']} (pid {record['pid']}).\n"
     )
-    assert fresh_home.run("server", "start").stdout == started.stdout  # already running
+    again = fresh_home.run("server", "start")
+    assert (again.returncode, again.stdout) == (
+        0,
+        f"Already running at {record['url']} (pid {record['pid']}).\n",
+    )
+    other_port = fresh_home.run("server", "start", "--port", str(record["port"] + 1))
+    assert other_port.returncode == 1
+    assert f"already runs at {record['url']}" in other_port.stderr
+    assert "--port" in other_port.stderr and "dumont server stop" in other_port.stderr
+    assert "Traceback" not in other_port.stderr
+    assert fresh_home.run("server", "status").returncode == 0
 
     status = fresh_home.run("server", "status", "--output", "json")
     assert json.loads(status.stdout) == {
@@ -153,7 +163,8 @@ def test_server_start_status_stop(fresh_home: Home) -> None:
     assert server_pids(fresh_home.data_dir) == []
     assert not (fresh_home.data_dir / "server.json").exists()
     assert fresh_home.run("server", "stop").stdout == "No local control plane was running.\n"
-    assert json.loads(fresh_home.run("server", "status", "-o", "json").stdout)["running"] is False
+    final = fresh_home.run("server", "status", "-o", "json")
+    assert (final.returncode, json.loads(final.stdout)["running"]) == (3, False)
 
 
 @pytest.mark.slow

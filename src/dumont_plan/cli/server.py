@@ -14,6 +14,8 @@ from dumont_plan.config import data_dir
 from dumont_plan.errors import DumontError
 from dumont_plan.wire import is_loopback
 
+NOT_RUNNING = 3  # `server status`'s exit code when nothing runs (as `pg_ctl status`)
+
 app = typer.Typer(
     help="Manage the local control plane (started automatically when no API URL is set).",
     no_args_is_help=True,
@@ -76,6 +78,19 @@ def start(
         if test_hooks:
             args.append("--test-hooks")
         os.execv(sys.executable, args)
+    current = running_server()
+    if current is not None:
+        wanted = [f"--port {port}"] if port and port != current.port else []
+        if host != "127.0.0.1" or multi_user or limits:
+            wanted.append("the options given")
+        if wanted:
+            raise DumontError(
+                f"a local control plane already runs at {current.url} (pid {current.pid}); "
+                f"it cannot take {' and '.join(wanted)} while running",
+                "stop it first (`dumont server stop`), then start it again with them",
+            )
+        console.print(f"Already running at {current.url} (pid {current.pid}).")
+        return
     info = start_server(port=port, host=host, multi_user=multi_user, limits=limits)
     console.print(f"Local control plane running at {info.url} (pid {info.pid}).")
 
@@ -96,7 +111,9 @@ def _capability(capabilities: list[str], prefix: str) -> str | None:
 
 @app.command()
 def status(output: OutputOpt = OutputFormat.table) -> None:
-    """Show whether the local control plane runs, where, and how it isolates jobs."""
+    """Show whether the local control plane runs, where, and how it isolates jobs.
+
+    Exit code 0 when it runs, 3 when it does not (as `pg_ctl status`)."""
     info = running_server()
     body = health(info.url) if info else None
     capabilities = [str(c) for c in (body or {}).get("capabilities") or []]
@@ -121,3 +138,5 @@ def status(output: OutputOpt = OutputFormat.table) -> None:
             console.print(
                 "[yellow]warning:[/] jobs run unisolated (no bubblewrap); see the server log."
             )
+    if info is None:
+        raise typer.Exit(NOT_RUNNING)
