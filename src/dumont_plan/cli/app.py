@@ -207,11 +207,43 @@ def _print_debug(exc: DumontError) -> None:
     _print_error("\n".join(lines))
 
 
+# Terraform's single-dash spellings of options dumont has (`-auto-approve`): accepted as the
+# double-dash ones, so muscle memory and copied CI scripts work.
+TERRAFORM_FLAGS = frozenset(
+    [
+        "auto-approve",
+        "detailed-exitcode",
+        "var",
+        "var-file",
+        "target",
+        "replace",
+        "out",
+        "destroy",
+        "parallelism",
+        "check",
+        "diff",
+        "state",
+    ]
+)
+
+
+def terraform_style(args: list[str]) -> list[str]:
+    """`-auto-approve` -> `--auto-approve`, `-var=a=1` -> `--var=a=1` (before any `--`)."""
+    done: list[str] = []
+    for index, arg in enumerate(args):
+        if arg == "--":
+            return done + args[index:]
+        name = arg[1:].split("=", 1)[0]
+        done.append("-" + arg if arg.startswith("-") and name in TERRAFORM_FLAGS else arg)
+    return done
+
+
 def run(args: list[str]) -> int:
     """Run the CLI; a DumontError prints `Error: …` on stderr and gives its exit code.
 
     With DUMONT_DEBUG=1 the error's chain of causes and its traceback follow that line.
     """
+    args = terraform_style(args)
     try:
         # Without standalone mode, click answers `raise typer.Exit(code)` by returning the code.
         result = app(args=args, prog_name="dumont", standalone_mode=False)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -28,9 +29,28 @@ def _console(name: str) -> Console:
     if made is None:
         from rich.console import Console
 
-        made = Console(stderr=name == "err_console", highlight=False, emoji=False)
+        stream = sys.stderr if name == "err_console" else sys.stdout
+        made = Console(
+            stderr=name == "err_console",
+            highlight=False,
+            emoji=False,
+            **unwrapped_when_piped(stream, os.environ),
+        )
         globals()[name] = made  # from now on a plain module attribute
     return made
+
+
+PIPED_WIDTH = 1000  # "no wrapping" for a log: rich needs some width
+
+
+def unwrapped_when_piped(stream: Any, env: Mapping[str, str]) -> dict[str, Any]:
+    """Console options: on a terminal, rich's own (its width); piped (a CI log, a file), no
+    wrapping at 80 columns, which split plan summaries and messages mid-sentence: the lines
+    keep their length, except that `COLUMNS` set by the user is honoured."""
+    isatty = getattr(stream, "isatty", None)
+    if (isatty is not None and isatty()) or env.get("COLUMNS", "").strip().isdigit():
+        return {}
+    return {"width": PIPED_WIDTH, "soft_wrap": True}
 
 
 def __getattr__(name: str) -> Console:

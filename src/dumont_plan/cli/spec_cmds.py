@@ -56,7 +56,7 @@ def load_from_options(
     from dumont_plan.loader import load_stack, parse_var_args  # heavy: yaml, pydantic
 
     variables = parse_var_args(var or [])
-    return load_stack(
+    stack = load_stack(
         files or None,
         Path.cwd(),
         variables,
@@ -64,6 +64,12 @@ def load_from_options(
         os.environ,
         check_secrets=check_secrets,
     )
+    if stack.warnings:
+        from dumont_plan.cli.output import err_console
+
+        for warning in stack.warnings:
+            err_console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
+    return stack
 
 
 def _plural(count: int, word: str) -> str:

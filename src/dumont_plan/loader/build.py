@@ -337,7 +337,8 @@ def load_stack(
         load.raise_errors()
     declared = load.declared_variables()
     try:
-        values = resolve_variables(declared, env, var_files, variables or {}, cwd)
+        warnings: list[str] = []
+        values = resolve_variables(declared, env, var_files, variables or {}, cwd, warnings)
     except SpecError as exc:
         load.errors.append(exc)
         load.raise_errors()
@@ -373,4 +374,5 @@ def load_stack(
         files=[doc.file for doc, _ in load.docs],
         root=files[0].resolve().parent,
         variables=values,
+        warnings=warnings,
     )

@@ -18,6 +18,7 @@ from typing import Any
 from dumont_plan.errors import SpecError
 from dumont_plan.loader.yamlmarks import parse_yaml
 from dumont_plan.spec.common import VAR_NAME_RE
+from dumont_plan.spec.messages import suggest
 
 DEFAULT_FILES = ("dumont.yaml", "dumont.yml", "dumontfile")
 FOLDER_PATTERNS = ("*.yaml", "*.yml", "dumontfile")
@@ -142,11 +143,29 @@ def resolve_variables(
     var_files: Sequence[Path],
     cli: Mapping[str, str],
     cwd: Path,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The value of every variable, by precedence (see the module doc)."""
+    """The value of every variable, by precedence (see the module doc).
+
+    A `--var` or `--var-file` value of a variable the spec does not declare is harmless (no
+    `{{ var.X }}` reads it) but reported in `warnings`: it is most often a typo.
+    """
     values = dict(defaults)
     values.update(env_variables(env))
+    given: dict[str, str] = {}
     for path in var_files:
-        values.update(read_var_file(Path(os.fspath(path)), cwd))
+        from_file = read_var_file(Path(os.fspath(path)), cwd)
+        values.update(from_file)
+        given.update(dict.fromkeys(from_file, f"--var-file {path}"))
     values.update(cli)
+    given.update(dict.fromkeys(cli, "--var"))
+    if warnings is not None:
+        for name, where in given.items():
+            if name not in defaults:
+                close = suggest(name, list(defaults))
+                hint = f"; did you mean {close!r}?" if close else ""
+                warnings.append(
+                    f"{where} sets {name!r}, which no file declares under `variables:`; "
+                    f"it is ignored{hint}"
+                )
     return values

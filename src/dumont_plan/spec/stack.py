@@ -114,6 +114,7 @@ class Stack:
     files: list[str] = field(default_factory=list)  # as displayed in messages
     root: Path = field(default_factory=Path)  # folder of the first file: `.dumont/` lives here
     variables: dict[str, Any] = field(default_factory=dict)  # resolved values
+    warnings: list[str] = field(default_factory=list)  # printed by the CLI, never fatal
 
     def of_kind(self, kind: str) -> list[Resource]:
         return [r for r in self.resources.values() if r.kind == kind]

@@ -1,0 +1,69 @@
+"""Issue 15 part 2: what a new user meets in the first hour (offline commands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dumont_plan.cli.app import terraform_style
+from tests.support import cli_env, run_cli
+
+SPEC = """\
+project: demo
+variables:
+  gpu: {default: "RTX 4090"}
+jobs:
+  a: {command: "echo {{ var.gpu }}", gpu_type: "{{ var.gpu }}"}
+"""
+
+
+@pytest.fixture
+def spec_dir(tmp_path: Path) -> Path:
+    (tmp_path / "dumont.yaml").write_text(SPEC, encoding="utf-8")
+    (tmp_path / "v.yaml").write_text("gpu: A100\nregion: EU\n", encoding="utf-8")
+    return tmp_path
+
+
+def test_an_undeclared_variable_is_a_warning_with_did_you_mean(spec_dir: Path) -> None:
+    env = cli_env(spec_dir / "home")
+    done = run_cli(["validate", "--var", "gpuu=x", "--var-file", "v.yaml"], env, cwd=spec_dir)
+    assert done.returncode == 0, done.stderr
+    assert "Valid: 1 resource" in done.stdout
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: --var-file v.yaml sets 'region', which no file declares under `variables:`; "
+        "it is ignored",
+        "warning: --var sets 'gpuu', which no file declares under `variables:`; it is ignored; "
+        "did you mean 'gpu'?",
+    ]
+    declared = run_cli(["validate", "--var", "gpu=A100"], env, cwd=spec_dir)
+    assert (declared.returncode, declared.stderr) == (0, "")
+
+
+def test_terraform_single_dash_flags_are_accepted(spec_dir: Path) -> None:
+    env = cli_env(spec_dir / "home")
+    done = run_cli(["validate", "-var=gpu=A100", "-var-file", "v.yaml"], env, cwd=spec_dir)
+    assert done.returncode == 0, done.stderr
+    assert "'region'" in done.stderr  # the var file was read
+    assert terraform_style(["apply", "-auto-approve", "-detailed-exitcode", "-f", "x"]) == [
+        "apply",
+        "--auto-approve",
+        "--detailed-exitcode",
+        "-f",
+        "x",
+    ]
+    # After `--` nothing is rewritten; unknown single-dash words are left to the parser.
+    assert terraform_style(["a", "--", "-out"]) == ["a", "--", "-out"]
+    assert terraform_style(["-x", "-outx"]) == ["-x", "-outx"]
+
+
+def test_piped_output_is_not_wrapped_at_80_columns(spec_dir: Path) -> None:
+    env = cli_env(spec_dir / "home")
+    del env["COLUMNS"]  # a CI log: not a terminal, no COLUMNS
+    done = run_cli(["validate", "--var", "gpuu=x"], env, cwd=spec_dir)
+    line = next(x for x in done.stderr.splitlines() if x.startswith("warning:"))
+    assert len(line) > 80 and line.endswith("did you mean 'gpu'?")
+    env["COLUMNS"] = "60"  # the user's COLUMNS is honoured
+    narrow = run_cli(["validate", "--var", "gpuu=x"], env, cwd=spec_dir)
+    assert max(len(x) for x in narrow.stderr.splitlines()) <= 60
