@@ -124,6 +124,7 @@ class World:
             "machine_id": self.a["machine_id"],
             "provider": "local",
             "path": "output/result.txt",
+            "project": "shared-name",  # A stored a state under it; B's is another one
         }
         missing = [p for p in route.params if p not in values]
         assert not missing, (
@@ -188,6 +189,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 headers=auth,
             )
         )
+        stored = http.post(
+            f"{V1}/state/shared-name",
+            json={"serial": 1, "lineage": "a", "note": f"state-{marker}"},
+            headers=auth,
+        )
+        assert stored.status_code == 200, stored.text
         a = {
             "token": a_token,
             "email": email_a,
@@ -303,6 +310,8 @@ def test_another_users_token_sees_and_changes_nothing_of_a(world: World) -> None
     assert instance["label"] == f"label-{world.a['marker']}"
     entries = _ok(world.http.get(f"{V1}/machines/history/blacklist", headers=auth))
     assert [e["reason"] for e in entries] == [f"reason-{world.a['marker']}"]
+    state = _ok(world.http.get(f"{V1}/state/shared-name", headers=auth))
+    assert state["note"] == f"state-{world.a['marker']}"
 
 
 # ------------------------------------------------------------------------------ over loopback

@@ -57,6 +57,10 @@ ADDITIVE_OPERATIONS = {
     "POST /api/v1/auth/logout-all",
     "GET /api/v1/jobs/{job_id}/outputs",
     "GET /api/v1/jobs/{job_id}/outputs/{path}",
+    # Remote state (capability `state.http-backend`); LOCK/UNLOCK are outside the schema.
+    "GET /api/v1/state/{project}",
+    "POST /api/v1/state/{project}",
+    "DELETE /api/v1/state/{project}",
 }
 
 

@@ -24,17 +24,21 @@ from dumont_plan.server.envelope import install_error_handlers
 from dumont_plan.server.faults import FaultMiddleware, FaultQueue
 from dumont_plan.server.limits import RequestGuard
 from dumont_plan.server.reconciler import Reconciler
-from dumont_plan.server.routes import auth, health, history, instances, jobs, local
+from dumont_plan.server.routes import auth, health, history, instances, jobs, local, state
 from dumont_plan.server.security import load_or_create_secret
 from dumont_plan.server.settings import ServerSettings
 from dumont_plan.server.store import Store
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+# Methods some route answers besides those: the state lock of Terraform's HTTP backend
+# (routes/state.py). They are counted by name; any other method counts as OTHER.
+CUSTOM_METHODS = ["LOCK", "UNLOCK"]
+COUNTED_METHODS = frozenset([*ALL_METHODS, *CUSTOM_METHODS])
 
 
 def v1_routers(settings: ServerSettings) -> list[APIRouter]:
     """The routers of the v1 API, each with its own prefix (`/auth`, `/jobs`, ...)."""
-    routers = [auth.router, jobs.router, instances.router, history.router]
+    routers = [auth.router, jobs.router, instances.router, history.router, state.router]
     if settings.enable_test_hooks:
         routers.append(local.router)
     return routers
@@ -83,7 +87,7 @@ class CountRequests:
         if scope["type"] == "http":
             method = scope["method"]
             template = self.routes.template(method, scope["path"])
-            self.counter[f"{method if method in ALL_METHODS else 'OTHER'} {template}"] += 1
+            self.counter[f"{method if method in COUNTED_METHODS else 'OTHER'} {template}"] += 1
         await self.app(scope, receive, send)
 
 
@@ -190,7 +194,11 @@ def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
     if settings.fault_rate > 0 or settings.enable_test_hooks:
         app.add_middleware(FaultMiddleware, faults=app.state.faults)
     routes.add("", [api_fallback_route(app)])
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=settings.max_body_bytes,
+        max_state_bytes=settings.max_state_bytes,
+    )
     app.add_middleware(CountRequests, counter=app.state.request_counts, routes=routes)
     if settings.trusted_hosts is not None:
         app.add_middleware(TrustedHosts, names=settings.trusted_hosts)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -89,23 +90,30 @@ async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
+# The paths whose bodies are state documents (`max_state_bytes`, not `max_body_bytes`).
+STATE_PATH = re.compile(r"^/api(/v1)?/state/[^/]+$")
+
+
 class RequestGuard:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_state_bytes: int = 0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_state_bytes = max(max_state_bytes, max_body_bytes)
 
-    def too_large(self) -> dict[str, Any]:
-        return {
-            "error": f"Request body too large: the limit is {self.max_body_bytes} bytes",
-        }
+    @staticmethod
+    def too_large(limit: int) -> dict[str, Any]:
+        return {"error": f"Request body too large: the limit is {limit} bytes"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_body_bytes
+        if STATE_PATH.match(scope.get("path", "")):
+            limit = self.max_state_bytes
         for name, value in scope.get("headers") or []:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                await _answer(send, 413, self.too_large())
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await _answer(send, 413, self.too_large(limit))
                 return
         chunks: list[bytes] = []
         size = 0
@@ -116,8 +124,8 @@ class RequestGuard:
                 return  # the client left: nothing to answer
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
-                await _answer(send, 413, self.too_large())
+            if size > limit:
+                await _answer(send, 413, self.too_large(limit))
                 return
             chunks.append(chunk)
             more = bool(message.get("more_body", False))

@@ -39,6 +39,9 @@ class ServerSettings:
     max_instances: int = 16
     # Bytes of a request body (413 beyond).
     max_body_bytes: int = 1024 * 1024
+    # Bytes of a state document stored through `/state/{project}` (a ledger of thousands of
+    # resources is several MB; 413 beyond).
+    max_state_bytes: int = 64 * 1024 * 1024
     # A job's log keeps its head and its last part past this many bytes (provider/joblog.py).
     log_cap_bytes: int = 32 * 1024 * 1024
     # Whether anyone may register (a multi-user server). The embedded server is single-user:

@@ -29,6 +29,7 @@ CAPABILITIES = [
     "instances.use-spot",
     "instances.delete-reason",
     "history.per-user",
+    "state.http-backend",
 ]
 
 router = APIRouter()
