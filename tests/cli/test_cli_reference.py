@@ -46,7 +46,7 @@ def test_the_reference_covers_every_command() -> None:
     for name in names:
         assert f"# `{name}`\n" in reference, name
     # Options as --help shows them, defaults included; examples as runnable lines.
-    assert "| `--parallelism <int range>` | Changes carried out at once.  [default: 8;" in reference
+    assert "| `--parallelism INTEGER` | Changes carried out at once.  [default: 8;" in reference
     assert '\ndumont job create train --command="python train.py" --gpu="RTX 4090"\n' in reference
 
 

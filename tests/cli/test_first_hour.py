@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import typer
 
+from dumont_plan.cli import durations
 from dumont_plan.cli.app import terraform_style
+from dumont_plan.cli.durations import parse_duration
 from tests.support import cli_env, run_cli
 
 SPEC = """\
@@ -67,3 +70,52 @@ def test_piped_output_is_not_wrapped_at_80_columns(spec_dir: Path) -> None:
     env["COLUMNS"] = "60"  # the user's COLUMNS is honoured
     narrow = run_cli(["validate", "--var", "gpuu=x"], env, cwd=spec_dir)
     assert max(len(x) for x in narrow.stderr.splitlines()) <= 60
+
+
+@pytest.mark.parametrize(
+    ("text", "unit", "seconds"),
+    [
+        ("90", "s", 90),
+        ("90", "m", 5400),
+        ("90s", "m", 90),
+        ("15m", "s", 900),
+        ("2h", "s", 7200),
+        ("1h30m", "s", 5400),
+        ("1.5h", "s", 5400),
+        ("1d", "s", 86400),
+        (" 2H ", "s", 7200),
+    ],
+)
+def test_durations_take_units_and_bare_numbers_keep_their_unit(
+    text: str, unit: str, seconds: float
+) -> None:
+    assert parse_duration(text, unit) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "m", "1x", "-5", "1h-", "h1", "1 h", "1hh"])
+def test_a_bad_duration_names_the_fix(text: str) -> None:
+    with pytest.raises(typer.BadParameter, match="not a duration; use a number or units"):
+        parse_duration(text, "s")
+
+
+def test_job_create_timeout_takes_units_and_rounds_up_to_minutes() -> None:
+    assert durations.minutes("480") == 480
+    assert durations.minutes("2h") == 120
+    assert durations.minutes("90s") == 2
+
+
+def test_bad_duration_on_the_command_line(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    done = run_cli(["job", "wait", "job_1", "--timeout", "3q"], env, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "'--timeout': '3q' is not a duration; use a number or units" in done.stderr
+
+
+def test_help_shows_human_metavars() -> None:
+    for args in (["plan", "--help"], ["job", "create", "--help"], ["job", "wait", "--help"]):
+        shown = run_cli(args, cli_env(Path("/nonexistent"))).stdout
+        assert "<" not in shown.replace("<id>", ""), shown  # no `<list[Path]>`, `<float range>`
+        assert "{" not in shown.splitlines()[0], shown  # usage: `JOB_ID`, not `{JOB_ID}`
+    plan = run_cli(["plan", "--help"], cli_env(Path("/nonexistent"))).stdout
+    for row in ("--var NAME=VALUE", "--target ADDR", "--max-cost NUMBER", "-f, --file PATH"):
+        assert row in plan, plan

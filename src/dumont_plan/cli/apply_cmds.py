@@ -36,6 +36,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
+from dumont_plan.cli import durations
 from dumont_plan.cli.declarative import ExcludeOpt, ReplaceOpt, TargetOpt
 from dumont_plan.cli.output import console, err_console
 from dumont_plan.cli.planning import StateOpt, plan_options, state_path_for
@@ -224,7 +225,12 @@ def apply(
         ),
     ),
     wait_timeout: float | None = typer.Option(
-        None, "--wait-timeout", min=0, help="Seconds a wait may take (exit 4 when it elapses)."
+        None,
+        "--wait-timeout",
+        help="How long a wait may take (30s, 15m, 2h; a bare number is seconds; exit 4 when it "
+        "elapses).",
+        metavar="DURATION",
+        parser=durations.seconds,
     ),
     logs: bool = typer.Option(False, "--logs", help="Stream job logs while waiting."),
     json_events: JsonOpt = False,

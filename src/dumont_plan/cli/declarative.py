@@ -30,15 +30,23 @@ from dumont_plan.cli.spec_cmds import FilesOpt, VarFilesOpt, VarsOpt, load_from_
 
 TargetOpt = Annotated[
     list[str] | None,
-    typer.Option("--target", help="Plan only ADDR and what it depends on (repeatable)."),
+    typer.Option(
+        "--target", metavar="ADDR", help="Plan only ADDR and what it depends on (repeatable)."
+    ),
 ]
 ExcludeOpt = Annotated[
     list[str] | None,
-    typer.Option("--exclude", help="Leave out ADDR and what depends on it (repeatable)."),
+    typer.Option(
+        "--exclude", metavar="ADDR", help="Leave out ADDR and what depends on it (repeatable)."
+    ),
 ]
 ReplaceOpt = Annotated[
     list[str] | None,
-    typer.Option("--replace", help="Replace ADDR (a finished job: run it again) (repeatable)."),
+    typer.Option(
+        "--replace",
+        metavar="ADDR",
+        help="Replace ADDR (a finished job: run it again) (repeatable).",
+    ),
 ]
 
 

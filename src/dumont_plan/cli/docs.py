@@ -19,7 +19,7 @@ import typer
 from typer import _click
 from typer.core import TyperGroup
 
-from dumont_plan.cli.lazy import is_example
+from dumont_plan.cli.lazy import human_metavars, human_usage, is_example
 
 MARK_START = "<!-- cli-reference:start -->"
 MARK_END = "<!-- cli-reference:end -->"
@@ -42,7 +42,8 @@ class Node:
         return len(self.path) - 1
 
     def usage(self) -> str:
-        return " ".join([self.name, *self.command.collect_usage_pieces(self.ctx)])
+        pieces = self.command.collect_usage_pieces(self.ctx)
+        return human_usage(" ".join([self.name, *pieces]))
 
     def rows(self) -> list[tuple[str, str]]:
         """(flags, help) of each argument and visible option, as `--help` shows them."""
@@ -50,7 +51,7 @@ class Node:
         for param in self.command.get_params(self.ctx):
             record = param.get_help_record(self.ctx)
             if record is not None and record[0] != HELP_OPTION:
-                rows.append(record)
+                rows.append((human_metavars(record[0]), record[1]))
         return rows
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from dumont_plan.cli import durations
 from dumont_plan.cli.job_input import build_create_body, describe_rejection, parse_bool, split_list
 from dumont_plan.cli.job_watch import (
     LIST_COLUMNS,
@@ -52,8 +53,10 @@ JobIdArg = typer.Argument(..., metavar="JOB_ID", help="The job's id (job_…).")
 WaitTimeoutOpt = typer.Option(
     None,
     "--wait-timeout",
-    help="With --wait/--follow: stop waiting after SECONDS (exit 4). Default: no limit.",
-    min=0,
+    help="With --wait/--follow: stop waiting after this long (30s, 15m, 2h; a bare number is "
+    "seconds; exit 4). Default: no limit.",
+    metavar="DURATION",
+    parser=durations.seconds,
 )
 
 
@@ -104,7 +107,10 @@ def create(
         None,
         "--timeout",
         "--timeout-minutes",
-        help="Job time limit in MINUTES, 10–1440 (default 480); then status `timeout`.",
+        help="Job time limit, 10m–24h (90m, 2h; a bare number is MINUTES; default 8h); then "
+        "status `timeout`.",
+        metavar="DURATION",
+        parser=durations.minutes,
     ),
     disk: float | None = typer.Option(
         None, "--disk", "--disk-size", help="Disk size in GB, at least 10 (default 50)."
@@ -375,7 +381,12 @@ def wait(
     ctx: typer.Context,
     job_id: str = JobIdArg,
     timeout: float | None = typer.Option(
-        None, "--timeout", min=0, help="Stop waiting after SECONDS (exit 4). Default: no limit."
+        None,
+        "--timeout",
+        help="Stop waiting after this long (30s, 15m, 2h; a bare number is seconds; exit 4). "
+        "Default: no limit.",
+        metavar="DURATION",
+        parser=durations.seconds,
     ),
     follow: bool = typer.Option(False, "--follow", "-f", help="Stream the log while waiting."),
     poll: float = typer.Option(1.0, "--poll", min=0.1, help="Seconds between checks."),

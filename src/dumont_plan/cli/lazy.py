@@ -29,6 +29,7 @@ CompletionItem). On typer's public API alone every command module is imported up
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from difflib import get_close_matches
@@ -80,12 +81,54 @@ def keep_examples(text: str) -> str:
     return "\n\n".join(out)
 
 
+# typer 0.29 names option values by their Python type (`<list[Path]>`, `<float range>`): the
+# words people know from other CLIs instead (`PATH`, `NUMBER`), choices as `[a|b]`.
+_METAVAR = re.compile(r"<([^<>]+)>")
+_HUMAN = {
+    "list[Path]": "PATH",
+    "Path": "PATH",
+    "path": "PATH",
+    "list[str]": "TEXT",
+    "str": "TEXT",
+    "float range": "NUMBER",
+    "float": "NUMBER",
+    "int range": "INTEGER",
+    "int": "INTEGER",
+    "bool": "BOOLEAN",
+}
+_ARGUMENT_TYPE = re.compile(r"^(\{?[A-Z][A-Z0-9_]*\}?(?:\.\.\.)?) <[^<>]+>$")
+
+
+def human_metavars(flags: str) -> str:
+    """The first column of a help row with human value names (`--var <list[str]>` ->
+    `--var TEXT`; an argument's own type is dropped: `JOB_ID <str>` -> `JOB_ID`)."""
+    argument = _ARGUMENT_TYPE.match(flags)
+    if argument:
+        return argument.group(1).strip("{}")
+
+    def word(match: re.Match[str]) -> str:
+        inner = match.group(1)
+        if inner in _HUMAN:
+            return _HUMAN[inner]
+        return f"[{inner}]" if "|" in inner else inner.upper()
+
+    return _METAVAR.sub(word, flags)
+
+
+def human_usage(args: str) -> str:
+    """A usage line's arguments without typer's braces: `{JOB_ID}` -> `JOB_ID`."""
+    return _BRACED.sub(r"\1", args)
+
+
+_BRACED = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
+
+
 class HelpFormatter(_click.HelpFormatter):
     """click's help formatter that never breaks `--wait-timeout` at its hyphen and keeps example
     command lines (`dumont ...`) whole, so they can be copied."""
 
     def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
-        super().write_usage(_no_break(prog), _no_break(args), prefix)
+        super().write_usage(_no_break(prog), _no_break(human_usage(args)), prefix)
 
     def write_text(self, text: str) -> None:
         super().write_text(_no_break(keep_examples(text)))
@@ -93,7 +136,7 @@ class HelpFormatter(_click.HelpFormatter):
     def write_dl(
         self, rows: Sequence[tuple[str, str]], col_max: int = 30, col_spacing: int = 2
     ) -> None:
-        rows = [(_no_break(first), _no_break(second)) for first, second in rows]
+        rows = [(_no_break(human_metavars(first)), _no_break(second)) for first, second in rows]
         super().write_dl(rows, col_max, col_spacing)
 
     def getvalue(self) -> str:

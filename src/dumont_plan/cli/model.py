@@ -14,6 +14,7 @@ import subprocess
 
 import typer
 
+from dumont_plan.cli import durations
 from dumont_plan.cli.instance import fetch, parse_id
 from dumont_plan.cli.output import OutputFormat, OutputOpt, emit_json, err_console, print_fields
 from dumont_plan.cli.session import open_client
@@ -78,7 +79,11 @@ def install(
     instance_id: str = typer.Argument(..., metavar="INSTANCE_ID", help="A running instance."),
     model: str = typer.Argument(..., metavar="MODEL", help="Ollama model, e.g. llama3."),
     timeout: float = typer.Option(
-        PULL_TIMEOUT_SECONDS, "--timeout", help="Seconds the download may take.", min=1
+        PULL_TIMEOUT_SECONDS,
+        "--timeout",
+        help="How long the download may take (30s, 15m, 2h; a bare number is seconds).",
+        metavar="DURATION",
+        parser=durations.seconds,
     ),
     output: OutputOpt = OutputFormat.table,
 ) -> None:

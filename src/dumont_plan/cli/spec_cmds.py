@@ -35,7 +35,11 @@ FilesOpt = Annotated[
 ]
 VarsOpt = Annotated[
     list[str] | None,
-    typer.Option("--var", help="Set a variable: --var NAME=VALUE (repeatable; wins over all)."),
+    typer.Option(
+        "--var",
+        metavar="NAME=VALUE",
+        help="Set a variable: --var NAME=VALUE (repeatable; wins over all).",
+    ),
 ]
 VarFilesOpt = Annotated[
     list[Path] | None,

@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from dumont_plan.cli import durations
 from dumont_plan.cli.output import (
     OutputFormat,
     OutputOpt,
@@ -268,7 +269,12 @@ def deploy(
         None, "--max-batches", help="Batches tried before giving up (default 3)."
     ),
     batch_timeout: float | None = typer.Option(
-        None, "--batch-timeout", help="Seconds a batch gets to boot one machine (default 60)."
+        None,
+        "--batch-timeout",
+        help="How long a batch gets to boot one machine (30s, 2m; a bare number is seconds; "
+        "default 60s).",
+        metavar="DURATION",
+        parser=durations.seconds,
     ),
     output: OutputOpt = OutputFormat.table,
 ) -> None:
