@@ -100,3 +100,10 @@ def test_explain_prints_the_field_table() -> None:
     text = text_of(render_fields(handler_for("instance")))
     assert "gpu_name" in text and "replace" in text and "a change replaces the resource" in text
     assert "pause / resume in place" in text
+
+
+def test_a_destroy_with_nothing_managed_says_so(tmp_path: Path) -> None:
+    plan = plan_of("noop_changed_once", tmp_path)
+    assert not plan.has_changes
+    plan.options["destroy"] = True
+    assert summary_line(plan) == "No changes. Nothing is managed: there is nothing to destroy."

@@ -38,6 +38,7 @@ from dumont_plan.cli.output import (
 from dumont_plan.cli.session import open_client
 from dumont_plan.client.jobs import is_finished
 from dumont_plan.errors import DumontError, UnprocessableError
+from dumont_plan.spec.messages import suggest
 from dumont_plan.wire import JOB_STATUSES
 
 app = typer.Typer(
@@ -270,9 +271,12 @@ def list_(
             raise DumontError(f"{where}: limit={value}: expected a whole number 1–100")
         limit = value
     if status is not None and status not in JOB_STATUSES:
+        close = suggest(status, list(JOB_STATUSES))
         raise DumontError(
             f"{where}: --status={status} is not a job status",
-            "use one of: " + ", ".join(JOB_STATUSES),
+            (f"did you mean {close!r}? " if close else "")
+            + "use one of: "
+            + ", ".join(JOB_STATUSES),
         )
     client = open_client(ctx)
     if all_:

@@ -18,6 +18,7 @@ import typer
 
 from dumont_plan.cli.output import emit_json
 from dumont_plan.errors import DumontError, SpecError, SpecErrors
+from dumont_plan.text import plural
 
 if TYPE_CHECKING:
     from dumont_plan.spec.stack import Stack
@@ -76,10 +77,6 @@ def load_from_options(
     return stack
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 def validate(
     files: FilesOpt = None,
     var: VarsOpt = None,
@@ -125,8 +122,8 @@ def validate(
             }
         )
         return
-    detail = ", ".join(_plural(n, kind) for kind, n in counts.items())
-    total = _plural(len(stack.resources), "resource")
+    detail = ", ".join(plural(n, kind) for kind, n in counts.items())
+    total = plural(len(stack.resources), "resource")
     # Plain text: rich is not imported for this one line (benchmarks/startup.py).
     typer.echo(
         f"Valid: {total}{f' ({detail})' if detail else ''} in project {stack.project} "
@@ -139,11 +136,14 @@ def fmt(
     check: bool = typer.Option(
         False, "--check", help="Change nothing; exit 1 and list the files that need formatting."
     ),
-    diff: bool = typer.Option(False, "--diff", help="Show the changes as a unified diff."),
+    diff: bool = typer.Option(
+        False, "--diff", help="Show the changes as a unified diff; change no file."
+    ),
 ) -> None:
     """Rewrite spec files in the canonical layout (2-space indents, tidy spacing; comments kept).
 
-    With --check, exits 1 listing the files that would change, 0 when all are formatted.
+    With --check, exits 1 listing the files that would change, 0 when all are formatted;
+    --diff shows the changes and writes nothing (as `black --diff`).
     """
     from dumont_plan.cli.output import console
     from dumont_plan.files import write_atomic
@@ -170,12 +170,12 @@ def fmt(
             console.print("".join(lines), markup=False, highlight=False, end="")
         if check:
             console.print(f"would reformat {shown}", markup=False)
-        else:
+        elif not diff:
             write_atomic(path, formatted, mode=None)
             console.print(f"formatted {shown}", markup=False)
     if check and changed:
         raise DumontError(
-            f"{_plural(len(changed), 'file')} not in canonical format", "run `dumont fmt`"
+            f"{plural(len(changed), 'file')} not in canonical format", "run `dumont fmt`"
         )
 
 

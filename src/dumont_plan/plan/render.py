@@ -149,6 +149,8 @@ def counts(plan: Plan) -> dict[str, int]:
 
 def summary_line(plan: Plan) -> str:
     if not plan.has_changes:
+        if plan.options.get("destroy"):
+            return "No changes. Nothing is managed: there is nothing to destroy."
         return "No changes. The live state matches the spec."
     n = counts(plan)
     text = (

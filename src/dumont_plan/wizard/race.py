@@ -47,6 +47,7 @@ from dumont_plan.offers import (
     no_offers_error,
     select_offers,
 )
+from dumont_plan.text import plural
 from dumont_plan.wire_models import BlacklistEntry, Instance, Offer
 from dumont_plan.wizard.model import Candidate, EventKind, EventSink, RaceEvent, RaceResult
 
@@ -133,8 +134,12 @@ class _Race:
         skipped = selection.blacklisted + selection.problematic
         self.emit(
             "offers",
-            message=f"{len(selection.offers)} offers to race"
-            + (f" ({skipped} blacklisted or unreliable machines skipped)" if skipped else ""),
+            message=f"{plural(len(selection.offers), 'offer')} to race"
+            + (
+                f" ({plural(skipped, 'blacklisted or unreliable machine')} skipped)"
+                if skipped
+                else ""
+            ),
         )
         if not selection.offers:
             raise no_offers_error(request, selection)
@@ -349,8 +354,9 @@ class _Race:
         failed = sum(1 for c in tried if c.state in ("failed", "gone"))
         slow = sum(1 for c in tried if c.state == "cancelled")
         return DumontError(
-            f"no machine became ready: {len(tried)} offers raced in "
-            f"{max((c.batch for c in tried), default=0)} batches ({refused} refused, "
+            f"no machine became ready: {plural(len(tried), 'offer')} raced in "
+            f"{plural(max((c.batch for c in tried), default=0), 'batch', 'batches')} "
+            f"({refused} refused, "
             f"{failed} failed to boot, {slow} not ready within "
             f"{self.request.batch_timeout:g} s); everything created was deleted",
             "retry, raise the price cap or widen the region/speed tier; "
