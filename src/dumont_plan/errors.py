@@ -35,6 +35,7 @@ Every exception class of dumont_plan is defined here (tests/test_error_tree.py c
     │       └── ServiceUnavailableError 502/503/504
     └── RefusedError                 (server) a request refused with an HTTP `status`
         ├── InstanceError            an instance operation refused (404, 409, ...)
+        ├── ServerlessError          a serverless policy operation refused (404, 409)
         └── OfferQueryError          an offer search parameter it cannot use (400)
 
     InternalSignal                   control flow inside one module, caught where raised
@@ -294,6 +295,13 @@ class RefusedError(DumontError):
 
 class InstanceError(RefusedError):
     """An instance operation refused with an HTTP status and a message for the user."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message, status=status)
+
+
+class ServerlessError(RefusedError):
+    """A serverless operation refused (not configured, a wake that failed) with its status."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message, status=status)

@@ -40,9 +40,11 @@ PUBLIC = {
     ("POST", "/auth/register"),
     ("GET", "/instances/offers"),
     ("GET", "/openapi.json"),
+    ("GET", "/serverless/status"),
+    ("GET", "/serverless/pricing"),
 }
-# Public in the contract (§2.1, §7.2) but not built yet: public once they appear.
-PUBLIC_WHEN_BUILT = {("GET", "/serverless/status"), ("GET", "/serverless/pricing")}
+# Public in the contract (§2.1) but not built yet: public once they appear.
+PUBLIC_WHEN_BUILT: set[tuple[str, str]] = set()
 # Routes of the app outside /api that are public by design.
 PUBLIC_OUTSIDE_API = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc"}
 FALLBACK = "/api/{rest}"
@@ -181,6 +183,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             ),
             201,
         )
+        _ok(
+            http.post(
+                f"{V1}/serverless/enable/{instance['id']}",
+                json={
+                    "mode": "economic",
+                    "idle_timeout_seconds": 3600,
+                    "webhook_url": f"http://127.0.0.1:9/hook-{marker}",
+                    "webhook_secret": f"secret-{marker}",
+                },
+                headers=auth,
+            )
+        )
         machine_id = str(offer["machine_id"])
         _ok(
             http.post(
@@ -312,6 +326,9 @@ def test_another_users_token_sees_and_changes_nothing_of_a(world: World) -> None
     assert [e["reason"] for e in entries] == [f"reason-{world.a['marker']}"]
     state = _ok(world.http.get(f"{V1}/state/shared-name", headers=auth))
     assert state["note"] == f"state-{world.a['marker']}"
+    policy = _ok(world.http.get(f"{V1}/serverless/status/{world.a['instance_id']}", headers=auth))
+    assert (policy["mode"], policy["is_paused"]) == ("economic", False)
+    assert policy["idle_timeout_seconds"] == 3600
 
 
 # ------------------------------------------------------------------------------ over loopback

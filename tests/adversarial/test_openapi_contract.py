@@ -33,15 +33,14 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).with_name("contract_paths.json")
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
-# Operations of features not built yet (fine-tune, serverless, spot, hibernation wake).
+# Operations of features not built yet (fine-tune, serverless endpoints, spot, hibernation wake).
 EXPECTED_MISSING_PREFIXES = (
     "/api/v1/finetune/",
-    "/api/v1/serverless/",
+    "/api/v1/serverless/endpoints",
     "/api/v1/spot/",
 )
 EXPECTED_MISSING = {
-    "POST /api/v1/instances/{instance_id}/serverless/enable",
-    "POST /api/v1/instances/{instance_id}/serverless/disable",
+    "GET /api/v1/serverless/stats",
     "POST /api/v1/instances/{instance_id}/wake",
 }
 
@@ -51,6 +50,12 @@ ADDITIVE: dict[str, dict[str, set[str]]] = {
     "POST /api/v1/jobs/": {"body": {"secrets"}},
     "GET /api/v1/jobs/{job_id}/logs": {"query": {"tail", "offset"}},
     "POST /api/v1/instances": {"body": {"use_spot"}},
+    "POST /api/v1/serverless/enable/{instance_id}": {
+        "body": {"max_price", "webhook_url", "webhook_secret"}
+    },
+    "POST /api/v1/instances/{instance_id}/serverless/enable": {
+        "body": {"max_price", "webhook_url", "webhook_secret"}
+    },
 }
 # Operations we serve beyond the reference (additive, in health CAPABILITIES).
 ADDITIVE_OPERATIONS = {
@@ -61,6 +66,8 @@ ADDITIVE_OPERATIONS = {
     "GET /api/v1/state/{project}",
     "POST /api/v1/state/{project}",
     "DELETE /api/v1/state/{project}",
+    "GET /api/v1/serverless/webhooks/{instance_id}",
+    "POST /api/v1/agent/status",  # in the contract (§7.1), not in the reference OpenAPI
 }
 
 

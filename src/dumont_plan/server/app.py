@@ -24,7 +24,17 @@ from dumont_plan.server.envelope import install_error_handlers
 from dumont_plan.server.faults import FaultMiddleware, FaultQueue
 from dumont_plan.server.limits import RequestGuard
 from dumont_plan.server.reconciler import Reconciler
-from dumont_plan.server.routes import auth, health, history, instances, jobs, local, state
+from dumont_plan.server.routes import (
+    agent,
+    auth,
+    health,
+    history,
+    instances,
+    jobs,
+    local,
+    serverless,
+    state,
+)
 from dumont_plan.server.security import load_or_create_secret
 from dumont_plan.server.settings import ServerSettings
 from dumont_plan.server.store import Store
@@ -38,7 +48,16 @@ COUNTED_METHODS = frozenset([*ALL_METHODS, *CUSTOM_METHODS])
 
 def v1_routers(settings: ServerSettings) -> list[APIRouter]:
     """The routers of the v1 API, each with its own prefix (`/auth`, `/jobs`, ...)."""
-    routers = [auth.router, jobs.router, instances.router, history.router, state.router]
+    routers = [
+        auth.router,
+        jobs.router,
+        instances.router,
+        history.router,
+        state.router,
+        serverless.router,
+        serverless.aliases,
+        agent.router,
+    ]
     if settings.enable_test_hooks:
         routers.append(local.router)
     return routers
@@ -153,6 +172,8 @@ def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
             yield
         finally:
             reconciler.stop()
+            for close in state.closers:
+                close()
             state.hash_pool.close()
 
     app = FastAPI(

@@ -1,8 +1,10 @@
-"""Per-app shared state (settings, store, secret) and the request dependencies."""
+"""Per-app shared state (settings, store, secret, clock) and the request dependencies."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -14,6 +16,29 @@ from dumont_plan.server.settings import ServerSettings
 from dumont_plan.server.store import Store, loads
 
 
+class Clock:
+    """Wall-clock time plus an offset that only a test hook moves (`POST /_local/clock`): what
+    waits on policy time (serverless idle timers, savings) reads `now()`, so a test advances
+    time instead of sleeping through a timeout. Process and boot timings stay on real time."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._guard = threading.Lock()
+
+    @property
+    def offset(self) -> float:
+        return self._offset
+
+    def now(self) -> float:
+        return time.time() + self._offset
+
+    def advance(self, seconds: float) -> float:
+        """Move this clock forward by `seconds` (never back); the new `now()`."""
+        with self._guard:
+            self._offset += max(0.0, seconds)
+        return self.now()
+
+
 @dataclass
 class AppState:
     settings: ServerSettings
@@ -21,6 +46,11 @@ class AppState:
     secret: str
     throttle: LoginThrottle = field(init=False)
     hash_pool: HashPool = field(init=False)
+    clock: Clock = field(default_factory=Clock)
+    # Per-app services a feature creates on first use (name -> object), and what stops them
+    # when the app shuts down (run after the reconciler has stopped).
+    services: dict[str, Any] = field(default_factory=dict)
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         s = self.settings

@@ -35,7 +35,7 @@ def _jsonable(value: Any) -> Any:
     return _text(str(value))
 
 
-SENSITIVE_FIELDS = frozenset({"password", "hf_token", "token", "secret"})
+SENSITIVE_FIELDS = frozenset({"password", "hf_token", "token", "secret", "webhook_secret"})
 # A string input longer than this is not echoed back (it may be a pasted secret or a script).
 ECHO_MAX_CHARS = 200
 _OMIT = object()

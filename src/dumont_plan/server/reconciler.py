@@ -9,10 +9,15 @@ from collections.abc import Callable
 from dumont_plan.server.context import AppState
 from dumont_plan.server.provider.instances import reconcile_instances
 from dumont_plan.server.provider.jobs import reconcile_jobs
+from dumont_plan.server.provider.serverless import reconcile_serverless
 
 log = logging.getLogger("dumont_plan.server.reconciler")
 
-TICKS: list[Callable[[AppState], None]] = [reconcile_jobs, reconcile_instances]
+TICKS: list[Callable[[AppState], None]] = [
+    reconcile_jobs,
+    reconcile_instances,
+    reconcile_serverless,  # after the instances' pass: it reads their fresh usage samples
+]
 
 
 def run_once(state: AppState) -> None:

@@ -29,7 +29,9 @@ again and restarts `onstart_cmd`. `pause_instance(..., freeze=True)` (serverless
 route) SIGSTOPs them instead, and resuming then continues them at once.
 
 Cost accrues by state: loading and running at the machine's current price (spot min bid with
-`use_spot`), stopped and exited at `STORAGE_DPH`, deleted nothing.
+`use_spot`), stopped and exited at `STORAGE_DPH` (frozen at `FROZEN_DPH`), deleted nothing.
+An instance paused in serverless `spot` mode is `released`: its offer is rentable by anybody
+again and resuming it is refused (the serverless wake bids for a machine, serverless.py).
 
 Transitions happen in the reconciler (every tick) and lazily on reads, under a per-instance lock,
 so a poll sees `running` as soon as the boot time has passed.
@@ -56,6 +58,7 @@ from dumont_plan.server.provider.usage import sample_usage, usage_of
 from dumont_plan.server.store import dumps, loads
 
 STORAGE_DPH = 0.005
+FROZEN_DPH = 0.01  # a frozen (SIGSTOPped) instance keeps its memory: CPU standby
 RESUME_BOOT_FACTOR = 0.5
 DELETE_GRACE_SECONDS = 0.5  # delete destroys the machine: a short courtesy only
 DEFAULT_IMAGE = "pytorch/pytorch:2.1.0-cuda12.1-cudnn8-runtime"
@@ -95,8 +98,11 @@ def _lock(instance_id: int) -> threading.RLock:
 
 
 def rented_offer_ids(state: AppState) -> set[int]:
-    """Offers currently held by a live instance of any user (not offered to anybody)."""
-    rows = state.store.query("SELECT offer_id FROM instances WHERE deleted_at IS NULL")
+    """Offers currently held by a live instance of any user (not offered to anybody); an
+    instance paused in serverless spot mode has released its offer (`released`)."""
+    rows = state.store.query(
+        "SELECT offer_id FROM instances WHERE deleted_at IS NULL AND released = 0"
+    )
     return {int(r["offer_id"]) for r in rows}
 
 
@@ -115,7 +121,7 @@ def _rate(row: sqlite3.Row, machine: Machine | None, now: float) -> float:
         return 0.0
     if row["actual_status"] in ("loading", "running"):
         return machine.price(bool(row["use_spot"]), now) if machine else 0.0
-    return STORAGE_DPH
+    return FROZEN_DPH if row["frozen"] else STORAGE_DPH
 
 
 def _cost(row: sqlite3.Row, machine: Machine | None, now: float) -> float:
@@ -243,7 +249,7 @@ def create_instance(
                 f"you have {owned}; delete one you no longer need (dumont instance delete ID)",
             )
         taken = conn.execute(
-            "SELECT 1 FROM instances WHERE offer_id = ? AND deleted_at IS NULL",
+            "SELECT 1 FROM instances WHERE offer_id = ? AND deleted_at IS NULL AND released = 0",
             (params.offer_id,),
         ).fetchone()
         if taken is not None:
@@ -393,6 +399,13 @@ def resume_instance(state: AppState, user_id: int, instance_id: int) -> dict[str
         message = f"Instance {instance_id} resumed successfully"
         if row["status"] == "running":
             return {"success": True, "message": message}
+        if row["released"]:
+            raise InstanceError(
+                409,
+                f"Instance {instance_id} gave its machine back to the spot market while paused "
+                f"(serverless spot mode); wake it with POST /api/v1/serverless/wake/{instance_id}, "
+                "which bids for a machine again",
+            )
         machine = market_of(state).by_offer(int(row["offer_id"]))
         cost = _fold(row, machine, now)
         if row["frozen"] and processes.thaw(_leader(row)):

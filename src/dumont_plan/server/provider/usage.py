@@ -24,6 +24,8 @@ PAGE_MB = (os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096) / 2**
 class Usage:
     cpu_percent: float
     rss_mb: float
+    # False for an instance's first sample: no interval yet, its cpu_percent is a placeholder.
+    measured: bool = True
 
 
 _lock = threading.Lock()
@@ -100,7 +102,7 @@ def sample_usage(leaders: dict[int, int], now: float) -> None:
             previous = _ticks.get(instance_id)
             _ticks[instance_id] = (now, ticks)
             if previous is None:
-                _usage[instance_id] = Usage(0.0, round(pages * PAGE_MB, 1))
+                _usage[instance_id] = Usage(0.0, round(pages * PAGE_MB, 1), measured=False)
                 continue
             elapsed = max(now - previous[0], 1e-6)
             percent = max(0.0, (ticks - previous[1]) / CLOCK_TICKS / elapsed * 100)

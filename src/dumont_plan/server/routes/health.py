@@ -30,6 +30,11 @@ CAPABILITIES = [
     "instances.delete-reason",
     "history.per-user",
     "state.http-backend",
+    "serverless.per-user",
+    "serverless.webhooks",
+    "serverless.max-price",
+    "serverless.pricing-per-instance",
+    "agent.status-auth",
 ]
 
 router = APIRouter()

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, field_validator
 
 from dumont_plan.errors import DeliberateBug
+from dumont_plan.server.context import StateDep
 from dumont_plan.server.faults import DROP, Fault, FaultQueue
 from dumont_plan.server.reconciler import Reconciler
 
@@ -69,6 +70,18 @@ def reconcile(request: Request) -> dict[str, Any]:
     reconciler: Reconciler = request.app.state.reconciler
     reconciler.run_once()
     return {"reconciled": True}
+
+
+class ClockAdvance(BaseModel):
+    advance_seconds: float = Field(ge=0, le=10 * 365 * 86400, allow_inf_nan=False)
+
+
+@router.post("/clock")
+def advance_clock(body: ClockAdvance, state: StateDep) -> dict[str, Any]:
+    """Move the policy clock (`AppState.clock`: serverless idle timers, savings) forward, so a
+    test passes a timeout without sleeping through it; then drive a pass with /reconcile."""
+    now = state.clock.advance(body.advance_seconds)
+    return {"now": now, "offset_seconds": state.clock.offset}
 
 
 @router.post("/raise")
