@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -92,9 +94,43 @@ def test_unreachable_server(home: Path) -> None:
         port = sock.getsockname()[1]
     result = run_cli(["auth", "me"], cli_env(home, f"http://127.0.0.1:{port}", "some.token"))
     assert error_line(result) == (
-        f"Error: cannot reach the Dumont API at http://127.0.0.1:{port} (ConnectError); "
-        "check DUMONT_API_URL or start the server (`dumont server start`)"
+        f"Error: cannot reach the Dumont API at http://127.0.0.1:{port} (connection refused: "
+        "nothing listens there); check DUMONT_API_URL (unset it to use the local control plane "
+        "dumont starts by itself)"
     )
+
+
+class HtmlOnly(http.server.BaseHTTPRequestHandler):
+    """A web server that is not a Dumont API: every answer is an HTML page."""
+
+    def do_GET(self) -> None:
+        status = 200 if self.path == "/" else 404
+        body = b"<!DOCTYPE html><html><body><h1>Not here</h1></body></html>"
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("path", ["/", "/elsewhere"])
+def test_a_server_that_is_not_dumont_is_recognised(home: Path, path: str) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HtmlOnly)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = run_cli(["job", "list"], cli_env(home, url + path.rstrip("/"), "some.token"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    line = error_line(result)
+    assert line.startswith(f"Error: the server at {url} is not a Dumont API: it answered GET ")
+    assert "with an HTML page (HTTP 404); check DUMONT_API_URL: the root of a Dumont API" in line
+    assert "<h1>" not in result.stderr
 
 
 RELOGIN = "delete it and log in again (`dumont auth login <email> <password>`)"

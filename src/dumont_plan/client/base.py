@@ -36,6 +36,23 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - current)
 
 
+def connect_reason(exc: httpx.ConnectError) -> str:
+    """Why a connection failed, in words: `connection refused`, `unknown host`, ..."""
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused: nothing listens there"
+    if "name or service not known" in text or "nodename nor servname" in text:
+        return "unknown host"
+    return type(exc).__name__
+
+
+def is_html(response: httpx.Response) -> bool:
+    kind = response.headers.get("content-type", "").lower()
+    return "text/html" in kind or response.text.lstrip()[:15].lower().startswith(
+        ("<!doctype html", "<html")
+    )
+
+
 def error_message(body: Any, fallback: str) -> str:
     """The human message of an error body: `error`, then `detail`, then `details`."""
     if isinstance(body, dict):
@@ -139,14 +156,22 @@ class Transport:
                     headers=send_headers,
                     **per_call,
                 )
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            except httpx.ConnectError as exc:
+                # Refused or unresolvable: nothing listens there, and waiting will not change
+                # that within a command (retrying cost 2-4.5 s before the same message).
+                raise ConnectError(
+                    f"cannot reach the Dumont API at {self.http.base_url} ({connect_reason(exc)})",
+                    "check DUMONT_API_URL (unset it to use the local control plane dumont starts "
+                    "by itself)",
+                ) from exc
+            except httpx.ConnectTimeout as exc:
                 if retryable and attempt + 1 < self.retry.attempts:
                     self.sleep(self.retry.delay(attempt, None))
                     attempt += 1
                     continue
                 raise ConnectError(
-                    f"cannot reach the Dumont API at {self.http.base_url} ({type(exc).__name__})",
-                    "check DUMONT_API_URL or start the server (`dumont server start`)",
+                    f"cannot reach the Dumont API at {self.http.base_url} (no answer to connect)",
+                    "check DUMONT_API_URL, the network and any firewall",
                 ) from exc
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
                 # The connection broke mid-request: a create may or may not have happened.
@@ -190,6 +215,8 @@ class Transport:
             try:
                 return response.json()
             except ValueError:
+                if is_html(response):
+                    raise self._error(response, method, path) from None
                 return response.text
 
     def _fresh_token(self, login: Callable[[], str | None], rejected: str | None) -> bool:
@@ -214,6 +241,20 @@ class Transport:
         except ValueError:
             body = response.text
         status = response.status_code
+        # A web server, not the API (a 5xx page is a proxy's in front of one: kept below). Not
+        # its status class: an HTML 404 must never read as "that job is gone".
+        if status < 500 and is_html(response):
+            base = str(response.request.url.copy_with(path="/", query=None)).rstrip("/")
+            return ApiError(
+                f"the server at {base} is not a Dumont API: it answered {method} {path} with "
+                f"an HTML page (HTTP {status})",
+                "check DUMONT_API_URL: the root of a Dumont API, such as http://127.0.0.1:8766 "
+                "or https://api.dumontcloud.com",
+                status_code=status,
+                body=None,
+                method=method,
+                path=path,
+            )
         message = error_message(body, f"HTTP {status}")
         cls = error_for_status(status)
         hint = None
