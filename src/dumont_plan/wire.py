@@ -38,3 +38,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+# Contract §7.1: serverless auto-pause of an instance. `spot` is the default of
+# `POST /serverless/enable/{id}`; the ranges are the enable body's (422 outside them).
+ServerlessMode = Literal["fast", "economic", "spot"]
+SERVERLESS_MODES: tuple[str, ...] = get_args(ServerlessMode)
+SERVERLESS_DEFAULT_MODE = "spot"
+IDLE_TIMEOUT_RANGE = (2, 3600)  # idle_timeout_seconds
+GPU_THRESHOLD_RANGE = (0.0, 100.0)  # gpu_threshold, percent

@@ -320,3 +320,45 @@ class BlacklistCheck(WireModel):
 
     is_blacklisted: bool = False
     info: BlacklistEntry | None = None
+
+
+class ServerlessPolicy(WireModel):
+    """An instance's serverless policy: `GET /serverless/status/{id}` or an entry of
+    `GET /serverless/list` (contract §7.1). The real platform returns neither `gpu_threshold`
+    nor `keep_warm`; the local control plane adds them, and `webhook_url` (never the secret)."""
+
+    instance_id: int
+    mode: str | None = None
+    is_paused: bool = False
+    idle_timeout_seconds: int | None = None
+    current_gpu_util: float | None = None
+    idle_since: str | None = None
+    will_pause_at: str | bool | None = None
+    total_savings_usd: float | None = None
+    avg_cold_start_seconds: float | None = None
+    last_checkpoint_id: str | None = None
+    # Additive fields of the local control plane.
+    gpu_threshold: float | None = None
+    keep_warm: bool | None = None
+    webhook_url: str | None = None
+
+    @property
+    def state(self) -> str:
+        """`paused`, `idle` (below the threshold, counting down) or `active`."""
+        if self.is_paused:
+            return "paused"
+        return "idle" if self.idle_since else "active"
+
+
+class ServerlessWake(WireModel):
+    """`POST /serverless/wake/{id}`: `resumed` with the measured cold start, or
+    `already_running`."""
+
+    instance_id: int | None = None
+    status: Status = "unknown"
+    cold_start_seconds: float | None = None
+    mode: str | None = None
+    method: str | None = None
+    ssh_host: str | None = None
+    ssh_port: int | str | None = None
+    checkpoint_restored: bool | None = None

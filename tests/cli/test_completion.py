@@ -42,13 +42,23 @@ def test_command_names_complete(home: Path) -> None:
     done = complete_bash("dumont jo", home)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["job"]
-    assert complete_bash("dumont s", home).stdout.split() == ["show", "state", "schema", "server"]
+    assert complete_bash("dumont s", home).stdout.split() == [
+        "show",
+        "state",
+        "schema",
+        "server",
+        "serverless",
+    ]
     assert complete_bash("dumont ", home).stdout.split() == list(Root.entries)
 
 
 def test_subcommands_and_options_complete(home: Path) -> None:
     assert complete_bash("dumont job c", home).stdout.split() == ["create", "cancel"]
     assert complete_bash("dumont state ", home).stdout.split() == ["list", "rm", "mv"]
+    assert complete_bash("dumont serverless w", home).stdout.split() == ["wake", "webhooks"]
+    assert complete_bash("dumont serverless enable 12 --idle", home).stdout.split() == [
+        "--idle-timeout"
+    ]
     assert complete_bash("dumont apply --par", home).stdout.split() == ["--parallelism"]
     assert "--wait-timeout" in complete_bash("dumont job create x --wa", home).stdout.split()
 

@@ -113,8 +113,12 @@ def test_explain_prints_the_field_table(dumont: Runner) -> None:
     data = json.loads(dumont("explain", "instances", "-o", "json").stdout)
     assert data["fields"]["gpu_name"]["class"] == "replace"
     assert data["fields"]["state"]["class"] == "updatable"
+    serverless = dumont("explain", "serverless").stdout
+    assert "serverless (serverless:)" in serverless
+    row = next(line for line in serverless.splitlines() if line.split()[:1] == ["instance"])
+    assert "replace" in row
     assert error_line(dumont("explain", "gpu", code=1)) == (
-        "Error: unknown kind 'gpu'; use one of: instance, job"
+        "Error: unknown kind 'gpu'; use one of: instance, job, serverless"
     )
 
 

@@ -12,7 +12,7 @@ from dumont_plan.kinds.instance_ops import InstanceOps
 from dumont_plan.kinds.ops import KindServices, load_ops
 from dumont_plan.kinds.registry import HANDLERS, REGISTRY, handler_for
 from dumont_plan.plan.model import Observed
-from dumont_plan.wire_models import Instance, Job, Offer
+from dumont_plan.wire_models import Instance, Job, Offer, ServerlessPolicy
 
 OFFERS = [
     Offer(id=1, gpu_name="RTX 4090", num_gpus=1, dph_total=0.4, min_bid=0.2),
@@ -23,8 +23,8 @@ OFFERS = [
 
 def test_every_registered_kind_has_ops_of_the_same_kind() -> None:
     ops = load_ops()
-    assert sorted(ops) == sorted(HANDLERS) == ["instance", "job"]
-    assert [entry.handler.kind for entry in REGISTRY] == ["job", "instance"]
+    assert sorted(ops) == sorted(HANDLERS) == ["instance", "job", "serverless"]
+    assert [entry.handler.kind for entry in REGISTRY] == ["job", "instance", "serverless"]
     assert all(ops[kind].kind == kind for kind in ops)
 
 
@@ -85,3 +85,54 @@ def test_observed_holds_read_models_and_refuses_raw_json() -> None:
         Observed(live={"job": [{"id": "job_1", "status": "running"}]})
     with pytest.raises(ValidationError, match="instance of Offer"):
         Observed(offers=[{"id": 1, "dph_total": 0.3}])
+
+
+def test_serverless_policy_costs_nothing_and_notes_its_modes_idle_rate() -> None:
+    policy = HANDLERS["serverless"]
+    assert policy.hourly_price({"mode": "fast"}, OFFERS) == 0.0
+    assert policy.cost_effect({"mode": "fast"}, 0.45) == "fast: idle $0.01/h vs $0.45/h running"
+    assert policy.cost_effect({"mode": "spot"}, None) == "spot: idle $0.005/h while paused"
+    assert policy.cost_effect({"mode": "economic", "keep_warm": True}, 0.3) == (
+        "economic, kept warm: never paused, $0.30/h running"
+    )
+    assert policy.describe({"mode": "economic", "idle_timeout_seconds": 30, "gpu_threshold": 5})
+    assert policy.governs == ("instance", "instance")
+    assert HANDLERS["job"].governs is None and HANDLERS["job"].cost_effect({}, 1.0) is None
+
+
+def test_serverless_status_and_echo_from_the_live_policy() -> None:
+    policy = HANDLERS["serverless"]
+    paused = ServerlessPolicy(instance_id=7, mode="fast", is_paused=True, idle_timeout_seconds=30)
+    idle = ServerlessPolicy(instance_id=8, mode="spot", idle_since="2026-01-05T12:00:00")
+    busy = ServerlessPolicy(instance_id=9, mode="economic", gpu_threshold=5, keep_warm=False)
+    assert [policy.status(p) for p in (paused, idle, busy)] == ["paused", "idle", "active"]
+    assert not any(policy.is_failed(p) for p in (paused, idle, busy))
+    assert policy.live_id(paused) == "7" and policy.live_name(paused) is None
+    # Only what the server sent is compared: the real platform echoes two of the four.
+    assert policy.live_values(paused) == {"mode": "fast", "idle_timeout_seconds": 30}
+    echoed = {"mode": "economic", "gpu_threshold": 5.0, "keep_warm": False}
+    assert policy.live_values(busy) == echoed
+    assert policy.outputs(paused)["id"] == 7
+    assert policy.live_hourly(paused) is None
+
+
+def test_serverless_request_body_is_the_enable_body() -> None:
+    policy = HANDLERS["serverless"]
+    values = {
+        "instance": 12,
+        "mode": "economic",
+        "idle_timeout_seconds": 30,
+        "gpu_threshold": 5.0,
+        "keep_warm": False,
+        "webhook": {"url": "https://example.org/hook", "secret": "s3cret"},
+    }
+    assert policy.request_body("lab", "box", values) == {
+        "instance_id": 12,
+        "mode": "economic",
+        "idle_timeout_seconds": 30,
+        "gpu_threshold": 5.0,
+        "keep_warm": False,
+        "webhook_url": "https://example.org/hook",
+        "webhook_secret": "s3cret",
+    }
+    assert "webhook_url" not in policy.request_body("lab", "box", {**values, "webhook": None})

@@ -107,3 +107,12 @@ def test_a_destroy_with_nothing_managed_says_so(tmp_path: Path) -> None:
     assert not plan.has_changes
     plan.options["destroy"] = True
     assert summary_line(plan) == "No changes. Nothing is managed: there is nothing to destroy."
+
+
+def test_explain_serverless_shows_updates_in_place_and_the_replacing_instance() -> None:
+    text = text_of(render_fields(handler_for("serverless")))
+    rows = {line.split()[0]: line for line in text.splitlines() if line.strip()}
+    assert "replace" in rows["instance"] and "one policy per instance" in rows["instance"]
+    for name in ("mode", "idle_timeout_seconds", "gpu_threshold", "keep_warm", "webhook"):
+        assert "updatable" in rows[name], name
+    assert "idle $/h against the running one" in rows["mode"]

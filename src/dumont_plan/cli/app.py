@@ -101,6 +101,11 @@ class Root(LazyGroups):
             "Deploy a GPU machine by racing several offers (the Deploy Wizard).",
             GROUPS,
         ),
+        "serverless": LazyGroup(
+            "dumont_plan.cli.serverless",
+            "Serverless instances: pause an instance when its GPU is idle, wake it on demand.",
+            GROUPS,
+        ),
         "model": LazyGroup("dumont_plan.cli.model", "Ollama models on your instances.", GROUPS),
         "history": LazyGroup(
             "dumont_plan.cli.history",

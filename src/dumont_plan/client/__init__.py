@@ -13,6 +13,7 @@ from dumont_plan.client.blacklist import BlacklistAPI
 from dumont_plan.client.history import HistoryAPI
 from dumont_plan.client.instances import InstancesAPI
 from dumont_plan.client.jobs import JobsAPI
+from dumont_plan.client.serverless import ServerlessAPI
 
 __all__ = ["DumontClient", "RetryPolicy", "Transport", "health", "is_healthy"]
 
@@ -38,6 +39,7 @@ class DumontClient:
         self.instances = InstancesAPI(self.transport)
         self.history = HistoryAPI(self.transport)
         self.blacklist = BlacklistAPI(self.transport)
+        self.serverless = ServerlessAPI(self.transport)
 
     @property
     def token(self) -> str | None:

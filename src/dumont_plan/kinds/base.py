@@ -114,6 +114,12 @@ class KindHandler(Protocol[Live_contra]):
         value of every `${secret.NAME}` used), so it masks and never stores them; None: none."""
         ...
 
+    @property
+    def governs(self) -> tuple[str, str] | None:
+        """(field, kind) when the resource changes the cost of another one it names by id in
+        that field (a serverless policy: `instance`, `${instance.NAME.id}`); None: none."""
+        ...
+
     def field_names(self, *classes: FieldClass) -> frozenset[str]: ...
 
     # -- desired values ----------------------------------------------------------------------
@@ -209,6 +215,11 @@ class KindHandler(Protocol[Live_contra]):
         """The longest it can run (a job's timeout), for the worst-case cost; None: unbounded."""
         ...
 
+    def cost_effect(self, values: Mapping[str, Any], governed_hourly: float | None) -> str | None:
+        """A plan note on what it does to the $/h of what it `governs` (whose $/h is
+        `governed_hourly` when known); None: nothing to say."""
+        ...
+
 
 # The registry's view of a handler: whichever kind, it is only ever given objects of its kind
 # (observe files each object under its kind), so the engine holds handlers of any live type.
@@ -227,6 +238,7 @@ class BaseHandler(Generic[Live]):
     notes: ClassVar[dict[str, str]] = {}
     runs_to_completion: ClassVar[bool] = False
     secrets_field: ClassVar[str | None] = None
+    governs: ClassVar[tuple[str, str] | None] = None
     # Fields where an unset (None) desired value means "the server's choice": never diffed then.
     unset_is_any: ClassVar[frozenset[str]] = frozenset()
     _names_cache: ClassVar[dict[frozenset[FieldClass], frozenset[str]]]
@@ -313,6 +325,9 @@ class BaseHandler(Generic[Live]):
         return ""
 
     def max_hours(self, values: Mapping[str, Any]) -> float | None:
+        return None
+
+    def cost_effect(self, values: Mapping[str, Any], governed_hourly: float | None) -> str | None:
         return None
 
     # `observed_view` and `request_body` have no default: each kind writes its own, and one

@@ -14,6 +14,7 @@ from dumont_plan.errors import PlanError
 from dumont_plan.kinds.base import RegisteredHandler
 from dumont_plan.kinds.instance import InstanceHandler
 from dumont_plan.kinds.job import JobHandler
+from dumont_plan.kinds.serverless import ServerlessHandler
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Registration:
 REGISTRY: tuple[Registration, ...] = (
     Registration(JobHandler(), ops="dumont_plan.kinds.job_ops"),
     Registration(InstanceHandler(), ops="dumont_plan.kinds.instance_ops"),
+    Registration(ServerlessHandler(), ops="dumont_plan.kinds.serverless_ops"),
 )
 
 HANDLERS: dict[str, RegisteredHandler] = {entry.handler.kind: entry.handler for entry in REGISTRY}

@@ -19,7 +19,7 @@ from dumont_plan.secrets import SecretStore
 from dumont_plan.spec.common import SECRET_NAME_RE, SpecModel
 from dumont_plan.spec.graph import check_acyclic
 from dumont_plan.spec.messages import suggest
-from dumont_plan.spec.refs import SECRET_KIND, Ref, find_refs, parse_address
+from dumont_plan.spec.refs import SECRET_KIND, Ref, find_refs, parse_address, refs_in
 from dumont_plan.spec.stack import KINDS
 
 MODEL_OF_PREFIX: dict[str, type[SpecModel]] = {prefix: model for prefix, model in KINDS.values()}
@@ -94,6 +94,7 @@ def check_references(decls: dict[str, Decl], fail: Fail, secrets: SecretStore | 
                     continue
                 _link(decls, fail, decl, address, doc, loc, f"depends on {address}")
         _check_ignore_changes(fail, decl)
+    _check_unique(decls, fail)
     graph = {address: sorted(d.deps) for address, d in decls.items()}
     try:
         check_acyclic(graph)
@@ -176,3 +177,26 @@ def _check_ignore_changes(fail: Fail, decl: Decl) -> None:
                 f"unknown field '{item}'",
                 f"did you mean '{guess}'?" if guess else f"use one of: {', '.join(fields)}",
             )
+
+
+def _check_unique(decls: dict[str, Decl], fail: Fail) -> None:
+    """A model's `UNIQUE_FIELDS` take a different value in each resource of its kind (one
+    serverless policy per instance)."""
+    seen: dict[tuple[str, str, str], str] = {}
+    for decl in decls.values():
+        for name in getattr(MODEL_OF_PREFIX.get(decl.prefix), "UNIQUE_FIELDS", ()):
+            value = decl.body.get(name)
+            if not isinstance(value, str | int) or isinstance(value, bool):
+                continue
+            refs = refs_in(value) if isinstance(value, str) else []
+            same = f"{refs[0].address}.{refs[0].attr}" if len(refs) == 1 else str(value).strip()
+            key = (decl.prefix, name, same)
+            first = seen.setdefault(key, decl.address)
+            if first != decl.address:
+                doc, loc = decl.where((name,))
+                fail(
+                    doc,
+                    loc,
+                    f"{name} {value} is already taken by {first}",
+                    f"one {decl.prefix} per {name}: merge the two or point this one elsewhere",
+                )

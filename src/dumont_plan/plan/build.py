@@ -202,6 +202,7 @@ class _Planner:
                 ),
             )
             self.price_start(change, handler, values, price)
+            self.note_effect(change, handler, values, desired)
             return
 
         change.remote_id = entry.remote_id
@@ -263,6 +264,20 @@ class _Planner:
             self.price_start(change, handler, values, price, live)
         if live is not None and change.action in (Action.replace, Action.pause):
             change.hourly_saving = handler.live_hourly(live)
+        if change.action in (Action.create, Action.update, Action.replace):
+            self.note_effect(change, handler, values, desired)
+
+    def note_effect(
+        self,
+        change: ResourceChange,
+        handler: RegisteredHandler,
+        values: dict[str, Any],
+        desired: dict[str, Any],
+    ) -> None:
+        """The kind's note on the cost of what it governs (cost.governed_note)."""
+        note = cost.governed_note(handler, values, desired, self.decided, self.live_index)
+        if note:
+            change.notes.append(note)
 
     def compare(
         self,

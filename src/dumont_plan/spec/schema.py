@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 from dumont_plan.spec.common import Lifecycle
 from dumont_plan.spec.instance import InstanceSpec
 from dumont_plan.spec.job import JobSpec
+from dumont_plan.spec.serverless import ServerlessSpec, WebhookSpec
 from dumont_plan.spec.stack import Defaults, StackSpec, VariableSpec
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -116,6 +117,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`defaults`", Defaults),
     ("`jobs.<name>` (address `job.<name>`)", JobSpec),
     ("`instances.<name>` (address `instance.<name>`)", InstanceSpec),
+    ("`serverless.<name>` (address `serverless.<name>`)", ServerlessSpec),
+    ("`webhook` (in a serverless policy)", WebhookSpec),
     ("`lifecycle` (in any resource)", Lifecycle),
 ]
 

@@ -14,13 +14,15 @@ from pydantic import BaseModel, Field, StringConstraints
 from dumont_plan.spec.common import NAME_RE, VAR_NAME_RE, SpecModel
 from dumont_plan.spec.instance import InstanceSpec
 from dumont_plan.spec.job import JobSpec
+from dumont_plan.spec.serverless import ServerlessSpec
 
 # Spec section -> (address prefix, model). The reserved sections arrive with their features.
 KINDS: dict[str, tuple[str, type[SpecModel]]] = {
     "jobs": ("job", JobSpec),
     "instances": ("instance", InstanceSpec),
+    "serverless": ("serverless", ServerlessSpec),
 }
-RESERVED_KINDS = ("finetunes", "serverless", "spot_templates", "spot_deployments")
+RESERVED_KINDS = ("finetunes", "spot_templates", "spot_deployments")
 
 ResourceName = Annotated[str, StringConstraints(pattern=NAME_RE)]
 VariableName = Annotated[str, StringConstraints(pattern=VAR_NAME_RE)]
@@ -79,6 +81,13 @@ class StackSpec(SpecModel):
     instances: dict[ResourceName, InstanceSpec] = Field(
         default_factory=dict,
         description="Instances by name; the address of `devbox` is `instance.devbox`.",
+    )
+    serverless: dict[ResourceName, ServerlessSpec] = Field(
+        default_factory=dict,
+        description=(
+            "Serverless policies by name, one per instance; the address of `devbox` is "
+            "`serverless.devbox`."
+        ),
     )
 
 
