@@ -119,3 +119,18 @@ def test_help_shows_human_metavars() -> None:
     plan = run_cli(["plan", "--help"], cli_env(Path("/nonexistent"))).stdout
     for row in ("--var NAME=VALUE", "--target ADDR", "--max-cost NUMBER", "-f, --file PATH"):
         assert row in plan, plan
+
+
+@pytest.mark.slow
+def test_dumont_token_is_honoured_by_the_embedded_server(tmp_path: Path) -> None:
+    env = cli_env(tmp_path, token="garbage")
+    try:
+        refused = run_cli(["job", "list"], env, cwd=tmp_path)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert "DUMONT_TOKEN was refused by the local control plane" in refused.stderr
+        assert "unset DUMONT_TOKEN to use the local account" in refused.stderr
+        del env["DUMONT_TOKEN"]
+        assert run_cli(["job", "list"], env, cwd=tmp_path).returncode == 0
+    finally:
+        env.pop("DUMONT_TOKEN", None)
+        run_cli(["server", "stop"], env, cwd=tmp_path)

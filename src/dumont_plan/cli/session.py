@@ -12,7 +12,7 @@ from dumont_plan.cli.embedded import local_credentials, start_server
 from dumont_plan.client import DumontClient
 from dumont_plan.client.auth import token_of
 from dumont_plan.config import Endpoint, load_token, resolve_endpoint, save_token
-from dumont_plan.errors import AuthenticationError, BadRequestError
+from dumont_plan.errors import AuthenticationError, BadRequestError, ConfigError
 
 HTTP_TIMEOUT = 60.0
 
@@ -86,6 +86,11 @@ def open_client(ctx: typer.Context, *, login: bool = True) -> DumontClient:
         return DumontClient(http, token)
 
     def reauthenticate() -> str | None:
+        if os.environ.get("DUMONT_TOKEN"):  # honoured, never silently swapped for the local one
+            raise ConfigError(
+                f"DUMONT_TOKEN was refused by the local control plane at {url}",
+                "unset DUMONT_TOKEN to use the local account, or set a token of this server",
+            )
         return _local_login(url, endpoint)
 
     client = DumontClient(http, token, reauthenticate=reauthenticate)
