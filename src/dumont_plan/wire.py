@@ -25,6 +25,16 @@ JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
 # The statuses after which a job never changes again.
 FINISHED_JOB_STATUSES = ("completed", "failed", "cancelled", "timeout")
 
+# Contract §6.5: every status a fine-tune job can report (`uploading` is never used).
+FinetuneStatus = Literal[
+    "pending", "uploading", "queued", "running", "completed", "failed", "cancelled"
+]
+FINETUNE_STATUSES: tuple[str, ...] = get_args(FinetuneStatus)
+FINISHED_FINETUNE_STATUSES = ("completed", "failed", "cancelled")
+# Contract §6.3: where a fine-tune's dataset comes from, and the formats it may have.
+DatasetSource = Literal["upload", "url", "huggingface", "existing"]
+DatasetFormat = Literal["alpaca", "sharegpt", "raw"]
+
 
 # Names of this machine's loopback interface a local control plane always answers to.
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")

@@ -31,7 +31,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, TypeAd
 from pydantic import ValidationError as PydanticValidationError
 
 from dumont_plan.errors import UnexpectedResponseError
-from dumont_plan.wire import FINISHED_JOB_STATUSES
+from dumont_plan.wire import FINISHED_FINETUNE_STATUSES, FINISHED_JOB_STATUSES
 
 JSONObject = dict[str, Any]
 
@@ -40,6 +40,8 @@ JSONObject = dict[str, Any]
 INSTANCE_FAILED_STATUSES = frozenset({"exited", "offline", "error", "failed", "unknown", "deleted"})
 JOB_FINISHED_STATUSES = frozenset(FINISHED_JOB_STATUSES)
 JOB_FAILED_STATUSES = frozenset({"failed", "cancelled", "timeout"})
+FINETUNE_FINISHED_STATUSES = frozenset(FINISHED_FINETUNE_STATUSES)
+FINETUNE_FAILED_STATUSES = frozenset({"failed", "cancelled"})
 
 
 def _status_or_unknown(value: object) -> object:
@@ -362,3 +364,78 @@ class ServerlessWake(WireModel):
     ssh_host: str | None = None
     ssh_port: int | str | None = None
     checkpoint_restored: bool | None = None
+
+
+class Finetune(WireModel):
+    """A fine-tune job (contract §6.4). `config` holds the nested hyper-parameters as stored
+    (plus `base_model` and `output_dir`); progress fields move while it trains."""
+
+    id: str
+    user_id: str | None = None
+    name: str | None = None
+    status: Status = "unknown"
+    base_model: str | None = None
+    dataset_source: str | None = None
+    dataset_path: str | None = None
+    dataset_format: str | None = None
+    gpu_type: str | None = None
+    num_gpus: int | None = None
+    config: dict[str, Any] = {}
+    current_epoch: int = 0
+    current_step: int = 0
+    total_steps: int = 0
+    loss: float | None = None
+    progress_percent: float = 0.0
+    created_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    output_model_path: str | None = None
+    error_message: str | None = None
+
+    @property
+    def is_finished(self) -> bool:
+        """A final status: completed, failed or cancelled."""
+        return self.status in FINETUNE_FINISHED_STATUSES
+
+    @property
+    def is_failed(self) -> bool:
+        """Ended without completing: failed or cancelled."""
+        return self.status in FINETUNE_FAILED_STATUSES
+
+
+class FinetunePage(WireModel):
+    """`GET /finetune/jobs`: the fine-tunes (newest first) and how many there are."""
+
+    jobs: list[Finetune] = []
+    count: int | None = None
+
+
+class FinetuneModel(WireModel):
+    """A base model fine-tunes may start from (`GET /finetune/models`, contract §6.2)."""
+
+    id: str
+    name: str | None = None
+    parameters: str | None = None
+    min_vram: str | None = None
+    recommended_gpu: str | None = None
+    category: str | None = None
+    training_speed: str | None = None
+
+
+class FinetunePreset(WireModel):
+    """A named bundle of hyper-parameters (`GET /finetune/presets`, local control plane)."""
+
+    name: str
+    description: str | None = None
+    config: dict[str, Any] = {}
+
+
+class DatasetUpload(WireModel):
+    """The answer to `POST /finetune/jobs/upload-dataset`: where the server keeps the file
+    (`dataset_path`, for `dataset_source=upload`); the local control plane adds what it found."""
+
+    success: bool = True
+    dataset_path: str
+    records: int | None = None
+    format: str | None = None
+    sha256: str | None = None

@@ -91,6 +91,11 @@ class Root(LazyGroups):
             "Run a command on a GPU machine once, then destroy the machine (Jobs).",
             GROUPS,
         ),
+        "finetune": LazyGroup(
+            "dumont_plan.cli.finetune",
+            "LoRA fine-tunes: train an adapter for a base model on your dataset (Fine-tune).",
+            GROUPS,
+        ),
         "instance": LazyGroup(
             "dumont_plan.cli.instance",
             "GPU instances: list, inspect, pause, resume, delete, and search offers.",

@@ -10,6 +10,7 @@ import httpx
 from dumont_plan.client.auth import AuthAPI
 from dumont_plan.client.base import RetryPolicy, Transport
 from dumont_plan.client.blacklist import BlacklistAPI
+from dumont_plan.client.finetune import FinetuneAPI
 from dumont_plan.client.history import HistoryAPI
 from dumont_plan.client.instances import InstancesAPI
 from dumont_plan.client.jobs import JobsAPI
@@ -36,6 +37,7 @@ class DumontClient:
         )
         self.auth = AuthAPI(self.transport)
         self.jobs = JobsAPI(self.transport)
+        self.finetune = FinetuneAPI(self.transport)
         self.instances = InstancesAPI(self.transport)
         self.history = HistoryAPI(self.transport)
         self.blacklist = BlacklistAPI(self.transport)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -153,6 +153,14 @@ class JobsAPI:
         return response.content
 
 
+class LogSource(Protocol):
+    """What `LogCursor` reads: a `logs(id, tail=, offset=)` call (jobs' and fine-tunes')."""
+
+    def logs(
+        self, job_id: str, tail: int | None = None, offset: int | None = None
+    ) -> dict[str, Any]: ...
+
+
 class LogCursor:
     """Reads a job's log incrementally: each `read()` returns only the lines not returned yet.
 
@@ -165,7 +173,7 @@ class LogCursor:
     `restarts` goes up.
     """
 
-    def __init__(self, jobs: JobsAPI, job_id: str) -> None:
+    def __init__(self, jobs: LogSource, job_id: str) -> None:
         self.jobs = jobs
         self.job_id = job_id
         self.offset = 0  # bytes with `by_offset`, else characters of the whole log

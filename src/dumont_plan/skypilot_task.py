@@ -1,0 +1,186 @@
+"""A fine-tune (or a job) as a SkyPilot task: the dict `sky.Task.from_yaml_config` reads.
+
+Pure and standard-library only: `dumont finetune create --dry-run` prints it, and an executor
+that launches on SkyPilot renders the same task. Nothing secret is written into a task: a
+token is a key under `secrets:` with no value (SkyPilot fills it at launch from
+`--secret HF_TOKEN`, which reads the launching shell's environment).
+
+    task = render_finetune_task(body, local_dataset="data/train.jsonl")
+    # {"name": "finetune-demo", "resources": {"accelerators": "A100:1", ...}, "run": ...}
+
+The trainer reads its whole configuration from one JSON file, written by the task's `run`
+(a quoted heredoc, so the shell expands nothing in it), then started with `--config`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import PurePosixPath
+from typing import Any
+
+DATASET_DIR = "/dataset"
+OUTPUT_DIR = "/workspace/outputs"
+CONFIG_FILE = "/workspace/dumont-finetune.json"
+TRAINER_MOUNT = "/opt/dumont/train.py"
+DISK_SIZE_GB = 200  # contract §6.7: the SkyPilot backend's disk
+SECRET_KEYS = ("HF_TOKEN",)  # what a hub download may need; never a value here
+_HEREDOC = "DUMONT_FINETUNE_CONFIG_EOF"
+
+# What the setup step installs when the installed package's `finetune` extra cannot be read
+# (a source tree that was never installed): the extra's packages (pyproject.toml).
+FINETUNE_PACKAGES = ("torch==2.13.0", "transformers", "peft", "safetensors", "tokenizers")
+
+# Contract §6.6, the SkyPilot column: the names SkyPilot's catalogues use. Spaces are dropped
+# first (`RTX 4090` -> `RTX4090`); anything not listed passes through.
+SKY_ACCELERATORS = {
+    "A100-40GB": "A100",
+    "A100PCIE": "A100",
+    "A100SXM4": "A100-80GB",
+    "H100-80GB": "H100",
+    "H100SXM": "H100",
+    "H100PCIE": "H100",
+}
+
+
+def sky_accelerator(gpu_type: str) -> str:
+    """The SkyPilot accelerator name of a Dumont `gpu_type` (§6.6): `RTX 4090` -> `RTX4090`,
+    `A100-40GB` -> `A100`, `H100-80GB` -> `H100`; others unchanged (spaces dropped)."""
+    compact = "".join(gpu_type.split())
+    return SKY_ACCELERATORS.get(compact.upper(), compact)
+
+
+def task_name(prefix: str, name: str) -> str:
+    """`<prefix>-<name>` in the characters SkyPilot accepts in names (lower case, `-`)."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "task"
+    return f"{prefix}-{slug}"[:63].rstrip("-")
+
+
+def finetune_packages() -> list[str]:
+    """The `finetune` extra's requirements of the installed dumont-plan (else the defaults)."""
+    try:
+        requires = metadata.requires("dumont-plan") or []
+    except metadata.PackageNotFoundError:
+        requires = []
+    found = [
+        spec.split(";", 1)[0].strip()
+        for spec in requires
+        if ";" in spec and re.search(r"""extra\s*==\s*["']finetune["']""", spec)
+    ]
+    return found or list(FINETUNE_PACKAGES)
+
+
+def _pip_install(packages: Sequence[str]) -> str:
+    return "pip install --quiet " + " ".join(shlex.quote(p) for p in packages)
+
+
+def dataset_mount(dataset_path: str) -> str:
+    """Where a dataset file is mounted on the task's machine: `/dataset/<its name>`."""
+    return str(PurePosixPath(DATASET_DIR) / PurePosixPath(dataset_path).name)
+
+
+def trainer_config(body: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """What the trainer reads (`--config`): the create request's fields, the dataset where
+    the task sees it, and the output directory. Hyper-parameters stay nested under `config`."""
+    config = dict(body.get("config") or {})
+    return {
+        "name": body.get("name"),
+        "base_model": body.get("base_model"),
+        "dataset_source": body.get("dataset_source"),
+        "dataset_path": dataset,
+        "dataset_format": body.get("dataset_format") or "alpaca",
+        "output_dir": config.pop("output_dir", None) or OUTPUT_DIR,
+        "config": config,
+    }
+
+
+def render_finetune_task(
+    body: Mapping[str, Any],
+    *,
+    local_dataset: str | None = None,
+    trainer_source: str | None = None,
+    use_spot: bool = True,
+    disk_size: int = DISK_SIZE_GB,
+    cloud: str | None = None,
+    packages: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The SkyPilot task of a fine-tune whose create request is `body` (contract §6.3).
+
+    `local_dataset`: a dataset file on the launching machine (or a server path from an
+    upload), mounted at `/dataset/<name>`; without it `dataset_path` is a URL or a Hugging
+    Face dataset id the trainer fetches. `trainer_source`: the trainer script to mount at
+    `/opt/dumont/train.py` (else the task expects it there already, e.g. in an image).
+    """
+    gpu = sky_accelerator(str(body.get("gpu_type") or "A100"))
+    num_gpus = int(body.get("num_gpus") or 1)
+    resources: dict[str, Any] = {
+        "accelerators": f"{gpu}:{num_gpus}",
+        "use_spot": use_spot,
+        "disk_size": disk_size,
+    }
+    if cloud:
+        resources["cloud"] = cloud
+    file_mounts: dict[str, str] = {}
+    dataset = str(body.get("dataset_path") or "")
+    if local_dataset is not None:
+        dataset = dataset_mount(local_dataset)
+        file_mounts[dataset] = local_dataset
+    if trainer_source is not None:
+        file_mounts[TRAINER_MOUNT] = trainer_source
+    config = trainer_config(body, dataset)
+    run = "\n".join(
+        [
+            "set -e",
+            f"mkdir -p {shlex.quote(config['output_dir'])}",
+            f"cat > {CONFIG_FILE} <<'{_HEREDOC}'",
+            json.dumps(config, sort_keys=True),
+            _HEREDOC,
+            f"python {TRAINER_MOUNT} --config {CONFIG_FILE}",
+        ]
+    )
+    task: dict[str, Any] = {
+        "name": task_name("finetune", str(body.get("name") or "")),
+        "resources": resources,
+    }
+    if file_mounts:
+        task["file_mounts"] = file_mounts
+    task["setup"] = _pip_install(packages if packages is not None else finetune_packages())
+    task["run"] = run + "\n"
+    task["envs"] = {
+        "DUMONT_FINETUNE_CONFIG": CONFIG_FILE,
+        "DUMONT_OUTPUT_DIR": config["output_dir"],
+    }
+    task["secrets"] = dict.fromkeys(SECRET_KEYS)
+    return task
+
+
+def render_job_task(body: Mapping[str, Any], *, disk_size: int | None = None) -> dict[str, Any]:
+    """The SkyPilot task of a job whose create request is `body` (contract §5.2): its GPU,
+    spot choice and disk, `pip_packages` and `setup_script` as setup, `command` as run.
+    `hf_token` is never copied: it becomes the `HF_TOKEN` secret key."""
+    gpu = sky_accelerator(str(body.get("gpu_type") or "RTX 4090"))
+    resources: dict[str, Any] = {
+        "accelerators": f"{gpu}:{int(body.get('num_gpus') or 1)}",
+        "use_spot": bool(body.get("use_spot", True)),
+        "disk_size": int(disk_size or body.get("disk_size") or 50),
+    }
+    if body.get("image"):
+        resources["image_id"] = f"docker:{body['image']}"
+    setup = []
+    packages = list(body.get("pip_packages") or [])
+    if packages:
+        setup.append(_pip_install(packages))
+    if body.get("setup_script"):
+        setup.append(str(body["setup_script"]))
+    task: dict[str, Any] = {
+        "name": task_name("job", str(body.get("name") or "")),
+        "resources": resources,
+    }
+    if setup:
+        task["setup"] = "\n".join(setup) + "\n"
+    task["run"] = str(body.get("command") or "") + "\n"
+    task["secrets"] = dict.fromkeys(SECRET_KEYS)
+    return task
