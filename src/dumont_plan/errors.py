@@ -36,6 +36,7 @@ Every exception class of dumont_plan is defined here (tests/test_error_tree.py c
     └── RefusedError                 (server) a request refused with an HTTP `status`
         ├── InstanceError            an instance operation refused (404, 409, ...)
         ├── ServerlessError          a serverless policy operation refused (404, 409)
+        ├── SpotError                a spot template or deployment operation refused
         └── OfferQueryError          an offer search parameter it cannot use (400)
 
     InternalSignal                   control flow inside one module, caught where raised
@@ -302,6 +303,13 @@ class InstanceError(RefusedError):
 
 class ServerlessError(RefusedError):
     """A serverless operation refused (not configured, a wake that failed) with its status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message, status=status)
+
+
+class SpotError(RefusedError):
+    """A spot template or deployment operation refused with an HTTP status and a message."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message, status=status)

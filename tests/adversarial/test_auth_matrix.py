@@ -50,7 +50,7 @@ PUBLIC_OUTSIDE_API = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc"}
 FALLBACK = "/api/{rest}"
 
 # Path parameters that address one of A's own resources: B must get 403/404 and no data.
-OWNED_PARAMS = {"job_id", "instance_id"}
+OWNED_PARAMS = {"job_id", "instance_id", "template_id"}
 
 
 @dataclass(frozen=True)
@@ -120,10 +120,13 @@ class World:
         return issue_token(secret, self.a["email"], ttl, user_id=user_id, generation=0)
 
     def fill(self, route: Route) -> str:
+        spot = route.path.startswith((f"{V1}/spot/", "/api/spot/"))
         values = {
             "job_id": self.a["job_id"],
-            "instance_id": self.a["instance_id"],
+            # A's spot deployment's instance on the spot routes, A's other instance elsewhere.
+            "instance_id": self.a["spot_instance_id" if spot else "instance_id"],
             "machine_id": self.a["machine_id"],
+            "template_id": self.a["template_id"],
             "provider": "local",
             "path": "output/result.txt",
             "project": "shared-name",  # A stored a state under it; B's is another one
@@ -209,6 +212,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             headers=auth,
         )
         assert stored.status_code == 200, stored.text
+        # A's spot template of that instance, and a spot deployment from it.
+        template = _ok(http.post(f"{V1}/spot/template/{instance['id']}", json={}, headers=auth))
+        spot = _ok(
+            http.post(
+                f"{V1}/spot/deploy",
+                json={"template_id": template["template_id"], "max_price": 10},
+                headers=auth,
+            )
+        )
         a = {
             "token": a_token,
             "email": email_a,
@@ -216,8 +228,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "job_id": job["id"],
             "instance_id": str(instance["id"]),
             "machine_id": machine_id,
+            "template_id": template["template_id"],
+            "spot_instance_id": str(spot["instance_id"]),
         }
         yield World(app, http, a, b_token, app.state.dumont.secret)
+        http.delete(f"{V1}/spot/instance/{spot['instance_id']}", headers=auth)
         http.delete(f"{V1}/instances/{instance['id']}", headers=auth)
 
 
@@ -295,7 +310,13 @@ def test_bad_tokens_are_401_on_every_protected_route(world: World, kind: str) ->
 
 
 def test_another_users_token_sees_and_changes_nothing_of_a(world: World) -> None:
-    secrets_of_a = [world.a["email"], world.a["marker"], world.a["job_id"]]
+    secrets_of_a = [
+        world.a["email"],
+        world.a["marker"],
+        world.a["job_id"],
+        world.a["template_id"],
+        world.a["spot_instance_id"],
+    ]
     failures = []
     for route in protected_routes(world.app):
         if route.under_v1() in ("/auth/logout", "/auth/logout-all"):
@@ -329,6 +350,10 @@ def test_another_users_token_sees_and_changes_nothing_of_a(world: World) -> None
     policy = _ok(world.http.get(f"{V1}/serverless/status/{world.a['instance_id']}", headers=auth))
     assert (policy["mode"], policy["is_paused"]) == ("economic", False)
     assert policy["idle_timeout_seconds"] == 3600
+    templates = _ok(world.http.get(f"{V1}/spot/templates", headers=auth))
+    assert [t["template_id"] for t in templates] == [world.a["template_id"]]
+    spot = _ok(world.http.get(f"{V1}/spot/status/{world.a['spot_instance_id']}", headers=auth))
+    assert (spot["state"], spot["failover_count"]) == ("active", 0)
 
 
 # ------------------------------------------------------------------------------ over loopback

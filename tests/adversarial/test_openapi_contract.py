@@ -37,7 +37,6 @@ HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 EXPECTED_MISSING_PREFIXES = (
     "/api/v1/finetune/",
     "/api/v1/serverless/endpoints",
-    "/api/v1/spot/",
 )
 EXPECTED_MISSING = {
     "GET /api/v1/serverless/stats",
@@ -56,6 +55,7 @@ ADDITIVE: dict[str, dict[str, set[str]]] = {
     "POST /api/v1/instances/{instance_id}/serverless/enable": {
         "body": {"max_price", "webhook_url", "webhook_secret"}
     },
+    "POST /api/v1/spot/deploy": {"body": {"sync_interval_seconds"}},
 }
 # Operations we serve beyond the reference (additive, in health CAPABILITIES).
 ADDITIVE_OPERATIONS = {
@@ -68,6 +68,11 @@ ADDITIVE_OPERATIONS = {
     "DELETE /api/v1/state/{project}",
     "GET /api/v1/serverless/webhooks/{instance_id}",
     "POST /api/v1/agent/status",  # in the contract (§7.1), not in the reference OpenAPI
+    "POST /api/v1/spot/interrupt/{instance_id}",
+    "POST /api/v1/spot/sync/{instance_id}",
+    "GET /api/v1/spot/dashboard/events",
+    "GET /api/v1/spot/dashboard/spend",
+    "GET /api/v1/spot/dashboard/prices",
 }
 
 

@@ -33,6 +33,8 @@ from dumont_plan.server.routes import (
     jobs,
     local,
     serverless,
+    spot,
+    spot_hooks,
     state,
 )
 from dumont_plan.server.security import load_or_create_secret
@@ -57,9 +59,11 @@ def v1_routers(settings: ServerSettings) -> list[APIRouter]:
         serverless.router,
         serverless.aliases,
         agent.router,
+        spot.router,
     ]
     if settings.enable_test_hooks:
         routers.append(local.router)
+        routers.append(spot_hooks.router)
     return routers
 
 

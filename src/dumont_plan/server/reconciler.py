@@ -10,6 +10,7 @@ from dumont_plan.server.context import AppState
 from dumont_plan.server.provider.instances import reconcile_instances
 from dumont_plan.server.provider.jobs import reconcile_jobs
 from dumont_plan.server.provider.serverless import reconcile_serverless
+from dumont_plan.server.provider.spot_failover import reconcile_spot
 
 log = logging.getLogger("dumont_plan.server.reconciler")
 
@@ -17,6 +18,7 @@ TICKS: list[Callable[[AppState], None]] = [
     reconcile_jobs,
     reconcile_instances,
     reconcile_serverless,  # after the instances' pass: it reads their fresh usage samples
+    reconcile_spot,
 ]
 
 

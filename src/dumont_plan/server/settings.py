@@ -61,6 +61,8 @@ class ServerSettings:
     # Bytes in one GB of `disk_size` (a workspace's total and each file's size); tests make
     # it small so that the minimum of 10 GB means a few MB.
     disk_gb_bytes: int = 1024**3
+    # Seconds between syncs of a spot deployment's workspace when its deploy names none.
+    spot_sync_interval: float = 30.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -101,4 +103,5 @@ ENV_SETTINGS: list[tuple[str, str, type[int] | type[float]]] = [
     ("DUMONT_SERVER_HASH_WORKERS", "hash_workers", int),
     ("DUMONT_SERVER_WORKLOAD_PROCESSES", "workload_processes", int),
     ("DUMONT_SERVER_DISK_GB_BYTES", "disk_gb_bytes", int),
+    ("DUMONT_SERVER_SPOT_SYNC_INTERVAL", "spot_sync_interval", float),
 ]

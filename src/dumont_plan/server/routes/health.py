@@ -35,6 +35,10 @@ CAPABILITIES = [
     "serverless.max-price",
     "serverless.pricing-per-instance",
     "agent.status-auth",
+    "spot.per-user",
+    "spot.interrupt",
+    "spot.sync",
+    "spot.dashboard",
 ]
 
 router = APIRouter()
