@@ -16,6 +16,7 @@ Every exception class of dumont_plan is defined here (tests/test_error_tree.py c
     │   └── ApplyInterrupted         Ctrl-C while a change waited (exit 130)
     ├── WaitTimeoutError             a wait's own time limit elapsed (exit 4)
     ├── WaitFailedError              a waited job or instance ended failed (exit 5)
+    ├── WaitInterrupted              Ctrl-C while a command waited; the job goes on (exit 130)
     ├── LockError                    the ledger is held by another apply
     ├── StalePlanError               a saved plan no longer matches what is live (exit 7)
     ├── ServerStartError             the embedded local control plane did not come up
@@ -167,7 +168,17 @@ class ApplyError(DumontError):
 
 
 class ApplyInterrupted(ApplyError):
-    """The apply was interrupted (Ctrl-C) while this change waited (exit 130)."""
+    """The apply was interrupted (Ctrl-C) while this change waited (exit 130).
+
+    `last_status` is the waited object's last status seen: it goes on on the server.
+    """
+
+    exit_code = 130
+    last_status: str | None = None
+
+
+class WaitInterrupted(DumontError):
+    """Ctrl-C while a command waited for a job: it goes on on the server (exit 130)."""
 
     exit_code = 130
 

@@ -316,11 +316,16 @@ def test_ctrl_c_ends_a_long_wait_at_once_and_keeps_the_state(
             break
     started = time.monotonic()
     running.send_signal(signal.SIGINT)
-    _, err = running.communicate(timeout=45)
+    out, err = running.communicate(timeout=45)
     # Well before the 60 s job could end (a tight bound failed on a loaded machine).
     assert time.monotonic() - started < 20
     assert running.returncode == 130
     assert "Interrupted: every change made so far is in the state" in err
+    # Not "failed": the wait stopped, the job goes on, in the state it was last seen in.
+    stopped = [json.loads(x) for x in out.splitlines() if '"change_failed"' in x]
+    assert [(e["address"], e["interrupted"]) for e in stopped] == [("job.long", True)]
+    assert stopped[0]["status"] in ("provisioning", "starting", "running")
+    assert "goes on on the server" in stopped[0]["error"]
     assert proj.state()["pending"] == []
     job_id = proj.remote_id("job.long")
     assert user.client.jobs.get(job_id).status in ("provisioning", "starting", "running")

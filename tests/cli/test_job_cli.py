@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 
 from dumont_plan.cli.app import run as run_dumont
 from dumont_plan.client import DumontClient
-from tests.support import UserSession
+from tests.support import UserSession, cli_env
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -421,3 +423,47 @@ def make_wheel(where: Path, name: str, source: str) -> Path:
         records.append(f"{dist}/RECORD,,")
         zf.writestr(f"{dist}/RECORD", "\n".join(records) + "\n")
     return path
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_following_says_the_job_goes_on(home: Path, user: UserSession) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dumont_plan",
+            "job",
+            "create",
+            "long",
+            "--command",
+            "echo started; sleep 60",
+            "--follow",
+        ],
+        env=cli_env(home, user.url, user.token),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:  # the log streams: the job runs
+            if "started" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    job_id = re.search(r"job_[0-9a-f]{8}", err)
+    assert job_id is not None, err
+    last = err.strip().splitlines()[-1]
+    assert last == (
+        f"Error: stopped waiting: job {job_id.group()} is running and goes on on the server; "
+        f"follow it again: `dumont job logs {job_id.group()} --follow`; stop it: "
+        f"`dumont job cancel {job_id.group()}`"
+    ), err
+    assert "Traceback" not in err
+    assert user.client.jobs.get(job_id.group()).status == "running"
+    user.client.jobs.cancel(job_id.group())

@@ -21,6 +21,7 @@ from dumont_plan.client import DumontClient
 from dumont_plan.errors import (
     ApiError,
     ApplyError,
+    ApplyInterrupted,
     ConnectError,
     DumontError,
     ServerError,
@@ -206,6 +207,8 @@ class Applier:
                     remote_id=_text(self.outputs.get(address, {}).get("id") or change.remote_id),
                     elapsed=time.monotonic() - started,
                     error=message,
+                    status=exc.last_status if isinstance(exc, ApplyInterrupted) else None,
+                    data={"interrupted": True} if isinstance(exc, ApplyInterrupted) else {},
                 )
             )
             raise

@@ -118,7 +118,13 @@ def wait_resource(
 
     def pause(seconds: float) -> None:
         if stopped.wait(seconds):
-            raise ApplyInterrupted(f"stopped waiting for {address} (interrupted)")
+            status = last["status"]
+            interrupted = ApplyInterrupted(
+                f"stopped waiting for {address} (interrupted); it was "
+                f"{status or 'not yet reported'} and goes on on the server"
+            )
+            interrupted.last_status = status
+            raise interrupted
 
     started = time.monotonic()
     log = LogFollower(client, handler, address, remote_id, emit, redact) if logs else None

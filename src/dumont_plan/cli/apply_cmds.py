@@ -157,6 +157,13 @@ class ProgressView:
             where = f" ({event.remote_id})" if event.remote_id else ""
             line = Text(f"{address}: {DONE.get(action, action)} in {_secs(event)}{where}")
             line.stylize("green")
+        elif event.type == "change_failed" and event.data.get("interrupted"):
+            where = f" ({event.remote_id})" if event.remote_id else ""
+            line = Text(
+                f"{address}: stopped waiting after {_secs(event)}{where}: still "
+                f"{event.status or 'starting'}, it goes on on the server",
+                style="yellow",
+            )
         elif event.type == "change_failed":
             line = Text(f"{address}: failed after {_secs(event)}: {event.error}", style="red")
         elif event.type == "change_skipped":

@@ -17,8 +17,10 @@ from dumont_plan.client.base import error_message
 from dumont_plan.client.jobs import LogCursor, is_finished
 from dumont_plan.errors import (
     BadRequestError,
+    DumontError,
     NotFoundError,
     WaitFailedError,
+    WaitInterrupted,
     WaitTimeoutError,
 )
 from dumont_plan.wire_models import Job
@@ -166,29 +168,13 @@ def finish_wait(
     """Wait for a job to finish (streaming its log with `follow`); raise on failure/timeout.
 
     Exit codes through the error boundary: completed returns; failed/cancelled/timeout raise
-    WaitFailedError (5); the wait's own `timeout` raises WaitTimeoutError (4).
+    WaitFailedError (5); the wait's own `timeout` raises WaitTimeoutError (4); Ctrl-C raises
+    WaitInterrupted (130) saying the job goes on, in which state, and how to stop it.
     """
-    if follow:
-        result = stream_logs(
-            client,
-            job_id,
-            log_writer(job_id, output),
-            tail=None,
-            done=is_completed,
-            failed=is_finished,
-            timeout=timeout,
-            poll=poll,
-        )
-    else:
-        with StatusLine(err_console) as line:
-            result = wait_for(
-                lambda: client.jobs.get(job_id),
-                done=is_completed,
-                failed=is_finished,
-                timeout=timeout,
-                on_tick=lambda job: line.update(status_text(job), key=f"{job.id}: {job.status}"),
-                poll=poll,
-            )
+    try:
+        result = _wait(client, job_id, timeout=timeout, poll=poll, follow=follow, output=output)
+    except KeyboardInterrupt:
+        raise stopped_waiting(client, job_id) from None
     job = result.state
     if output is OutputFormat.json and follow:
         write_line(json.dumps(job.raw))
@@ -211,3 +197,53 @@ def finish_wait(
     if follow and output is OutputFormat.table:
         err_console.print(status_text(job), markup=False, highlight=False)
     return job
+
+
+def _wait(
+    client: DumontClient,
+    job_id: str,
+    *,
+    timeout: float | None,
+    poll: float,
+    follow: bool,
+    output: OutputFormat,
+) -> WaitResult[Job]:
+    if follow:
+        return stream_logs(
+            client,
+            job_id,
+            log_writer(job_id, output),
+            tail=None,
+            done=is_completed,
+            failed=is_finished,
+            timeout=timeout,
+            poll=poll,
+        )
+    with StatusLine(err_console) as line:
+        return wait_for(
+            lambda: client.jobs.get(job_id),
+            done=is_completed,
+            failed=is_finished,
+            timeout=timeout,
+            on_tick=lambda job: line.update(status_text(job), key=f"{job.id}: {job.status}"),
+            poll=poll,
+        )
+
+
+def stopped_waiting(client: DumontClient, job_id: str) -> WaitInterrupted:
+    """What Ctrl-C during a wait means: the job's real state, and that it goes on."""
+    try:
+        job: Job | None = client.jobs.get(job_id)
+    except (DumontError, KeyboardInterrupt):  # a second Ctrl-C, or the API gone: say less
+        job = None
+    if job is not None and job.is_finished:
+        return WaitInterrupted(
+            f"stopped waiting: job {job_id} has {job.status}",
+            f"see it with `dumont job status {job_id}`",
+        )
+    state = f"is {job.status}" if job is not None else "was not finished"
+    return WaitInterrupted(
+        f"stopped waiting: job {job_id} {state} and goes on on the server",
+        f"follow it again: `dumont job logs {job_id} --follow`; stop it: "
+        f"`dumont job cancel {job_id}`",
+    )
