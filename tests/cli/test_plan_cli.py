@@ -32,8 +32,8 @@ class Runner:
 def work(tmp_path: Path) -> Path:
     folder = tmp_path / "work"
     folder.mkdir()
-    for name in ("mixed.yaml", "jobs.yaml"):
-        shutil.copy(REPO / "examples" / name, folder / name)
+    for name in ("mixed", "jobs"):
+        shutil.copy(REPO / "examples" / name / "dumont.yaml", folder / f"{name}.yaml")
     return folder
 
 

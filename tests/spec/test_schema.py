@@ -14,7 +14,7 @@ from dumont_plan.spec.schema import MARK_END, MARK_START, schema_text, spec_refe
 from tests.support import cli_env, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-SPECS = [ROOT / "dumontfile", *sorted((ROOT / "examples").glob("*.yaml"))]
+SPECS = [ROOT / "dumontfile", *sorted((ROOT / "examples").glob("*/dumont.yaml"))]
 FOLDERS = [p for p in sorted((ROOT / "examples").iterdir()) if p.is_dir() and any(p.glob("*.yaml"))]
 REGENERATE = "run scripts/gen-spec"
 
