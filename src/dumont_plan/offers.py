@@ -2,7 +2,8 @@
 
 `WizardRequest.validated()` checks the user's input; `select_offers` applies the speed tier's
 band, the wizard's region table, the blacklist and the price cap and orders what is left
-cheapest first; `no_offers_error` says which filter to loosen.
+cheapest first; `no_offers_error` says which filter to loosen. `MarketNames` matches the GPU
+and region names people type (`RTX4090`) to the market's (`RTX 4090`), with did-you-mean.
 
 Pure (errors and the wire models only): the planner prices an instance with the same
 selection the race makes (`kinds.instance`), without loading the client or the race.
@@ -10,9 +11,11 @@ selection the race makes (`kinds.instance`), without loading the client or the r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from difflib import get_close_matches
 from typing import Any
 
 from dumont_plan.errors import DumontError
@@ -236,3 +239,98 @@ def no_offers_error(request: WizardRequest, selection: Selection) -> DumontError
         )
     hint = "; ".join(fixes[:-1]) + f" or {fixes[-1]}" if len(fixes) > 1 else fixes[0]
     return DumontError(message, hint + "; `dumont instance offers` lists what the market has")
+
+
+# -- names the market knows (spot commands and kinds) --------------------------------------
+
+# The region words of the offer search (contract §3.5) that hold whatever the market has.
+ANY_REGION = ("global", "any", "all")
+CONTINENTS = {
+    "EU": "europe",
+    "NA": "north america",
+    "SA": "south america",
+    "AS": "asia",
+    "OC": "oceania",
+    "AF": "africa",
+}
+# Offer searches that see every 1-GPU machine (twice: cheapest and dearest first).
+MARKET_FILTERS: dict[str, Any] = {
+    "num_gpus": 1,
+    "max_price": 1000,
+    "min_disk": 0,
+    "min_inet_down": 0,
+    "min_inet_up": 0,
+    "include_blacklisted": True,
+    "limit": 100,
+}
+
+
+def compact(name: str) -> str:
+    """`RTX4090`, `rtx 4090` and `RTX-4090` all read `rtx4090`."""
+    return re.sub(r"[^0-9a-z]", "", name.casefold())
+
+
+@dataclass
+class MarketNames:
+    """The GPU models and the places the offers name (the spot commands' did-you-mean)."""
+
+    gpus: list[str] = field(default_factory=list)
+    geolocations: list[str] = field(default_factory=list)
+    regions: list[str] = field(default_factory=list)  # the offers' `region` words (US, EU, ...)
+
+    @classmethod
+    def of(cls, offers: Sequence[Offer]) -> MarketNames:
+        gpus = sorted({o.gpu_name for o in offers if o.gpu_name})
+        places = sorted({o.geolocation for o in offers if o.geolocation})
+        regions = {str(o.raw.get("region")) for o in offers if o.raw.get("region")}
+        return cls(gpus, places, sorted(regions))
+
+    @property
+    def empty(self) -> bool:
+        return not self.gpus
+
+    def region_words(self) -> list[str]:
+        """Every region word that selects offers of this market, as people write them."""
+        codes = {place.rpartition(",")[2].strip() for place in self.geolocations}
+        words = {*ANY_REGION, *self.regions, *(c for c in codes if c)}
+        words.update(code for code in CONTINENTS)
+        first = {word: at for at, word in enumerate(ANY_REGION)}
+        return sorted(words, key=lambda w: (first.get(w, len(first)), w.casefold()))
+
+    def gpu(self, typed: str, where: str) -> str:
+        """The market's spelling of `typed`; a DumontError with the closest name if none."""
+        text = typed.strip()
+        if not text:
+            raise DumontError(f"{where}: the GPU name is empty", 'e.g. --gpu="RTX 4090"')
+        if self.empty:
+            return text
+        by_key = {compact(name): name for name in self.gpus}
+        found = by_key.get(compact(text))
+        if found is not None:
+            return found
+        close = get_close_matches(compact(text), list(by_key), n=1, cutoff=0.6)
+        hint = (
+            f"did you mean {by_key[close[0]]!r}?"
+            if close
+            else f"use one of: {', '.join(self.gpus)}"
+        )
+        raise DumontError(f"{where}: GPU {text!r} is not on the spot market", hint)
+
+    def region(self, typed: str, where: str) -> str:
+        """`typed` when some offer is in that region (a word of the search's vocabulary or a
+        part of a place's name); else a DumontError with the closest region word."""
+        text = typed.strip()
+        if not text:
+            raise DumontError(f"{where}: the region is empty", "e.g. --region=US, EU or global")
+        if self.empty:
+            return text
+        words = self.region_words()
+        folded = text.casefold()
+        if folded in {w.casefold() for w in words} or folded in CONTINENTS.values():
+            return text
+        if any(folded in place.casefold() for place in self.geolocations):
+            return text
+        by_key = {w.casefold(): w for w in words}
+        close = get_close_matches(folded, list(by_key), n=1, cutoff=0.5)
+        hint = f"did you mean {by_key[close[0]]!r}?" if close else f"use one of: {', '.join(words)}"
+        raise DumontError(f"{where}: no offer of the market is in region {text!r}", hint)

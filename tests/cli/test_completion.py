@@ -48,6 +48,7 @@ def test_command_names_complete(home: Path) -> None:
         "schema",
         "server",
         "serverless",
+        "spot",
     ]
     assert complete_bash("dumont ", home).stdout.split() == list(Root.entries)
 
@@ -61,6 +62,15 @@ def test_subcommands_and_options_complete(home: Path) -> None:
     ]
     assert complete_bash("dumont apply --par", home).stdout.split() == ["--parallelism"]
     assert "--wait-timeout" in complete_bash("dumont job create x --wa", home).stdout.split()
+    assert complete_bash("dumont spot template ", home).stdout.split() == [
+        "create",
+        "list",
+        "delete",
+    ]
+    assert complete_bash("dumont spot deploy --no", home).stdout.split() == [
+        "--no-auto-failover",
+        "--no-wait",
+    ]
 
 
 def test_completing_a_command_name_imports_no_command_module(home: Path) -> None:

@@ -117,8 +117,13 @@ def test_explain_prints_the_field_table(dumont: Runner) -> None:
     assert "serverless (serverless:)" in serverless
     row = next(line for line in serverless.splitlines() if line.split()[:1] == ["instance"])
     assert "replace" in row
+    spot = dumont("explain", "spot_deployments").stdout
+    assert "spot_deployment (spot_deployments:)" in spot
+    row = next(line for line in spot.splitlines() if line.split()[:1] == ["instance_id"])
+    assert "output" in row and "changes at each failover" in row
     assert error_line(dumont("explain", "gpu", code=1)) == (
-        "Error: unknown kind 'gpu'; use one of: instance, job, serverless"
+        "Error: unknown kind 'gpu'; use one of: instance, job, serverless, spot_deployment, "
+        "spot_template"
     )
 
 

@@ -23,8 +23,9 @@ OFFERS = [
 
 def test_every_registered_kind_has_ops_of_the_same_kind() -> None:
     ops = load_ops()
-    assert sorted(ops) == sorted(HANDLERS) == ["instance", "job", "serverless"]
-    assert [entry.handler.kind for entry in REGISTRY] == ["job", "instance", "serverless"]
+    kinds = ["job", "instance", "serverless", "spot_template", "spot_deployment"]
+    assert sorted(ops) == sorted(HANDLERS) == sorted(kinds)
+    assert [entry.handler.kind for entry in REGISTRY] == kinds
     assert all(ops[kind].kind == kind for kind in ops)
 
 

@@ -116,3 +116,36 @@ def test_explain_serverless_shows_updates_in_place_and_the_replacing_instance() 
     for name in ("mode", "idle_timeout_seconds", "gpu_threshold", "keep_warm", "webhook"):
         assert "updatable" in rows[name], name
     assert "idle $/h against the running one" in rows["mode"]
+
+
+def test_explain_spot_kinds_say_what_a_failover_changes() -> None:
+    text = text_of(render_fields(handler_for("spot_deployment")))
+    assert "spot_deployment (spot_deployments:)" in text
+    row = next(line for line in text.splitlines() if line.split()[:1] == ["instance_id"])
+    assert "output" in row and "changes at each failover (not drift" in row
+    template = text_of(render_fields(handler_for("spot_templates")))
+    row = next(line for line in template.splitlines() if line.split()[:1] == ["instance"])
+    assert "replace" in row and "a replaced instance makes a new template" in row
+
+
+def test_a_failed_over_deployment_is_an_unchanged_line_with_its_note(tmp_path: Path) -> None:
+    plan = plan_of("spot_failover_noop", tmp_path)
+    assert not plan.has_changes
+    assert text_of(render_plan(plan)).splitlines() == [
+        "  = spot_deployment.worker  (failed over 2 times)",
+        "      note: failed over 2 times; now on instance 377, last at 2026-01-05T11:58:00",
+        "",
+        "No changes. The live state matches the spec.",
+    ]
+
+
+def test_a_spot_create_line_shows_the_bid_beside_on_demand(tmp_path: Path) -> None:
+    lines = text_of(render_plan(plan_of("spot_create", tmp_path))).splitlines()
+    at = lines.index(
+        "  + create spot_deployment.worker  (spot, RTX4090, bid at most $0.50/h, auto failover)"
+        "  $0.19/h"
+    )
+    assert lines[at + 1] == (
+        "      note: spot bid $0.190/h now (RTX 4090), worst case $0.50/h (max_price); "
+        "on-demand $0.400/h (52% saved)"
+    )

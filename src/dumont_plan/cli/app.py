@@ -123,6 +123,11 @@ class Root(LazyGroups):
             "Blacklisted machines: the wizard race and jobs never rent them.",
             GROUPS,
         ),
+        "spot": LazyGroup(
+            "dumont_plan.cli.spot",
+            "Spot instances with automatic failover: templates, deploy, interruptions, pricing.",
+            GROUPS,
+        ),
     }
 
 

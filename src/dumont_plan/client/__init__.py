@@ -15,6 +15,7 @@ from dumont_plan.client.history import HistoryAPI
 from dumont_plan.client.instances import InstancesAPI
 from dumont_plan.client.jobs import JobsAPI
 from dumont_plan.client.serverless import ServerlessAPI
+from dumont_plan.client.spot import SpotAPI
 
 __all__ = ["DumontClient", "RetryPolicy", "Transport", "health", "is_healthy"]
 
@@ -42,6 +43,7 @@ class DumontClient:
         self.history = HistoryAPI(self.transport)
         self.blacklist = BlacklistAPI(self.transport)
         self.serverless = ServerlessAPI(self.transport)
+        self.spot = SpotAPI(self.transport)
 
     @property
     def token(self) -> str | None:

@@ -211,6 +211,11 @@ class KindHandler(Protocol[Live_contra]):
 
     def hourly_price(self, values: Mapping[str, Any], offers: Sequence[Offer]) -> float | None: ...
 
+    def cost_notes(self, values: Mapping[str, Any], offers: Sequence[Offer]) -> list[str]:
+        """Words on the price of what a change starts, for its plan line (e.g. a spot bid
+        beside the on-demand price)."""
+        ...
+
     def max_hours(self, values: Mapping[str, Any]) -> float | None:
         """The longest it can run (a job's timeout), for the worst-case cost; None: unbounded."""
         ...
@@ -338,6 +343,9 @@ class BaseHandler(Generic[Live]):
 
     def hourly_price(self, values: Mapping[str, Any], offers: Sequence[Offer]) -> float | None:
         return None
+
+    def cost_notes(self, values: Mapping[str, Any], offers: Sequence[Offer]) -> list[str]:
+        return []
 
     def wait_target(self, controls: Mapping[str, Any]) -> str:
         return str(controls.get("wait") or "none")

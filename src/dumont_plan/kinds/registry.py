@@ -15,6 +15,8 @@ from dumont_plan.kinds.base import RegisteredHandler
 from dumont_plan.kinds.instance import InstanceHandler
 from dumont_plan.kinds.job import JobHandler
 from dumont_plan.kinds.serverless import ServerlessHandler
+from dumont_plan.kinds.spot_deployment import SpotDeploymentHandler
+from dumont_plan.kinds.spot_template import SpotTemplateHandler
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ REGISTRY: tuple[Registration, ...] = (
     Registration(JobHandler(), ops="dumont_plan.kinds.job_ops"),
     Registration(InstanceHandler(), ops="dumont_plan.kinds.instance_ops"),
     Registration(ServerlessHandler(), ops="dumont_plan.kinds.serverless_ops"),
+    Registration(SpotTemplateHandler(), ops="dumont_plan.kinds.spot_template_ops"),
+    Registration(SpotDeploymentHandler(), ops="dumont_plan.kinds.spot_deployment_ops"),
 )
 
 HANDLERS: dict[str, RegisteredHandler] = {entry.handler.kind: entry.handler for entry in REGISTRY}

@@ -380,6 +380,7 @@ class _Planner:
         if change.action is Action.create and values.get("state") == "paused":
             price = 0.0
         change.hourly_cost = price
+        change.notes.extend(handler.cost_notes(values, self.observed.offers))
         hours = handler.max_hours(values)
         if price is not None and hours is not None:
             change.worst_case_cost = round(price * hours, 4)

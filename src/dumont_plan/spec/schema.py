@@ -20,6 +20,7 @@ from dumont_plan.spec.common import Lifecycle
 from dumont_plan.spec.instance import InstanceSpec
 from dumont_plan.spec.job import JobSpec
 from dumont_plan.spec.serverless import ServerlessSpec, WebhookSpec
+from dumont_plan.spec.spot import SpotDeploymentSpec, SpotTemplateSpec
 from dumont_plan.spec.stack import Defaults, StackSpec, VariableSpec
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -119,6 +120,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`instances.<name>` (address `instance.<name>`)", InstanceSpec),
     ("`serverless.<name>` (address `serverless.<name>`)", ServerlessSpec),
     ("`webhook` (in a serverless policy)", WebhookSpec),
+    ("`spot_templates.<name>` (address `spot_template.<name>`)", SpotTemplateSpec),
+    ("`spot_deployments.<name>` (address `spot_deployment.<name>`)", SpotDeploymentSpec),
     ("`lifecycle` (in any resource)", Lifecycle),
 ]
 
@@ -139,7 +142,8 @@ Generated from the spec models by `scripts/gen-spec`; `dumont schema` prints the
   set the field itself.
 - **References**: `${job.NAME.ATTR}` / `${instance.NAME.ATTR}` (or `${jobs...}`, `${instances...}`)
   in any string are filled at apply time and order the apply, as `depends_on: [job.NAME]` does.
-  Job attributes: {job_attrs}; instance attributes: {instance_attrs}.
+  Job attributes: {job_attrs}; instance attributes: {instance_attrs}; spot template
+  attributes: {spot_template_attrs}; spot deployment attributes: {spot_deployment_attrs}.
 - **Secrets**: `${secret.NAME}` is read only when a request is built: from `DUMONT_SECRET_NAME`
   or `NAME` in the environment, else `.dumont/secrets.env` beside the spec or
   `~/.config/dumont-plan/secrets.env` (`NAME=value` lines, mode 0600). It is never printed or
@@ -149,11 +153,17 @@ Generated from the spec models by `scripts/gen-spec`; `dumont schema` prints the
 """
 
 
+def _attrs(model: Any) -> str:
+    return ", ".join(f"`{a}`" for a in sorted(model.REF_ATTRS))
+
+
 def spec_reference() -> str:
     """Markdown: how specs are read, then tables of every field from the models' descriptions."""
     lines = [
         INTRO.replace("{job_attrs}", ", ".join(f"`{a}`" for a in sorted(JobSpec.REF_ATTRS)))
         .replace("{instance_attrs}", ", ".join(f"`{a}`" for a in sorted(InstanceSpec.REF_ATTRS)))
+        .replace("{spot_template_attrs}", _attrs(SpotTemplateSpec))
+        .replace("{spot_deployment_attrs}", _attrs(SpotDeploymentSpec))
         .rstrip("\n")
     ]
     for title, model in SECTIONS:

@@ -15,14 +15,17 @@ from dumont_plan.spec.common import NAME_RE, VAR_NAME_RE, SpecModel
 from dumont_plan.spec.instance import InstanceSpec
 from dumont_plan.spec.job import JobSpec
 from dumont_plan.spec.serverless import ServerlessSpec
+from dumont_plan.spec.spot import SpotDeploymentSpec, SpotTemplateSpec
 
 # Spec section -> (address prefix, model). The reserved sections arrive with their features.
 KINDS: dict[str, tuple[str, type[SpecModel]]] = {
     "jobs": ("job", JobSpec),
     "instances": ("instance", InstanceSpec),
     "serverless": ("serverless", ServerlessSpec),
+    "spot_templates": ("spot_template", SpotTemplateSpec),
+    "spot_deployments": ("spot_deployment", SpotDeploymentSpec),
 }
-RESERVED_KINDS = ("finetunes", "spot_templates", "spot_deployments")
+RESERVED_KINDS = ("finetunes",)
 
 ResourceName = Annotated[str, StringConstraints(pattern=NAME_RE)]
 VariableName = Annotated[str, StringConstraints(pattern=VAR_NAME_RE)]
@@ -87,6 +90,19 @@ class StackSpec(SpecModel):
         description=(
             "Serverless policies by name, one per instance; the address of `devbox` is "
             "`serverless.devbox`."
+        ),
+    )
+    spot_templates: dict[ResourceName, SpotTemplateSpec] = Field(
+        default_factory=dict,
+        description=(
+            "Spot templates (workspace snapshots) by name; the address of `base` is "
+            "`spot_template.base`."
+        ),
+    )
+    spot_deployments: dict[ResourceName, SpotDeploymentSpec] = Field(
+        default_factory=dict,
+        description=(
+            "Spot deployments by name; the address of `worker` is `spot_deployment.worker`."
         ),
     )
 
