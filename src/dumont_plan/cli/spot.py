@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from dumont_plan.apply.waits import wait_for
+from dumont_plan.cli import durations
 from dumont_plan.cli.output import (
     OutputFormat,
     OutputOpt,
@@ -84,7 +85,11 @@ IdArg = typer.Argument(
     ..., metavar="INSTANCE_ID", help="Spot instance id (see `dumont spot list`)."
 )
 WaitTimeoutOpt = typer.Option(
-    300.0, "--wait-timeout", help="Give up waiting after this many seconds (exit 4).", min=1
+    "5m",
+    "--wait-timeout",
+    help="Stop waiting after this long (30s, 15m, 2h; a bare number is seconds; exit 4).",
+    metavar="DURATION",
+    parser=durations.seconds,
 )
 
 
