@@ -38,7 +38,9 @@ Every exception class of dumont_plan is defined here (tests/test_error_tree.py c
         ├── InstanceError            an instance operation refused (404, 409, ...)
         ├── ServerlessError          a serverless policy operation refused (404, 409)
         ├── SpotError                a spot template or deployment operation refused
-        └── OfferQueryError          an offer search parameter it cannot use (400)
+        ├── OfferQueryError          an offer search parameter it cannot use (400)
+        ├── FinetuneError            a fine-tune operation refused (400, 404, 409, 413, ...)
+        └── DatasetError             an uploaded dataset that is not what it claims (422, `loc`)
 
     InternalSignal                   control flow inside one module, caught where raised
     ├── TemplateUndefined            jinja met an undefined value (loader/templates.py)
@@ -328,6 +330,23 @@ class SpotError(RefusedError):
 
 class OfferQueryError(RefusedError):
     """A query parameter the offer search cannot use (answered 400 with this message)."""
+
+
+class FinetuneError(RefusedError):
+    """A fine-tune operation refused with an HTTP status and a message for the user."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message, status=status)
+
+
+class DatasetError(RefusedError):
+    """A dataset file that cannot be trained on: `loc` names where (file, line, field)."""
+
+    status = 422
+
+    def __init__(self, message: str, loc: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class InternalSignal(Exception):

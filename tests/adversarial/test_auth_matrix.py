@@ -122,7 +122,7 @@ class World:
     def fill(self, route: Route) -> str:
         spot = route.path.startswith((f"{V1}/spot/", "/api/spot/"))
         values = {
-            "job_id": self.a["job_id"],
+            "job_id": self.a["finetune_id" if "/finetune/" in route.path else "job_id"],
             # A's spot deployment's instance on the spot routes, A's other instance elsewhere.
             "instance_id": self.a["spot_instance_id" if spot else "instance_id"],
             "machine_id": self.a["machine_id"],
@@ -153,9 +153,11 @@ def _ok(response: httpx.Response, *statuses: int) -> Any:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    app = create_app(
-        ServerSettings(data_dir=tmp_path_factory.mktemp("auth-matrix")), background=False
+    # No fine-tune trains here (A's stays pending): the matrix is about the routes.
+    settings = ServerSettings(
+        data_dir=tmp_path_factory.mktemp("auth-matrix"), max_running_finetunes=0
     )
+    app = create_app(settings, background=False)
     with TestClient(app) as http:
         marker = uuid.uuid4().hex[:12]
         email_a = f"alice-{marker}@example.com"
@@ -198,6 +200,26 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 headers=auth,
             )
         )
+        dataset = _ok(
+            http.post(
+                f"{V1}/finetune/jobs/upload-dataset",
+                files={"file": (f"data-{marker}.jsonl", b'{"text": "hello"}\n')},
+                headers=auth,
+            )
+        )
+        finetune = _ok(
+            http.post(
+                f"{V1}/finetune/jobs",
+                json={
+                    "name": f"ft-{marker}",
+                    "base_model": "unsloth/tinyllama-bnb-4bit",
+                    "dataset_source": "upload",
+                    "dataset_path": dataset["dataset_path"],
+                },
+                headers=auth,
+            ),
+            201,
+        )
         machine_id = str(offer["machine_id"])
         _ok(
             http.post(
@@ -226,6 +248,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "email": email_a,
             "marker": marker,
             "job_id": job["id"],
+            "finetune_id": finetune["id"],
+            "dataset_path": dataset["dataset_path"],
             "instance_id": str(instance["id"]),
             "machine_id": machine_id,
             "template_id": template["template_id"],
@@ -316,6 +340,8 @@ def test_another_users_token_sees_and_changes_nothing_of_a(world: World) -> None
         world.a["job_id"],
         world.a["template_id"],
         world.a["spot_instance_id"],
+        world.a["finetune_id"],
+        world.a["dataset_path"],
     ]
     failures = []
     for route in protected_routes(world.app):
@@ -354,6 +380,8 @@ def test_another_users_token_sees_and_changes_nothing_of_a(world: World) -> None
     assert [t["template_id"] for t in templates] == [world.a["template_id"]]
     spot = _ok(world.http.get(f"{V1}/spot/status/{world.a['spot_instance_id']}", headers=auth))
     assert (spot["state"], spot["failover_count"]) == ("active", 0)
+    finetune = _ok(world.http.get(f"{V1}/finetune/jobs/{world.a['finetune_id']}", headers=auth))
+    assert finetune["status"] == "pending"
 
 
 # ------------------------------------------------------------------------------ over loopback

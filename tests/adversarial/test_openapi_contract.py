@@ -33,11 +33,8 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).with_name("contract_paths.json")
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
-# Operations of features not built yet (fine-tune, serverless endpoints, spot, hibernation wake).
-EXPECTED_MISSING_PREFIXES = (
-    "/api/v1/finetune/",
-    "/api/v1/serverless/endpoints",
-)
+# Operations of features not built yet (serverless endpoints, spot, hibernation wake).
+EXPECTED_MISSING_PREFIXES = ("/api/v1/serverless/endpoints",)
 EXPECTED_MISSING = {
     "GET /api/v1/serverless/stats",
     "POST /api/v1/instances/{instance_id}/wake",
@@ -56,6 +53,9 @@ ADDITIVE: dict[str, dict[str, set[str]]] = {
         "body": {"max_price", "webhook_url", "webhook_secret"}
     },
     "POST /api/v1/spot/deploy": {"body": {"sync_interval_seconds"}},
+    "GET /api/v1/finetune/jobs": {"query": {"status", "limit", "offset"}},
+    "POST /api/v1/finetune/jobs": {"body": {"preset"}},
+    "POST /api/v1/finetune/jobs/upload-dataset": {"query": {"format"}, "body": {"format"}},
 }
 # Operations we serve beyond the reference (additive, in health CAPABILITIES).
 ADDITIVE_OPERATIONS = {
@@ -73,6 +73,8 @@ ADDITIVE_OPERATIONS = {
     "GET /api/v1/spot/dashboard/events",
     "GET /api/v1/spot/dashboard/spend",
     "GET /api/v1/spot/dashboard/prices",
+    "GET /api/v1/finetune/presets",
+    "GET /api/v1/finetune/jobs/{job_id}/outputs",
 }
 
 

@@ -27,6 +27,7 @@ from dumont_plan.server.reconciler import Reconciler
 from dumont_plan.server.routes import (
     agent,
     auth,
+    finetune,
     health,
     history,
     instances,
@@ -60,6 +61,7 @@ def v1_routers(settings: ServerSettings) -> list[APIRouter]:
         serverless.aliases,
         agent.router,
         spot.router,
+        finetune.router,
     ]
     if settings.enable_test_hooks:
         routers.append(local.router)
@@ -223,6 +225,7 @@ def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
         RequestGuard,
         max_body_bytes=settings.max_body_bytes,
         max_state_bytes=settings.max_state_bytes,
+        max_stream_bytes=settings.dataset_max_bytes,
     )
     app.add_middleware(CountRequests, counter=app.state.request_counts, routes=routes)
     if settings.trusted_hosts is not None:

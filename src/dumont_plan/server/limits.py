@@ -2,7 +2,10 @@
 
 `RequestGuard` (plain ASGI, inside Starlette's error middleware):
 - a body over `ServerSettings.max_body_bytes` is a 413 in the error envelope, told by its
-  Content-Length or found while reading it (never buffered past the cap);
+  Content-Length or found while reading it (never buffered past the cap); a streamed upload
+  (`STREAMED_SUFFIXES`: a fine-tune dataset) is not buffered here at all: its route writes it
+  to disk as it arrives and enforces its own cap (`max_stream_bytes`; a Content-Length over
+  it is a 413 here at once);
 - a JSON body with NaN or an infinity (`NaN`, `1e999`) or a lone surrogate (`"\\ud800"`) is a
   422: neither is JSON a client can mean, and the database cannot store a lone surrogate;
 - an exception of a route becomes the 500 envelope here, so the connection stays open
@@ -29,6 +32,10 @@ MAX_INT = 2**63 - 1
 TEXT_MAX = 64 * 1024
 # The most entries of a list field of a request body.
 LIST_MAX = 256
+# POST routes whose body the route streams to disk itself (multipart uploads).
+STREAMED_SUFFIXES = ("/finetune/jobs/upload-dataset",)
+# Room for the multipart framing around a streamed file.
+STREAM_OVERHEAD_BYTES = 64 * 1024
 
 
 def _reject_constant(name: str) -> Any:
@@ -95,10 +102,17 @@ STATE_PATH = re.compile(r"^/api(/v1)?/state/[^/]+$")
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_state_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        max_state_bytes: int = 0,
+        max_stream_bytes: int = 0,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_state_bytes = max(max_state_bytes, max_body_bytes)
+        self.max_stream_bytes = max_stream_bytes
 
     @staticmethod
     def too_large(limit: int) -> dict[str, Any]:
@@ -111,10 +125,18 @@ class RequestGuard:
         limit = self.max_body_bytes
         if STATE_PATH.match(scope.get("path", "")):
             limit = self.max_state_bytes
+        streamed = scope.get("method") == "POST" and str(scope.get("path", "")).endswith(
+            STREAMED_SUFFIXES
+        )
+        if streamed:
+            limit = self.max_stream_bytes + STREAM_OVERHEAD_BYTES
         for name, value in scope.get("headers") or []:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 await _answer(send, 413, self.too_large(limit))
                 return
+        if streamed:
+            await self._guarded(scope, receive, send)
+            return
         chunks: list[bytes] = []
         size = 0
         more = True

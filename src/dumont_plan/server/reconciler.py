@@ -1,4 +1,4 @@
-"""Background loop: job supervision, instance lifecycle (and later serverless, spot)."""
+"""Background loop: job and fine-tune supervision, instance lifecycle (later serverless, spot)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 from dumont_plan.server.context import AppState
+from dumont_plan.server.provider.finetunes import reconcile_finetunes
 from dumont_plan.server.provider.instances import reconcile_instances
 from dumont_plan.server.provider.jobs import reconcile_jobs
 from dumont_plan.server.provider.serverless import reconcile_serverless
@@ -19,6 +20,7 @@ TICKS: list[Callable[[AppState], None]] = [
     reconcile_instances,
     reconcile_serverless,  # after the instances' pass: it reads their fresh usage samples
     reconcile_spot,
+    reconcile_finetunes,
 ]
 
 

@@ -63,6 +63,12 @@ class ServerSettings:
     disk_gb_bytes: int = 1024**3
     # Seconds between syncs of a spot deployment's workspace when its deploy names none.
     spot_sync_interval: float = 30.0
+    # Fine-tunes: the Hugging Face home whose model cache (`hub/`) trainers read, read-only
+    # and offline (DUMONT_SERVER_HF_HOME, else HF_HOME, else ~/.cache/huggingface); the largest
+    # dataset upload in bytes; fine-tunes of one user training at once (more wait `pending`).
+    hf_home: Path = field(default_factory=lambda: default_hf_home())
+    dataset_max_bytes: int = 512 * 1024 * 1024
+    max_running_finetunes: int = 2
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -85,6 +91,9 @@ class ServerSettings:
             raw = os.environ.get(name)
             if raw:
                 setattr(settings, attribute, kind(raw))
+        hf_home = os.environ.get("DUMONT_SERVER_HF_HOME")
+        if hf_home:
+            settings.hf_home = Path(hf_home)
         shared = os.environ.get("DUMONT_SERVER_SHARED_DIRS")
         if shared:
             settings.shared_dirs = [Path(p) for p in shared.split(os.pathsep) if p]
@@ -92,6 +101,12 @@ class ServerSettings:
             if value is not None:
                 setattr(settings, key, value)
         return settings
+
+
+def default_hf_home() -> Path:
+    """Where Hugging Face keeps its files for this process: HF_HOME, else ~/.cache/huggingface."""
+    raw = os.environ.get("HF_HOME")
+    return Path(raw) if raw else Path.home() / ".cache" / "huggingface"
 
 
 # Environment variable -> setting it overrides, and how to read it.
@@ -104,4 +119,6 @@ ENV_SETTINGS: list[tuple[str, str, type[int] | type[float]]] = [
     ("DUMONT_SERVER_WORKLOAD_PROCESSES", "workload_processes", int),
     ("DUMONT_SERVER_DISK_GB_BYTES", "disk_gb_bytes", int),
     ("DUMONT_SERVER_SPOT_SYNC_INTERVAL", "spot_sync_interval", float),
+    ("DUMONT_SERVER_DATASET_MAX_BYTES", "dataset_max_bytes", int),
+    ("DUMONT_SERVER_MAX_RUNNING_FINETUNES", "max_running_finetunes", int),
 ]

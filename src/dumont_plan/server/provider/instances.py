@@ -488,6 +488,8 @@ def _start_processes(state: AppState, row: sqlite3.Row) -> None:
     instance_id = int(row["id"])
     config = {"disk_size": row["disk_size"]}
     policy = isolation.workload_sandbox(config, state.settings, int(row["user_id"]))
+    # A fine-tune deploy's server also reads the model cache (`ft_deploy.py`).
+    policy["shared"] = sorted({*policy["shared"], *loads(row["shared_paths"], [])})
     leader = processes.start(instance_id, sandbox_of(state, instance_id), str(command), policy)
     if leader is not None:
         state.store.execute(

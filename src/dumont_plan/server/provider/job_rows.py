@@ -67,16 +67,24 @@ def get_row(state: AppState, user_id: int, job_id: str) -> Row | None:
 
 
 def list_rows(
-    state: AppState, user_id: int, status: str | None, limit: int, offset: int
+    state: AppState,
+    user_id: int,
+    status: str | None,
+    limit: int,
+    offset: int,
+    table: str = "jobs",
 ) -> tuple[list[Row], int]:
+    """A page of the user's rows of `table` (jobs, finetune_jobs), newest first, and how many
+    match in all."""
     where = "user_id = ?"
     params: list[Any] = [user_id]
     if status is not None:
         where += " AND status = ?"
         params.append(status)
-    total = state.store.query_one(f"SELECT COUNT(*) AS n FROM jobs WHERE {where}", tuple(params))
+    total = state.store.query_one(f"SELECT COUNT(*) AS n FROM {table} WHERE {where}", tuple(params))
     rows = state.store.query(
-        f"SELECT * FROM jobs WHERE {where} ORDER BY created_ts DESC, rowid DESC LIMIT ? OFFSET ?",
+        f"SELECT * FROM {table} WHERE {where}"
+        " ORDER BY created_ts DESC, rowid DESC LIMIT ? OFFSET ?",
         (*params, limit, offset),
     )
     return rows, int(total["n"]) if total else 0

@@ -39,6 +39,11 @@ CAPABILITIES = [
     "spot.interrupt",
     "spot.sync",
     "spot.dashboard",
+    "finetune.local-executor",
+    "finetune.presets",
+    "finetune.outputs",
+    "finetune.upload-checks",
+    "finetune.list-pagination",
 ]
 
 router = APIRouter()
