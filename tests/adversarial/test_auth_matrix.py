@@ -46,7 +46,15 @@ PUBLIC = {
 # Public in the contract (§2.1) but not built yet: public once they appear.
 PUBLIC_WHEN_BUILT: set[tuple[str, str]] = set()
 # Routes of the app outside /api that are public by design.
-PUBLIC_OUTSIDE_API = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc"}
+PUBLIC_OUTSIDE_API = {
+    "/health",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    # The spot dashboard: a static page and its files; its data routes are under /api.
+    "/dashboard",
+    "/dashboard/{asset}",
+}
 FALLBACK = "/api/{rest}"
 
 # Path parameters that address one of A's own resources: B must get 403/404 and no data.

@@ -27,6 +27,7 @@ from dumont_plan.server.reconciler import Reconciler
 from dumont_plan.server.routes import (
     agent,
     auth,
+    dashboard,
     finetune,
     health,
     history,
@@ -198,6 +199,8 @@ def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
     routes.add("", app.router.routes)  # the OpenAPI schema and docs
     app.include_router(health.router)
     routes.add("", health.router.routes)
+    app.include_router(dashboard.router)
+    routes.add("", dashboard.router.routes)
     v1 = APIRouter()
     routers = v1_routers(settings)
     for router in routers:
