@@ -23,18 +23,29 @@ from dumont_plan.cli.output import (
     StatusLine,
     console,
     emit_json,
+    err_console,
     print_fields,
     print_table,
 )
 from dumont_plan.cli.serverless_input import (
     SECRET_ENV,
+    check_secret,
     describe_policy,
     enable_body,
     parse_instance_id,
 )
+from dumont_plan.cli.serverless_view import (
+    LIST_COLUMNS,
+    WEBHOOK_COLUMNS,
+    policy_row,
+    print_pricing,
+    status_fields,
+    webhook_row,
+)
 from dumont_plan.cli.session import open_client
 from dumont_plan.client import DumontClient
-from dumont_plan.errors import DumontError, NotFoundError
+from dumont_plan.client.base import error_message
+from dumont_plan.errors import ApiError, ConflictError, DumontError, NotFoundError
 from dumont_plan.wire_models import ServerlessPolicy
 
 app = typer.Typer(
@@ -48,46 +59,20 @@ app = typer.Typer(
 )
 
 IdArg = typer.Argument(..., metavar="INSTANCE_ID", help="Instance id (see `dumont instance list`).")
-OPTIONAL_ROWS = frozenset({"gpu_threshold", "keep_warm", "webhook"})
-LIST_COLUMNS = ("instance", "mode", "state", "gpu_util", "idle_since", "will_pause_at", "savings")
 T = TypeVar("T")
+
+
+def says(exc: ApiError) -> str:
+    """What the server said, without the method and path."""
+    return error_message(exc.body, exc.message)
 
 
 def not_configured(instance_id: int, exc: NotFoundError) -> DumontError:
     return DumontError(
-        f"instance {instance_id} has no serverless policy ({exc.message})",
+        f"instance {instance_id} has no serverless policy ({says(exc)})",
         f"enable one with `dumont serverless enable {instance_id} mode=economic`, "
         "or list them with `dumont serverless list`",
     )
-
-
-def money(value: Any) -> str | None:
-    return f"${value:.2f}" if isinstance(value, int | float) else None
-
-
-def percent(value: Any) -> str | None:
-    return f"{value:.0f}%" if isinstance(value, int | float) else None
-
-
-def when(value: Any) -> str | None:
-    """A timestamp as the API sent it, shortened to the second; `-` when unset."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        return "yes"
-    return str(value).replace("T", " ")[:19]
-
-
-def policy_row(policy: ServerlessPolicy) -> dict[str, object]:
-    return {
-        "instance": policy.instance_id,
-        "mode": policy.mode,
-        "state": policy.state,
-        "gpu_util": percent(policy.current_gpu_util),
-        "idle_since": when(policy.idle_since),
-        "will_pause_at": when(policy.will_pause_at),
-        "savings": money(policy.total_savings_usd),
-    }
 
 
 def _secret_from(option: str | None, needed: bool) -> str | None:
@@ -104,11 +89,11 @@ def _secret_from(option: str | None, needed: bool) -> str | None:
                 "serverless enable: the webhook secret is empty",
                 'type it at the prompt, or pipe it: printf %s "$SECRET" | dumont ...',
             )
-        return str(value)
+        return check_secret(str(value))
     if option:
-        return option
-    if needed:
-        return os.environ.get(SECRET_ENV) or None
+        return check_secret(option)
+    if needed and os.environ.get(SECRET_ENV):
+        return check_secret(os.environ[SECRET_ENV])
     return None
 
 
@@ -129,7 +114,8 @@ def enable(
     words: list[str] | None = typer.Argument(
         None,
         metavar="[KEY=VALUE]...",
-        help="Old-style words: mode=, idle_timeout=, gpu_threshold=, keep_warm=, webhook=.",
+        help="Old-style words: mode=, idle_timeout=, gpu_threshold=, keep_warm=, webhook=, "
+        "max_price=.",
         show_default=False,
     ),
     mode: str | None = typer.Option(
@@ -160,6 +146,12 @@ def enable(
         metavar="URL",
         help="URL that receives a signed POST on paused, woken, wake_failed.",
     ),
+    max_price: str | None = typer.Option(
+        None,
+        "--max-price",
+        metavar="USD",
+        help="spot: the most $/h a wake bids (default: the on-demand price at enable).",
+    ),
     webhook_secret: str | None = typer.Option(
         None,
         "--webhook-secret",
@@ -177,19 +169,20 @@ def enable(
         "gpu_threshold": gpu_threshold,
         "keep_warm": keep_warm,
         "webhook_url": webhook,
+        "max_price": max_price,
     }
     body = enable_body(words or [], flags)
-    secret = _secret_from(webhook_secret, needed="webhook_url" in body)
-    if secret is not None and "webhook_url" not in body:
+    if webhook_secret is not None and "webhook_url" not in body:
         raise DumontError(
             "serverless enable: a webhook secret without a webhook", "add --webhook=URL"
         )
+    secret = _secret_from(webhook_secret, needed="webhook_url" in body)
     client = open_client(ctx)
     try:
         answer = client.serverless.enable(number, **body, webhook_secret=secret)
     except NotFoundError as exc:
         raise DumontError(
-            f"serverless enable: instance {number} not found ({exc.message})",
+            f"serverless enable: instance {number} not found ({says(exc)})",
             "use an id from `dumont instance list`",
         ) from exc
     if output is OutputFormat.json:
@@ -246,43 +239,8 @@ def status(
     if output is OutputFormat.json:
         emit_json(policy.raw)
         return
-    raw = policy.raw
-    cold = policy.avg_cold_start_seconds
-    shown = {
-        **policy_row(policy),
-        "idle_timeout": f"{policy.idle_timeout_seconds}s"
-        if policy.idle_timeout_seconds is not None
-        else None,
-        "gpu_threshold": percent(policy.gpu_threshold),
-        "keep_warm": policy.keep_warm,
-        "webhook": policy.webhook_url,
-        "avg_cold_start": f"{cold:.2f}s" if isinstance(cold, int | float) and cold else None,
-    }
-    keys = ["instance", "mode", "state", "gpu_util", "idle_timeout", "gpu_threshold"]
-    keys += ["keep_warm", "idle_since", "will_pause_at", "savings", "avg_cold_start", "webhook"]
-    # The real platform does not report these three: left out rather than shown as unset.
-    keys = [k for k in keys if k not in OPTIONAL_ROWS or shown[k] is not None]
-    extra = [k for k in raw if k not in LIST_KNOWN]
-    print_fields({**shown, **{k: raw[k] for k in extra}}, keys + extra)
-
-
-LIST_KNOWN = frozenset(
-    {
-        "instance_id",
-        "mode",
-        "is_paused",
-        "idle_timeout_seconds",
-        "current_gpu_util",
-        "idle_since",
-        "will_pause_at",
-        "total_savings_usd",
-        "avg_cold_start_seconds",
-        "gpu_threshold",
-        "keep_warm",
-        "webhook_url",
-        "last_checkpoint_id",
-    }
-)
+    shown, keys = status_fields(policy)
+    print_fields(shown, keys)
 
 
 @app.command(
@@ -332,12 +290,19 @@ def wake(
     client = open_client(ctx)
     policy = _status(client, number)
     text = f"Waking instance {number} ({policy.mode or 'serverless'})..."
+    try:
+        # Progress on stderr under --output json, so stdout stays one JSON document.
+        with StatusLine(err_console if output is OutputFormat.json else console) as line:
+            answer = _with_clock(line, text, lambda: client.serverless.wake(number))
+    except ConflictError as exc:
+        raise DumontError(
+            f"serverless wake: instance {number} did not wake: {says(exc)}",
+            f"raise its bid (`dumont serverless enable {number} mode=spot --max-price=...`) "
+            "or try again later",
+        ) from exc
     if output is OutputFormat.json:
-        answer = client.serverless.wake(number)
         emit_json(answer.raw)
         return
-    with StatusLine(console) as line:
-        answer = _with_clock(line, text, lambda: client.serverless.wake(number))
     if answer.status == "already_running":
         console.print(f"Instance {number} is already running.", markup=False)
         return
@@ -350,9 +315,6 @@ def wake(
     )
 
 
-PRICING_COLUMNS = ("plan", "cost_usd", "savings_usd", "savings_percent", "recovery_time")
-
-
 @app.command(
     epilog="Examples:\n\n  dumont serverless pricing\n\n  dumont serverless pricing -o json"
 )
@@ -362,46 +324,7 @@ def pricing(ctx: typer.Context, output: OutputOpt = OutputFormat.table) -> None:
     if output is OutputFormat.json:
         emit_json(answer)
         return
-    costs = answer.get("monthly_costs")
-    rows = []
-    if isinstance(costs, dict):
-        for name, item in costs.items():
-            if isinstance(item, dict):
-                rows.append(
-                    {
-                        "plan": name.removeprefix("serverless_").replace("_", " "),
-                        "cost_usd": money(item.get("cost_usd")),
-                        "savings_usd": money(item.get("savings_usd")),
-                        "savings_percent": percent(item.get("savings_percent")),
-                        "recovery_time": item.get("recovery_time"),
-                    }
-                )
-    print_table(rows, PRICING_COLUMNS, title="Monthly cost per mode")
-    assumptions = answer.get("assumptions")
-    if isinstance(assumptions, dict):
-        console.print(
-            "Assumptions: " + ", ".join(f"{k}={v}" for k, v in assumptions.items()),
-            markup=False,
-            soft_wrap=True,
-        )
-    _print_instance_pricing(answer)
-    if answer.get("recommendation"):
-        console.print(f"Recommended: {answer['recommendation']}.", markup=False)
-
-
-def _print_instance_pricing(answer: dict[str, Any]) -> None:
-    """The local control plane's additive per-instance figures (live market), if sent."""
-    items = answer.get("instances")
-    if not isinstance(items, list) or not items:
-        return
-    rows = [i for i in items if isinstance(i, dict)]
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k, v in row.items() if k not in columns and not isinstance(v, dict)]
-    print_table(rows, columns, title="Your instances at today's prices ($/h)")
-
-
-WEBHOOK_COLUMNS = ("created_at", "event", "status", "attempts", "response_code", "error")
+    print_pricing(answer)
 
 
 @app.command(
@@ -410,7 +333,7 @@ WEBHOOK_COLUMNS = ("created_at", "event", "status", "attempts", "response_code",
 def webhooks(
     ctx: typer.Context, instance_id: str = IdArg, output: OutputOpt = OutputFormat.table
 ) -> None:
-    """The webhook deliveries of an instance (paused, woken, wake_failed), newest first."""
+    """The webhook deliveries of an instance (paused, woken, wake_failed), oldest first."""
     number = parse_instance_id(instance_id, "serverless webhooks")
     try:
         deliveries = open_client(ctx).serverless.webhooks(number)
@@ -419,4 +342,4 @@ def webhooks(
     if output is OutputFormat.json:
         emit_json({"instance_id": number, "deliveries": deliveries})
         return
-    print_table(deliveries, WEBHOOK_COLUMNS)
+    print_table((webhook_row(d) for d in deliveries), WEBHOOK_COLUMNS)

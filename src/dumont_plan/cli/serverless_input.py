@@ -32,6 +32,8 @@ KEYS = {
     "keep_warm": "keep_warm",
     "webhook": "webhook_url",
     "webhook_url": "webhook_url",
+    "max_price": "max_price",
+    "price": "max_price",
 }
 # Enable field -> the flag people type (for messages).
 FLAG_OF = {
@@ -40,6 +42,7 @@ FLAG_OF = {
     "gpu_threshold": "--gpu-threshold",
     "keep_warm": "--keep-warm",
     "webhook_url": "--webhook",
+    "max_price": "--max-price",
 }
 SECRET_WORDS = frozenset({"webhook_secret", "secret"})
 
@@ -123,11 +126,40 @@ def parse_webhook(value: str) -> str:
     return url
 
 
+def parse_max_price(value: str) -> float:
+    text = value.strip().removeprefix("$")
+    try:
+        price = float(text)
+    except ValueError:
+        price = float("nan")
+    if not 0 < price <= 1000:  # also NaN
+        raise DumontError(
+            f"{WHERE}: max price {value!r} is not a price above 0 ($/h, at most 1000)",
+            "e.g. --max-price=0.5",
+        )
+    return price
+
+
+SECRET_LENGTH = (8, 256)
+
+
+def check_secret(value: str) -> str:
+    """A webhook secret of the length the server takes (its value is never shown)."""
+    low, high = SECRET_LENGTH
+    if not low <= len(value) <= high:
+        raise DumontError(
+            f"{WHERE}: the webhook secret has {len(value)} characters",
+            f"use {low}-{high} characters (e.g. from `openssl rand -hex 32`)",
+        )
+    return value
+
+
 PARSERS = {
     "mode": parse_mode,
     "idle_timeout_seconds": parse_idle_timeout,
     "gpu_threshold": parse_threshold,
     "webhook_url": parse_webhook,
+    "max_price": parse_max_price,
 }
 
 

@@ -45,19 +45,23 @@ class ServerlessAPI:
         idle_timeout_seconds: int | None = None,
         gpu_threshold: float | None = None,
         keep_warm: bool | None = None,
+        max_price: float | None = None,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
     ) -> dict[str, Any]:
         """`POST /serverless/enable/{id}` -> the enable answer (`status: enabled`, `behavior`).
 
         An upsert (the whole policy is replaced; unset fields take the server's defaults), so
-        it is retried like any idempotent call. `webhook_secret` is sent, never returned.
+        it is retried like any idempotent call. `max_price` (spot: a wake's highest bid),
+        `webhook_url` and `webhook_secret` are the local control plane's; the secret is sent,
+        never returned.
         """
         body = {
             "mode": mode,
             "idle_timeout_seconds": idle_timeout_seconds,
             "gpu_threshold": gpu_threshold,
             "keep_warm": keep_warm,
+            "max_price": max_price,
             "webhook_url": webhook_url,
             "webhook_secret": webhook_secret,
         }

@@ -225,6 +225,11 @@ class KindHandler(Protocol[Live_contra]):
         `governed_hourly` when known); None: nothing to say."""
         ...
 
+    def governed_live_values(self, live: Live_contra) -> dict[str, Any]:
+        """How the live fields of what it `governs` read while `live` governs them (a
+        serverless policy: its instance's `state` is `running` even while paused by it)."""
+        ...
+
 
 # The registry's view of a handler: whichever kind, it is only ever given objects of its kind
 # (observe files each object under its kind), so the engine holds handlers of any live type.
@@ -334,6 +339,9 @@ class BaseHandler(Generic[Live]):
 
     def cost_effect(self, values: Mapping[str, Any], governed_hourly: float | None) -> str | None:
         return None
+
+    def governed_live_values(self, live: Live) -> dict[str, Any]:
+        return {}
 
     # `observed_view` and `request_body` have no default: each kind writes its own, and one
     # that does not is no `KindHandler`, which mypy reports at its line of the registry.

@@ -8,7 +8,7 @@ secret is a `${secret.NAME}`, kept in the state as a salted hash like every secr
 
     instance                                           -> replace (disable there, enable here)
     mode, idle_timeout_seconds, gpu_threshold,
-    keep_warm, webhook                                 -> update in place (enable again)
+    keep_warm, max_price, webhook                      -> update in place (enable again)
     destroy / removed from the spec                    -> disable (a paused instance resumes)
     disabled outside dumont                            -> create (enable again)
 
@@ -35,6 +35,7 @@ SERVERLESS_FIELDS: dict[str, FieldClass] = {
     "idle_timeout_seconds": _U,
     "gpu_threshold": _U,
     "keep_warm": _U,
+    "max_price": _U,
     "webhook": _U,
     "depends_on": _C,
     "lifecycle": _C,
@@ -50,8 +51,8 @@ SERVERLESS_FIELDS: dict[str, FieldClass] = {
 # $/h a paused instance still costs, per mode (contract §7.1's figures: a CPU standby for
 # fast, the disk for economic and spot).
 IDLE_HOURLY: dict[str, float] = {"fast": 0.01, "economic": 0.005, "spot": 0.005}
-# Fields the server echoes (the local control plane: all four; the real platform: two).
-ECHOED = ("mode", "idle_timeout_seconds", "gpu_threshold", "keep_warm")
+# Fields the server echoes (the local control plane: all; the real platform: the first two).
+ECHOED = ("mode", "idle_timeout_seconds", "gpu_threshold", "keep_warm", "max_price")
 
 
 def money(value: float) -> str:
@@ -64,6 +65,7 @@ class ServerlessHandler(BaseHandler[ServerlessPolicy]):
     spec_model: ClassVar[type[BaseModel]] = ServerlessSpec
     live_model: ClassVar[type[WireModel]] = ServerlessPolicy
     fields: ClassVar[dict[str, FieldClass]] = SERVERLESS_FIELDS
+    unset_is_any: ClassVar[frozenset[str]] = frozenset({"max_price"})
     # The field holding `${instance.NAME.id}` of the instance whose cost it changes.
     governs: ClassVar[tuple[str, str] | None] = ("instance", "instance")
     notes: ClassVar[dict[str, str]] = {
@@ -71,6 +73,7 @@ class ServerlessHandler(BaseHandler[ServerlessPolicy]):
         "mode": "fast | economic | spot; the plan shows its idle $/h against the running one",
         "idle_timeout_seconds": "2-3600",
         "gpu_threshold": "0-100 (%)",
+        "max_price": "spot's bid ceiling on wake; unset: the server's choice, never diffed",
         "webhook": "url and secret: ${secret.NAME}; shown as (sensitive) when it has one",
     }
 
@@ -110,7 +113,7 @@ class ServerlessHandler(BaseHandler[ServerlessPolicy]):
     def normalize(self, field: str, value: Any) -> Any:
         if field == "mode" and isinstance(value, str):
             return value.strip().lower()
-        if field == "gpu_threshold" and isinstance(value, int | float):
+        if field in ("gpu_threshold", "max_price") and isinstance(value, int | float):
             return float(value)
         return value
 
@@ -134,6 +137,11 @@ class ServerlessHandler(BaseHandler[ServerlessPolicy]):
         if running:
             return f"{mode}: idle {idle} vs {running}"
         return f"{mode}: idle {idle} while paused"
+
+    def governed_live_values(self, live: ServerlessPolicy) -> dict[str, Any]:
+        """An instance the policy paused is meant to run (the policy wakes it on demand): its
+        `state` reads `running`, so the plan neither resumes it nor reports drift."""
+        return {"state": "running"}
 
     # -- cost ------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from dumont_plan.plan.fingerprint import (
     observed_fingerprint,
     same_name_ids,
 )
+from dumont_plan.plan.governs import governed_note, governed_values
 from dumont_plan.plan.model import (
     UNKNOWN,
     Action,
@@ -274,8 +275,8 @@ class _Planner:
         values: dict[str, Any],
         desired: dict[str, Any],
     ) -> None:
-        """The kind's note on the cost of what it governs (cost.governed_note)."""
-        note = cost.governed_note(handler, values, desired, self.decided, self.live_index)
+        """The kind's note on the cost of what it governs (plan/governs.py)."""
+        note = governed_note(handler, values, desired, self.decided, self.live_index)
         if note:
             change.notes.append(note)
 
@@ -292,7 +293,9 @@ class _Planner:
         baseline = dict(entry.applied_spec)
         drifted: set[str] = set()
         if live is not None:
-            for name, value in handler.live_values(live).items():
+            echoed = handler.live_values(live)
+            echoed.update(governed_values(entry.kind, entry.remote_id or "", self.live_index))
+            for name, value in echoed.items():
                 if name not in baseline:
                     baseline[name] = value
                 elif changed_fields(

@@ -15,10 +15,8 @@ from typing import Any
 from dumont_plan.kinds.base import RegisteredHandler
 from dumont_plan.kinds.registry import HANDLERS
 from dumont_plan.plan.fingerprint import canonical_json
-from dumont_plan.plan.model import STARTS, Action, Observed, Plan, ResourceChange
-from dumont_plan.spec.refs import refs_in
+from dumont_plan.plan.model import STARTS, Observed, Plan
 from dumont_plan.spec.stack import Stack
-from dumont_plan.wire_models import WireModel
 
 
 def query_key(query: Mapping[str, Any]) -> str:
@@ -84,30 +82,3 @@ def summarize(plan: Plan, max_cost: float | None, observed: Observed) -> None:
             f"the plan adds ${delta:.2f}/h, above --max-cost ${max_cost:g}/h; "
             "apply fewer resources (--target) or raise the limit"
         )
-
-
-def governed_note(
-    handler: RegisteredHandler,
-    values: Mapping[str, Any],
-    desired: Mapping[str, Any],
-    decided: Mapping[str, ResourceChange],
-    live_index: Mapping[str, Mapping[str, WireModel]],
-) -> str | None:
-    """The kind's note on the $/h of the resource it `governs` (a serverless policy: its
-    instance's idle $/h against the running one). That resource's $/h is its planned start
-    when it is being created or replaced, else its live price."""
-    if handler.governs is None:
-        return None
-    field, kind = handler.governs
-    raw = values.get(field)
-    refs = refs_in(raw) if isinstance(raw, str) else []
-    target = decided.get(refs[0].address) if refs else None
-    price: float | None = None
-    if target is not None and target.action in (Action.create, Action.replace):
-        price = target.hourly_cost
-    else:
-        live = live_index.get(kind, {}).get(str(desired.get(field)))
-        target_handler = HANDLERS.get(kind)
-        if live is not None and target_handler is not None:
-            price = target_handler.live_price(live)
-    return handler.cost_effect(values, price)

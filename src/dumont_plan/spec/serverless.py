@@ -75,6 +75,15 @@ class ServerlessSpec(SpecModel):
         5.0, ge=0, le=100, description="GPU utilisation (%) under which the instance is idle."
     )
     keep_warm: bool = Field(False, description="Never pause automatically (wake still works).")
+    max_price: float | None = Field(
+        None,
+        gt=0,
+        le=1000,
+        description=(
+            "`spot`: the most $/h a wake bids for a machine (unset: the instance's on-demand "
+            "price when the policy is enabled)."
+        ),
+    )
     webhook: WebhookSpec | None = Field(
         None, description="Signed POSTs on paused, woken and wake_failed (`url`, `secret`)."
     )

@@ -340,15 +340,19 @@ class ServerlessPolicy(WireModel):
     avg_cold_start_seconds: float | None = None
     last_checkpoint_id: str | None = None
     # Additive fields of the local control plane.
+    status: str | None = None  # active | paused | wake_failed
     gpu_threshold: float | None = None
     keep_warm: bool | None = None
+    max_price: float | None = None
     webhook_url: str | None = None
+    last_wake_error: str | None = None
 
     @property
     def state(self) -> str:
-        """`paused`, `idle` (below the threshold, counting down) or `active`."""
+        """`paused` (or the server's word for it, e.g. `wake_failed`), `idle` (below the
+        threshold, counting down) or `active`."""
         if self.is_paused:
-            return "paused"
+            return self.status if self.status and self.status != "active" else "paused"
         return "idle" if self.idle_since else "active"
 
 
