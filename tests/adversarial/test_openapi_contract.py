@@ -62,6 +62,7 @@ ADDITIVE_OPERATIONS = {
     "POST /api/v1/auth/logout-all",
     "GET /api/v1/jobs/{job_id}/outputs",
     "GET /api/v1/jobs/{job_id}/outputs/{path}",
+    "POST /api/v1/instances/{instance_id}/exec",  # what works instead of ssh on loopback
     # Remote state (capability `state.http-backend`); LOCK/UNLOCK are outside the schema.
     "GET /api/v1/state/{project}",
     "POST /api/v1/state/{project}",

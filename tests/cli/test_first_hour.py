@@ -98,6 +98,11 @@ def test_a_bad_duration_names_the_fix(text: str) -> None:
         parse_duration(text, "s")
 
 
+def test_a_default_value_reaches_the_parser_as_a_number() -> None:
+    assert durations.seconds(600.0) == 600.0
+    assert durations.minutes(480) == 480
+
+
 def test_job_create_timeout_takes_units_and_rounds_up_to_minutes() -> None:
     assert durations.minutes("480") == 480
     assert durations.minutes("2h") == 120

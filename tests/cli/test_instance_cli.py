@@ -72,7 +72,7 @@ def test_list_and_get_a_running_instance(run: Cli, user: UserSession) -> None:
     table = rows(run("instance", "list"))
     assert len(table) == 1
     assert table[0][:3] == [str(iid), "running", instance.gpu_name]
-    assert table[0][5] == f"ssh -p {instance.ssh_port} root@127.0.0.1"
+    assert table[0][5] == f"dumont instance exec {iid} -- COMMAND"  # no sshd on loopback
     for words in (["status=running"], ["--status=running"], ["-s", "running"]):
         listed = json.loads(ok(run("instance", "list", *words, "--output", "json")).stdout)
         assert [i["id"] for i in listed["instances"]] == [iid], words

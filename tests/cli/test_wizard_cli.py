@@ -68,7 +68,7 @@ def test_deploy_old_form_races_a_batch_and_keeps_only_the_winner(
     instance_id = int(first.removeprefix("Deployed instance ").rstrip("."))
     fields = dict(line.split(None, 1) for line in result.stdout.splitlines()[1:])
     assert fields["id"] == str(instance_id)
-    assert fields["ssh"] == f"ssh -p {20000 + instance_id % 40000} root@127.0.0.1"
+    assert fields["access"] == f"dumont instance exec {instance_id} -- COMMAND"
     assert fields["status"] == "running"
     # Live progress on stderr: a whole batch booted at once, one winner, the others cancelled.
     assert "batch 1: racing offers" in result.stderr

@@ -17,11 +17,14 @@ _BARE = re.compile(r"\d+(?:\.\d+)?")
 HINT = "use a number or units such as 30s, 15m, 2h, 1h30m"
 
 
-def parse_duration(text: str, bare_unit: str) -> float:
+def parse_duration(text: str | float, bare_unit: str) -> float:
     """Seconds in `text`; a bare number counts in `bare_unit` (`s` or `m`).
 
-    Raises typer.BadParameter (click names the option) when `text` is not a duration.
+    An option's default reaches its parser as the number it is (a bare number too). Raises
+    typer.BadParameter (click names the option) when `text` is not a duration.
     """
+    if isinstance(text, int | float):
+        return float(text) * UNITS[bare_unit]
     value = text.strip().lower()
     if _BARE.fullmatch(value):
         return float(value) * UNITS[bare_unit]
@@ -31,11 +34,11 @@ def parse_duration(text: str, bare_unit: str) -> float:
     return sum(float(number) * UNITS[unit] for number, unit in parts)
 
 
-def seconds(text: str) -> float:
+def seconds(text: str | float) -> float:
     """Parser of an option in seconds (a bare number is seconds)."""
     return parse_duration(text, "s")
 
 
-def minutes(text: str) -> int:
+def minutes(text: str | float) -> int:
     """Parser of an option in whole minutes (a bare number is minutes; `90s` rounds up)."""
     return math.ceil(parse_duration(text, "m") / 60.0)

@@ -1,4 +1,4 @@
-"""`dumont instance list|get|pause|resume|delete|offers`: GPU machines and the offers behind them.
+"""`dumont instance list|get|exec|pause|resume|delete|offers`: GPU machines and their offers.
 
 The old CLI's `key=value` words work too (`dumont instance list status=running`). `paused` is
 what people say; the provider reports `stopped` (contract quirk 16): `status=paused` asks for
@@ -7,15 +7,19 @@ what people say; the provider reports `stopped` (contract quirk 16): `status=pau
 
 from __future__ import annotations
 
+import shlex
+import sys
 from typing import Any
 
 import typer
 
+from dumont_plan.cli import durations
 from dumont_plan.cli.output import (
     OutputFormat,
     OutputOpt,
     console,
     emit_json,
+    err_console,
     print_fields,
     print_table,
     split_key_values,
@@ -23,7 +27,8 @@ from dumont_plan.cli.output import (
 from dumont_plan.cli.session import open_client
 from dumont_plan.client import DumontClient
 from dumont_plan.client.instances import wire_status
-from dumont_plan.errors import DumontError, NotFoundError
+from dumont_plan.errors import ConflictError, DumontError, NotFoundError
+from dumont_plan.wire import is_loopback
 from dumont_plan.wire_models import Instance, Offer
 
 app = typer.Typer(
@@ -36,7 +41,7 @@ app = typer.Typer(
 )
 
 LIST_STATUSES = ("running", "paused", "stopped", "loading", "created", "exited", "offline")
-LIST_COLUMNS = ("id", "status", "gpu", "price", "location", "ssh", "label")
+LIST_COLUMNS = ("id", "status", "gpu", "price", "location", "access", "label")
 OFFER_COLUMNS = ("id", "gpu", "vram", "price", "net_down", "location", "reliability", "machine")
 
 IdArg = typer.Argument(..., metavar="INSTANCE_ID", help="Instance id (see `dumont instance list`).")
@@ -71,15 +76,24 @@ def gpu_text(row: Instance | Offer) -> str:
     return f"{count}x {name}" if count is not None and count > 1 else name
 
 
+def access_of(instance: Instance) -> str | None:
+    """How to get a shell command into the instance: its `ssh` line, or, for a local control
+    plane's sandbox (SSH endpoint on loopback: no SSH server listens there), `instance exec`."""
+    host = instance.ssh_host or instance.public_ipaddr
+    if host and is_loopback(str(host)):
+        return f"dumont instance exec {instance.id} -- COMMAND"
+    return instance.ssh_command
+
+
 def instance_row(instance: Instance) -> dict[str, object]:
-    """A table row of an instance: the status people know (`paused`), $/h, SSH."""
+    """A table row of an instance: the status people know (`paused`), $/h, access."""
     return {
         "id": instance.id,
         "status": instance.display_status,
         "gpu": gpu_text(instance),
         "price": money(instance.dph_total),
         "location": instance.geolocation,
-        "ssh": instance.ssh_command,
+        "access": access_of(instance),
         "label": instance.label,
     }
 
@@ -162,10 +176,10 @@ def get(
         **raw,
         "status": instance.display_status,
         "intended_status": raw.get("status"),
-        "ssh": instance.ssh_command,
+        "access": access_of(instance),
     }
     keys = ["id", "status", "intended_status", "actual_status", "gpu_name", "num_gpus"]
-    keys += ["dph_total", "geolocation", "ssh", "label", "start_date"]
+    keys += ["dph_total", "geolocation", "access", "label", "start_date"]
     keys += [k for k in raw if k not in keys and k not in ("ports",)]
     print_fields(shown, keys)
 
@@ -197,6 +211,62 @@ def pause(
 ) -> None:
     """Pause an instance (it shows as `paused`; the provider says `stopped`)."""
     _state_change(ctx, instance_id, "pause", output)
+
+
+@app.command(
+    "exec",
+    epilog=(
+        "What `ssh root@HOST CMD` does elsewhere: the local control plane's instances are "
+        "sandboxes with no SSH server. The exit code is the command's.\n\n"
+        "Examples:\n\n  dumont instance exec 12 -- nvidia-smi\n\n"
+        "  dumont instance exec 12 -- 'cd /workspace && ls -la'"
+    ),
+)
+def exec_command(
+    ctx: typer.Context,
+    instance_id: str = IdArg,
+    command: list[str] = typer.Argument(
+        ..., metavar="COMMAND...", help="The command (after `--`), run with bash -c."
+    ),
+    timeout: float = typer.Option(
+        60.0,
+        "--timeout",
+        help="Kill it after this long (30s, 5m; a bare number is seconds; at most 10m).",
+        metavar="DURATION",
+        parser=durations.seconds,
+    ),
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Run a command in a running instance and print its output."""
+    number = parse_id(instance_id)
+    if not 0 < timeout <= EXEC_MAX_SECONDS:
+        raise DumontError(f"instance exec: --timeout {timeout:g}s is not in 1s–10m")
+    client = open_client(ctx)
+    fetch(client, number)
+    text = command[0] if len(command) == 1 else shlex.join(command)
+    try:
+        answer = client.instances.exec(number, text, timeout)
+    except ConflictError as exc:
+        raise DumontError(
+            f"instance exec: instance {number} is not running", f"`dumont instance resume {number}`"
+        ) from exc
+    if output is OutputFormat.json:
+        emit_json(answer)
+    else:
+        sys.stdout.write(str(answer.get("output") or ""))
+        sys.stdout.flush()
+        if answer.get("truncated"):
+            err_console.print("(output cut at 1 MiB)", markup=False)
+    if answer.get("timed_out"):
+        raise DumontError(
+            f"instance exec: the command was killed after {timeout:g}s", "raise --timeout"
+        )
+    code = answer.get("exit_code")
+    if isinstance(code, int) and code != 0:
+        raise typer.Exit(code if 0 < code < 256 else 1)
+
+
+EXEC_MAX_SECONDS = 600
 
 
 @app.command(epilog="Examples:\n\n  dumont instance resume 12")

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dumont_plan.cli import durations
+from dumont_plan.cli.instance import access_of
 from dumont_plan.cli.output import (
     OutputFormat,
     OutputOpt,
@@ -222,7 +223,7 @@ def print_winner(result: RaceResult) -> None:
         "price": f"${price:.3f}/h" if price is not None else None,
         "location": winner.geolocation or offer.geolocation,
         "network": f"{offer.inet_down or 0:,.0f} Mbps down",
-        "ssh": winner.ssh_command,
+        "access": access_of(winner),
         "status": "running",
         "ready_in": f"{result.timings.get('ready', 0):.1f} s "
         f"(batch {result.batch}, {len(result.losers)} cancelled)",

@@ -117,6 +117,18 @@ class InstancesAPI:
         )
         return result
 
+    def exec(self, instance_id: int | str, command: str, timeout: float = 60) -> dict[str, Any]:
+        """`POST /api/v1/instances/{id}/exec` (additive, local control plane): run `command`;
+        `{exit_code, timed_out, output, truncated, duration_seconds}`. Never retried: a
+        command may have side effects."""
+        result: dict[str, Any] = self._t.request(
+            "POST",
+            _item(instance_id) + "/exec",
+            json={"command": command, "timeout_seconds": timeout},
+            timeout=timeout + 30,
+        )
+        return result
+
     def resume(self, instance_id: int | str) -> dict[str, Any]:
         """`POST /api/v1/instances/{id}/resume` (restarts a paused instance)."""
         result: dict[str, Any] = self._t.request(

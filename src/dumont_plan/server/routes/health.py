@@ -28,6 +28,7 @@ CAPABILITIES = [
     "offers.all-filters",
     "instances.use-spot",
     "instances.delete-reason",
+    "instances.exec",
     "history.per-user",
     "state.http-backend",
     "serverless.per-user",

@@ -16,6 +16,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +25,7 @@ from dumont_plan.server.context import AppState, StateDep, User, UserDep, curren
 from dumont_plan.server.idempotency import KeyClaim, idempotent_create_in_tx
 from dumont_plan.server.limits import LIST_MAX, MAX_INT, TEXT_MAX
 from dumont_plan.server.provider import history
+from dumont_plan.server.provider.instance_exec import MAX_TIMEOUT_SECONDS, exec_in_instance
 from dumont_plan.server.provider.instances import (
     ALWAYS_EXPOSED_PORT,
     DEFAULT_IMAGE,
@@ -304,6 +306,35 @@ def delete(
 def pause(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
     try:
         return pause_instance(state, user.id, _stored_id(instance_id))
+    except InstanceError as exc:
+        raise _http(exc) from exc
+
+
+class ExecBody(BaseModel):
+    """Additive: one command run in a running instance (what `ssh HOST CMD` does elsewhere)."""
+
+    model_config = ConfigDict(extra="forbid")
+    command: str = Field(min_length=1, max_length=TEXT_MAX)
+    timeout_seconds: float = Field(
+        60, gt=0, le=MAX_TIMEOUT_SECONDS, allow_inf_nan=False, description="Then it is killed."
+    )
+
+
+@router.post("/{instance_id}/exec")
+def exec_command(
+    instance_id: int, state: StateDep, user: UserDep, body: ExecBody | None = None
+) -> dict[str, Any]:
+    """The body is required, but checked after the instance: someone else's id is a 404
+    whatever the body (no 422 telling that the id exists)."""
+    try:
+        get_instance(state, user.id, _stored_id(instance_id))
+        if body is None:
+            raise RequestValidationError(
+                [{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}]
+            )
+        return exec_in_instance(
+            state, user.id, _stored_id(instance_id), body.command, body.timeout_seconds
+        )
     except InstanceError as exc:
         raise _http(exc) from exc
 
