@@ -28,6 +28,7 @@ MODULES = [
     "benchmarks.bench_apply",
     "benchmarks.bench_graph",
     "benchmarks.bench_isolation",
+    "benchmarks.bench_spot",
 ]
 
 RESULTS_JSON = Path(__file__).with_name("results.json")

@@ -149,7 +149,8 @@ def test_failover_fails_when_nothing_is_under_max_price(
         template = template_of(fast, http, {"a": "1"}, region="global")
         gpu = "H100"
         offers = http.get(f"{SPOT}/pricing", params={"gpu_name": gpu}).json()["top_offers"]
-        first, second = offers[0]["min_bid"], offers[1]["min_bid"]
+        # A deploy rents one-GPU machines: the two cheapest of those.
+        first, second = [o["min_bid"] for o in offers if o["num_gpus"] == 1][:2]
         assert first < second
         # Only the cheapest fits: after it is lost, nothing else is under max_price.
         deployed = deploy(
