@@ -121,9 +121,12 @@ def test_explain_prints_the_field_table(dumont: Runner) -> None:
     assert "spot_deployment (spot_deployments:)" in spot
     row = next(line for line in spot.splitlines() if line.split()[:1] == ["instance_id"])
     assert "output" in row and "changes at each failover" in row
+    finetune = json.loads(dumont("explain", "finetunes", "-o", "json").stdout)
+    assert finetune["fields"]["dataset_sha256"]["class"] == "replace"
+    assert finetune["fields"]["max_hours"]["class"] == "updatable"
     assert error_line(dumont("explain", "gpu", code=1)) == (
-        "Error: unknown kind 'gpu'; use one of: instance, job, serverless, spot_deployment, "
-        "spot_template"
+        "Error: unknown kind 'gpu'; use one of: finetune, instance, job, serverless, "
+        "spot_deployment, spot_template"
     )
 
 

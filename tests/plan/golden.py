@@ -4,6 +4,7 @@ A case:
 
     description: what it shows
     desired: {version: 1, project: p, jobs: {...}}   # the spec (a mapping or YAML text)
+    files: {train.jsonl: "text"}                     # optional: files beside the spec
     ledger:                                          # optional
       resources:
         job.train:
@@ -141,5 +142,7 @@ def options_of(case: dict[str, Any]) -> PlanOptions:
 
 
 def run_case(case: dict[str, Any], tmp: Path) -> Plan:
+    for name, text in (case.get("files") or {}).items():
+        (tmp / name).write_text(str(text))
     stack = stack_of(case["desired"], tmp)
     return build_plan(stack, observed_of(case), ledger_of(case, stack), options_of(case))

@@ -12,7 +12,7 @@ from dumont_plan.kinds.instance_ops import InstanceOps
 from dumont_plan.kinds.ops import KindServices, load_ops
 from dumont_plan.kinds.registry import HANDLERS, REGISTRY, handler_for
 from dumont_plan.plan.model import Observed
-from dumont_plan.wire_models import Instance, Job, Offer, ServerlessPolicy
+from dumont_plan.wire_models import Finetune, Instance, Job, Offer, ServerlessPolicy
 
 OFFERS = [
     Offer(id=1, gpu_name="RTX 4090", num_gpus=1, dph_total=0.4, min_bid=0.2),
@@ -23,7 +23,7 @@ OFFERS = [
 
 def test_every_registered_kind_has_ops_of_the_same_kind() -> None:
     ops = load_ops()
-    kinds = ["job", "instance", "serverless", "spot_template", "spot_deployment"]
+    kinds = ["job", "instance", "serverless", "spot_template", "spot_deployment", "finetune"]
     assert sorted(ops) == sorted(HANDLERS) == sorted(kinds)
     assert [entry.handler.kind for entry in REGISTRY] == kinds
     assert all(ops[kind].kind == kind for kind in ops)
@@ -75,7 +75,7 @@ def test_names_on_the_server() -> None:
     assert HANDLERS["instance"].remote_name("lab", "box", {"label": "mine"}) == "mine"
     assert HANDLERS["instance"].remote_name("lab", "box", {"label": None}) == "lab-box"
     assert handler_for("jobs") is HANDLERS["job"]
-    with pytest.raises(PlanError, match="unknown kind 'gpu'; use one of: instance, job"):
+    with pytest.raises(PlanError, match="unknown kind 'gpu'; use one of: finetune, instance, job"):
         handler_for("gpu")
 
 
@@ -137,3 +137,63 @@ def test_serverless_request_body_is_the_enable_body() -> None:
         "webhook_secret": "s3cret",
     }
     assert "webhook_url" not in policy.request_body("lab", "box", {**values, "webhook": None})
+
+
+def test_finetune_prices_the_cheapest_on_demand_offer_of_its_gpu_times_max_hours() -> None:
+    handler = HANDLERS["finetune"]
+    offers = [
+        Offer(id=1, gpu_name="A100 80GB", num_gpus=1, dph_total=0.9, min_bid=0.3),
+        Offer(id=2, gpu_name="A100 80GB", num_gpus=1, dph_total=0.8),
+        Offer(id=3, gpu_name="A100", num_gpus=1, dph_total=0.5),
+        Offer(id=4, gpu_name="A100 80GB", num_gpus=2, dph_total=1.5),
+    ]
+    values = {"gpu_type": "A100-80GB", "num_gpus": 1, "max_hours": 3}
+    assert handler.hourly_price(values, offers) == 0.8
+    assert handler.hourly_price({**values, "num_gpus": 2}, offers) == 1.5
+    assert handler.hourly_price({**values, "gpu_type": "H100"}, offers) is None
+    assert handler.max_hours(values) == 3.0
+    assert handler.price_query(values)["gpu_name"] == "A100-80GB"
+
+
+def test_finetune_status_predicates_and_waits() -> None:
+    handler = HANDLERS["finetune"]
+    running = Finetune(id="ft_1", status="running")
+    completed = Finetune(id="ft_1", status="completed", output_model_path="/o/ft_1")
+    cancelled = Finetune(id="ft_1", status="cancelled")
+    assert not handler.is_finished(running) and handler.needs_delete(running)
+    assert handler.is_finished(completed) and not handler.is_failed(completed)
+    assert handler.is_failed(cancelled) and not handler.needs_delete(cancelled)
+    assert handler.wait_done(running, "running") and not handler.wait_done(running, "completed")
+    assert handler.wait_done(completed, "completed")
+    assert handler.outputs(completed)["output_model_path"] == "/o/ft_1"
+    assert handler.is_failed(Finetune(id="ft_2")) is False  # a missing status is `unknown`
+
+
+def test_finetune_request_body_nests_the_config_and_marks_a_local_file() -> None:
+    handler = HANDLERS["finetune"]
+    values = {
+        "base_model": "m",
+        "dataset": "data/train.jsonl",
+        "dataset_sha256": "ab" * 32,
+        "dataset_format": "alpaca",
+        "config": {"epochs": 2, "lora_rank": None},
+        "preset": None,
+        "gpu_type": "A100",
+        "num_gpus": 1,
+        "max_hours": 4,
+    }
+    assert handler.request_body("lab", "chat", values) == {
+        "name": "lab-chat",
+        "base_model": "m",
+        "dataset_source": "upload",
+        "dataset_path": "data/train.jsonl",
+        "dataset_format": "alpaca",
+        "gpu_type": "A100",
+        "num_gpus": 1,
+        "config": {"epochs": 2},
+        "dataset_sha256": "ab" * 32,
+    }
+    hub = {**values, "dataset": "hf:org/set", "dataset_sha256": None}
+    body = handler.request_body("lab", "chat", hub)
+    assert (body["dataset_source"], body["dataset_path"]) == ("huggingface", "org/set")
+    assert "dataset_sha256" not in body and "max_hours" not in body

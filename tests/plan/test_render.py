@@ -149,3 +149,14 @@ def test_a_spot_create_line_shows_the_bid_beside_on_demand(tmp_path: Path) -> No
         "      note: spot bid $0.190/h now (RTX 4090), worst case $0.50/h (max_price); "
         "on-demand $0.400/h (52% saved)"
     )
+
+
+def test_explain_finetune_shows_its_dataset_hash_and_the_recorded_max_hours() -> None:
+    text = text_of(render_fields(handler_for("finetunes")))
+    rows = {line.split()[0]: line for line in text.splitlines() if line.strip()}
+    assert "replace" in rows["dataset_sha256"] and "'dataset changed'" in rows["dataset_sha256"]
+    for name in ("base_model", "dataset", "dataset_format", "config", "gpu_type", "num_gpus"):
+        assert "replace" in rows[name], name
+    assert "updatable" in rows["max_hours"] and "recorded only" in rows["max_hours"]
+    assert "output" in rows["output_model_path"]
+    assert "control" in rows["run_policy"]

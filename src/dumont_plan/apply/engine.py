@@ -5,6 +5,7 @@ See the package docstring (`dumont_plan.apply`) for the order of requests and le
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -86,9 +87,16 @@ def apply_plan(
         secrets=secrets or SecretStore(os.environ, default_secrets_files(stack.root)),
         redact=redactor or Redactor(),
         poll=poll,
-        services=services or KindServices(),
+        services=with_root(services or KindServices(), stack),
     )
     return applier.run(parallelism)
+
+
+def with_root(services: KindServices, stack: Stack) -> KindServices:
+    """`services` knowing the stack's root (where a fine-tune's local dataset is)."""
+    if services.spec_root is not None:
+        return services
+    return dataclasses.replace(services, spec_root=stack.root)
 
 
 class Applier:

@@ -7,7 +7,6 @@ dataset id (`owner/name`). `classify_dataset` decides which, offline.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +17,12 @@ import typer
 from dumont_plan.cli import durations
 from dumont_plan.client.base import error_message
 from dumont_plan.errors import DumontError, UnprocessableError
+from dumont_plan.spec.finetune import DATASET_SUFFIXES, hf_dataset_id, remote_dataset_source
 from dumont_plan.spec.messages import suggest
 from dumont_plan.wire import FINETUNE_STATUSES
 from dumont_plan.wire_models import FinetunePreset
 
-DATASET_SUFFIXES = (".json", ".jsonl")
 FORMATS = ("alpaca", "sharegpt", "raw")
-HF_ID = re.compile(r"^(hf:|huggingface:)?[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # Flag -> the nested `config` field it sets (contract §6.3), with its range for messages.
 CONFIG_FLAGS = {
@@ -121,17 +119,14 @@ def classify_dataset(value: str, where: str = "finetune create") -> DatasetChoic
         raise DumontError(
             f"{where}: --dataset={value} is a directory", "name one .json or .jsonl file in it"
         )
-    if re.match(r"^https?://", text, re.IGNORECASE):
-        return DatasetChoice("url", text)
+    source = remote_dataset_source(text)
+    if source is not None:
+        return DatasetChoice(source, hf_dataset_id(text) if source == "huggingface" else text)
     if text.endswith(DATASET_SUFFIXES):
-        if text.startswith("/"):
-            return DatasetChoice("upload", text)  # a server path answered by an upload
         raise DumontError(
             f"{where}: --dataset={value}: no such file",
             "check the path, or upload it first: dumont finetune upload FILE",
         )
-    if HF_ID.match(text):
-        return DatasetChoice("huggingface", text.split(":", 1)[1] if ":" in text else text)
     raise DumontError(
         f"{where}: --dataset={value} is not a file here, a URL or a Hugging Face dataset id",
         "use a .jsonl file, https://…/data.jsonl, or owner/name",

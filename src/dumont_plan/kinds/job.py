@@ -3,30 +3,18 @@
 The API does not echo a job's config (command, image, timeout ...), so every desired field is
 compared with the ledger's last-applied values; the live object only tells the status.
 
-How a job is planned (the ledger knows it):
-
-| live job                  | once                     | on_change            | always      |
-|---------------------------|--------------------------|----------------------|-------------|
-| finished, spec unchanged  | noop                     | noop                 | run         |
-| finished, spec changed    | noop (note)              | run                  | run         |
-| failed/timeout/cancelled  | noop (lifecycle note)    | run                  | run         |
-| active, spec changed      | noop (note)              | error, or replace with --allow-restart |
-| gone from the server      | noop (note)              | run if changed       | run         |
-
-`once` never runs a job again by itself (the real platform forgets jobs on restart, so a gone
-job is not re-run); `--replace job.x` runs it again (an active one needs `--allow-restart`).
+How a job is planned is `kinds/runonce.py`'s table (`run_policy`: once, on_change, always).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from dumont_plan.kinds.base import BaseHandler, FieldClass, format_elapsed, parse_time
-from dumont_plan.kinds.decision import Action, Decision, Situation
+from dumont_plan.kinds.base import FieldClass
+from dumont_plan.kinds.runonce import RunOnceHandler
 from dumont_plan.spec.job import JobSpec
 from dumont_plan.wire_models import (
     JOB_FAILED_STATUSES,
@@ -80,11 +68,10 @@ JOB_FIELDS: dict[str, FieldClass] = {
 }
 
 
-class JobHandler(BaseHandler[Job]):
+class JobHandler(RunOnceHandler[Job]):
     kind: ClassVar[str] = "job"
     section: ClassVar[str] = "jobs"
     spec_model: ClassVar[type[BaseModel]] = JobSpec
-    runs_to_completion: ClassVar[bool] = True
     secrets_field: ClassVar[str | None] = "secrets"
     live_model: ClassVar[type[WireModel]] = Job
     fields: ClassVar[dict[str, FieldClass]] = JOB_FIELDS
@@ -122,6 +109,12 @@ class JobHandler(BaseHandler[Job]):
     def needs_delete(self, live: Job) -> bool:
         return not live.is_finished
 
+    def started_at(self, live: Job) -> str | None:
+        return live.started_at or live.created_at
+
+    def spent(self, live: Job) -> float | None:
+        return live.total_cost
+
     def describe(self, values: Mapping[str, Any]) -> str:
         count = int(values.get("num_gpus") or 1)
         gpu = str(values.get("gpu_type") or "")
@@ -140,104 +133,6 @@ class JobHandler(BaseHandler[Job]):
         if field == "gpu_type" and isinstance(value, str):
             return value.strip().casefold()
         return value
-
-    # -- decisions -------------------------------------------------------------------------
-
-    def decide(self, situation: Situation[Job]) -> Decision:
-        s = situation
-        policy = str(s.controls.get("run_policy") or "once")
-        changed = bool(s.changes)
-        what = ", ".join(c.field for c in s.changes)
-        if s.live is None:
-            return self._decide_gone(s, policy, changed, what)
-        status = s.live.status
-        if not s.live.is_finished:
-            return self._decide_active(s, s.live, policy, changed, what, status)
-        failed = s.live.is_failed
-        drift = "lifecycle" if failed else None
-        if s.forced_replace:
-            return Decision(Action.run, "--replace", drift=drift)
-        if policy == "always":
-            return Decision(Action.run, f"run_policy always (last run {status})", drift=drift)
-        if policy == "on_change":
-            if changed:
-                return Decision(Action.run, f"spec changed ({what})", drift=drift)
-            if failed:
-                return Decision(Action.run, f"last run ended {status}", drift=drift)
-            return Decision(Action.noop, status)
-        notes = []
-        if changed:
-            notes.append(
-                f"spec changed ({what}); run_policy once keeps the finished run "
-                f"(use --replace {s.address} or run_policy: on_change to run it again)"
-            )
-        if failed:
-            notes.append(
-                f"last run ended {status}; run_policy once does not run it again "
-                f"(use --replace {s.address})"
-            )
-        return Decision(Action.noop, status, drift=drift, notes=notes)
-
-    def _decide_gone(self, s: Situation[Job], policy: str, changed: bool, what: str) -> Decision:
-        if s.forced_replace:
-            return Decision(Action.run, "--replace", drift="gone")
-        if policy == "always":
-            return Decision(Action.run, "run_policy always", drift="gone")
-        if policy == "on_change" and changed:
-            return Decision(Action.run, f"spec changed ({what})", drift="gone")
-        note = (
-            "the server no longer lists this job; its run is kept as done "
-            f"(use --replace {s.address} to run it again)"
-        )
-        return Decision(Action.noop, "gone from the server", drift="gone", notes=[note])
-
-    def _decide_active(
-        self,
-        s: Situation[Job],
-        live: Job,
-        policy: str,
-        changed: bool,
-        what: str,
-        status: str,
-    ) -> Decision:
-        restart = s.forced_replace or (changed and policy != "once")
-        if restart:
-            why = "--replace" if s.forced_replace else f"spec changed ({what})"
-            if not s.allow_restart:
-                return Decision(
-                    Action.noop,
-                    status,
-                    error=(
-                        f"{s.address} is {status} ({self.spend_text(live, s.price, s.now)}) "
-                        f"and would be cancelled and started again: {why}; "
-                        "re-run with --allow-restart to replace it, or wait until it finishes"
-                    ),
-                )
-            return Decision(
-                Action.replace,
-                f"{why}; cancels the {status} run ({self.spend_text(live, s.price, s.now)})",
-            )
-        notes = []
-        if changed:
-            notes.append(f"spec changed ({what}) while {status}; run_policy once keeps this run")
-        elif policy == "always":
-            notes.append(f"still {status}; run_policy always runs it again once it finishes")
-        return Decision(Action.noop, status, notes=notes)
-
-    def spend_text(self, live: Job, price: float | None, now: datetime | None) -> str:
-        """`running for 3m12s, about $0.02 spent` (spend from the live cost or price x time)."""
-        started = parse_time(live.started_at) or parse_time(live.created_at)
-        if started is None:
-            return "just started"
-        elapsed = ((now or datetime.now(UTC)) - started).total_seconds()
-        spent = live.total_cost
-        cost = spent if spent is not None and spent > 0 else None
-        if cost is None and price is not None:
-            cost = price * max(0.0, elapsed) / 3600
-        text = f"for {format_elapsed(elapsed)}"
-        if cost is not None:
-            text += f", about ${cost:.2f} spent"
-        return text
 
     # -- cost ------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeAlias, TypeVar
 
 from dumont_plan.client import DumontClient
@@ -47,6 +48,9 @@ class KindServices:
 
     # `instances.*.models`: None makes a model change fail with a hint (`dumont model install`).
     model_installer: ModelInstaller | None = None
+    # The stack's root (the first spec file's folder): local files the spec names (a
+    # fine-tune's dataset) are relative to it. None: the current directory.
+    spec_root: Path | None = None
 
 
 class KindOps(Protocol[Live_co]):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from dumont_plan.errors import PlanError
 from dumont_plan.kinds.base import RegisteredHandler
+from dumont_plan.kinds.finetune import FinetuneHandler
 from dumont_plan.kinds.instance import InstanceHandler
 from dumont_plan.kinds.job import JobHandler
 from dumont_plan.kinds.serverless import ServerlessHandler
@@ -31,6 +32,7 @@ REGISTRY: tuple[Registration, ...] = (
     Registration(ServerlessHandler(), ops="dumont_plan.kinds.serverless_ops"),
     Registration(SpotTemplateHandler(), ops="dumont_plan.kinds.spot_template_ops"),
     Registration(SpotDeploymentHandler(), ops="dumont_plan.kinds.spot_deployment_ops"),
+    Registration(FinetuneHandler(), ops="dumont_plan.kinds.finetune_ops"),
 )
 
 HANDLERS: dict[str, RegisteredHandler] = {entry.handler.kind: entry.handler for entry in REGISTRY}

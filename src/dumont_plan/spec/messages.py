@@ -177,6 +177,11 @@ def describe(model: type[BaseModel], error: Any) -> Problem:
     if kind == "extra_forbidden":
         parent = model_at(model, loc[:-1])
         fields = list(parent.model_fields) if parent else []
+        # A model may say where a misplaced field belongs (a fine-tune's `epochs`: `config`).
+        home = (getattr(parent, "NESTED_FIELDS", None) or {}).get(str(loc[-1]))
+        if home:
+            text = f"unknown field here; it belongs under `{home}`"
+            return Problem(loc, text, f"write {home}: {{{loc[-1]}: ...}}", True)
         guess = suggest(str(loc[-1]), fields)
         if guess:
             return Problem(loc, f"unknown field; did you mean '{guess}'?", on_key=True)

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from dumont_plan.spec.common import Lifecycle
+from dumont_plan.spec.finetune import FinetuneConfigSpec, FinetuneSpec
 from dumont_plan.spec.instance import InstanceSpec
 from dumont_plan.spec.job import JobSpec
 from dumont_plan.spec.serverless import ServerlessSpec, WebhookSpec
@@ -122,6 +123,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`webhook` (in a serverless policy)", WebhookSpec),
     ("`spot_templates.<name>` (address `spot_template.<name>`)", SpotTemplateSpec),
     ("`spot_deployments.<name>` (address `spot_deployment.<name>`)", SpotDeploymentSpec),
+    ("`finetunes.<name>` (address `finetune.<name>`)", FinetuneSpec),
+    ("`config` (in a fine-tune)", FinetuneConfigSpec),
     ("`lifecycle` (in any resource)", Lifecycle),
 ]
 
@@ -143,7 +146,11 @@ Generated from the spec models by `scripts/gen-spec`; `dumont schema` prints the
 - **References**: `${job.NAME.ATTR}` / `${instance.NAME.ATTR}` (or `${jobs...}`, `${instances...}`)
   in any string are filled at apply time and order the apply, as `depends_on: [job.NAME]` does.
   Job attributes: {job_attrs}; instance attributes: {instance_attrs}; spot template
-  attributes: {spot_template_attrs}; spot deployment attributes: {spot_deployment_attrs}.
+  attributes: {spot_template_attrs}; spot deployment attributes: {spot_deployment_attrs};
+  fine-tune attributes: {finetune_attrs}.
+- **Datasets**: a fine-tune's `dataset` that names a local file is read relative to the spec
+  file that declares it; its sha256 is part of the spec (`dataset_sha256`), so an edited file
+  plans as "dataset changed" and re-runs as `run_policy` says. It is uploaded at apply.
 - **Secrets**: `${secret.NAME}` is read only when a request is built: from `DUMONT_SECRET_NAME`
   or `NAME` in the environment, else `.dumont/secrets.env` beside the spec or
   `~/.config/dumont-plan/secrets.env` (`NAME=value` lines, mode 0600). It is never printed or
@@ -164,6 +171,7 @@ def spec_reference() -> str:
         .replace("{instance_attrs}", ", ".join(f"`{a}`" for a in sorted(InstanceSpec.REF_ATTRS)))
         .replace("{spot_template_attrs}", _attrs(SpotTemplateSpec))
         .replace("{spot_deployment_attrs}", _attrs(SpotDeploymentSpec))
+        .replace("{finetune_attrs}", _attrs(FinetuneSpec))
         .rstrip("\n")
     ]
     for title, model in SECTIONS:

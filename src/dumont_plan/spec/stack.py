@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, StringConstraints
 
 from dumont_plan.spec.common import NAME_RE, VAR_NAME_RE, SpecModel
+from dumont_plan.spec.finetune import FinetuneSpec
 from dumont_plan.spec.instance import InstanceSpec
 from dumont_plan.spec.job import JobSpec
 from dumont_plan.spec.serverless import ServerlessSpec
@@ -24,8 +25,10 @@ KINDS: dict[str, tuple[str, type[SpecModel]]] = {
     "serverless": ("serverless", ServerlessSpec),
     "spot_templates": ("spot_template", SpotTemplateSpec),
     "spot_deployments": ("spot_deployment", SpotDeploymentSpec),
+    "finetunes": ("finetune", FinetuneSpec),
 }
-RESERVED_KINDS = ("finetunes",)
+RESERVED_KINDS: tuple[str, ...] = ()
+
 
 ResourceName = Annotated[str, StringConstraints(pattern=NAME_RE)]
 VariableName = Annotated[str, StringConstraints(pattern=VAR_NAME_RE)]
@@ -104,6 +107,10 @@ class StackSpec(SpecModel):
         description=(
             "Spot deployments by name; the address of `worker` is `spot_deployment.worker`."
         ),
+    )
+    finetunes: dict[ResourceName, FinetuneSpec] = Field(
+        default_factory=dict,
+        description="Fine-tunes by name; the address of `chat` is `finetune.chat`.",
     )
 
 
