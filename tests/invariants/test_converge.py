@@ -8,6 +8,7 @@ second apply made no mutating call.
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSe
 
 
 def test_examples_are_all_covered() -> None:
-    assert {"jobs", "instances", "mixed", "multi"} <= set(EXAMPLES)
+    assert {"jobs", "instances", "mixed", "multi", "spot"} <= set(EXAMPLES)
     # Each example is a folder of its own, so each has its own `.dumont/` and they never
     # block each other ("state file belongs to project ..."): no spec file directly in examples/.
     assert not list((REPO / "examples").glob("*.yaml"))
@@ -72,6 +73,10 @@ def test_apply_converges_and_a_second_apply_mutates_nothing(
 
     jobs, instances = live_names(user.client)
     managed = proj.state(beside)["resources"]
+    # A spot deployment runs on an instance of its own (labelled after its template).
+    spot = user.client.spot.instances()
+    assert len(spot) == sum(1 for a in managed if a.startswith("spot_deployment."))
+    instances -= Counter(str(user.client.instances.get(s.instance_id).label) for s in spot)
     assert sum(jobs.values()) == sum(1 for a in managed if a.startswith("job."))
     assert sum(instances.values()) == sum(1 for a in managed if a.startswith("instance."))
     assert all(n == 1 for n in [*jobs.values(), *instances.values()])

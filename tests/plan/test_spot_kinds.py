@@ -84,6 +84,7 @@ def test_template_values_compare_as_the_server_echoes_them() -> None:
     assert handler.normalize("instance", 12) == handler.normalize("instance", "12")
     assert handler.normalize("region", " us ") == handler.normalize("region", "US")
     assert handler.price_query({"instance": 12}) is None
+    assert handler.hourly_price({"instance": 12}, OFFERS) == 0.0  # a stored snapshot
 
 
 MARKET = MarketNames.of(

@@ -241,7 +241,8 @@ def deploy(
     client = open_client(ctx)
     gpu_name, _ = resolve_names(client, where, gpu=gpu)
     with StatusLine(err_console) as line:
-        line.update(f"Deploying template {template.strip()} (bid at most {money(max_price)})...")
+        if line.live:  # a spinner on a terminal; no line before a possible one-line error
+            line.update(f"Deploying template {template.strip()} (bid at most {money(max_price)})")
         try:
             spot = client.spot.deploy(
                 template.strip(),
@@ -375,7 +376,8 @@ def failover(
     number = parse_instance_id(instance_id, where)
     client = open_client(ctx)
     with StatusLine(err_console) as line, about_instance(number, where):
-        line.update(f"Failing over spot instance {number}...")
+        if line.live:
+            line.update(f"Failing over spot instance {number}")
         answer = client.spot.failover(number)
     new_id = answer.new_instance_id or answer.instance_id
     if new_id is None or not str(new_id).isdigit() or int(new_id) == number:
@@ -415,6 +417,8 @@ def _simple(ctx: typer.Context, instance_id: str, action: str, output: OutputFor
         "stop": "Stopped spot instance {n}: no more automatic failovers.",
         "delete": "Deleted spot instance {n}.",
     }
+    if action == "interrupt" and answer and answer.get("auto_failover"):
+        words["interrupt"] += " It fails over to a new machine; watch it with `dumont spot list`."
     console.print(words[action].format(n=number), markup=False)
 
 

@@ -10,14 +10,14 @@ instance is a new id, hence a new template.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
 from dumont_plan.kinds.base import BaseHandler, FieldClass
 from dumont_plan.spec.spot import SpotTemplateSpec
-from dumont_plan.wire_models import WireModel
+from dumont_plan.wire_models import Offer, WireModel
 from dumont_plan.wire_models.spot import SpotTemplate
 
 _R, _C, _O = FieldClass.replace, FieldClass.control, FieldClass.output
@@ -85,6 +85,10 @@ class SpotTemplateHandler(BaseHandler[SpotTemplate]):
     def describe(self, values: Mapping[str, Any]) -> str:
         region = values.get("region") or "the instance's region"
         return f"snapshot of {values.get('workspace_path') or '/workspace'}, {region}"
+
+    def hourly_price(self, values: Mapping[str, Any], offers: Sequence[Offer]) -> float | None:
+        """A template is a stored snapshot: nothing billed by the hour."""
+        return 0.0
 
     def request_body(self, project: str, name: str, values: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in values.items() if v is not None}
