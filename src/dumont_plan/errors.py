@@ -12,6 +12,8 @@ Every exception class of dumont_plan is defined here (tests/test_error_tree.py c
     │   ├── CycleError               the dependency graph has a cycle (`cycle` is its path)
     │   └── PolicyError              a cost or policy gate refused the plan (exit 6)
     ├── StateError                   the state file is corrupt, newer, or another project's
+    │   ├── StateConflictError       a remote state write refused: stale serial or other lineage
+    │   └── BackendError             a remote state backend failed or answered off protocol
     ├── ApplyError                   a failed or partial apply (exit 3)
     │   └── ApplyInterrupted         Ctrl-C while a change waited (exit 130)
     ├── WaitTimeoutError             a wait's own time limit elapsed (exit 4)
@@ -187,6 +189,14 @@ class WaitInterrupted(DumontError):
 
 class StateError(DumontError):
     """The state file cannot be read or written (corrupt, newer format, wrong project)."""
+
+
+class StateConflictError(StateError):
+    """A state write refused: its serial is stale, or its lineage is another state's."""
+
+
+class BackendError(StateError):
+    """A remote state backend cannot be used (unreachable, refused, off protocol, misconfigured)."""
 
 
 class WaitTimeoutError(DumontError):

@@ -22,6 +22,23 @@ def test_the_github_workflow_plans_pull_requests_with_detailed_exitcode() -> Non
     assert "steps.plan.outputs.exitcode == '0'" in conditions
 
 
+def test_the_github_workflow_uses_remote_state_applies_on_main_and_checks_drift() -> None:
+    text = (REPO / "examples" / "ci" / "github-actions.yml").read_text()
+    assert "backend:\n#     type: http" in text  # the spec it expects keeps remote state
+    workflow = yaml.safe_load(text)
+    triggers = workflow[True]
+    assert triggers["push"]["branches"] == ["main"]
+    assert triggers["schedule"][0]["cron"]
+    jobs = workflow["jobs"]
+    apply_steps = [s.get("run", "") for s in jobs["apply"]["steps"]]
+    assert "dumont apply --auto-approve" in apply_steps
+    assert "dumont plan --detailed-exitcode" in apply_steps  # nothing left after the apply
+    drift = next(s for s in jobs["drift"]["steps"] if s.get("id") == "drift")["run"]
+    assert "dumont plan --detailed-exitcode" in drift
+    assert 'exit "$code"' in drift  # 2 (drift) fails the scheduled job
+    assert "schedule" in jobs["drift"]["if"]
+
+
 def test_the_pre_commit_hooks_name_real_commands(tmp_path: Path) -> None:
     hooks = {h["id"]: h for h in yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())}
     assert hooks["dumont-validate"]["entry"] == "dumont validate"

@@ -55,7 +55,13 @@ def test_command_names_complete(home: Path) -> None:
 
 def test_subcommands_and_options_complete(home: Path) -> None:
     assert complete_bash("dumont job c", home).stdout.split() == ["create", "cancel"]
-    assert complete_bash("dumont state ", home).stdout.split() == ["list", "rm", "mv"]
+    assert complete_bash("dumont state ", home).stdout.split() == [
+        "list",
+        "rm",
+        "mv",
+        "push",
+        "pull",
+    ]
     assert complete_bash("dumont serverless w", home).stdout.split() == ["wake", "webhooks"]
     assert complete_bash("dumont serverless enable 12 --idle", home).stdout.split() == [
         "--idle-timeout"

@@ -119,7 +119,8 @@ def test_the_previous_version_is_kept_and_no_temp_file_is_left(tmp_path: Path) -
     backup = path.with_name("state.json.backup")
     assert set(on_disk(backup)["resources"]) == {"job.a"}
     assert set(on_disk(path)["resources"]) == {"job.a", "job.b"}
-    assert sorted(p.name for p in path.parent.iterdir()) == ["state.json", "state.json.backup"]
+    names = sorted(p.name for p in path.parent.iterdir())
+    assert names == [".gitignore", "state.json", "state.json.backup"]  # no temp file
     assert (path.stat().st_mode & 0o777) == 0o600
 
 

@@ -4,7 +4,7 @@
     check_errors(planned.plan)             # PlanError (exit 1): every plan error
     check_policy(planned.plan)             # PolicyError (exit 6): the cost gate
 
-    applied = apply_stack(connect, stack, state_path, PlanOptions(),
+    applied = apply_stack(connect, stack, state, PlanOptions(),
                           show_plan=draw, confirm=ask, on_event=progress)
     applied.refused / applied.result       # None when nothing ran; else an ApplyResult
 
@@ -61,6 +61,7 @@ from dumont_plan.plan.select import PlanOptions
 from dumont_plan.secrets import SecretStore, default_secrets_files
 from dumont_plan.spec.refs import Ref, parse_address
 from dumont_plan.spec.stack import Stack
+from dumont_plan.state.backend import LocalBackend, StateBackend
 from dumont_plan.state.ledger import Ledger
 from dumont_plan.state.planfile import check_plan_file
 
@@ -84,6 +85,12 @@ __all__ = [
 
 Connect = Callable[[], DumontClient]
 Progress = EventSink | AbstractContextManager[EventSink]
+# Where the state lives: a state file's path (the local backend) or a backend.
+StateRef = Path | StateBackend
+
+
+def backend_of(state: StateRef) -> StateBackend:
+    return LocalBackend(state) if isinstance(state, Path) else state
 
 
 @dataclass(frozen=True)
@@ -115,7 +122,7 @@ class Applied:
 def apply_stack(
     connect: Connect,
     stack: Stack,
-    state_path: Path,
+    state: StateRef,
     options: PlanOptions | None = None,
     *,
     saved: Plan | None = None,
@@ -140,7 +147,7 @@ def apply_stack(
     options = options or PlanOptions()
     settings = settings or ApplySettings()
     command = "dumont destroy" if options.destroy else "dumont apply"
-    with Ledger.locked(state_path, stack.project, command=command) as ledger:
+    with backend_of(state).locked(stack.project, command=command) as ledger:
         options = with_secret_hashes(options, stack, ledger, secrets)
         client = connect()
         try:
@@ -185,7 +192,7 @@ def apply_stack(
 def destroy_stack(
     connect: Connect,
     stack: Stack,
-    state_path: Path,
+    state: StateRef,
     options: PlanOptions | None = None,
     *,
     parallelism: int = 8,
@@ -202,7 +209,7 @@ def destroy_stack(
     return apply_stack(
         connect,
         stack,
-        state_path,
+        state,
         options,
         settings=ApplySettings(parallelism=parallelism, wait="none"),
         show_plan=show_plan,
@@ -235,11 +242,11 @@ class Refreshed:
     gone: list[str] = field(default_factory=list)
 
 
-def refresh_state(connect: Connect, state_path: Path) -> Refreshed:
+def refresh_state(connect: Connect, state: StateRef) -> Refreshed:
     """Record each managed object's live status in the state; "gone" for those not found.
 
     Without a state file nothing is read or written (`ledger.exists` is False)."""
-    with Ledger.locked(state_path, None, command="dumont refresh") as ledger:
+    with backend_of(state).locked(None, command="dumont refresh") as ledger:
         if not ledger.exists:
             return Refreshed(ledger)
         client = connect()
@@ -268,7 +275,7 @@ class Imported:
 def import_resource(
     connect: Connect,
     stack: Stack,
-    state_path: Path,
+    state: StateRef,
     address: str,
     remote_id: str,
     *,
@@ -290,7 +297,7 @@ def import_resource(
             f"declare it first (e.g. under {address.split('.')[0]}s:), then import",
         )
     handler = handler_for(resource.kind)
-    with Ledger.locked(state_path, stack.project, command="dumont import") as ledger:
+    with backend_of(state).locked(stack.project, command="dumont import") as ledger:
         if address in ledger.state.resources:
             raise DumontError(
                 f"import {address}: it is already managed (id "

@@ -66,7 +66,9 @@ class Root(LazyGroups):
         ),
         "state": LazyCommand(STATE, "Inspect and edit the state (the ledger).", DECLARATIVE),
         "force-unlock": LazyCommand(
-            STATE, "Remove a stale lock left by a dumont process that is gone.", DECLARATIVE
+            STATE,
+            "Remove a stale lock left by a dumont run that is gone (a remote lock: by its ID).",
+            DECLARATIVE,
         ),
         "explain": LazyCommand(
             PLAN,
@@ -170,11 +172,21 @@ def root(
         "--api-url",
         help="Dumont API URL (else DUMONT_API_URL, the config file, or the local control plane).",
     ),
+    backend_config: list[str] | None = typer.Option(
+        None,
+        "--backend-config",
+        metavar="KEY=VALUE",
+        help=(
+            "A state backend setting KEY=VALUE (repeatable): address, username, password, "
+            "token, lock_address, ... Over the spec's `backend:` and DUMONT_BACKEND_<KEY>; "
+            "secrets go here or in the environment, never in the spec."
+        ),
+    ),
     version: bool = typer.Option(
         False, "--version", "-V", callback=_version, is_eager=True, help="Show the version."
     ),
 ) -> None:
-    ctx.obj = {"api_url": api_url}
+    ctx.obj = {"api_url": api_url, "backend_config": backend_config or []}
 
 
 def _print_error(text: str) -> None:

@@ -39,7 +39,7 @@ from rich.text import Text
 from dumont_plan.cli import durations
 from dumont_plan.cli.declarative import ExcludeOpt, ReplaceOpt, TargetOpt
 from dumont_plan.cli.output import console, err_console
-from dumont_plan.cli.planning import StateOpt, plan_options, state_path_for
+from dumont_plan.cli.planning import StateOpt, open_state, plan_options
 from dumont_plan.cli.spec_cmds import FilesOpt, VarFilesOpt, VarsOpt, load_from_options
 from dumont_plan.errors import DumontError
 
@@ -267,11 +267,12 @@ def apply(
         logs=logs,
     )
     view = Interaction(ctx, PROMPT, auto_approve=auto_approve, json_events=json_events)
-    with view.interrupts():
+    backend = open_state(ctx, stack, state, files)
+    with view.interrupts(), contextlib.closing(backend):
         applied = apply_stack(
             view.connect,
             stack,
-            state_path_for(stack, state, files),
+            backend,
             options,
             saved=saved,
             settings=settings,
@@ -309,11 +310,12 @@ def destroy(
         max_cost=None,
     )
     view = Interaction(ctx, DESTROY_PROMPT, auto_approve=auto_approve, json_events=json_events)
-    with view.interrupts():
+    backend = open_state(ctx, stack, state, files)
+    with view.interrupts(), contextlib.closing(backend):
         applied = destroy_stack(
             view.connect,
             stack,
-            state_path_for(stack, state, files),
+            backend,
             options,
             parallelism=parallelism,
             **view.hooks(),

@@ -20,11 +20,10 @@ from dumont_plan.cli.output import OutputFormat, OutputOpt, console, emit_json
 from dumont_plan.cli.planning import (
     StateOpt,
     live_statuses,
-    load_ledger,
     open_api,
     plan_options,
     print_state,
-    state_path_for,
+    read_state,
 )
 from dumont_plan.cli.spec_cmds import FilesOpt, VarFilesOpt, VarsOpt, load_from_options
 
@@ -86,7 +85,7 @@ def plan(
     imports_done()
 
     stack = load_from_options(files, var, var_file)
-    ledger = load_ledger(state_path_for(stack, state, files), stack.project)
+    ledger = read_state(ctx, stack, state, files)
     options = plan_options(
         targets=target,
         excludes=exclude,
@@ -137,7 +136,7 @@ def show(
         else:
             console.print(render_plan(saved))
         return
-    ledger = load_ledger(state_path_for(None, state, files), None)
+    ledger = read_state(ctx, None, state, files)
     statuses = live_statuses(ctx, ledger) if ledger.state.resources else {}
     print_state(ledger, statuses, output, with_status=True)
 

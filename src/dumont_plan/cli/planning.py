@@ -4,7 +4,7 @@ The work itself is the library's (apply/workflow.py: plan_stack, apply_stack, re
 import_resource); the commands parse their options into its arguments and draw its results:
 
     stack = load_from_options(files, var, var_file)
-    ledger = load_ledger(state_path_for(stack, state, files), stack.project)
+    ledger = read_state(ctx, stack, state, files)  # the spec's backend: a file or remote
     planned = plan_stack(client, stack, ledger, plan_options(targets=..., ...))
 """
 
@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dumont_plan.cli.output import OutputFormat, console, emit_json, err_console
-from dumont_plan.errors import DumontError
 
 if TYPE_CHECKING:
     from dumont_plan.client import DumontClient
     from dumont_plan.plan.select import PlanOptions
     from dumont_plan.spec.stack import Stack
+    from dumont_plan.state.backend import StateBackend
     from dumont_plan.state.ledger import Ledger
 
 StateOpt = Annotated[
@@ -30,22 +30,6 @@ StateOpt = Annotated[
         "--state", help="State file (default: .dumont/state.json beside the first spec file)."
     ),
 ]
-
-
-def state_path_for(stack: Stack | None, state: Path | None, files: list[Path] | None) -> Path:
-    """`--state`, else `.dumont/state.json` beside the first spec file (or here)."""
-    from dumont_plan.loader import discover
-    from dumont_plan.state.ledger import default_state_path
-
-    if state is not None:
-        return state
-    if stack is not None:
-        return default_state_path(stack.root)
-    try:
-        found = discover(files or None, Path.cwd())
-    except DumontError:
-        return default_state_path(Path.cwd())
-    return default_state_path(found[0].resolve().parent)
 
 
 def plan_options(
@@ -77,10 +61,28 @@ def open_api(ctx: typer.Context) -> DumontClient:
     return open_client(ctx)
 
 
-def load_ledger(path: Path, project: str | None) -> Ledger:
-    from dumont_plan.state.ledger import Ledger
+def open_state(
+    ctx: typer.Context,
+    stack: Stack | None,
+    state: Path | None,
+    files: list[Path] | None,
+) -> StateBackend:
+    """The state backend of this command (cli/backend.py): `--state`, the spec's
+    `backend:`, DUMONT_BACKEND_*, `--backend-config`. Close it when done."""
+    from dumont_plan.cli.backend import open_backend
 
-    return Ledger.load(path, project)
+    return open_backend(ctx, stack=stack, state=state, files=files)
+
+
+def read_state(
+    ctx: typer.Context, stack: Stack | None, state: Path | None, files: list[Path] | None
+) -> Ledger:
+    """The state as it is now, read without its lock (plan, show, state list)."""
+    backend = open_state(ctx, stack, state, files)
+    try:
+        return backend.load(stack.project if stack is not None else None)
+    finally:
+        backend.close()
 
 
 def live_statuses(ctx: typer.Context, ledger: Ledger) -> dict[str, str]:
@@ -103,7 +105,7 @@ def print_state(
             "format_version": ledger.state.format_version,
             "project": ledger.state.project,
             "serial": ledger.state.serial,
-            "path": str(ledger.path),
+            "path": ledger.where,
             "resources": {},
             "pending": [op.model_dump(mode="json") for op in ledger.state.pending],
         }
@@ -115,7 +117,7 @@ def print_state(
         emit_json(data)
         return
     if not ledger.exists:
-        console.print(f"No state yet at {ledger.path} (nothing applied).")
+        console.print(f"No state yet at {ledger.where} (nothing applied).")
         return
     rows = state_rows(ledger.state.resources, statuses)
     columns = ["address", "remote_id", "remote_name", "runs", "updated_at"]

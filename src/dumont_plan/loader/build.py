@@ -24,12 +24,15 @@ from dumont_plan.loader.links import MODEL_OF_PREFIX, Decl, check_references
 from dumont_plan.loader.templates import Renderer, needs_render
 from dumont_plan.loader.yamlmarks import Doc, Loc, parse_yaml
 from dumont_plan.secrets import SecretStore, default_secrets_files
+from dumont_plan.spec.backend import BackendSpec
 from dumont_plan.spec.common import SpecModel
 from dumont_plan.spec.messages import describe, path_text
 from dumont_plan.spec.refs import parse_address
 from dumont_plan.spec.stack import KINDS, RESERVED_KINDS, Resource, Stack, StackSpec
 
-OPTIONAL_SECTIONS = ("variables", "defaults", *KINDS)
+OPTIONAL_SECTIONS = ("variables", "defaults", "backend", *KINDS)
+# Read as written: a backend is found before templates or variables (as in Terraform).
+UNRENDERED = ("variables", "backend")
 PLACEHOLDER_PROJECT = "x"
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})  # defaults merged without a copy
 
@@ -44,6 +47,7 @@ class _Load:
         self.order: dict[str, int] = {}  # file as shown -> position, to sort errors
         self.decls: dict[str, Decl] = {}
         self.defaults: dict[str, dict[str, tuple[Any, Doc]]] = {p: {} for p in MODEL_OF_PREFIX}
+        self.backend: tuple[Doc, BackendSpec] | None = None
 
     def fail(
         self, doc: Doc, loc: Loc, text: str, hint: str | None = None, key: bool = False
@@ -238,6 +242,38 @@ class _Load:
             return
         for (section, name), decl in mine.items():
             decl.spec = getattr(validated, section)[name]
+        if validated.backend is not None:
+            self.keep_backend(doc, validated.backend)
+
+    def keep_backend(self, doc: Doc, backend: BackendSpec) -> None:
+        """One backend per stack: the same block in two files is fine, two different not."""
+        if self.backend is None:
+            self.backend = (doc, backend)
+        elif self.backend[1] != backend:
+            self.fail(
+                doc,
+                ("backend",),
+                f"differs from the backend at {self.at(self.backend[0], ('backend',), key=True)}",
+                "declare `backend:` in one file",
+                key=True,
+            )
+
+    def read_backend(self) -> None:
+        """Validate only each file's `backend:` block (see `load_backend`)."""
+        for doc, top in self.docs:
+            body = top.get("backend")
+            if body is None:
+                continue
+            try:
+                backend = BackendSpec.model_validate(body)
+            except ValidationError as exc:
+                for error in exc.errors(include_url=False):
+                    problem = describe(BackendSpec, error)
+                    self.fail(
+                        doc, ("backend", *problem.loc), problem.text, problem.hint, problem.on_key
+                    )
+                continue
+            self.keep_backend(doc, backend)
 
     def report(self, doc: Doc, error: Any, mine: dict[tuple[str, str], Decl]) -> None:
         loc = tuple(error["loc"])
@@ -347,7 +383,7 @@ def load_stack(
     renderer = Renderer(values, env)
     for doc, top in load.docs:
         for key in list(top):
-            if key != "variables":
+            if key not in UNRENDERED:
                 top[key] = load.render(doc, top[key], (key,), renderer)
     load.collect_defaults()
     for doc, top in load.docs:
@@ -378,4 +414,22 @@ def load_stack(
         root=root,
         variables=values,
         warnings=warnings,
+        backend=load.backend[1] if load.backend else None,
     )
+
+
+def load_backend(
+    paths: Sequence[Path] | None, cwd: Path
+) -> tuple[BackendSpec | None, str | None, Path]:
+    """The spec's `backend:` block, its `project:` and the spec's folder, without loading
+    the rest (the state commands need only these; a spec being edited need not be valid).
+    Raises SpecError (no spec file; the backend block is not valid)."""
+    files = discover(paths, cwd)
+    load = _Load(cwd, os.environ, None)
+    if not load.read(files):
+        load.raise_errors()
+    load.read_backend()
+    load.raise_errors()
+    projects = [top["project"] for _, top in load.docs if isinstance(top.get("project"), str)]
+    backend = load.backend[1] if load.backend else None
+    return backend, (projects[0] if projects else None), files[0].resolve().parent

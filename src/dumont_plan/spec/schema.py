@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from dumont_plan.spec.backend import BackendSpec
 from dumont_plan.spec.common import Lifecycle
 from dumont_plan.spec.finetune import FinetuneConfigSpec, FinetuneSpec
 from dumont_plan.spec.instance import InstanceSpec
@@ -126,6 +127,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`finetunes.<name>` (address `finetune.<name>`)", FinetuneSpec),
     ("`config` (in a fine-tune)", FinetuneConfigSpec),
     ("`lifecycle` (in any resource)", Lifecycle),
+    ("`backend`", BackendSpec),
 ]
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from dumont_plan.spec.backend import BackendSpec
 from dumont_plan.spec.common import NAME_RE, VAR_NAME_RE, SpecModel
 from dumont_plan.spec.finetune import FinetuneSpec
 from dumont_plan.spec.instance import InstanceSpec
@@ -76,6 +77,13 @@ class StackSpec(SpecModel):
     variables: dict[VariableName, VariableSpec] = Field(
         default_factory=dict,
         description="Variables used as `{{ var.NAME }}` in any string value.",
+    )
+    backend: BackendSpec | None = Field(
+        None,
+        description=(
+            "Where the state lives: `{type: local}` (default, `.dumont/state.json`) or "
+            "`{type: http, ...}` (remote, locked, shared by every checkout)."
+        ),
     )
     defaults: Defaults = Field(
         default_factory=Defaults,
@@ -146,6 +154,7 @@ class Stack:
     files: list[str] = field(default_factory=list)  # as displayed in messages
     root: Path = field(default_factory=Path)  # folder of the first file: `.dumont/` lives here
     variables: dict[str, Any] = field(default_factory=dict)  # resolved values
+    backend: BackendSpec | None = None  # the `backend:` block (None: local)
     warnings: list[str] = field(default_factory=list)  # printed by the CLI, never fatal
 
     def of_kind(self, kind: str) -> list[Resource]:

@@ -2,7 +2,7 @@
 
 `.dumont/state.json` beside the (first) spec file, unless `--state PATH`:
 
-    {format_version, project, serial, salt,
+    {format_version, project, serial, lineage, salt,
      resources: {address: {kind, remote_id, remote_name, applied_spec,
                            prevent_destroy, depends_on, status,
                            created_at, updated_at, last_run_at, run_count}},
@@ -51,10 +51,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from dumont_plan.errors import StateError
 from dumont_plan.files import write_atomic
+from dumont_plan.state.document import corrupt_error, write_gitignore
 from dumont_plan.state.lock import LOCK_FILE, StateLock, UnlockResult, force_unlock, read_holder
 
 STATE_FORMAT_VERSION = 1
@@ -102,6 +103,8 @@ class LedgerState(_Model):
     format_version: int = STATE_FORMAT_VERSION
     project: str = ""
     serial: int = 0
+    # Which state this is (as in Terraform): a remote backend refuses a write of another one.
+    lineage: str = Field(default_factory=lambda: uuid.uuid4().hex)
     salt: str = Field(default_factory=lambda: secrets.token_hex(16))
     resources: dict[str, LedgerEntry] = Field(default_factory=dict)
     pending: list[PendingOp] = Field(default_factory=list)
@@ -125,6 +128,34 @@ class DesiredRecord:
     applied_spec: dict[str, Any]
     prevent_destroy: bool = False
     depends_on: list[str] = field(default_factory=list)
+
+
+def decode_state(text: str, what: str) -> LedgerState:
+    """A state document's text as a LedgerState. ValueError (pydantic's ValidationError is
+    one) when it is not one; StateError when a newer dumont wrote it (`what` names it)."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("the top level is not an object")
+    version = data.get("format_version")
+    if isinstance(version, int) and version > STATE_FORMAT_VERSION:
+        raise StateError(
+            f"{what} has format_version {version}, newer than this dumont "
+            f"understands ({STATE_FORMAT_VERSION})",
+            "upgrade dumont-plan (pip install -U dumont-plan)",
+        )
+    return LedgerState.model_validate(data)
+
+
+def of_project(state: LedgerState, project: str | None, what: str, other: str) -> None:
+    """Refuse the state of another project (`other`: how to use another state); a state
+    without a project takes `project`."""
+    if project and state.project and state.project != project:
+        raise StateError(
+            f"{what} belongs to project {state.project!r}, but the spec's project is {project!r}",
+            f"{other}, or fix `project:` in the spec",
+        )
+    if project and not state.project:
+        state.project = project
 
 
 def default_state_path(spec_root: Path) -> Path:
@@ -161,54 +192,13 @@ class Ledger:
         except OSError as exc:
             raise StateError(f"cannot read state file {path}: {exc.strerror}") from exc
         try:
-            data = json.loads(text)
-            if not isinstance(data, dict):
-                raise ValueError("the top level is not an object")
-            version = data.get("format_version")
-            if isinstance(version, int) and version > STATE_FORMAT_VERSION:
-                raise StateError(
-                    f"state file {path} has format_version {version}, newer than this dumont "
-                    f"understands ({STATE_FORMAT_VERSION})",
-                    "upgrade dumont-plan (pip install -U dumont-plan)",
-                )
-            state = LedgerState.model_validate(data)
-        except (ValueError, ValidationError) as exc:
-            raise cls._corrupt(path, exc) from exc
-        if project and state.project and state.project != project:
-            raise StateError(
-                f"state file {path} belongs to project {state.project!r}, "
-                f"but the spec's project is {project!r}",
-                "pass --state PATH to use another state file, or fix `project:` in the spec",
-            )
-        if project and not state.project:
-            state.project = project
+            state = decode_state(text, f"state file {path}")
+        except ValueError as exc:
+            raise corrupt_error(path, exc) from exc
+        of_project(
+            state, project, f"state file {path}", "pass --state PATH to use another state file"
+        )
         return cls(path, state, exists=True)
-
-    @staticmethod
-    def _corrupt(path: Path, exc: Exception) -> StateError:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        copy = path.with_name(f"{path.name}.corrupt-{stamp}")
-        with contextlib.suppress(OSError):
-            if not copy.exists():
-                shutil.copy2(path, copy)
-        if isinstance(exc, json.JSONDecodeError):
-            detail = f"line {exc.lineno} column {exc.colno}: {exc.msg}"
-        elif isinstance(exc, ValidationError):
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
-        else:
-            detail = str(exc)
-        backup = path.with_name(path.name + ".backup")
-        way_out = (
-            f"restore the previous version ({backup}) or move the file away to start afresh "
-            "(the next plan adopts live objects by name)"
-        )
-        return StateError(
-            f"state file {path} is not valid dumont state ({detail}); it was left as it is and "
-            f"a copy is at {copy}",
-            way_out,
-        )
 
     def save(self) -> None:
         """Make the state as it is now durable (with every change made so far)."""
@@ -246,9 +236,7 @@ class Ledger:
                 # pydantic-core's serializer: 1 ms for 500 entries where model_dump +
                 # json.dumps took 11 (apply saves twice per change: 7 s of CPU at 500 jobs).
                 text = self.state.model_dump_json(indent=2)
-            if self.path.exists():
-                self._keep_backup()
-            write_atomic(self.path, text + "\n")
+            self._store(text + "\n")
             self.exists = True
         except BaseException as exc:
             self._written(held, exc)
@@ -264,6 +252,20 @@ class Ledger:
             else:
                 self._failed = (held, error)
             self._flush.notify_all()
+
+    def _store(self, text: str) -> None:
+        """Make `text` (the whole state) durable where it lives: here, the file (a backend's
+        ledger writes it through to the remote store instead)."""
+        if self.path.exists():
+            self._keep_backup()
+        elif self.path.parent.name == STATE_DIR:
+            write_gitignore(self.path.parent)
+        write_atomic(self.path, text)
+
+    @property
+    def where(self) -> str:
+        """Where the state lives, for messages (a file path, or a remote address)."""
+        return str(self.path)
 
     def _keep_backup(self) -> None:
         backup = self.path.with_name(self.path.name + ".backup")
