@@ -18,19 +18,16 @@ COUNTER = "i=0; while :; do i=$((i+1)); echo $i > counter; sleep 0.05; done"
 
 
 def duty_cycle(percent: int) -> str:
-    """A command holding about `percent` % of one core: it spins while its CPU time is below
-    that share of the time since it started, else sleeps 10 ms (so load elsewhere delays it
-    but does not lower its average)."""
-    share = percent / 100
+    """A command using at most `percent` % of one core: in each 100 ms period it spins for
+    `percent` ms of CPU time, then sleeps out the period. A loaded machine makes its spin take
+    longer (fewer periods a second) but never makes it use more; a share well under the fair
+    share of a loaded core (2 cores, load 10: about 20 %) is what it gets."""
     script = (
-        "import os, time\n"
-        "start = time.monotonic(); cpu0 = time.process_time()\n"
+        "import time\n"
         "while True:\n"
-        f"    if time.process_time() - cpu0 < {share} * (time.monotonic() - start):\n"
-        "        t = time.process_time()\n"
-        "        while time.process_time() - t < 0.005: pass\n"
-        "    else:\n"
-        "        time.sleep(0.01)\n"
+        "    start = time.monotonic(); cpu = time.process_time()\n"
+        f"    while time.process_time() - cpu < {percent / 1000}: pass\n"
+        "    time.sleep(max(0.0, 0.1 - (time.monotonic() - start)))\n"
     )
     return f"exec python3 -c '{script}'"
 
