@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from dumont_plan.server.provider.instance_processes import scope_of
 from dumont_plan.server.provider.market import Machine, get_market
 from tests.support import LocalServer
 
@@ -32,10 +33,18 @@ def workspace(server: LocalServer, instance_id: int) -> Path:
     return server.data_dir / "sandboxes" / "instances" / str(instance_id) / "workspace"
 
 
-def host_pid(instance_id: int, sandbox_pid: int) -> int | None:
-    """This machine's pid of the process an instance sees as `sandbox_pid` (its `$$`): the
-    instance has a PID namespace of its own. None when no such process runs."""
-    tag = f"DUMONT_SANDBOX_ID=instance-{instance_id}".encode()
+def sandbox_tag(instance_id: int, server: LocalServer | None = None) -> bytes:
+    """The environment entry that tags an instance's processes: scoped by the data dir of a
+    served control plane (`server`), bare for an in-process app."""
+    scope = f"@{scope_of(server.data_dir)}" if server is not None else ""
+    return f"DUMONT_SANDBOX_ID=instance-{instance_id}{scope}".encode()
+
+
+def host_pid(instance_id: int, sandbox_pid: int, server: LocalServer | None = None) -> int | None:
+    """This machine's pid of the process an instance (of `server`, None: an in-process app)
+    sees as `sandbox_pid` (its `$$`): the instance has a PID namespace of its own. None when
+    no such process runs."""
+    tag = sandbox_tag(instance_id, server)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue

@@ -15,6 +15,7 @@ from tests.server.instancefixtures import (
     create,
     delete_all,
     reliable_offer,
+    sandbox_tag,
     wait_for,
     workspace,
 )
@@ -100,9 +101,9 @@ def instance_gone(http: httpx.Client, instance_id: int) -> bool:
     return http.get(f"{INSTANCES}/{instance_id}").status_code == 404
 
 
-def tagged_processes(instance_id: int) -> list[int]:
-    """Host pids of the processes of instance `instance_id` (by its sandbox tag)."""
-    tag = f"DUMONT_SANDBOX_ID=instance-{instance_id}".encode()
+def tagged_processes(instance_id: int, server: LocalServer) -> list[int]:
+    """Host pids of the processes of `server`'s instance `instance_id` (by its sandbox tag)."""
+    tag = sandbox_tag(instance_id, server)
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

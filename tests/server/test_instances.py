@@ -59,7 +59,7 @@ def read_pids(server: LocalServer, instance_id: int) -> list[int]:
     path = workspace(server, instance_id) / "pids"
     if not path.exists():
         return []
-    return [host_pid(instance_id, int(line)) or 0 for line in path.read_text().split()]
+    return [host_pid(instance_id, int(line), server) or 0 for line in path.read_text().split()]
 
 
 def test_create_boots_from_loading_to_running(fast: LocalServer, owner: UserSession) -> None:

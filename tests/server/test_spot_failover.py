@@ -85,7 +85,7 @@ def test_automatic_failover_on_a_simulated_interruption(
         deployed = deploy(http, template["template_id"])
         old_id = deployed["instance_id"]
         wait_status(http, old_id, running)
-        wait_until(lambda: bool(tagged_processes(old_id)))
+        wait_until(lambda: bool(tagged_processes(old_id, fast)))
         offer_id = http.get(f"{INSTANCES}/{old_id}").json()["offer_id"]
         # The market's price for this machine jumps above the bid: outbid at the next pass.
         spike(http, offer_id, deployed["bid_price"] * 3)
@@ -101,7 +101,7 @@ def test_automatic_failover_on_a_simulated_interruption(
         assert lost is not None and body["machine_id"] != lost.machine_id
         assert body["reason"] is None
         # As on a real preemption: the processes are dead and the machine is gone.
-        assert tagged_processes(old_id) == []
+        assert tagged_processes(old_id, fast) == []
         assert instance_gone(http, old_id)
         attempts = http.get(f"{HISTORY}/attempts", params={"hours": 1}).json()
         interrupted = [a for a in attempts if a["instance_id"] == str(old_id) and not a["success"]]

@@ -16,6 +16,7 @@ import uvicorn
 
 from dumont_plan.files import write_atomic
 from dumont_plan.server.app import create_app
+from dumont_plan.server.provider import instance_processes
 from dumont_plan.server.provider.isolation import isolation_of, probe, process_limit_enforced
 from dumont_plan.server.routes.auth import add_user
 from dumont_plan.server.settings import ServerSettings
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     sock.bind((args.host, args.port))
     sock.set_inheritable(True)
     settings.port = int(sock.getsockname()[1])
+    instance_processes.set_scope(settings.data_dir)
     app = create_app(settings)
     if args.local_user_file:
         creds = json.loads(args.local_user_file.read_text(encoding="utf-8"))

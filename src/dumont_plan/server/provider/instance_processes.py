@@ -4,14 +4,15 @@ The command runs under bubblewrap when isolation is on (`isolation.py`): a PID n
 its own, so killing bwrap's group (the leader's) ends every process of the instance, also those
 started with `setsid`, `env -i` or a double fork. A process group leader is identified by (pid,
 kernel start time), so a pid reused after a restart of the control plane is never signalled.
-Every process also carries the sandbox tag `instance-<id>` in its environment, which finds
-those that left the group (SIGTERM and SIGSTOP reach them through it). Children of this
+Every process also carries the sandbox tag `instance-<id>[@<server>]` in its environment, which
+finds those that left the group (SIGTERM and SIGSTOP reach them through it). Children of this
 control plane process are kept to be reaped (no zombies).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -38,8 +39,24 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 _children_guard = threading.Lock()
 
 
+# A served control plane scopes its tags with a digest of its data dir (`set_scope`): every
+# server counts instance ids from 30000000, and a tag found machine-wide must not make one
+# server stop, freeze or thaw another's processes. In-process apps (tests) keep bare tags.
+_scope = ""
+
+
+def scope_of(data_dir: Path) -> str:
+    """The tag scope of the control plane serving `data_dir`."""
+    return hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+
+
+def set_scope(data_dir: Path) -> None:
+    global _scope
+    _scope = scope_of(data_dir)
+
+
 def tag_of(instance_id: int) -> str:
-    return f"instance-{instance_id}"
+    return f"instance-{instance_id}@{_scope}" if _scope else f"instance-{instance_id}"
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@
 - `economic`: stop the processes, keep the disk; wake = a resume boot, then `onstart_cmd`
   again (seconds); idle $0.005/h (storage).
 - `spot`: economic, and the machine goes back to the market while paused (anybody may rent
-  its offer); wake bids again: the previous machine if free, else the cheapest free machine of
-  the same GPU whose spot bid is under the policy's `max_price` (the instance then rents at
-  the spot bid), then economic's wake; idle $0.005/h.
+  its offer); wake bids again at the current spot price (spot_market.py, test-hook spikes
+  included): the previous machine if free, else the spot deploy's choice (the cheapest stable
+  free offer of the same GPU) under the policy's `max_price`; the instance then rents at the
+  spot bid; then economic's wake; idle $0.005/h.
 
 Savings of a pause: its paused time on the policy clock x (the instance's running $/h at the
 pause, from the market, - the mode's idle $/h). A wake that finds no machine under the
@@ -25,7 +26,7 @@ from typing import Any
 
 from dumont_plan.errors import InstanceError, ServerlessError
 from dumont_plan.server.context import AppState
-from dumont_plan.server.provider import webhooks
+from dumont_plan.server.provider import spot_market, webhooks
 from dumont_plan.server.provider.instances import (
     FROZEN_DPH,
     LOCALHOST,
@@ -131,26 +132,38 @@ def pause(state: AppState, user_id: int, instance_id: int, reason: str) -> bool:
 # ---------------------------------------------------------------------------- wake
 
 
-def _candidates(state: AppState, row: sqlite3.Row, max_price: float, now: float) -> list[Machine]:
-    """Free machines of the instance's GPU (and count) whose spot bid is under `max_price`,
-    its previous machine first, then cheapest first."""
-    taken = rented_offer_ids(state)
-    found = [
-        m
-        for m in market_of(state).machines
-        if m.gpu_name == row["gpu_name"]
-        and m.num_gpus == int(row["num_gpus"])
-        and m.offer_id not in taken
-        and m.min_bid(now) <= max_price
-    ]
-    found.sort(key=lambda m: (m.offer_id != int(row["offer_id"]), m.min_bid(now), m.offer_id))
+def _candidates(
+    state: AppState, row: sqlite3.Row, max_price: float, now: float
+) -> list[tuple[Machine, float]]:
+    """(machine, bid) to try for a released instance: its previous machine if free and its spot
+    price is under `max_price`, then the cheapest stable free spot offer of the same GPU (the
+    spot deploy's choice, spot_market.py; one-GPU machines only)."""
+    forced = spot_market.overrides(state, now)
+    found: list[tuple[Machine, float]] = []
+    previous = market_of(state).by_offer(int(row["offer_id"]))
+    if previous is not None and previous.offer_id not in rented_offer_ids(state):
+        price = spot_market.spot_price(previous, now, forced)
+        if price <= max_price:
+            found.append((previous, price))
+    if int(row["num_gpus"]) == 1:
+        choice = spot_market.choose_offer(
+            state,
+            int(row["user_id"]),
+            region="global",
+            gpu=str(row["gpu_name"]),
+            max_price=max_price,
+            now=now,
+        )
+        if choice is not None:
+            found.append((choice.machine, choice.bid))
     return found
 
 
-def _rebid(state: AppState, row: sqlite3.Row, max_price: float) -> tuple[Machine, float]:
-    """Rent a machine again for a released instance; (machine, bid) or ServerlessError 409."""
+def _rebid(state: AppState, row: sqlite3.Row, max_price: float) -> float:
+    """Rent a machine again for a released instance at its current spot price; the bid, or
+    ServerlessError 409 with the reason."""
     now = time.time()
-    for machine in _candidates(state, row, max_price, now):
+    for machine, bid in _candidates(state, row, max_price, now):
         with state.store.tx() as conn:
             taken = conn.execute(
                 "SELECT 1 FROM instances WHERE offer_id = ? AND deleted_at IS NULL "
@@ -164,7 +177,7 @@ def _rebid(state: AppState, row: sqlite3.Row, max_price: float) -> tuple[Machine
                 "status_msg = NULL WHERE id = ?",
                 (machine.offer_id, machine.machine_id, int(row["id"])),
             )
-        return machine, machine.min_bid(now)
+        return bid
     cheapest = market_of(state).cheapest(
         str(row["gpu_name"]), spot=True, num_gpus=int(row["num_gpus"]), now=now
     )
@@ -220,7 +233,7 @@ def wake(state: AppState, user_id: int, instance_id: int, trigger: str = "wake")
         if row["released"]:
             max_price = float(policy["max_price"] or 0.0)
             try:
-                _, bid = _rebid(state, row, max_price)
+                bid = _rebid(state, row, max_price)
             except ServerlessError as exc:
                 raise _failed(state, policy, exc.message, trigger) from None
         frozen = bool(row["frozen"])
