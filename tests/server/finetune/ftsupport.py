@@ -111,9 +111,9 @@ def wait_finished(user: UserSession, job_id: str, timeout: float = 300) -> dict[
     raise AssertionError(f"fine-tune {job_id} not finished after {timeout}s")
 
 
-def download(user: UserSession, path: str, **params: Any) -> httpx.Response:
+def download(user: UserSession, url: str, **params: Any) -> httpx.Response:
     with user.http() as http:
-        return http.get(path, params=params)
+        return http.get(url, params=params)
 
 
 def readable_tree(path: Path) -> None:

@@ -50,7 +50,7 @@ from dumont_plan.wire import FINISHED_FINETUNE_STATUSES
 FINISHED = FINISHED_FINETUNE_STATUSES
 ACTIVE = ("queued", "running")
 NOT_FINISHED_SQL = "status NOT IN (" + ", ".join(f"'{s}'" for s in FINISHED) + ")"
-OUTPUT_DIR = "outputs"
+OUTPUT_DIR = ft_runner.OUTPUT_DIR
 PROGRESS_FILE = "progress.jsonl"
 TIMEOUT_MINUTES = 24 * 60
 DISK_SIZE_GB = 200
@@ -59,6 +59,8 @@ LOST_WHILE_DOWN = "the trainer's runner was lost while the control plane was dow
 LOST_WHILE_UP = "the trainer's runner ended unexpectedly"
 # Runner processes this control plane started (reaped so that none stays a zombie).
 _children: dict[str, subprocess.Popen[bytes]] = {}
+# Fine-tunes whose runner this process has seen alive (a lost one then ended while it was up).
+_seen_alive: set[str] = set()
 _lock = threading.RLock()
 
 
@@ -219,6 +221,7 @@ def launch(state: AppState, ft_id: str) -> None:
         finish(state, ft_id, "failed", None, f"could not start the trainer's runner: {exc}")
         return
     _children[ft_id] = proc
+    _seen_alive.add(ft_id)
     threading.Thread(target=_pass_when_done, args=(state, proc), daemon=True).start()
     state.store.execute(
         "UPDATE finetune_jobs SET runner_pid = ?, runner_start = ?, runner_token = ?"
@@ -379,13 +382,15 @@ def reconcile_one(state: AppState, row: Row) -> None:
     phase = (current or {}).get("phase")
     sync_progress(state, row, phase)
     result = (current or {}).get("result")
+    if alive:
+        _seen_alive.add(row["id"])
     if result is None and alive:
         return
     fresh = state.store.query_one("SELECT * FROM finetune_jobs WHERE id = ?", (row["id"],))
     if fresh is None:
         return
     if result is None:  # the runner is gone without a final state
-        reason = LOST_WHILE_UP if row["id"] in _children else LOST_WHILE_DOWN
+        reason = LOST_WHILE_UP if row["id"] in _seen_alive else LOST_WHILE_DOWN
         kill_tagged(tag_of(row["id"]), ((current or {}).get("child_pgid"),))
         runner.finalize(directory, read_json(directory / runner.SPEC_FILE) or {})
         sync_progress(state, fresh, None)

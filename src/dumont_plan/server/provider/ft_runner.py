@@ -7,7 +7,7 @@ cancels; the outputs kept, the workspace destroyed), with two differences:
 
 - before the script, the files of `<dir>/inputs/` (the dataset and the trainer's config) are
   copied into the fresh workspace's `input/` (the workload never sees the control plane's
-  copy);
+  copy), and its `outputs/` (the trainer's output dir) is made;
 - the workload's environment loads models from the server's Hugging Face model cache, mounted
   read-only (`spec["hf_hub_cache"]`), offline: `HF_HUB_CACHE`, `HF_HUB_OFFLINE=1`,
   `TRANSFORMERS_OFFLINE=1`, `HF_DATASETS_OFFLINE=1`; `HF_HOME` stays the sandbox's own
@@ -26,6 +26,7 @@ from dumont_plan.server.provider.runner import Runner
 
 INPUTS_DIR = "inputs"
 WORKSPACE_INPUTS = "input"
+OUTPUT_DIR = "outputs"  # the trainer's output_dir, kept after the run
 
 
 class FinetuneRunner(Runner):
@@ -34,6 +35,7 @@ class FinetuneRunner(Runner):
         source = self.dir / INPUTS_DIR
         target = self.sandbox.workspace / WORKSPACE_INPUTS
         target.mkdir()
+        (self.sandbox.workspace / OUTPUT_DIR).mkdir()
         for item in sorted(source.iterdir()) if source.is_dir() else []:
             if item.is_file() and not item.is_symlink():
                 shutil.copyfile(item, target / item.name)
