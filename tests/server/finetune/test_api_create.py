@@ -297,3 +297,15 @@ def test_config_json_of_the_trainer(ft_user: UserSession, ft_api_server: object)
     assert config["dataset_path"].endswith("/input/dataset.jsonl")
     assert config["progress_path"] == config["output_dir"] + "/progress.jsonl"
     assert (directory / "inputs" / "dataset.jsonl").read_bytes() == jsonl(ALPACA)
+
+
+def test_deploy_needs_a_completed_fine_tune(ft_user: UserSession) -> None:
+    job = create_from(ft_user, ALPACA)
+    with ft_user.http() as http:
+        answer = http.post(f"{FT}/jobs/{job['id']}/deploy", json={"port": 8123})
+        bad_port = http.post(f"{FT}/jobs/{job['id']}/deploy", json={"port": 80})
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": f"Job {job['id']} is pending: only a completed fine-tune can be deployed"
+    }
+    assert bad_port.status_code == 422

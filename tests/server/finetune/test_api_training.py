@@ -10,11 +10,13 @@ import io
 import json
 import os
 import signal
+import socket
 import tarfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from dumont_plan.server.provider.finetunes import LOST_WHILE_DOWN
@@ -228,3 +230,49 @@ def test_a_trainer_lost_while_the_control_plane_was_down_fails_with_a_reason(
         assert tagged_pids(f"finetune-{job['id']}") == []
     finally:
         server.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_deploy_answers_a_completion(trainee: UserSession) -> None:
+    job = create_from(trainee, ALPACA * 4, config={**SMALL, "max_steps": 4})
+    assert wait_finished(trainee, job["id"])["status"] == "completed"
+    port = _free_port()
+    with trainee.http() as http:
+        answer = http.post(
+            f"{FT}/jobs/{job['id']}/deploy",
+            json={"gpu_type": "RTX4090", "max_price": 50, "port": port},
+        )
+        assert answer.status_code == 200, answer.text
+        deployed = answer.json()
+        assert deployed["success"] is True and deployed["job_id"] == job["id"]
+        assert deployed["endpoint_url"] == f"http://127.0.0.1:{port}/v1"
+        assert deployed["gpu_type"] == "RTX 4090"
+        instance = http.get(f"/api/v1/instances/{deployed['instance_id']}").json()
+        assert instance["label"] == deployed["instance_name"]
+    try:
+        endpoint = deployed["endpoint_url"]
+        deadline = time.monotonic() + 180
+        models = None
+        while time.monotonic() < deadline:
+            try:
+                models = httpx.get(f"{endpoint}/models", timeout=5)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert models is not None and models.status_code == 200, "the model server never answered"
+        name = models.json()["data"][0]["id"]
+        completion = httpx.post(
+            f"{endpoint}/completions",
+            json={"model": name, "prompt": "Say hello.", "max_tokens": 4, "temperature": 0},
+            timeout=60,
+        )
+        assert completion.status_code == 200, completion.text
+        assert isinstance(completion.json()["choices"][0]["text"], str)
+    finally:
+        with trainee.http() as http:
+            http.delete(f"/api/v1/instances/{deployed['instance_id']}")
