@@ -3,38 +3,73 @@
 What a spot template keeps and what a spot deployment syncs to. The workspace belongs to a
 workload (untrusted): archiving never follows a symbolic link (a link is stored as a link, a
 linked folder is not entered) and skips what is neither a file, a folder nor a link (fifos,
-sockets, devices); restoring uses tarfile's `data` filter, which refuses links that point
-outside the destination, absolute paths and device files, and drops owners and the set-id
-bits. A snapshot is written beside its final name and renamed, so a reader (a failover
-restoring it) sees either the previous snapshot or the new one whole.
+sockets, devices); the walk starts at the workspace itself, holds each folder open and never
+descends into a link (also one on the way to the folder asked for, or swapped in meanwhile),
+and a file is read through a descriptor opened without following links. Restoring uses
+tarfile's `data` filter, which leaves out links that point outside the destination, absolute
+paths and device files, and drops owners and the set-id bits. A snapshot is written beside its
+final name and renamed, so a reader (a failover restoring it) sees either the previous
+snapshot or the new one whole.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tarfile
 from pathlib import Path
 
 from dumont_plan.server.provider.sandbox import map_workspace_path
 
 
-def _keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    if info.isfile() or info.isdir() or info.issym():
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        return info
-    return None
+def _info(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.mtime = int(st.st_mtime)
+    return info
 
 
-def _add_tree(archive: tarfile.TarFile, root: Path) -> None:
-    """Every entry under `root` (not `root` itself), links as links, never entering one."""
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        base = Path(folder)
+def _add_entry(archive: tarfile.TarFile, dirfd: int, name: str, arcname: str) -> None:
+    """One entry of a folder opened as `dirfd`: a folder, a link (as a link) or a regular file
+    read through a descriptor opened without following a link and checked after opening (a
+    workload swapping a file for a link meanwhile gets the link refused, not its target read
+    by this root process); anything else is left out."""
+    st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    info = _info(arcname, st)
+    if stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+        archive.addfile(info)
+    elif stat.S_ISLNK(st.st_mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(name, dir_fd=dirfd)
+        archive.addfile(info)
+    elif stat.S_ISREG(st.st_mode):
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dirfd)
+        with os.fdopen(fd, "rb") as handle:
+            opened = os.fstat(handle.fileno())
+            if not stat.S_ISREG(opened.st_mode):
+                return
+            info = _info(arcname, opened)
+            info.size = opened.st_size
+            archive.addfile(info, handle)
+
+
+def _add_tree(archive: tarfile.TarFile, workspace: Path, folder: tuple[str, ...]) -> None:
+    """Every entry under `workspace/folder` (not the folder itself), links as links.
+
+    `os.fwalk` from the workspace holds each folder open and does not descend into a link,
+    even one swapped in while it walks; on the way down to `folder` only its path is
+    followed."""
+    depth = len(folder)
+    for path, dirs, files, dirfd in os.fwalk(workspace, follow_symlinks=False):
+        parts = Path(path).relative_to(workspace).parts
+        if len(parts) < depth:
+            dirs[:] = [d for d in dirs if parts == folder[: len(parts)] and d == folder[len(parts)]]
+            continue
+        base = Path(*parts[depth:])
         for name in sorted(dirs) + sorted(files):
-            path = base / name
-            arcname = path.relative_to(root).as_posix()
-            archive.add(path, arcname=arcname, recursive=False, filter=_keep)
+            _add_entry(archive, dirfd, name, (base / name).as_posix())
 
 
 def take(workspace: Path, workspace_path: str, target: Path) -> int:
@@ -48,13 +83,21 @@ def take(workspace: Path, workspace_path: str, target: Path) -> int:
     partial = target.with_name(target.name + ".partial")
     try:
         with tarfile.open(partial, "w") as archive:
-            if source is not None and source.is_dir() and not source.is_symlink():
-                _add_tree(archive, source)
+            if source is not None and workspace.is_dir() and not workspace.is_symlink():
+                _add_tree(archive, workspace, source.relative_to(workspace).parts)
     except (OSError, tarfile.TarError):
         remove(partial)
         raise
     partial.replace(target)
     return target.stat().st_size
+
+
+def _data_only(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo | None:
+    """tarfile's `data` filter, a refused member left out (the rest is still restored)."""
+    try:
+        return tarfile.data_filter(member, destination)
+    except tarfile.FilterError:
+        return None
 
 
 def restore(snapshot: Path, workspace: Path, workspace_path: str) -> bool:
@@ -66,7 +109,7 @@ def restore(snapshot: Path, workspace: Path, workspace_path: str) -> bool:
     try:
         destination.mkdir(parents=True, exist_ok=True)
         with tarfile.open(snapshot, "r") as archive:
-            archive.extractall(destination, filter="data")
+            archive.extractall(destination, filter=_data_only)
     except (OSError, tarfile.TarError):
         return False
     return True

@@ -283,7 +283,8 @@ def lost_reason(
     if row["status"] == "error" or row["actual_status"] in ("exited", "offline", "error"):
         return f"the machine stopped: {row['status_msg'] or row['actual_status']}"
     machine = market_of(state).by_offer(int(row["offer_id"]))
-    if machine is not None:
+    # Only a machine in use can be outbid (a paused instance holds no bid).
+    if machine is not None and row["actual_status"] in ("loading", "running"):
         price = current_spot_price(machine, now, forced)
         if outbid(float(dep["bid_price"]), price):
             return (
