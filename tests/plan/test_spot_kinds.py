@@ -64,6 +64,9 @@ def test_spot_states_for_waits_failures_and_cost() -> None:
     active = spot(state="active", bid_price=0.2)
     assert handler.wait_done(active, "active") and handler.wait_done(active, "completed")
     assert not handler.wait_done(spot(state="failover"), "active")
+    booting = spot(state="active", instance_status="loading")
+    assert not booting.is_ready and not handler.wait_done(booting, "active")
+    assert handler.wait_done(spot(state="active", instance_status="running"), "active")
     assert handler.wait_done(spot(state="failover"), "none")
     assert handler.is_failed(spot(state="failed")) and not handler.is_failed(active)
     assert handler.status(spot()) == "unknown"

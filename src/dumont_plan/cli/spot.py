@@ -9,13 +9,10 @@ shows the current one). Listing and showing commands take `--output json`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import typer
 
-from dumont_plan.apply.waits import wait_for
 from dumont_plan.cli import durations
 from dumont_plan.cli.output import (
     OutputFormat,
@@ -24,23 +21,25 @@ from dumont_plan.cli.output import (
     console,
     emit_json,
     err_console,
-    print_fields,
     print_table,
 )
 from dumont_plan.cli.session import open_client, resolve_target
 from dumont_plan.cli.spot_market import resolve_names
 from dumont_plan.cli.spot_templates import template_app
-from dumont_plan.client import DumontClient
-from dumont_plan.client.base import error_message
-from dumont_plan.errors import (
-    BadRequestError,
-    DumontError,
-    NotFoundError,
-    UnprocessableError,
-    WaitFailedError,
-    WaitTimeoutError,
+from dumont_plan.cli.spot_view import (
+    LIST_COLUMNS,
+    about_instance,
+    access_text,
+    list_row,
+    money,
+    parse_instance_id,
+    print_pricing,
+    print_status,
+    state_text,
+    wait_active,
 )
-from dumont_plan.wire_models.spot import SpotInstance, SpotPricing
+from dumont_plan.client.base import error_message
+from dumont_plan.errors import BadRequestError, DumontError, NotFoundError, UnprocessableError
 
 app = typer.Typer(
     help=(
@@ -53,32 +52,6 @@ app = typer.Typer(
 )
 app.add_typer(template_app, name="template")
 
-LIST_COLUMNS = (
-    "instance_id",
-    "state",
-    "gpu",
-    "bid",
-    "max_price",
-    "region",
-    "failovers",
-    "auto_failover",
-    "template_id",
-)
-STATUS_FIELDS = (
-    "instance_id",
-    "deployment_id",
-    "state",
-    "template_id",
-    "gpu_name",
-    "region",
-    "bid_price",
-    "max_price",
-    "auto_failover",
-    "failover_count",
-    "last_failover_at",
-    "ssh",
-)
-OFFER_COLUMNS = ("gpu_name", "min_bid", "region", "inet_down", "machine_id")
 MAX_PRICE_RANGE = (0.01, 10.0)  # DeploySpotRequest.max_price
 
 IdArg = typer.Argument(
@@ -91,108 +64,6 @@ WaitTimeoutOpt = typer.Option(
     metavar="DURATION",
     parser=durations.seconds,
 )
-
-
-def parse_instance_id(value: str, where: str) -> int:
-    """An instance id typed by a person; one clear line when it is not a whole number."""
-    text = value.strip()
-    if not text.isdigit():
-        raise DumontError(
-            f"{where}: instance id {value!r} is not a number", "use an id from `dumont spot list`"
-        )
-    return int(text)
-
-
-@contextmanager
-def about_instance(instance_id: int, where: str) -> Iterator[None]:
-    """A refusal of the API in the user's words: which command, which instance, what next."""
-    try:
-        yield
-    except NotFoundError as exc:
-        raise NotFoundError(
-            f"{where}: no spot instance {instance_id} (or it is not yours)",
-            "see yours with `dumont spot list`",
-            status_code=exc.status_code,
-            body=exc.body,
-        ) from exc
-    except (BadRequestError, UnprocessableError) as exc:
-        raise BadRequestError(
-            f"{where}: {error_message(exc.body, exc.message)}",
-            f"see it with `dumont spot status {instance_id}`",
-            status_code=exc.status_code,
-            body=exc.body,
-        ) from exc
-
-
-def money(value: float | None) -> str | None:
-    return f"${value:.3f}/h" if value is not None else None
-
-
-def ssh_text(spot: SpotInstance) -> str | None:
-    if not spot.ssh_host:
-        return None
-    return f"ssh -p {spot.ssh_port} root@{spot.ssh_host}" if spot.ssh_port else spot.ssh_host
-
-
-def list_row(spot: SpotInstance) -> dict[str, object]:
-    return {
-        "instance_id": spot.instance_id,
-        "state": spot.state,
-        "gpu": spot.gpu_name,
-        "bid": money(spot.bid_price),
-        "max_price": money(spot.max_price),
-        "region": spot.region,
-        "failovers": spot.failover_count,
-        "auto_failover": spot.auto_failover,
-        "template_id": spot.template_id,
-    }
-
-
-def print_status(spot: SpotInstance) -> None:
-    """The contract's fields in a fixed order, then any other field the server sent."""
-    raw = spot.raw
-    shown = {**raw, "ssh": ssh_text(spot)}
-    shown["bid_price"] = money(spot.bid_price)
-    shown["max_price"] = money(spot.max_price)
-    extras = [k for k in raw if k not in STATUS_FIELDS and k not in ("ssh_host", "ssh_port")]
-    print_fields(shown, [*STATUS_FIELDS, *(k for k in extras if raw[k] is not None)])
-
-
-def state_text(spot: SpotInstance) -> str:
-    text = f"spot instance {spot.instance_id}: {spot.state}"
-    if spot.gpu_name:
-        text += f", {spot.gpu_name}"
-    if spot.bid_price is not None:
-        text += f" at {money(spot.bid_price)}"
-    return text
-
-
-def wait_active(
-    client: DumontClient, instance_id: int, timeout: float, where: str, poll: float = 1.0
-) -> SpotInstance:
-    """Poll the status until `active` (exit 5 when it ends `failed`, 4 after `timeout`)."""
-    with StatusLine(err_console) as line, about_instance(instance_id, where):
-        result = wait_for(
-            lambda: client.spot.status(instance_id),
-            done=lambda s: s.state == "active",
-            failed=lambda s: s.is_failed or s.state == "stopped",
-            timeout=timeout,
-            on_tick=lambda s: line.update(state_text(s)),
-            poll=poll,
-        )
-    spot = result.state
-    if result.outcome == "timeout":
-        raise WaitTimeoutError(
-            f"{where}: spot instance {instance_id} is still {spot.state} after {timeout:g}s",
-            f"check it with `dumont spot status {instance_id}`",
-        )
-    if result.outcome == "failed":
-        raise WaitFailedError(
-            f"{where}: spot instance {instance_id} ended {spot.state}",
-            f"see `dumont spot status {instance_id}`; deploy again from its template "
-            f"{spot.template_id}",
-        )
-    return spot
 
 
 def check_max_price(value: float, where: str) -> float:
@@ -279,9 +150,9 @@ def deploy(
     if restored is not None:
         text += "; workspace restored" if restored else "; workspace NOT restored"
     console.print(text + ".", markup=False)
-    ssh = ssh_text(spot)
-    if ssh:
-        console.print(ssh, markup=False)
+    access = access_text(spot)
+    if access:
+        console.print(access, markup=False)
 
 
 @app.command(epilog="Examples:\n\n  dumont spot status 12\n\n  dumont spot status 12 --output json")
@@ -306,24 +177,6 @@ def list_instances(ctx: typer.Context, output: OutputOpt = OutputFormat.table) -
         emit_json({"instances": [s.raw for s in found], "count": len(found)})
         return
     print_table((list_row(s) for s in found), LIST_COLUMNS)
-
-
-def print_pricing(pricing: SpotPricing) -> None:
-    raw = pricing.raw
-    shown: dict[str, object] = {
-        **raw,
-        "cheapest_price": money(pricing.cheapest_price),
-        "average_price": money(pricing.average_price),
-        "estimated_ondemand": money(pricing.estimated_ondemand),
-    }
-    if pricing.savings_vs_ondemand is not None:
-        shown["savings_vs_ondemand"] = f"{pricing.savings_vs_ondemand:g}%"
-    keys = [k for k in raw if k != "top_offers"]
-    print_fields(shown, keys)
-    if pricing.top_offers:
-        console.print("")
-        rows = ({**o.raw, "min_bid": money(o.min_bid)} for o in pricing.top_offers)
-        print_table(rows, OFFER_COLUMNS, title="Cheapest offers")
 
 
 @app.command(

@@ -215,4 +215,5 @@ class SpotDeploymentHandler(BaseHandler[SpotInstance]):
         return str(controls.get("wait") or "active")
 
     def wait_done(self, live: SpotInstance, target: str) -> bool:
-        return target == "none" or live.state == "active"
+        """`active` on a machine that runs (its boot included)."""
+        return target == "none" or live.is_ready

@@ -51,6 +51,12 @@ class SpotInstance(WireModel):
     ssh_port: int | str | None = None
     snapshot_restored: bool | None = None
     created_at: str | None = None
+    instance_status: str | None = None  # local control plane: its machine's actual status
+
+    @property
+    def is_ready(self) -> bool:
+        """Active on a machine that runs (a server that does not say is taken at its word)."""
+        return self.state == "active" and self.instance_status in (None, "running")
 
     @property
     def identity(self) -> str:
