@@ -33,7 +33,7 @@ def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSe
 
 
 def test_examples_are_all_covered() -> None:
-    assert {"jobs", "instances", "mixed", "multi", "spot"} <= set(EXAMPLES)
+    assert {"jobs", "instances", "mixed", "multi", "spot", "serverless"} <= set(EXAMPLES)
     # Each example is a folder of its own, so each has its own `.dumont/` and they never
     # block each other ("state file belongs to project ..."): no spec file directly in examples/.
     assert not list((REPO / "examples").glob("*.yaml"))

@@ -92,7 +92,10 @@ def test_serverless_policy_costs_nothing_and_notes_its_modes_idle_rate() -> None
     policy = HANDLERS["serverless"]
     assert policy.hourly_price({"mode": "fast"}, OFFERS) == 0.0
     assert policy.cost_effect({"mode": "fast"}, 0.45) == "fast: idle $0.01/h vs $0.45/h running"
-    assert policy.cost_effect({"mode": "spot"}, None) == "spot: idle $0.005/h while paused"
+    assert policy.cost_effect({"mode": "spot"}, None) == (
+        "spot: idle $0.005/h while paused (the machine is released while paused; a wake bids "
+        "at the spot price)"
+    )
     assert policy.cost_effect({"mode": "economic", "keep_warm": True}, 0.3) == (
         "economic, kept warm: never paused, $0.30/h running"
     )

@@ -134,9 +134,12 @@ class ServerlessHandler(BaseHandler[ServerlessPolicy]):
         if values.get("keep_warm"):
             return f"{mode}, kept warm: never paused" + (f", {running}" if running else "")
         idle = money(IDLE_HOURLY.get(mode, 0.0))
-        if running:
-            return f"{mode}: idle {idle} vs {running}"
-        return f"{mode}: idle {idle} while paused"
+        text = (
+            f"{mode}: idle {idle} vs {running}" if running else f"{mode}: idle {idle} while paused"
+        )
+        if mode == "spot":
+            text += " (the machine is released while paused; a wake bids at the spot price)"
+        return text
 
     def governed_live_values(self, live: ServerlessPolicy) -> dict[str, Any]:
         """An instance the policy paused is meant to run (the policy wakes it on demand): its
