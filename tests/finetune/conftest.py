@@ -7,7 +7,6 @@ is not installed; the README's test command installs it.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,12 +34,7 @@ def tiny_hf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An HF_HOME whose hub cache holds tiny Llama and Qwen2 models under the real ids
     (`unsloth/llama-3-8b-bnb-4bit`, `unsloth/Qwen2-7B-bnb-4bit`); readable by every uid."""
     home = tmp_path_factory.mktemp("hf-home")
-    install_in_subprocess(home)
-    for root, _dirs, files in os.walk(home):
-        os.chmod(root, 0o755)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o644)
-    return home
+    return install_in_subprocess(home)
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ class Run:
     def __init__(self, proc: subprocess.CompletedProcess[str], work: Path) -> None:
         self.proc = proc
         self.out = work / "out"
-        progress = work / "progress.jsonl"
+        progress = work / "out/progress.jsonl"
         lines = progress.read_text().splitlines() if progress.exists() else []
         self.events = [json.loads(line) for line in lines]
 
@@ -59,10 +59,11 @@ def trainer_env(hf_home: Path) -> dict[str, str]:
 
 
 def write_config(work: Path, **fields: Any) -> Path:
+    """The trainer's config; its progress file sits in the (not yet made) output folder."""
     work.mkdir(parents=True, exist_ok=True)
     config = {
         "output_dir": str(work / "out"),
-        "progress_path": str(work / "progress.jsonl"),
+        "progress_path": str(work / "out/progress.jsonl"),
         **fields,
     }
     path = work / "config.json"
@@ -155,6 +156,7 @@ def test_training_stats(llama_alpaca: Run) -> None:
     assert stats["steps"] == 8 and stats["records"] == 16 and stats["epochs"] == 2
     assert stats["train_loss"] == pytest.approx(sum(s["loss"] for s in steps) / 8, rel=1e-4)
     assert stats["runtime_seconds"] > 0 and stats["samples_per_second"] > 0
+    assert stats["cpu_seconds"] > 0 and 0 < stats["checkpoint_seconds"] < stats["runtime_seconds"]
     assert stats["config"]["lora_rank"] == 8 and stats["config"]["learning_rate"] == 1e-2
     assert stats["config"]["base_model"] == LLAMA_ID
     assert stats["config"]["seed"] == 3407
@@ -322,7 +324,7 @@ def test_sigterm_stops_training_promptly(tiny_hf_home: Path, tmp_path: Path) -> 
         dataset_format="raw",
         config={**FAST, "batch_size": 1, "epochs": 10},
     )
-    progress = tmp_path / "progress.jsonl"
+    progress = tmp_path / "out/progress.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-I", str(TRAINER), str(config)],
         env=trainer_env(tiny_hf_home),

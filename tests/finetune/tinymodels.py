@@ -119,6 +119,11 @@ def install_tiny_models(hf_home: Path, model_ids: Iterable[str] = TINY_MODELS) -
         refs = snapshot.parents[1] / "refs"
         refs.mkdir(parents=True, exist_ok=True)
         (refs / "main").write_text(REVISION)
+    # Readable by every uid (safetensors writes 0600): the sandboxed trainer runs as another.
+    for root, _dirs, files in os.walk(hf_home):
+        os.chmod(root, 0o755)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o644)
     return hf_home
 
 

@@ -67,7 +67,12 @@ class Progress:
 
     def open(self, path: str | None) -> None:
         if path and self.file is None:
-            self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            except OSError as exc:
+                print(f"error: cannot write the progress file {path}: {exc}", file=sys.stderr)
+                sys.exit(1)
 
     def event(self, name: str, **fields: Any) -> None:
         if self.file is not None:
@@ -252,6 +257,7 @@ def load_model(base_model: str, hyper: dict[str, Any], device: Any) -> tuple[Any
         tokenizer = AutoTokenizer.from_pretrained(base_model)
         model = AutoModelForCausalLM.from_pretrained(base_model, **kwargs)
     except OSError as exc:
+        print(f"loading {base_model} failed: {exc}".splitlines()[0], flush=True)
         fail(missing_model_reason(base_model, exc))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -319,9 +325,11 @@ def default_targets(model: Any) -> list[str]:
 def missing_model_reason(base_model: str, exc: Exception) -> str:
     if os.path.isabs(base_model) or base_model.startswith((".", "~")):
         return f"base model {base_model} is not a readable model directory ({exc})"
-    home = os.environ.get("HF_HOME", "~/.cache/huggingface")
+    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", "~/.cache/huggingface"), "hub"
+    )
     return (
-        f"base model {base_model} is not in the local Hugging Face cache ({home}) and models "
+        f"base model {base_model} is not in the local Hugging Face cache ({cache}) and models "
         f"are loaded offline: run `huggingface-cli download {base_model}` on a machine with "
         "access and copy its cache there, or pass a local model directory as base_model"
     )
@@ -408,8 +416,8 @@ def train(job: dict[str, Any], progress: Progress) -> dict[str, Any]:
 
     model.train()
     generator = random.Random(job["seed"])
-    step, losses, tokens, samples = 0, [], 0, 0
-    started = time.monotonic()
+    step, losses, tokens, samples, checkpoint_seconds = 0, [], 0, 0, 0.0
+    started, started_cpu = time.monotonic(), time.process_time()
     for epoch in range(1, epochs + 1):
         order = list(range(len(examples)))
         generator.shuffle(order)
@@ -449,10 +457,12 @@ def train(job: dict[str, Any], progress: Progress) -> dict[str, Any]:
                 f"lr {learning_rate:.3g}"
             )
         name = f"checkpoint-epoch-{epoch}"
+        saving = time.monotonic()
         model.save_pretrained(out / name)
+        checkpoint_seconds += time.monotonic() - saving
         progress.event("checkpoint", epoch=epoch, path=name)
         progress.say(f"saved {name}")
-    runtime = time.monotonic() - started
+    runtime, cpu = time.monotonic() - started, time.process_time() - started_cpu
 
     final = out / "lora_model"
     model.save_pretrained(final)
@@ -462,6 +472,8 @@ def train(job: dict[str, Any], progress: Progress) -> dict[str, Any]:
         "first_loss": losses[0],
         "last_loss": losses[-1],
         "runtime_seconds": round(runtime, 3),
+        "checkpoint_seconds": round(checkpoint_seconds, 3),
+        "cpu_seconds": round(cpu, 3),
         "steps": step,
         "epochs": epochs,
         "records": len(examples),
