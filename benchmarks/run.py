@@ -29,6 +29,7 @@ MODULES = [
     "benchmarks.bench_graph",
     "benchmarks.bench_isolation",
     "benchmarks.bench_spot",
+    "benchmarks.bench_finetune",
 ]
 
 RESULTS_JSON = Path(__file__).with_name("results.json")
