@@ -30,6 +30,7 @@ MODULES = [
     "benchmarks.bench_isolation",
     "benchmarks.bench_spot",
     "benchmarks.bench_finetune",
+    "benchmarks.bench_serverless",
 ]
 
 RESULTS_JSON = Path(__file__).with_name("results.json")
