@@ -10,7 +10,8 @@ avoids); spot also bids for a machine first, then boots (same floor, the new mac
 
 The reconciler pass: INSTANCES running instances (each a sandbox with a `sleep`), every one
 with a serverless policy; a pass is `POST /_local/reconcile` (jobs, instances' usage sampling,
-serverless, spot, ...) timed by the client, median of PASSES. Its baseline is the same pass
+serverless, spot, ...) timed by the client; the slowest of the passes (0.25 s apart, so some
+include the usage sampler's /proc scan) is held to the target. Its baseline is the same passes
 over the same instances with no policy: the difference is what serverless adds.
 """
 
@@ -74,6 +75,14 @@ def _reconcile(http: httpx.Client) -> float:
     if http.post("/api/v1/_local/reconcile").status_code != 200:
         raise RuntimeError("the reconcile hook failed")
     return time.perf_counter() - start
+
+
+def _passes(http: httpx.Client, count: int) -> list[float]:
+    found = []
+    for _ in range(count):
+        found.append(_reconcile(http))
+        time.sleep(0.25)
+    return found
 
 
 def _pause(http: httpx.Client, iid: int) -> None:
@@ -156,7 +165,7 @@ def serverless(opts: Options) -> list[Row]:
 
             ids = _instances(http, count, "exec sleep 3600")
             _reconcile(http)
-            baseline = median([_reconcile(http) for _ in range(passes)])
+            baseline_passes = _passes(http, passes)
             for iid in ids:  # idle, but a long timeout: the passes sample, nothing pauses
                 body = {"mode": "economic", "idle_timeout_seconds": 3600}
                 if http.post(f"{SERVERLESS}/enable/{iid}", json=body).status_code != 200:
@@ -167,21 +176,24 @@ def serverless(opts: Options) -> list[Row]:
                     raise RuntimeError(f"only {_sampled(http)} of {count} policies sampled")
                 _reconcile(http)
                 time.sleep(0.2)
-            measured = median([_reconcile(http) for _ in range(passes)])
+            measured_passes = _passes(http, passes)
             for iid in ids:
                 http.delete(f"{INSTANCES_PATH}/{iid}")
+    measured, baseline = max(measured_passes), max(baseline_passes)
     rows.append(
         Row(
-            f"serverless: reconciler pass, {count} enabled instances",
+            f"serverless: reconciler pass, {count} enabled instances (slowest)",
             measured * 1000,
             "ms",
             baseline=baseline * 1000,
-            baseline_label="the same pass, no policy",
+            baseline_label="the same passes, no policy",
             ratio=measured / baseline if baseline else None,
             target="< 1000 ms",
             ok=measured < 1.0,
-            note=f"median of {passes} passes (POST /_local/reconcile, client-timed: the whole "
-            "pass, jobs and instances' usage sampling included)",
+            note=f"slowest of {passes} passes 0.25 s apart (POST /_local/reconcile, client-timed: "
+            "the whole pass; the slowest include the /proc scan of the usage sampler, at most one "
+            f"a second); median {median(measured_passes) * 1000:.1f} ms, without policies "
+            f"{median(baseline_passes) * 1000:.1f} ms",
         )
     )
     return rows
