@@ -55,6 +55,16 @@ BAD_INPUT = [
         "Error: spot deploy: GPU 'RTX4009' is not on the spot market; did you mean 'RTX 4090'?",
     ),
     (
+        ["spot", "deploy", "--template=spot_tpl_1_1"],
+        "Error: spot deploy: no template spot_tpl_1_1 (or it is not yours); see yours with "
+        "`dumont spot template list`",
+    ),
+    (
+        ["spot", "template", "delete", "spot_tpl_1_1"],
+        "Error: spot template delete: no template spot_tpl_1_1 (or it is not yours); see yours "
+        "with `dumont spot template list`",
+    ),
+    (
         ["spot", "pricing", "--region=EUR"],
         "Error: spot pricing: no offer of the market is in region 'EUR'; did you mean 'EU'?",
     ),

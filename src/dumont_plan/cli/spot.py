@@ -35,11 +35,11 @@ from dumont_plan.cli.spot_view import (
     parse_instance_id,
     print_pricing,
     print_status,
+    reworded,
     state_text,
     wait_active,
 )
-from dumont_plan.client.base import error_message
-from dumont_plan.errors import BadRequestError, DumontError, NotFoundError, UnprocessableError
+from dumont_plan.errors import DumontError
 
 app = typer.Typer(
     help=(
@@ -114,27 +114,18 @@ def deploy(
     with StatusLine(err_console) as line:
         if line.live:  # a spinner on a terminal; no line before a possible one-line error
             line.update(f"Deploying template {template.strip()} (bid at most {money(max_price)})")
-        try:
+        with reworded(
+            where,
+            f"no template {template.strip()}",
+            "see yours with `dumont spot template list`",
+            "raise --max-price or try another --gpu (`dumont spot pricing`)",
+        ):
             spot = client.spot.deploy(
                 template.strip(),
                 max_price=max_price,
                 gpu_preference=gpu_name,
                 auto_failover=auto_failover,
             )
-        except NotFoundError as exc:
-            raise NotFoundError(
-                f"{where}: no template {template.strip()} (or it is not yours)",
-                "see yours with `dumont spot template list`",
-                status_code=exc.status_code,
-                body=exc.body,
-            ) from exc
-        except (BadRequestError, UnprocessableError) as exc:
-            raise BadRequestError(
-                f"{where}: {error_message(exc.body, exc.message)}",
-                "raise --max-price or try another --gpu (`dumont spot pricing`)",
-                status_code=exc.status_code,
-                body=exc.body,
-            ) from exc
     if wait:
         spot = wait_active(client, spot.instance_id, wait_timeout, where)
     if output is OutputFormat.json:

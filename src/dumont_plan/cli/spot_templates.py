@@ -17,8 +17,8 @@ from dumont_plan.cli.output import (
 )
 from dumont_plan.cli.session import open_client
 from dumont_plan.cli.spot_market import resolve_names
-from dumont_plan.client.base import error_message
-from dumont_plan.errors import BadRequestError, DumontError, NotFoundError, UnprocessableError
+from dumont_plan.cli.spot_view import reworded
+from dumont_plan.errors import DumontError
 from dumont_plan.wire_models.spot import SpotTemplate
 
 template_app = typer.Typer(
@@ -91,24 +91,15 @@ def create(
         )
     client = open_client(ctx)
     _, checked = resolve_names(client, where, region=region)
-    try:
+    with reworded(
+        where,
+        f"no instance {text}",
+        "see yours with `dumont instance list`",
+        f"check the instance with `dumont instance get {text}`",
+    ):
         template = client.spot.create_template(
             int(text), region=checked, workspace_path=workspace_path
         )
-    except NotFoundError as exc:
-        raise NotFoundError(
-            f"{where}: no instance {text} (or it is not yours)",
-            "see yours with `dumont instance list`",
-            status_code=exc.status_code,
-            body=exc.body,
-        ) from exc
-    except (BadRequestError, UnprocessableError) as exc:
-        raise BadRequestError(
-            f"{where}: {error_message(exc.body, exc.message)}",
-            f"check the instance with `dumont instance get {text}`",
-            status_code=exc.status_code,
-            body=exc.body,
-        ) from exc
     if output is OutputFormat.json:
         emit_json(template.raw)
         return
@@ -148,15 +139,13 @@ def delete(
     text = template_id.strip()
     if not text:
         raise DumontError(f"{where}: the template id is empty", "see `dumont spot template list`")
-    try:
+    with reworded(
+        where,
+        f"no template {text}",
+        "see yours with `dumont spot template list`",
+        "see them with `dumont spot template list`",
+    ):
         answer = open_client(ctx).spot.delete_template(text)
-    except NotFoundError as exc:
-        raise NotFoundError(
-            f"{where}: no template {text} (or it is not yours)",
-            "see yours with `dumont spot template list`",
-            status_code=exc.status_code,
-            body=exc.body,
-        ) from exc
     if output is OutputFormat.json:
         emit_json(answer)
         return

@@ -6,7 +6,7 @@ Shared by the spot commands (`cli/spot.py`); the templates' own are in `cli/spot
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from dumont_plan.apply.waits import wait_for
 from dumont_plan.cli.output import StatusLine, console, err_console, print_fields, print_table
@@ -62,24 +62,35 @@ def parse_instance_id(value: str, where: str) -> int:
 
 
 @contextmanager
-def about_instance(instance_id: int, where: str) -> Iterator[None]:
-    """A refusal of the API in the user's words: which command, which instance, what next."""
+def reworded(where: str, missing: str, missing_hint: str, refused_hint: str) -> Iterator[None]:
+    """A refusal of the API in the user's words: the command, what it did not find (404) or the
+    server's reason (400/422), and what to do next."""
     try:
         yield
     except NotFoundError as exc:
         raise NotFoundError(
-            f"{where}: no spot instance {instance_id} (or it is not yours)",
-            "see yours with `dumont spot list`",
+            f"{where}: {missing} (or it is not yours)",
+            missing_hint,
             status_code=exc.status_code,
             body=exc.body,
         ) from exc
     except (BadRequestError, UnprocessableError) as exc:
         raise BadRequestError(
             f"{where}: {error_message(exc.body, exc.message)}",
-            f"see it with `dumont spot status {instance_id}`",
+            refused_hint,
             status_code=exc.status_code,
             body=exc.body,
         ) from exc
+
+
+def about_instance(instance_id: int, where: str) -> AbstractContextManager[None]:
+    """`reworded` for a spot instance."""
+    return reworded(
+        where,
+        f"no spot instance {instance_id}",
+        "see yours with `dumont spot list`",
+        f"see it with `dumont spot status {instance_id}`",
+    )
 
 
 def money(value: float | None) -> str | None:
