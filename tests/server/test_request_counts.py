@@ -50,3 +50,18 @@ def test_an_injected_fault_counts_under_the_route_it_answered(client: TestClient
     assert client.post("/api/v1/_local/faults", json=fault).status_code == 200
     assert client.get("/api/v1/instances/offers").status_code == 503
     assert counts(client)["GET /api/v1/instances/offers"] == 1
+
+
+def test_the_state_locks_custom_methods_count_by_name(client: TestClient) -> None:
+    token = client.post(
+        "/api/v1/auth/register", json={"email": "locks@example.com", "password": PASSWORD}
+    ).json()["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    info = {"ID": "L1", "Operation": "dumont apply", "Who": "ana@laptop"}
+    assert client.request("LOCK", "/api/v1/state/p", json=info, headers=auth).status_code == 200
+    assert client.request("UNLOCK", "/api/v1/state/p", json=info, headers=auth).status_code == 200
+    assert client.request("LOCK", "/api/v1/jobs/", headers=auth).status_code == 405
+    seen = counts(client)
+    assert seen["LOCK /api/v1/state/{project}"] == 1
+    assert seen["UNLOCK /api/v1/state/{project}"] == 1
+    assert seen["LOCK /api/v1/jobs/"] == 1  # a known method, counted by name even where refused
