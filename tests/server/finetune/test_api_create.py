@@ -309,3 +309,18 @@ def test_deploy_needs_a_completed_fine_tune(ft_user: UserSession) -> None:
         "error": f"Job {job['id']} is pending: only a completed fine-tune can be deployed"
     }
     assert bad_port.status_code == 422
+
+
+def test_a_retried_create_with_the_same_idempotency_key_makes_one_fine_tune(
+    ft_user: UserSession,
+) -> None:
+    path = upload(ft_user, jsonl(ALPACA))["dataset_path"]
+    body = {"name": "once", "base_model": LLAMA, "dataset_source": "upload", "dataset_path": path}
+    with ft_user.http() as http:
+        first = http.post(f"{FT}/jobs", json=body, headers={"Idempotency-Key": "ft-key-1"})
+        again = http.post(f"{FT}/jobs", json=body, headers={"Idempotency-Key": "ft-key-1"})
+        listed = http.get(f"{FT}/jobs").json()
+    assert first.status_code == again.status_code == 201
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert listed["count"] == 1

@@ -35,6 +35,7 @@ from dumont_plan.server.context import AppState
 from dumont_plan.server.provider import finetune_catalog, ft_runner, isolation, joblog, runner
 from dumont_plan.server.provider.finetune_rows import finetune_view, get_row, read_progress
 from dumont_plan.server.provider.joblog import LogPiece, WholeLog
+from dumont_plan.server.provider.jobs import OnInsert
 from dumont_plan.server.provider.sandbox import (
     Sandbox,
     kill_tagged,
@@ -91,12 +92,14 @@ def submit(
     fields: dict[str, Any],
     dataset: Path,
     shared: list[Path],
+    on_insert: OnInsert | None = None,
 ) -> dict[str, Any]:
     """Record a fine-tune (pending), lay out its inputs, start it when the user has room.
 
     `fields`: the validated create request (config merged with its preset); `dataset`: a
     checked data file (copied); `shared`: host paths the trainer reads (model cache, a local
-    model folder), mounted read-only.
+    model folder), mounted read-only; `on_insert(conn, view)` runs in the transaction of the
+    INSERT (an Idempotency-Key is stored there, committed with the row).
     """
     ft_id = new_id()
     directory = ft_dir(state, ft_id)
@@ -134,8 +137,8 @@ def submit(
     spec["command"] = f'"$DUMONT_PYTHON" -I {finetune_catalog.TRAINER} {config_path}'
     write_json_atomic(directory / runner.SPEC_FILE, spec)
     now = time.time()
-    with _lock:
-        state.store.execute(
+    with _lock, state.store.tx() as conn:
+        conn.execute(
             "INSERT INTO finetune_jobs (id, user_id, name, status, base_model, dataset_source,"
             " dataset_path, dataset_format, gpu_type, num_gpus, config, preset, created_ts)"
             " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -154,6 +157,10 @@ def submit(
                 now,
             ),
         )
+        if on_insert is not None:
+            inserted = conn.execute("SELECT * FROM finetune_jobs WHERE id = ?", (ft_id,))
+            on_insert(conn, finetune_view(inserted.fetchone()))
+    with _lock:
         start_queued(state, user_id)
     row = get_row(state, user_id, ft_id)
     if row is None:

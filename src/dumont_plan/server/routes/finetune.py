@@ -16,13 +16,14 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from dumont_plan.errors import DatasetError, FinetuneError, InstanceError
 from dumont_plan.server.context import AppState, StateDep, User, UserDep
+from dumont_plan.server.idempotency import KeyClaim, idempotent_create_in_tx
 from dumont_plan.server.limits import MAX_INT
 from dumont_plan.server.provider import finetune_catalog as catalog
 from dumont_plan.server.provider import (
@@ -244,8 +245,19 @@ def _merged_config(body: CreateFinetuneRequest) -> dict[str, Any]:
 
 
 @router.post("/jobs", status_code=201)
-def create_finetune(body: CreateFinetuneRequest, state: StateDep, user: UserDep) -> Response:
-    """Create a fine-tune: pending, then queued and running as the local executor takes it."""
+def create_finetune(
+    body: CreateFinetuneRequest, request: Request, state: StateDep, user: UserDep
+) -> Response:
+    """Create a fine-tune: pending, then queued and running as the local executor takes it.
+    With an `Idempotency-Key`, a retried create answers the first one's job."""
+    return idempotent_create_in_tx(
+        request, state, user, lambda claim: _create(body, state, user, claim)
+    )
+
+
+def _create(
+    body: CreateFinetuneRequest, state: AppState, user: User, claim: KeyClaim | None
+) -> dict[str, Any]:
     _flat_fields(body)
     problem = catalog.base_model_problem(state.settings, body.base_model)
     if problem is not None:
@@ -267,17 +279,17 @@ def create_finetune(body: CreateFinetuneRequest, state: StateDep, user: UserDep)
         "preset": body.preset,
     }
     try:
-        view = finetunes.submit(
+        return finetunes.submit(
             state,
             user.id,
             fields,
             resolved.dataset,
             finetune_inputs.model_paths(state, body.base_model),
+            claim.record if claim else None,
         )
     finally:
         if resolved.temporary:
             resolved.dataset.unlink(missing_ok=True)
-    return JSONResponse(view, status_code=201)
 
 
 @router.get("/jobs")

@@ -1,11 +1,11 @@
-"""Fine-tunes trained for real by the local executor: the trainer (`server/finetune/trainer.py`)
-in a sandbox, on tiny randomly initialised models put into a temporary Hugging Face cache under
-the real ids (`tests/finetune/tinymodels.py`), offline. Skipped without the `finetune` extra.
+"""The fine-tune API over a real control plane whose local executor trains for real: the trainer
+(`server/finetune/trainer.py`) in a sandbox, on the tiny models of `tinymodels.py` in a temporary
+Hugging Face cache under the real ids, offline (the folder is skipped without the `finetune`
+extra). The API's own checks, which need no trainer, are in tests/server/finetune.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -21,6 +21,7 @@ import pytest
 
 from dumont_plan.server.provider.finetunes import LOST_WHILE_DOWN
 from dumont_plan.server.provider.sandbox import pid_alive, tagged_pids
+from tests.finetune.tinymodels import QWEN2_ID
 from tests.server.finetune.ftsupport import (
     ALPACA,
     FT,
@@ -35,41 +36,21 @@ from tests.server.finetune.ftsupport import (
 )
 from tests.support import LocalServer, UserSession, new_user
 
-if any(importlib.util.find_spec(m) is None for m in ("torch", "transformers", "peft")):
-    pytest.skip(
-        'the finetune extra is not installed: pip install -e ".[finetune]"',
-        allow_module_level=True,
-    )
-
-from tests.finetune.tinymodels import QWEN2_ID, install_in_subprocess
-
 pytestmark = pytest.mark.slow
 SMALL = {"max_seq_length": 256, "batch_size": 2, "gradient_accumulation_steps": 1}
 # Enough steps that a test sees the trainer at work before it ends.
 LONG = {**SMALL, "batch_size": 1, "epochs": 10, "max_steps": 400}
 
 
-@pytest.fixture(scope="session")
-def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Hugging Face home with tiny Llama 3 and Qwen 2 models; readable by every uid."""
-    home = tmp_path_factory.mktemp("ft-train-hf-home")
-    install_in_subprocess(home)
-    for root, _dirs, files in os.walk(home):
-        os.chmod(root, 0o755)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o644)
-    return home
-
-
-def train_env(tiny_cache: Path) -> dict[str, str]:
-    return {"DUMONT_SERVER_HF_HOME": str(tiny_cache), "DUMONT_SERVER_TIME_SCALE": "1000"}
+def train_env(tiny_hf_home: Path) -> dict[str, str]:
+    return {"DUMONT_SERVER_HF_HOME": str(tiny_hf_home), "DUMONT_SERVER_TIME_SCALE": "1000"}
 
 
 @pytest.fixture(scope="session")
 def train_server(
-    tmp_path_factory: pytest.TempPathFactory, tiny_cache: Path
+    tmp_path_factory: pytest.TempPathFactory, tiny_hf_home: Path
 ) -> Iterator[LocalServer]:
-    srv = LocalServer(tmp_path_factory.mktemp("ft-train-server"), env=train_env(tiny_cache))
+    srv = LocalServer(tmp_path_factory.mktemp("ft-train-server"), env=train_env(tiny_hf_home))
     yield srv.start()
     srv.stop()
 
@@ -187,8 +168,10 @@ def _restart(server: LocalServer) -> LocalServer:
     return LocalServer(server.data_dir, env=server.env).start()
 
 
-def test_a_restart_during_training_reattaches_the_trainer(tmp_path: Path, tiny_cache: Path) -> None:
-    server = LocalServer(tmp_path / "plane", env=train_env(tiny_cache)).start()
+def test_a_restart_during_training_reattaches_the_trainer(
+    tmp_path: Path, tiny_hf_home: Path
+) -> None:
+    server = LocalServer(tmp_path / "plane", env=train_env(tiny_hf_home)).start()
     try:
         user = new_user(server.url)
         job = create_from(user, ALPACA * 25, config={**LONG, "max_steps": 25})
@@ -208,9 +191,9 @@ def test_a_restart_during_training_reattaches_the_trainer(tmp_path: Path, tiny_c
 
 
 def test_a_trainer_lost_while_the_control_plane_was_down_fails_with_a_reason(
-    tmp_path: Path, tiny_cache: Path
+    tmp_path: Path, tiny_hf_home: Path
 ) -> None:
-    server = LocalServer(tmp_path / "plane", env=train_env(tiny_cache)).start()
+    server = LocalServer(tmp_path / "plane", env=train_env(tiny_hf_home)).start()
     try:
         user = new_user(server.url)
         job = create_from(user, ALPACA * 25, config=LONG)
