@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -95,26 +96,34 @@ def sky_load(tasks: list[dict[str, Any]], home: Path) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------- pure render
 
 
+def python_snippets(setup: str) -> list[str]:
+    """The code of each `python -c CODE` line of a setup script."""
+    found = []
+    for line in setup.splitlines():
+        words = shlex.split(line)
+        if words[:2] == ["python", "-c"]:
+            found.append(words[2])
+    return found
+
+
 def test_a_finetune_renders_resources_mounts_setup_run_envs_and_secret_keys() -> None:
     task = render_finetune_task(
-        BODY, local_dataset="/home/u/train.jsonl", trainer_source="/x/train.py", packages=PACKAGES
+        BODY, local_dataset="/home/u/train.jsonl", trainer_source="/x/trainer.py", packages=PACKAGES
     )
-    assert list(task) == [
-        "name",
-        "resources",
-        "file_mounts",
-        "setup",
-        "run",
-        "envs",
-        "secrets",
-    ]
+    assert list(task) == ["name", "resources", "file_mounts", "setup", "run", "envs", "secrets"]
     assert task["name"] == "finetune-demo-llama"
     assert task["resources"] == {"accelerators": "A100-80GB:2", "use_spot": True, "disk_size": 200}
     assert task["file_mounts"] == {
         "/dataset/train.jsonl": "/home/u/train.jsonl",
-        "/opt/dumont/train.py": "/x/train.py",
+        "/opt/dumont/trainer.py": "/x/trainer.py",
     }
-    assert task["setup"] == "pip install --quiet torch==2.13.0 peft"
+    setup = task["setup"].splitlines()
+    assert setup[0] == "pip install --quiet torch==2.13.0 peft"
+    (fetch,) = python_snippets(task["setup"])  # the base model into the HF cache
+    assert fetch == (
+        "from huggingface_hub import snapshot_download; "
+        'snapshot_download("unsloth/llama-3-8b-bnb-4bit")'
+    )
     assert task["envs"] == {
         "DUMONT_FINETUNE_CONFIG": "/workspace/dumont-finetune.json",
         "DUMONT_OUTPUT_DIR": "/workspace/outputs",
@@ -122,24 +131,41 @@ def test_a_finetune_renders_resources_mounts_setup_run_envs_and_secret_keys() ->
     assert task["secrets"] == {"HF_TOKEN": None}
     lines = task["run"].splitlines()
     assert lines[0] == "set -e"
-    assert lines[-1] == "python /opt/dumont/train.py --config /workspace/dumont-finetune.json"
-    config = json.loads(lines[3])
-    assert config == {
-        "name": "Demo Llama",
+    assert lines[-1] == "python /opt/dumont/trainer.py /workspace/dumont-finetune.json"
+    assert json.loads(lines[3]) == {
         "base_model": "unsloth/llama-3-8b-bnb-4bit",
-        "dataset_source": "upload",
         "dataset_path": "/dataset/train.jsonl",
         "dataset_format": "alpaca",
-        "output_dir": "/workspace/outputs",
         "config": {"epochs": 3, "learning_rate": 2e-4, "lora_rank": 32, "lora_alpha": 64},
+        "output_dir": "/workspace/outputs",
+        "progress_path": "/workspace/outputs/progress.jsonl",
+        "seed": 3407,
+        "max_steps": None,
     }
 
 
-def test_a_hub_dataset_is_fetched_by_the_trainer_not_mounted() -> None:
+def test_the_default_trainer_is_the_local_executors() -> None:
+    task = render_finetune_task(BODY, local_dataset="/d/t.jsonl", packages=PACKAGES)
+    mounted = Path(task["file_mounts"]["/opt/dumont/trainer.py"])
+    assert mounted.is_file() and mounted.name == "trainer.py"
+    assert "LoRA fine-tune" in mounted.read_text()
+
+
+def test_a_hub_or_url_dataset_is_fetched_by_the_setup_not_mounted() -> None:
     body = {**BODY, "dataset_source": "huggingface", "dataset_path": "yahma/alpaca-cleaned"}
-    task = render_finetune_task(body, packages=PACKAGES)
-    assert "file_mounts" not in task
-    assert '"dataset_path": "yahma/alpaca-cleaned"' in task["run"]
+    task = render_finetune_task(body, packages=PACKAGES, trainer_source="/x/trainer.py")
+    assert task["file_mounts"] == {"/opt/dumont/trainer.py": "/x/trainer.py"}
+    snippets = python_snippets(task["setup"])
+    assert '"yahma/alpaca-cleaned", repo_type="dataset"' in snippets[1]
+    assert '"dataset_path": "/dataset/data.jsonl"' in task["run"]
+    url = {**BODY, "dataset_source": "url", "dataset_path": "https://e.org/it's.jsonl"}
+    snippets = python_snippets(render_finetune_task(url, packages=PACKAGES)["setup"])
+    assert snippets[1] == (
+        'import urllib.request; urllib.request.urlretrieve("https://e.org/it\'s.jsonl", '
+        '"/dataset/data.jsonl")'
+    )
+    for code in snippets:
+        compile(code, "setup", "exec")  # each one is valid Python
 
 
 def test_no_secret_value_is_ever_in_a_task() -> None:
@@ -286,8 +312,7 @@ def test_the_cli_dry_run_prints_a_task_skypilot_accepts(
 ) -> None:
     task, view = loaded["cli"]
     assert task["resources"]["accelerators"] == "A100:1"
-    (mount,) = task["file_mounts"].items()
-    assert mount[0] == "/dataset/train.jsonl" and mount[1].endswith("/train.jsonl")
+    assert task["file_mounts"]["/dataset/train.jsonl"].endswith("/train.jsonl")
     assert view["accelerators"] == {"A100": 1}
     assert '"lora_rank": 8' in view["run"]
     assert '"base_model": "unsloth/Qwen2-7B-bnb-4bit"' in view["run"]

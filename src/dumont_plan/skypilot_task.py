@@ -8,8 +8,12 @@ token is a key under `secrets:` with no value (SkyPilot fills it at launch from
     task = render_finetune_task(body, local_dataset="data/train.jsonl")
     # {"name": "finetune-demo", "resources": {"accelerators": "A100:1", ...}, "run": ...}
 
-The trainer reads its whole configuration from one JSON file, written by the task's `run`
-(a quoted heredoc, so the shell expands nothing in it), then started with `--config`.
+The trainer is the local executor's (`server/finetune/trainer.py`, mounted at
+`/opt/dumont/trainer.py`): it reads one JSON config file, written by the task's `run` (a
+quoted heredoc, so the shell expands nothing in it), and loads everything offline. So `setup`
+installs the `finetune` extra's packages and fetches what the run needs: the base model into
+the Hugging Face cache, and a URL's or a Hugging Face dataset's records into
+`/dataset/data.jsonl` (a local file is a `file_mounts` entry instead).
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from importlib import metadata
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 DATASET_DIR = "/dataset"
 OUTPUT_DIR = "/workspace/outputs"
 CONFIG_FILE = "/workspace/dumont-finetune.json"
-TRAINER_MOUNT = "/opt/dumont/train.py"
+TRAINER_MOUNT = "/opt/dumont/trainer.py"
+FETCHED_DATASET = f"{DATASET_DIR}/data.jsonl"
+# The local executor's trainer, beside this module (a path only: nothing is imported).
+TRAINER_SOURCE = Path(__file__).resolve().parent / "server" / "finetune" / "trainer.py"
 DISK_SIZE_GB = 200  # contract §6.7: the SkyPilot backend's disk
 SECRET_KEYS = ("HF_TOKEN",)  # what a hub download may need; never a value here
 _HEREDOC = "DUMONT_FINETUNE_CONFIG_EOF"
@@ -82,19 +89,42 @@ def dataset_mount(dataset_path: str) -> str:
     return str(PurePosixPath(DATASET_DIR) / PurePosixPath(dataset_path).name)
 
 
+# Setup steps that fetch inputs with huggingface_hub (a transformers dependency); HF_TOKEN,
+# when the launch passes it as a secret, is read from the environment by huggingface_hub.
+_FETCH_MODEL = "from huggingface_hub import snapshot_download; snapshot_download({model})"
+_FETCH_URL = "import urllib.request; urllib.request.urlretrieve({url}, {target})"
+_FETCH_HF_DATASET = (
+    "import json, pathlib; from huggingface_hub import snapshot_download; "
+    'root = pathlib.Path(snapshot_download({dataset}, repo_type="dataset")); '
+    'out = open({target}, "w"); '
+    "[out.write(line.rstrip(chr(10)) + chr(10)) "
+    'for f in sorted(root.rglob("*.jsonl")) for line in f.open() if line.strip()]; '
+    "[out.write(json.dumps(r) + chr(10)) "
+    'for f in sorted(root.rglob("*.json")) for r in json.load(f.open())]'
+)
+
+
 def trainer_config(body: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    """What the trainer reads (`--config`): the create request's fields, the dataset where
-    the task sees it, and the output directory. Hyper-parameters stay nested under `config`."""
+    """What the trainer reads (its config file): the create request's base model, format and
+    nested hyper-parameters, the dataset where the task sees it, and where to write."""
     config = dict(body.get("config") or {})
+    output_dir = str(config.pop("output_dir", None) or OUTPUT_DIR)
+    seed = config.pop("seed", 3407)
+    max_steps = config.pop("max_steps", None)
     return {
-        "name": body.get("name"),
         "base_model": body.get("base_model"),
-        "dataset_source": body.get("dataset_source"),
         "dataset_path": dataset,
         "dataset_format": body.get("dataset_format") or "alpaca",
-        "output_dir": config.pop("output_dir", None) or OUTPUT_DIR,
         "config": config,
+        "output_dir": output_dir,
+        "progress_path": f"{output_dir}/progress.jsonl",
+        "seed": seed,
+        "max_steps": max_steps,
     }
+
+
+def _python(code: str) -> str:
+    return "python -c " + shlex.quote(code)
 
 
 def render_finetune_task(
@@ -111,8 +141,8 @@ def render_finetune_task(
 
     `local_dataset`: a dataset file on the launching machine (or a server path from an
     upload), mounted at `/dataset/<name>`; without it `dataset_path` is a URL or a Hugging
-    Face dataset id the trainer fetches. `trainer_source`: the trainer script to mount at
-    `/opt/dumont/train.py` (else the task expects it there already, e.g. in an image).
+    Face dataset id that the setup fetches. `trainer_source`: the trainer script mounted at
+    `/opt/dumont/trainer.py` (default: the one installed beside this module).
     """
     gpu = sky_accelerator(str(body.get("gpu_type") or "A100"))
     num_gpus = int(body.get("num_gpus") or 1)
@@ -123,13 +153,30 @@ def render_finetune_task(
     }
     if cloud:
         resources["cloud"] = cloud
+    setup = [_pip_install(packages if packages is not None else finetune_packages())]
+    model = str(body.get("base_model") or "")
+    if model and not model.startswith("/"):
+        setup.append(_python(_FETCH_MODEL.format(model=json.dumps(model))))
     file_mounts: dict[str, str] = {}
-    dataset = str(body.get("dataset_path") or "")
+    source = str(body.get("dataset_source") or "")
+    remote = str(body.get("dataset_path") or "")
     if local_dataset is not None:
         dataset = dataset_mount(local_dataset)
         file_mounts[dataset] = local_dataset
-    if trainer_source is not None:
-        file_mounts[TRAINER_MOUNT] = trainer_source
+    else:
+        dataset = FETCHED_DATASET
+        setup.insert(1, f"mkdir -p {DATASET_DIR}")
+        if source == "url":
+            setup.append(
+                _python(_FETCH_URL.format(url=json.dumps(remote), target=json.dumps(dataset)))
+            )
+        else:
+            setup.append(
+                _python(
+                    _FETCH_HF_DATASET.format(dataset=json.dumps(remote), target=json.dumps(dataset))
+                )
+            )
+    file_mounts[TRAINER_MOUNT] = trainer_source or str(TRAINER_SOURCE)
     config = trainer_config(body, dataset)
     run = "\n".join(
         [
@@ -138,23 +185,18 @@ def render_finetune_task(
             f"cat > {CONFIG_FILE} <<'{_HEREDOC}'",
             json.dumps(config, sort_keys=True),
             _HEREDOC,
-            f"python {TRAINER_MOUNT} --config {CONFIG_FILE}",
+            f"python {TRAINER_MOUNT} {CONFIG_FILE}",
         ]
     )
-    task: dict[str, Any] = {
+    return {
         "name": task_name("finetune", str(body.get("name") or "")),
         "resources": resources,
+        "file_mounts": file_mounts,
+        "setup": "\n".join(setup) + "\n",
+        "run": run + "\n",
+        "envs": {"DUMONT_FINETUNE_CONFIG": CONFIG_FILE, "DUMONT_OUTPUT_DIR": config["output_dir"]},
+        "secrets": dict.fromkeys(SECRET_KEYS),
     }
-    if file_mounts:
-        task["file_mounts"] = file_mounts
-    task["setup"] = _pip_install(packages if packages is not None else finetune_packages())
-    task["run"] = run + "\n"
-    task["envs"] = {
-        "DUMONT_FINETUNE_CONFIG": CONFIG_FILE,
-        "DUMONT_OUTPUT_DIR": config["output_dir"],
-    }
-    task["secrets"] = dict.fromkeys(SECRET_KEYS)
-    return task
 
 
 def render_job_task(body: Mapping[str, Any], *, disk_size: int | None = None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import typer
 from dumont_plan.cli import durations
 from dumont_plan.cli.finetune_data import about_dataset, print_task, unpack_outputs, upload_file
 from dumont_plan.cli.finetune_input import (
+    CONFIG_FLAGS,
     FORMATS,
     DatasetChoice,
     IdArg,
@@ -171,6 +172,12 @@ def create(
         help="A local .json/.jsonl file (uploaded first), a path an upload answered, an "
         "http(s) URL, or a Hugging Face dataset id (owner/name).",
     ),
+    dataset_source: str | None = typer.Option(
+        None,
+        "--dataset-source",
+        help="Say what --dataset is instead of letting dumont decide: local (a file here, "
+        "uploaded first), upload or existing (a path an upload answered), url, huggingface.",
+    ),
     dataset_format: str | None = typer.Option(
         None, "--format", help="alpaca (default), sharegpt or raw (a `text` field)."
     ),
@@ -232,19 +239,12 @@ def create(
         check_choice(dataset_format, FORMATS, "--format", where)
     if output is CreateOutput.yaml and not dry_run:
         raise DumontError(f"{where}: --output yaml needs --dry-run", "use table or json")
-    config: dict[str, Any] = {
-        "epochs": epochs,
-        "learning_rate": lr,
-        "lora_rank": lora_rank,
-        "lora_alpha": lora_alpha,
-        "batch_size": batch_size,
-        "max_seq_length": max_seq_length,
-        "gradient_accumulation_steps": grad_accum,
-        "warmup_steps": warmup_steps,
-        "weight_decay": weight_decay,
-    }
+    given = (epochs, lr, lora_rank, lora_alpha, batch_size, max_seq_length, grad_accum)
+    config: dict[str, Any] = dict(
+        zip(CONFIG_FLAGS, (*given, warmup_steps, weight_decay), strict=True)
+    )
     check_ranges(config, num_gpus, where)
-    choice = classify_dataset(dataset, where)
+    choice = classify_dataset(dataset, where, dataset_source)
     client: DumontClient | None = None
     if preset is not None:
         client = open_client(ctx)
@@ -259,7 +259,10 @@ def create(
         return
     client = client or open_client(ctx)
     if choice.local is not None:
-        choice = DatasetChoice("upload", upload_file(client, choice.local, dataset_format))
+        path = upload_file(
+            client, choice.local, dataset_format, where=where, announce=err_console.is_terminal
+        )
+        choice = DatasetChoice("upload", path)
     body = build_body(name, model, choice, top, config)
     try:
         job = client.finetune.create(idempotency_key=idempotency_key, **body)
@@ -314,8 +317,8 @@ def list_(
 
 @app.command(
     epilog=(
-        "Examples:\n\n  dumont finetune status ft_1a2b3c4d\n\n"
-        "  dumont finetune status ft_1a2b3c4d -o json"
+        "Examples:\n\n  dumont finetune status 8e92b55b\n\n"
+        "  dumont finetune status 8e92b55b -o json"
     )
 )
 def status(ctx: typer.Context, job_id: str = IdArg, output: OutputOpt = OutputFormat.table) -> None:
@@ -330,8 +333,8 @@ def status(ctx: typer.Context, job_id: str = IdArg, output: OutputOpt = OutputFo
 
 @app.command(
     epilog=(
-        "Examples:\n\n  dumont finetune logs ft_1a2b3c4d --tail=100\n\n"
-        "  dumont finetune logs ft_1a2b3c4d --follow"
+        "Examples:\n\n  dumont finetune logs 8e92b55b --tail=100\n\n"
+        "  dumont finetune logs 8e92b55b --follow"
     )
 )
 def logs(
@@ -372,8 +375,8 @@ def logs(
 
 @app.command(
     epilog=(
-        "Examples:\n\n  dumont finetune wait ft_1a2b3c4d\n\n"
-        "  dumont finetune wait ft_1a2b3c4d --timeout 3600 --follow"
+        "Examples:\n\n  dumont finetune wait 8e92b55b\n\n"
+        "  dumont finetune wait 8e92b55b --timeout 3600 --follow"
     )
 )
 def wait(
@@ -404,7 +407,7 @@ def wait(
 # -- acting -------------------------------------------------------------------------------
 
 
-@app.command(epilog="Example:\n\n  dumont finetune cancel ft_1a2b3c4d")
+@app.command(epilog="Example:\n\n  dumont finetune cancel 8e92b55b")
 def cancel(ctx: typer.Context, job_id: str = IdArg, output: OutputOpt = OutputFormat.table) -> None:
     """Cancel a fine-tune that has not ended: its training process stops."""
     with about_finetune(job_id, "finetune cancel"):
@@ -415,7 +418,7 @@ def cancel(ctx: typer.Context, job_id: str = IdArg, output: OutputOpt = OutputFo
         console.print(str(answer.get("message") or f"Cancelled {job_id}."), markup=False)
 
 
-@app.command(epilog="Example:\n\n  dumont finetune refresh ft_1a2b3c4d")
+@app.command(epilog="Example:\n\n  dumont finetune refresh 8e92b55b")
 def refresh(
     ctx: typer.Context, job_id: str = IdArg, output: OutputOpt = OutputFormat.table
 ) -> None:
@@ -428,7 +431,7 @@ def refresh(
         print_finetune(job)
 
 
-@app.command(epilog="Example:\n\n  dumont finetune delete ft_1a2b3c4d")
+@app.command(epilog="Example:\n\n  dumont finetune delete 8e92b55b")
 def delete(ctx: typer.Context, job_id: str = IdArg, output: OutputOpt = OutputFormat.table) -> None:
     """Delete a fine-tune that is not running, with its outputs."""
     with about_finetune(job_id, "finetune delete"):
@@ -441,8 +444,8 @@ def delete(ctx: typer.Context, job_id: str = IdArg, output: OutputOpt = OutputFo
 
 @app.command(
     epilog=(
-        "Examples:\n\n  dumont finetune download ft_1a2b3c4d\n\n"
-        "  dumont finetune download ft_1a2b3c4d -o ./adapter"
+        "Examples:\n\n  dumont finetune download 8e92b55b\n\n"
+        "  dumont finetune download 8e92b55b -o ./adapter"
     )
 )
 def download(
@@ -462,8 +465,8 @@ def download(
 
 @app.command(
     epilog=(
-        "Examples:\n\n  dumont finetune deploy ft_1a2b3c4d\n\n"
-        '  dumont finetune deploy ft_1a2b3c4d --gpu="RTX4090" --max-price=1.5'
+        "Examples:\n\n  dumont finetune deploy 8e92b55b\n\n"
+        '  dumont finetune deploy 8e92b55b --gpu="RTX4090" --max-price=1.5'
     )
 )
 def deploy(

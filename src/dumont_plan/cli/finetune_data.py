@@ -18,10 +18,17 @@ from dumont_plan.errors import ApiError, DumontError
 from dumont_plan.loader.dump import dump_yaml
 
 
-def upload_file(client: DumontClient, path: Path, dataset_format: str | None) -> str:
+def upload_file(
+    client: DumontClient,
+    path: Path,
+    dataset_format: str | None,
+    *,
+    where: str = "finetune upload",
+    announce: bool = True,
+) -> str:
     """Upload the dataset file `path` (a progress bar on a terminal); the server path it
-    answered (for `dataset_source=upload`)."""
-    where = "finetune upload"
+    answered (for `dataset_source=upload`). `announce`: say on stderr what the server found
+    (records, format) and where it keeps the file."""
     if err_console.is_terminal:
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
@@ -42,6 +49,8 @@ def upload_file(client: DumontClient, path: Path, dataset_format: str | None) ->
     else:
         with about_dataset(path, where):
             answer = client.finetune.upload(path, dataset_format=dataset_format)
+    if not announce:
+        return answer.dataset_path
     detail = ", ".join(
         part
         for part in (
@@ -68,9 +77,18 @@ def about_dataset(path: Path, where: str) -> Iterator[None]:
         if exc.status_code not in (400, 413, 415, 422):
             raise
         raise DumontError(
-            f"{where}: {path}: {error_message(exc.body, exc.message)}",
-            "fix the file, then upload it again",
+            f"{where}: {path}: {refusal_text(exc)}", "fix the file, then upload it again"
         ) from exc
+
+
+def refusal_text(exc: ApiError) -> str:
+    """The server's words for a refused upload: a 422's first detail (`line 3: record has no
+    "output"`), else its error message."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    details = [d for d in body.get("details") or [] if isinstance(d, dict) and d.get("msg")]
+    if details:
+        return str(details[0]["msg"]).removeprefix("Value error, ")
+    return error_message(exc.body, exc.message)
 
 
 def print_task(task: dict[str, Any], *, as_json: bool) -> None:

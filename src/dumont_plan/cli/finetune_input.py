@@ -96,17 +96,29 @@ class DatasetChoice:
     local: Path | None = None
 
 
-def classify_dataset(value: str, where: str = "finetune create") -> DatasetChoice:
+SOURCES = ("local", "upload", "existing", "url", "huggingface")
+
+
+def classify_dataset(
+    value: str, where: str = "finetune create", source: str | None = None
+) -> DatasetChoice:
     """Decide `dataset_source` from what `--dataset` names (checked in this order):
 
     an existing local file -> upload it; `http(s)://…` -> url; an absolute path that is not
     here, ending .json/.jsonl -> a server path from an earlier upload; `owner/name` (or
-    `hf:owner/name`) -> huggingface.
+    `hf:owner/name`) -> huggingface. `source` (--dataset-source) says it instead: `local`
+    (a file here), or one of the API's sources, taken as given.
     """
     text = value.strip()
     if not text:
         raise DumontError(f"{where}: --dataset is empty", "name a .jsonl file, a URL or owner/name")
+    if source is not None:
+        check_choice(source, SOURCES, "--dataset-source", where)
+        if source != "local":
+            return DatasetChoice(source, hf_dataset_id(text) if source == "huggingface" else text)
     local = Path(text).expanduser()
+    if source == "local" and not local.is_file():
+        raise DumontError(f"{where}: --dataset={value}: no such file", "check the path")
     if local.is_file():
         if not local.name.endswith(DATASET_SUFFIXES):
             raise DumontError(

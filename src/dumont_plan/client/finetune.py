@@ -30,6 +30,7 @@ COLLECTION = f"{PREFIX}/jobs"
 UPLOAD = f"{COLLECTION}/upload-dataset"
 PAGE_SIZE = 100
 UPLOAD_CHUNK = 64 * 1024
+WHOLE_LOG = 10**9  # lines: `tail` meaning "everything" (the API's default is 100)
 
 # Called with (bytes sent so far, total bytes) while an upload's body is sent.
 Progress = Callable[[int, int], None]
@@ -186,11 +187,11 @@ class FinetuneAPI:
     def logs(
         self, job_id: str, tail: int | None = None, offset: int | None = None
     ) -> dict[str, Any]:
-        """`GET /finetune/jobs/{id}/logs[?tail=N]` -> `{"job_id", "logs"}`. The local control
-        plane also takes `offset` (bytes) and answers `next_offset` and `size`, as for jobs."""
-        result: dict[str, Any] = self._t.request(
-            "GET", _item(job_id) + "/logs", params={"tail": tail, "offset": offset}
-        )
+        """`GET /finetune/jobs/{id}/logs?tail=N` -> `{"job_id", "logs"}`; no `tail`: the whole
+        log (the API's default is its last 100 lines, so a very large tail is sent). A server
+        that also takes `offset` (bytes) and answers `next_offset` is read from there on."""
+        params = {"tail": WHOLE_LOG if tail is None else tail, "offset": offset}
+        result: dict[str, Any] = self._t.request("GET", _item(job_id) + "/logs", params=params)
         return result
 
     def cancel(self, job_id: str) -> dict[str, Any]:
