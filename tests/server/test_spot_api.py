@@ -116,6 +116,9 @@ def test_deploy_from_a_template(fast: LocalServer, owner: UserSession) -> None:
     assert machine.region == template["region"]
     assert instance["label"] == f"spot_{template['template_id']}"
     assert deployed["snapshot_restored"] is True
+    # It answers once the machine has booted, with its ssh address (contract §8.3).
+    assert deployed["instance_status"] == "running" and deployed["ssh_host"] == "127.0.0.1"
+    assert deployed["ssh_port"] == instance["ssh_port"]
     assert read_file(fast, deployed["instance_id"], "notes/todo.md") == "- train\n"
     expected = {"instance_id", "gpu_name", "bid_price", "ssh_host", "ssh_port", "region"}
     assert expected | {"template_id", "snapshot_restored"} <= set(deployed)

@@ -4,6 +4,7 @@ the last sync, a failover with nothing under max_price, and a restart of the con
 
 from __future__ import annotations
 
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,15 +119,17 @@ def test_automatic_failover_on_a_simulated_interruption(
 def test_workspace_restored_after_an_interruption(fast: LocalServer, owner: UserSession) -> None:
     with owner.http() as http:
         template = template_of(fast, http, {"a.txt": "template"})
-        deployed = deploy(http, template["template_id"], sync_interval_seconds=0)
+        # No periodic sync during the test: the explicit one below is the last.
+        deployed = deploy(http, template["template_id"], sync_interval_seconds=3600)
         old_id = deployed["instance_id"]
         wait_status(http, old_id, running)
         content = "epoch 7, loss 0.031\n" * 100
         write_files(fast, old_id, {"ckpt/state.txt": content})
         before = time.time()
-        fast.reconcile()  # interval 0: this pass syncs
-        synced = status(http, old_id)
-        assert synced["last_sync_at"] is not None and synced["seconds_since_sync"] is not None
+        synced = http.post(f"{SPOT}/sync/{old_id}")
+        assert synced.status_code == 200, synced.text
+        assert synced.json()["status"] == "synced" and synced.json()["size_bytes"] > len(content)
+        assert status(http, old_id)["last_sync_at"] is not None
         write_files(fast, old_id, {"late.txt": "after the last sync"})
         interrupted = http.post(f"{SPOT}/interrupt/{old_id}")
         assert interrupted.status_code == 200, interrupted.text
@@ -140,6 +143,22 @@ def test_workspace_restored_after_an_interruption(fast: LocalServer, owner: User
     # Written after the last sync: lost with the machine, as on a real preemption.
     assert read_file(fast, new_id, "late.txt") is None
     assert time.time() - before < 30
+
+
+def test_the_workspace_is_synced_periodically(fast: LocalServer, owner: UserSession) -> None:
+    with owner.http() as http:
+        template = template_of(fast, http, {"a.txt": "template"})
+        deployed = deploy(http, template["template_id"], sync_interval_seconds=0)
+        instance_id = deployed["instance_id"]
+        wait_status(http, instance_id, running)
+        write_files(fast, instance_id, {"progress.txt": "step 1200"})
+        fast.reconcile()  # interval 0: every pass syncs
+        body = status(http, instance_id)
+    assert body["last_sync_at"] is not None and body["seconds_since_sync"] < 30
+    snapshot = next(fast.data_dir.glob(f"spot/*/deployments/{deployed['deployment_id']}.tar"))
+    with tarfile.open(snapshot) as archive:
+        member = archive.extractfile("progress.txt")
+        assert member is not None and member.read() == b"step 1200"
 
 
 def test_failover_fails_when_nothing_is_under_max_price(

@@ -7,9 +7,10 @@ snapshot too.
 
 A *deployment* (`POST /spot/deploy`) rents the cheapest fitting spot offer at its minimum bid,
 restores the template's snapshot into the new workspace (`snapshot_restored` says whether it
-was) and is then watched by the reconciler (spot_failover.py). It has a snapshot of its own,
-started as a copy of the template's and refreshed by every sync, so a failover restores the
-last synced state and deleting the template does not affect it. The routes address a
+was), answers once the machine has booted (with its ssh host and port) and is then watched
+by the reconciler (spot_failover.py). It has a snapshot of its own, started as a copy of the
+template's and refreshed by every sync, so a failover restores the last synced state and
+deleting the template does not affect it. The routes address a
 deployment by its current instance id, or by any instance id it had before (a client that
 knew it before a failover still finds it; the answer names the current one).
 
@@ -38,6 +39,7 @@ from dumont_plan.server.provider.instances import (
     market_of,
     sandbox_of,
 )
+from dumont_plan.server.provider.jobs import time_scale
 from dumont_plan.server.provider.spot_failover import (
     deployment_row,
     fail_over,
@@ -50,6 +52,9 @@ from dumont_plan.server.provider.spot_failover import (
     sync,
 )
 from dumont_plan.server.provider.spot_market import overrides, spot_price
+
+BOOT_SLACK_SECONDS = 1.0
+BOOT_POLL_SECONDS = 0.05
 
 
 def _user_dir(user_id: int) -> str:
@@ -219,12 +224,13 @@ def deploy(state: AppState, user_id: int, params: DeployParams) -> dict[str, Any
             "VALUES (?, ?, ?, ?)",
             (instance_id, deployment_id, user_id, now),
         )
+    booted = _wait_boot(state, user_id, created, choice.machine.boot_seconds)
     return {
         "instance_id": instance_id,
         "gpu_name": choice.machine.gpu_name,
         "bid_price": choice.bid,
-        "ssh_host": created["ssh_host"],
-        "ssh_port": created["ssh_port"],
+        "ssh_host": booted["ssh_host"],
+        "ssh_port": booted["ssh_port"],
         "region": tpl["region"],
         "template_id": tpl["id"],
         "snapshot_restored": restored,
@@ -235,7 +241,7 @@ def deploy(state: AppState, user_id: int, params: DeployParams) -> dict[str, Any
         "max_price": params.max_price,
         "auto_failover": params.auto_failover,
         "sync_interval_seconds": params.sync_interval,
-        "instance_status": created["actual_status"],
+        "instance_status": booted["actual_status"],
     }
 
 
@@ -245,6 +251,22 @@ def _live(state: AppState, deployment_id: str) -> sqlite3.Row:
     if row is None:
         raise SpotError(404, f"Spot deployment {deployment_id} was deleted meanwhile")
     return row
+
+
+def _wait_boot(
+    state: AppState, user_id: int, created: dict[str, Any], boot_seconds: float
+) -> dict[str, Any]:
+    """The new instance once its boot is over (the real platform waits for SSH the same way),
+    at most its boot time plus BOOT_SLACK_SECONDS; as it is then, or `created` if it is gone."""
+    deadline = time.monotonic() + boot_seconds / time_scale(state) + BOOT_SLACK_SECONDS
+    view = created
+    while view["actual_status"] == "loading" and time.monotonic() < deadline:
+        time.sleep(BOOT_POLL_SECONDS)
+        try:
+            view = get_instance(state, user_id, int(created["id"]))
+        except InstanceError:
+            return created
+    return view
 
 
 def _find(state: AppState, user_id: int, instance_id: int) -> sqlite3.Row:
