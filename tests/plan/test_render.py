@@ -25,7 +25,8 @@ def plan_of(name: str, tmp_path: Path) -> Plan:
 
 def test_create_lines_show_their_price_and_the_summary(tmp_path: Path) -> None:
     text = text_of(render_plan(plan_of("create", tmp_path)))
-    assert text.splitlines() == [
+    # Each create lists what it will send (what will run), below its header.
+    assert [line for line in text.splitlines() if not line.startswith("      ")] == [
         "dumont will perform these actions (project lab):",
         "",
         "  + create instance.box  (RTX 4090, fast, global)  $0.40/h",
@@ -160,3 +161,17 @@ def test_explain_finetune_shows_its_dataset_hash_and_the_recorded_max_hours() ->
     assert "updatable" in rows["max_hours"] and "recorded only" in rows["max_hours"]
     assert "output" in rows["output_model_path"]
     assert "control" in rows["run_policy"]
+
+
+def test_a_create_shows_what_will_run_and_hides_secrets(tmp_path: Path) -> None:
+    plan = plan_of("sensitive_create", tmp_path)
+    text = text_of(render_plan(plan))
+    assert '      command: "python train.py"' in text
+    assert '      image: "pytorch/pytorch:2.1.0-cuda12.1-cudnn8-runtime"' in text
+    assert "      hf_token: (sensitive)" in text
+    data = plan_json(plan)
+    attributes = {c["address"]: c["attributes"] for c in data["changes"]}
+    assert attributes["job.train"]["command"] == "python train.py"
+    assert attributes["job.train"]["hf_token"] == "(sensitive)"
+    assert attributes["job.fetch"]["command"] == "(sensitive)"  # it holds a secret
+    assert "SECRET_MARKER" not in text and "SECRET_MARKER" not in json.dumps(data)

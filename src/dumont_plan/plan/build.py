@@ -37,6 +37,7 @@ from dumont_plan.plan.fingerprint import (
 )
 from dumont_plan.plan.governs import governed_note, governed_values
 from dumont_plan.plan.model import (
+    SENSITIVE,
     UNKNOWN,
     Action,
     FieldChange,
@@ -195,6 +196,7 @@ class _Planner:
                 return
             change.action = Action.create
             change.reason = handler.describe(values) or "new"
+            change.attributes = create_attributes(handler, values, desired)
             change.observed_fingerprint = observed_fingerprint(
                 handler,
                 None,
@@ -496,3 +498,22 @@ class _Planner:
 
 
 __all__ = ["PlanOptions", "build_plan", "canonical_json"]
+
+
+def create_attributes(
+    handler: RegisteredHandler, values: dict[str, Any], desired: dict[str, Any]
+) -> dict[str, Any]:
+    """What a create sends, for the plan: every field given a value (an empty one is left
+    out), a secret or a value holding one as SENSITIVE, a reference to what this plan changes
+    as UNKNOWN."""
+    secret_fields = handler.field_names(FieldClass.secret)
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None or value == [] or value == {}:
+            continue
+        if name in secret_fields or has_secret(value):
+            out[name] = SENSITIVE
+        else:
+            shown = desired.get(name, value)
+            out[name] = UNKNOWN if has_unknown(shown) else shown
+    return out

@@ -21,6 +21,7 @@ from dumont_plan.wire_models import Offer, WireModel
 
 PLAN_FORMAT_VERSION = 1
 UNKNOWN = "(known after apply)"  # a value that depends on a resource changed in this plan
+SENSITIVE = "(sensitive)"  # in place of a value that holds a secret
 
 
 SYMBOLS: dict[Action, str] = {
@@ -66,6 +67,8 @@ class ResourceChange(BaseModel):
     depends_on: list[str] = Field(default_factory=list)  # addresses applied before this one
     drift: str | None = None  # changed | gone | lifecycle | orphan
     notes: list[str] = Field(default_factory=list)  # things worth knowing that change nothing
+    # What a create/replace will send, field by field (secrets as SENSITIVE): what will run.
+    attributes: dict[str, Any] = Field(default_factory=dict)
     hourly_cost: float | None = None  # $/h of what create/replace/run/resume starts
     hourly_saving: float | None = None  # $/h that delete/pause/replace stops (live price)
     worst_case_cost: float | None = None  # price x timeout, where bounded

@@ -21,9 +21,16 @@ from rich.table import Table
 from rich.text import Text
 
 from dumont_plan.kinds.base import CLASS_HELP, RegisteredHandler
-from dumont_plan.plan.model import SYMBOLS, UNKNOWN, Action, FieldChange, Plan, ResourceChange
+from dumont_plan.plan.model import (
+    SENSITIVE,
+    SYMBOLS,
+    UNKNOWN,
+    Action,
+    FieldChange,
+    Plan,
+    ResourceChange,
+)
 
-SENSITIVE = "(sensitive)"
 MAX_VALUE = 80
 STYLES: dict[Action, str] = {
     Action.create: "green",
@@ -124,6 +131,10 @@ def change_lines(change: ResourceChange) -> list[Text]:
         lines.extend(field_line(f, change.action) for f in change.changes)
     for note in change.notes:
         lines.append(Text(f"      note: {note}", style="dim"))
+    for name, value in change.attributes.items() if change.action is Action.create else ():
+        line = Text(f"      {name}: ")
+        line.append(value if value == SENSITIVE else show_value(value), style="green")
+        lines.append(line)
     return lines
 
 
