@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,14 @@ def test_two_checkouts_share_one_remote_state(tmp_path: Path, user: UserSession)
     assert "locked by bo@build-7" in refused.stderr
     laptop("force-unlock", "lock-from-ci-7", "-y")
     assert "No changes" in laptop("apply", "-y").stdout
+
+    # `state mv` / `state rm` in one checkout are what the other one plans from.
+    ci("state", "mv", "job.second", "job.renamed")
+    assert "job.renamed" in remote_document(user)["resources"]
+    ci("state", "mv", "job.renamed", "job.second")
+    assert "No changes" in laptop("plan").stdout
+    ci("state", "rm", "job.second")  # let go: its id is never adopted again (as locally)
+    assert "+ create job.second" in laptop("plan").stdout
     assert (laptop.folder / ".dumont" / ".gitignore").exists() is False  # nothing local written
 
 
@@ -201,6 +210,24 @@ def test_sigkill_mid_apply_with_the_remote_backend_converges(
         proj("plan", "--detailed-exitcode")
         assert remote_document(user)["pending"] == []
         assert live_names(user.client)[0] == {"team-first": 1, "team-second": 1}, n
+
+
+@pytest.mark.slow
+def test_a_real_sigkill_in_flight_with_the_remote_backend_converges(
+    tmp_path: Path, user: UserSession
+) -> None:
+    proj = checkouts(tmp_path, user)[0]
+    victim = proj.popen("apply", "-y", "--json")
+    assert victim.stdout is not None
+    for line in victim.stdout:
+        if json.loads(line)["type"] == "change_start":
+            break
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=30)
+    proj("apply", "-y", timeout=180)
+    proj("plan", "--detailed-exitcode")
+    assert remote_document(user)["pending"] == []
+    assert live_names(user.client)[0] == {"team-first": 1, "team-second": 1}
 
 
 def test_the_cli_against_a_generic_http_backend_with_basic_auth(
