@@ -29,6 +29,7 @@ from benchmarks.common import (
     local_server,
     median,
     percentile,
+    poll_json,
     register_user,
     scratch_dir,
 )
@@ -36,17 +37,6 @@ from dumont_plan.server.provider.market import get_market
 
 SERVERLESS = "/api/v1/serverless"
 INSTANCES_PATH = "/api/v1/instances"
-
-
-def _wait(http: httpx.Client, path: str, done: Any, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body: dict[str, Any] = http.get(path).json()
-        if done(body):
-            return body
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{path} stuck: {body}")
-        time.sleep(0.02)
 
 
 def _instances(http: httpx.Client, count: int, command: str | None) -> list[int]:
@@ -66,7 +56,7 @@ def _instances(http: httpx.Client, count: int, command: str | None) -> list[int]
     if len(made) < count:
         raise RuntimeError(f"only {len(made)} instances could be rented")
     for iid in made:
-        _wait(http, f"{INSTANCES_PATH}/{iid}", lambda b: b["actual_status"] == "running")
+        poll_json(http, f"{INSTANCES_PATH}/{iid}", lambda b: b["actual_status"] == "running")
     return made
 
 
@@ -87,10 +77,10 @@ def _passes(http: httpx.Client, count: int) -> list[float]:
 
 def _pause(http: httpx.Client, iid: int) -> None:
     """Past the idle timeout on the policy clock; wait for the pause."""
-    _wait(http, f"{SERVERLESS}/status/{iid}", lambda b: b["idle_since"] is not None)
+    poll_json(http, f"{SERVERLESS}/status/{iid}", lambda b: b["idle_since"] is not None)
     http.post("/api/v1/_local/clock", json={"advance_seconds": 10})
     _reconcile(http)
-    _wait(http, f"{SERVERLESS}/status/{iid}", lambda b: b["is_paused"])
+    poll_json(http, f"{SERVERLESS}/status/{iid}", lambda b: b["is_paused"])
 
 
 def _cold_starts(http: httpx.Client, mode: str, wakes: int) -> tuple[list[float], list[float]]:

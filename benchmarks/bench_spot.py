@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
 
 import httpx
 
@@ -29,6 +28,7 @@ from benchmarks.common import (
     benchmark,
     local_server,
     percentile,
+    poll_json,
     register_user,
     scratch_dir,
 )
@@ -39,17 +39,6 @@ RECONCILE_SECONDS = 0.5  # ServerSettings.reconcile_interval
 SPOT = "/api/v1/spot"
 
 
-def _wait(http: httpx.Client, path: str, done: Any, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body: dict[str, Any] = http.get(path).json()
-        if done(body):
-            return body
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{path} stuck: {body}")
-        time.sleep(0.05)
-
-
 def _deployment(http: httpx.Client) -> int:
     """A running spot deployment of a template of a running instance; its instance id."""
     offers = http.get(
@@ -58,7 +47,7 @@ def _deployment(http: httpx.Client) -> int:
     created = http.post(
         "/api/v1/instances", json={"offer_id": offers[0]["id"], "onstart_cmd": "exec sleep 3600"}
     ).json()
-    _wait(http, f"/api/v1/instances/{created['id']}", lambda b: b["actual_status"] == "running")
+    poll_json(http, f"/api/v1/instances/{created['id']}", lambda b: b["actual_status"] == "running")
     template = http.post(f"{SPOT}/template/{created['id']}", json={}).json()
     deployed = http.post(
         f"{SPOT}/deploy",
@@ -84,7 +73,7 @@ def spot_recovery(opts: Options) -> list[Row]:
         with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http:
             current = _deployment(http)
             for _ in range(rounds):
-                _wait(
+                poll_json(
                     http,
                     f"{SPOT}/status/{current}",
                     lambda b: b["instance_status"] == "running" and b["last_sync_at"] is not None,
@@ -95,7 +84,7 @@ def spot_recovery(opts: Options) -> list[Row]:
                 if answer.status_code != 200:
                     raise RuntimeError(f"interrupt: {answer.text}")
                 old = current
-                body = _wait(
+                body = poll_json(
                     http,
                     f"{SPOT}/status/{old}",
                     lambda b, old=old: (
@@ -107,7 +96,7 @@ def spot_recovery(opts: Options) -> list[Row]:
                 offer = http.get(f"/api/v1/instances/{current}").json()["offer_id"]
                 machine = market.by_offer(int(offer))
                 boots.append(machine.boot_seconds if machine else 0.0)
-                _wait(http, f"{SPOT}/status/{current}", lambda b: b["last_recover_seconds"])
+                poll_json(http, f"{SPOT}/status/{current}", lambda b: b["last_recover_seconds"])
             events = http.get(f"{SPOT}/dashboard/events").json()
     recovered = [f["time_to_recover_seconds"] for f in events["failovers"] if f["succeeded"]]
     lost = [e["work_lost_seconds"] for e in events["interruptions"]]

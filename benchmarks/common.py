@@ -272,3 +272,21 @@ def register_user(url: str, email: str, password: str = "bench-password-1") -> s
     response.raise_for_status()
     token: str = response.json()["token"]
     return token
+
+
+def poll_json(
+    http: httpx.Client,
+    path: str,
+    done: Callable[[Any], Any],
+    timeout: float = 120.0,
+    interval: float = 0.05,
+) -> dict[str, Any]:
+    """GET `path` until `done(body)` is true (every `interval`); RuntimeError past `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = http.get(path).json()
+        if done(body):
+            return body
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} stuck: {body}")
+        time.sleep(interval)

@@ -11,6 +11,7 @@ the reason (the real platform answers 404).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -32,6 +33,14 @@ URL_MAX = 2048
 
 def _http(exc: ServerlessError) -> HTTPException:
     return HTTPException(exc.status, exc.message)
+
+
+def _answer(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`call()`, a refusal answered with its status and message."""
+    try:
+        return call()
+    except ServerlessError as exc:
+        raise _http(exc) from exc
 
 
 def _stored_id(instance_id: int) -> int:
@@ -129,19 +138,13 @@ def enable(
     instance_id: int, state: StateDep, user: UserDep, body: EnableRequest = NO_BODY
 ) -> dict[str, Any]:
     """The body is optional: every field has its default."""
-    try:
-        spec = _spec(body, body.mode, body.idle_timeout_seconds)
-        return serverless.enable(state, user.id, _stored_id(instance_id), spec)
-    except ServerlessError as exc:
-        raise _http(exc) from exc
+    spec = _spec(body, body.mode, body.idle_timeout_seconds)
+    return _answer(lambda: serverless.enable(state, user.id, _stored_id(instance_id), spec))
 
 
 @router.post("/disable/{instance_id}")
 def disable(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
-    try:
-        return serverless.disable(state, user.id, _stored_id(instance_id))
-    except ServerlessError as exc:
-        raise _http(exc) from exc
+    return _answer(lambda: serverless.disable(state, user.id, _stored_id(instance_id)))
 
 
 @router.get("/status")
@@ -160,10 +163,7 @@ def pricing(request: Request, state: StateDep) -> dict[str, Any]:
 
 @router.get("/status/{instance_id}")
 def status(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
-    try:
-        return serverless.status(state, user.id, _stored_id(instance_id))
-    except ServerlessError as exc:
-        raise _http(exc) from exc
+    return _answer(lambda: serverless.status(state, user.id, _stored_id(instance_id)))
 
 
 @router.get("/list")
@@ -173,35 +173,23 @@ def list_(state: StateDep, user: UserDep) -> dict[str, Any]:
 
 @router.post("/wake/{instance_id}")
 def wake(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
-    try:
-        return serverless_pause.wake(state, user.id, _stored_id(instance_id))
-    except ServerlessError as exc:
-        raise _http(exc) from exc
+    return _answer(lambda: serverless_pause.wake(state, user.id, _stored_id(instance_id)))
 
 
 @router.post("/inference-start/{instance_id}")
 def inference_start(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
-    try:
-        return serverless.inference_start(state, user.id, _stored_id(instance_id))
-    except ServerlessError as exc:
-        raise _http(exc) from exc
+    return _answer(lambda: serverless.inference_start(state, user.id, _stored_id(instance_id)))
 
 
 @router.post("/inference-complete/{instance_id}")
 def inference_complete(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
-    try:
-        return serverless.inference_complete(state, user.id, _stored_id(instance_id))
-    except ServerlessError as exc:
-        raise _http(exc) from exc
+    return _answer(lambda: serverless.inference_complete(state, user.id, _stored_id(instance_id)))
 
 
 @router.get("/webhooks/{instance_id}")
 def webhook_log(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
     """The webhook deliveries of one of your instances (additive)."""
-    try:
-        serverless.own_instance(state, user.id, _stored_id(instance_id))
-    except ServerlessError as exc:
-        raise _http(exc) from exc
+    _answer(lambda: serverless.own_instance(state, user.id, _stored_id(instance_id)))
     found = webhooks.deliveries(state, user.id, instance_id)
     return {"instance_id": instance_id, "count": len(found), "deliveries": found}
 
@@ -214,12 +202,8 @@ def alias_enable(
     instance_id: int, state: StateDep, user: UserDep, body: AliasEnableRequest = NO_ALIAS_BODY
 ) -> dict[str, Any]:
     mode = "fast" if body.cpu_standby else body.mode
-    timeout = body.idle_timeout_seconds or body.idle_threshold
-    try:
-        spec = _spec(body, mode, timeout)
-        answer = serverless.enable(state, user.id, _stored_id(instance_id), spec)
-    except ServerlessError as exc:
-        raise _http(exc) from exc
+    spec = _spec(body, mode, body.idle_timeout_seconds or body.idle_threshold)
+    answer = _answer(lambda: serverless.enable(state, user.id, _stored_id(instance_id), spec))
     answer.pop("behavior", None)
     return answer
 
@@ -227,14 +211,11 @@ def alias_enable(
 @aliases.post("/{instance_id}/serverless/disable")
 def alias_disable(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
     """200 also when not configured (`status: not_found`); another's instance is a 404."""
-    try:
-        serverless.own_instance(state, user.id, _stored_id(instance_id))
-        if not serverless.configured(state, user.id, instance_id):
-            return {
-                "instance_id": instance_id,
-                "status": "not_found",
-                "message": f"Instance {instance_id} not configured for serverless",
-            }
-        return serverless.disable(state, user.id, instance_id)
-    except ServerlessError as exc:
-        raise _http(exc) from exc
+    _answer(lambda: serverless.own_instance(state, user.id, _stored_id(instance_id)))
+    if not serverless.configured(state, user.id, instance_id):
+        return {
+            "instance_id": instance_id,
+            "status": "not_found",
+            "message": f"Instance {instance_id} not configured for serverless",
+        }
+    return _answer(lambda: serverless.disable(state, user.id, instance_id))
