@@ -66,6 +66,11 @@ def test_subcommands_and_options_complete(home: Path) -> None:
     assert complete_bash("dumont serverless enable 12 --idle", home).stdout.split() == [
         "--idle-timeout"
     ]
+    modes = complete_bash("dumont serverless enable 12 --mode ", home).stdout.split()
+    assert modes == ["fast", "economic", "spot"]
+    assert complete_bash("dumont serverless enable 12 --mode e", home).stdout.split() == [
+        "economic"
+    ]
     assert complete_bash("dumont apply --par", home).stdout.split() == ["--parallelism"]
     assert "--wait-timeout" in complete_bash("dumont job create x --wa", home).stdout.split()
     assert complete_bash("dumont spot template ", home).stdout.split() == [

@@ -46,6 +46,7 @@ from dumont_plan.cli.session import open_client
 from dumont_plan.client import DumontClient
 from dumont_plan.client.base import error_message
 from dumont_plan.errors import ApiError, ConflictError, DumontError, NotFoundError
+from dumont_plan.wire import SERVERLESS_MODES
 from dumont_plan.wire_models import ServerlessPolicy
 
 app = typer.Typer(
@@ -60,6 +61,11 @@ app = typer.Typer(
 
 IdArg = typer.Argument(..., metavar="INSTANCE_ID", help="Instance id (see `dumont instance list`).")
 T = TypeVar("T")
+
+
+def complete_mode(incomplete: str) -> list[str]:
+    """Shell completion of --mode."""
+    return [mode for mode in SERVERLESS_MODES if mode.startswith(incomplete)]
 
 
 def says(exc: ApiError) -> str:
@@ -124,6 +130,7 @@ def enable(
         "-m",
         metavar="MODE",
         help="fast, economic or spot (the server's default: spot).",
+        autocompletion=complete_mode,
     ),
     idle_timeout: str | None = typer.Option(
         None,
