@@ -363,3 +363,40 @@ def test_a_cost_gate_stops_apply_before_any_mutation(proj: Project, user: UserSe
     assert "Apply" not in result.stdout
     assert live_names(user.client) == ({}, {})
     assert not (proj.folder / ".dumont" / "state.json").exists()
+
+
+@pytest.mark.slow
+def test_a_dependent_of_a_failed_job_stays_blocked_until_it_is_rerun(proj: Project) -> None:
+    proj.write(
+        """
+        version: 1
+        project: blocked
+        jobs:
+          bad: {command: "exit 3", wait: completed, timeout_minutes: 10}
+          after: {command: "echo ${job.bad.id}", wait: completed, timeout_minutes: 10}
+          later: {command: "echo ${job.after.id}", timeout_minutes: 10}
+        """
+    )
+    proj("apply", "-y", code=5)
+    # A plain second apply does not run what waits for the failed job (it would run on a
+    # failure's output): the plan says so and how to re-run, the apply is partial.
+    plan = proj("plan", "--detailed-exitcode", code=2).stdout
+    assert "  = job.after  (blocked)" in plan
+    assert (
+        "note: waits for job.bad, whose last run ended failed; re-run it with "
+        "`dumont apply --replace job.bad`"
+    ) in plan
+    assert "note: waits for job.after, which is blocked" in plan
+    assert "No changes can be made: 2 blocked by a failed run they depend on" in plan
+    assert json.loads(proj("plan", "-o", "json").stdout)["blocked"].keys() == {
+        "job.after",
+        "job.later",
+    }
+    second = proj("apply", "-y", code=3)
+    assert "skipped: job.after (blocked: waits for job.bad" in second.stdout
+    assert proj.state()["resources"].keys() == {"job.bad"}
+    # Fixed and re-run on purpose: everything runs, and the plan settles.
+    spec = proj.folder / "dumont.yaml"
+    spec.write_text(spec.read_text().replace("exit 3", "exit 0"))
+    proj("apply", "-y", "--replace", "job.bad")
+    proj("plan", "--detailed-exitcode")

@@ -133,6 +133,7 @@ class Applier:
         self.poll = poll
         self.ops = load_ops(services)  # kind -> its API calls
         self.changes = {c.address: c for c in plan.changes if c.action is not Action.noop}
+        self.plan_blocked = dict(plan.blocked)
         self.outputs: dict[str, dict[str, Any]] = outputs_from(ledger.state, observed)
         self.result = ApplyResult()
         self.lock = threading.Lock()
@@ -152,6 +153,9 @@ class Applier:
                 data={"changes": len(self.changes), "parallelism": parallelism},
             )
         )
+        for address, why in self.plan_blocked.items():  # not converged: exit 3, listed
+            self.result.skipped[address] = f"blocked: {why}"
+            self.emit(ApplyEvent("change_skipped", address=address, error=f"blocked: {why}"))
         outcome = run_dag(
             {a: c.depends_on for a, c in self.changes.items()},
             self.run_change,

@@ -163,7 +163,7 @@ def apply_stack(
             if show_plan is not None:
                 show_plan(plan)
             check_policy(plan)
-            if not plan.has_changes and not events_when_empty:
+            if not plan.has_changes and not plan.blocked and not events_when_empty:
                 return Applied(plan)
             if saved is None and plan.has_changes and confirm is not None and not confirm(plan):
                 return Applied(plan, refused=True)

@@ -71,7 +71,10 @@ def plan(
         None, "-out", "--out", help="Save the plan to this file for `dumont apply FILE`."
     ),
     detailed_exitcode: bool = typer.Option(
-        False, "--detailed-exitcode", help="Exit 2 when there are changes (0: none, 1: error)."
+        False,
+        "--detailed-exitcode",
+        help="Exit 2 when there are changes or resources blocked by a failed run (0: none, "
+        "1: error).",
     ),
     output: OutputOpt = OutputFormat.table,
     state: StateOpt = None,
@@ -109,7 +112,7 @@ def plan(
         write_plan_file(result, out)
         if output is not OutputFormat.json:
             console.print(f"\nSaved the plan to {out}; `dumont apply {out}` carries it out.")
-    if detailed_exitcode and result.has_changes:
+    if detailed_exitcode and (result.has_changes or result.blocked):
         raise typer.Exit(2)
 
 

@@ -38,6 +38,7 @@ from dumont_plan.plan.fingerprint import (
 from dumont_plan.plan.governs import governed_note, governed_values
 from dumont_plan.plan.model import (
     SENSITIVE,
+    STARTS,
     UNKNOWN,
     Action,
     FieldChange,
@@ -136,9 +137,40 @@ class _Planner:
                     self.plan_resource(self.stack.resources[address])
                 else:
                     self.plan_removal(address, "not in the spec", drift="orphan")
+        self.block_after_failures(order, graph)
         self.link_dependencies(graph)
         cost.summarize(self.plan, self.options.max_cost, self.observed)
         return self.plan
+
+    def block_after_failures(self, order: list[str], graph: dict[str, list[str]]) -> None:
+        """What would start but depends on something whose last run ended failed (and is not
+        run again by this plan) waits: it would run on the failure's output. In dependency
+        order, so a dependent of a blocked resource is blocked too."""
+        blocked = self.plan.blocked
+        for address in order:
+            change = self.decided.get(address)
+            if change is None or change.action not in STARTS:
+                continue
+            for dep in graph.get(address, []):
+                before = self.decided.get(dep)
+                if before is None:
+                    continue
+                if dep in blocked:
+                    why = f"waits for {dep}, which is blocked"
+                elif before.action is Action.noop and before.status in FAILED_RUNS:
+                    why = (
+                        f"waits for {dep}, whose last run ended {before.status}; re-run it "
+                        f"with `dumont apply --replace {dep}`"
+                    )
+                else:
+                    continue
+                blocked[address] = why
+                change.action = Action.noop
+                change.reason = "blocked"
+                change.notes.append(why)
+                change.hourly_cost = change.worst_case_cost = None
+                change.attributes = {}
+                break
 
     def full_graph(self) -> dict[str, list[str]]:
         graph = {a: [d for d in r.refs if d != a] for a, r in self.stack.resources.items()}
@@ -498,6 +530,9 @@ class _Planner:
 
 
 __all__ = ["PlanOptions", "build_plan", "canonical_json"]
+
+
+FAILED_RUNS = frozenset({"failed", "cancelled", "timeout"})
 
 
 def create_attributes(

@@ -97,6 +97,9 @@ class Plan(BaseModel):
     changes: list[ResourceChange] = Field(default_factory=list)
     summary: PlanSummary = Field(default_factory=PlanSummary)
     errors: list[str] = Field(default_factory=list)
+    # address -> why: what would start, but waits for something whose last run failed (a
+    # dependent of a failed job stays blocked until that job is re-run with --replace).
+    blocked: dict[str, str] = Field(default_factory=dict)
     policy_violations: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     spec_files: list[str] = Field(default_factory=list)

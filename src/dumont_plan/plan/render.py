@@ -159,7 +159,13 @@ def counts(plan: Plan) -> dict[str, int]:
 
 
 def summary_line(plan: Plan) -> str:
+    blocked = len(plan.blocked)
     if not plan.has_changes:
+        if blocked:
+            return (
+                f"No changes can be made: {blocked} blocked by a failed run they depend on "
+                "(see the notes)."
+            )
         if plan.options.get("destroy"):
             return "No changes. Nothing is managed: there is nothing to destroy."
         return "No changes. The live state matches the spec."
@@ -178,6 +184,8 @@ def summary_line(plan: Plan) -> str:
         text += f" (worst case {money(plan.summary.worst_case_cost)})"
     if plan.summary.unpriced:
         text += f", {len(plan.summary.unpriced)} unpriced"
+    if blocked:
+        text += f"; {blocked} blocked by a failed run"
     return text + "."
 
 
