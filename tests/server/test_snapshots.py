@@ -96,3 +96,17 @@ def test_restore_without_a_snapshot_or_outside_the_workspace(tmp_path: Path) -> 
     target = tmp_path / "s.tar"
     snapshots.take(workspace, "/workspace", target)
     assert not snapshots.restore(target, tmp_path / "ws", "/etc")
+
+
+def test_fingerprint_changes_with_any_change_and_gives_the_newest_time(tmp_path: Path) -> None:
+    workspace = make_workspace(tmp_path)
+    first, newest = snapshots.fingerprint(workspace, "/workspace")
+    assert snapshots.fingerprint(workspace, "/workspace") == (first, newest)
+    notes = workspace / "notes.txt"
+    assert newest >= notes.stat().st_mtime
+    os.utime(notes, ns=(0, notes.stat().st_mtime_ns + 1_000_000))  # same size, new time
+    assert snapshots.fingerprint(workspace, "/workspace")[0] != first
+    second = snapshots.fingerprint(workspace, "/workspace")[0]
+    (workspace / "ckpt" / "new").write_text("x")
+    assert snapshots.fingerprint(workspace, "/workspace")[0] != second
+    assert snapshots.fingerprint(workspace, "/workspace/ckpt")[0] != second

@@ -192,6 +192,28 @@ def test_pricing_by_region_and_gpu(owner: UserSession) -> None:
     assert nowhere["offers_count"] == 0 and nowhere["message"] == "No spot offers available"
 
 
+def test_dashboard_data_of_a_deployment(fast: LocalServer, owner: UserSession) -> None:
+    with owner.http() as http:
+        template = template_of(fast, http, {"a": "1"})
+        deployed = deploy(http, template["template_id"])
+        spend = http.get(f"{SPOT}/dashboard/spend").json()
+        prices = http.get(f"{SPOT}/dashboard/prices", params={"hours": 2, "points": 13}).json()
+        one = http.get(f"{SPOT}/dashboard/prices", params={"gpu_name": "rtx 4090"}).json()
+        events = http.get(f"{SPOT}/dashboard/events", params={"hours": 1}).json()
+        bad = http.get(f"{SPOT}/dashboard/events", params={"hours": 0})
+    assert spend["instances"] == 1 and len(spend["series"]) == 1
+    assert 0 <= spend["spot_cost"] <= spend["on_demand_cost"]
+    # The GPU of the user's deployment, 13 samples over 2 hours, oldest first.
+    assert prices["gpus"] == [deployed["gpu_name"]]
+    samples = prices["series"][deployed["gpu_name"]]
+    assert len(samples) == 13 and samples[-1]["t"] - samples[0]["t"] == pytest.approx(7200)
+    for sample in samples:
+        assert 0 < sample["cheapest_spot"] <= sample["average_spot"] < sample["average_ondemand"]
+    assert one["gpus"] == ["RTX 4090"]
+    assert len(events["interruptions_over_time"]) == 24 and events["totals"]["interruptions"] == 0
+    assert bad.status_code == 422
+
+
 def test_comparison_is_the_contracts(owner: UserSession) -> None:
     with owner.http() as http:
         body = http.get(f"{SPOT}/comparison").json()

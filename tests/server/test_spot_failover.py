@@ -161,6 +161,34 @@ def test_the_workspace_is_synced_periodically(fast: LocalServer, owner: UserSess
         assert member is not None and member.read() == b"step 1200"
 
 
+def test_an_unchanged_workspace_is_not_archived_again(
+    fast: LocalServer, owner: UserSession
+) -> None:
+    with owner.http() as http:
+        template = template_of(fast, http, {"a.txt": "template"})
+        deployed = deploy(http, template["template_id"], sync_interval_seconds=0)
+        instance_id = deployed["instance_id"]
+        wait_status(http, instance_id, running)
+        snapshot = next(fast.data_dir.glob(f"spot/*/deployments/{deployed['deployment_id']}.tar"))
+        time.sleep(2.2)  # the restored files' times settle (a change within 2 s is re-archived)
+        fast.reconcile()
+        archived = snapshot.stat()
+        first = status(http, instance_id)["last_sync_at"]
+        time.sleep(0.01)
+        fast.reconcile()
+        assert status(http, instance_id)["last_sync_at"] != first  # synced: already current
+        assert (snapshot.stat().st_ino, snapshot.stat().st_mtime_ns) == (
+            archived.st_ino,
+            archived.st_mtime_ns,
+        )
+        write_files(fast, instance_id, {"a.txt": "changed!"})
+        fast.reconcile()
+    assert snapshot.stat().st_ino != archived.st_ino
+    with tarfile.open(snapshot) as archive:
+        member = archive.extractfile("a.txt")
+        assert member is not None and member.read() == b"changed!"
+
+
 def test_failover_fails_when_nothing_is_under_max_price(
     fast: LocalServer, owner: UserSession
 ) -> None:

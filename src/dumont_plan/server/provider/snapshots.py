@@ -15,9 +15,11 @@ snapshot or the new one whole.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from dumont_plan.server.provider.sandbox import map_workspace_path
@@ -55,8 +57,9 @@ def _add_entry(archive: tarfile.TarFile, dirfd: int, name: str, arcname: str) ->
             archive.addfile(info, handle)
 
 
-def _add_tree(archive: tarfile.TarFile, workspace: Path, folder: tuple[str, ...]) -> None:
-    """Every entry under `workspace/folder` (not the folder itself), links as links.
+def _walk(workspace: Path, folder: tuple[str, ...]) -> Iterator[tuple[int, str, str]]:
+    """(folder descriptor, name, name in the archive) of every entry under `workspace/folder`
+    (not the folder itself).
 
     `os.fwalk` from the workspace holds each folder open and does not descend into a link,
     even one swapped in while it walks; on the way down to `folder` only its path is
@@ -69,7 +72,29 @@ def _add_tree(archive: tarfile.TarFile, workspace: Path, folder: tuple[str, ...]
             continue
         base = Path(*parts[depth:])
         for name in sorted(dirs) + sorted(files):
-            _add_entry(archive, dirfd, name, (base / name).as_posix())
+            yield dirfd, name, (base / name).as_posix()
+
+
+def _folder(workspace: Path, workspace_path: str) -> tuple[str, ...] | None:
+    source = map_workspace_path(workspace, workspace_path)
+    if source is None or not workspace.is_dir() or workspace.is_symlink():
+        return None
+    return source.relative_to(workspace).parts
+
+
+def fingerprint(workspace: Path, workspace_path: str) -> tuple[str, float]:
+    """A digest of the names, kinds, sizes and modification times of what `take` would
+    archive (equal digests: nothing to archive again), and the newest modification time: a
+    file changed again within the clock's granularity keeps its time, so a digest is only
+    to be trusted once its newest time is some way in the past (as git does)."""
+    digest = hashlib.sha256()
+    newest = 0.0
+    folder = _folder(workspace, workspace_path)
+    for dirfd, name, arcname in _walk(workspace, folder) if folder is not None else ():
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        digest.update(f"{arcname}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        newest = max(newest, st.st_mtime, st.st_ctime)
+    return digest.hexdigest(), newest
 
 
 def take(workspace: Path, workspace_path: str, target: Path) -> int:
@@ -79,12 +104,12 @@ def take(workspace: Path, workspace_path: str, target: Path) -> int:
     OSError when a file changed under it (the workload writes while it runs): the previous
     snapshot at `target` is then kept whole, and the caller tries again later."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    source = map_workspace_path(workspace, workspace_path)
+    folder = _folder(workspace, workspace_path)
     partial = target.with_name(target.name + ".partial")
     try:
         with tarfile.open(partial, "w") as archive:
-            if source is not None and workspace.is_dir() and not workspace.is_symlink():
-                _add_tree(archive, workspace, source.relative_to(workspace).parts)
+            for dirfd, name, arcname in _walk(workspace, folder) if folder is not None else ():
+                _add_entry(archive, dirfd, name, arcname)
     except (OSError, tarfile.TarError):
         remove(partial)
         raise

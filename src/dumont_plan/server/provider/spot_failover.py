@@ -14,8 +14,10 @@ failed attempt at stage `interrupted`. What was written since the last sync is l
 the instance stopped or vanished, or an operator's `POST /spot/interrupt/{id}`.
 
 While a deployment is active its workspace folder is archived to the deployment's snapshot
-every `sync_interval` seconds (0: every pass). Time to recover: from the interruption to the
-pass that first sees the new instance running (boot included).
+every `sync_interval` seconds (0: every pass); a workspace unchanged since the last archive
+(same names, sizes and modification times, the newest over 2 s old) is not archived again.
+Time to recover: from the interruption to the pass that first sees the new instance running
+(boot included).
 """
 
 from __future__ import annotations
@@ -47,8 +49,12 @@ from dumont_plan.server.provider.spot_market import SpotChoice, choose_offer, ou
 from dumont_plan.server.provider.spot_market import spot_price as current_spot_price
 
 LIVE_STATES = ("active", "interrupted", "failover")
+# A workspace whose newest change is older than this is not archived again while unchanged.
+SETTLED_SECONDS = 2.0
 RENT_TRIES = 3
 
+# Deployment id -> (instance id, workspace fingerprint) of its last archive in this process.
+_SYNCED: dict[str, tuple[int, str]] = {}
 _LOCKS: dict[str, threading.RLock] = {}
 _LOCKS_GUARD = threading.Lock()
 
@@ -254,15 +260,22 @@ def fail_over(state: AppState, dep: sqlite3.Row, now: float, *, manual: bool = F
 
 
 def sync(state: AppState, dep: sqlite3.Row, now: float) -> bool:
-    """Archive the running instance's workspace folder to the deployment's snapshot."""
+    """Archive the running instance's workspace folder to the deployment's snapshot; when
+    nothing changed since this process last archived it, the snapshot is already current."""
     row = instance_row(state, int(dep["instance_id"]))
     if row is None or row["deleted_at"] is not None or row["actual_status"] != "running":
         return False
     workspace = sandbox_of(state, int(row["id"])).workspace
+    path = str(dep["workspace_path"])
+    target = snapshot_file(state, str(dep["snapshot"]))
     try:
-        snapshots.take(
-            workspace, str(dep["workspace_path"]), snapshot_file(state, str(dep["snapshot"]))
-        )
+        digest, newest = snapshots.fingerprint(workspace, path)
+        seen = (int(row["id"]), digest)
+        if _SYNCED.get(str(dep["id"])) != seen or not target.is_file():
+            _SYNCED.pop(str(dep["id"]), None)
+            snapshots.take(workspace, path, target)
+            if newest < time.time() - SETTLED_SECONDS:
+                _SYNCED[str(dep["id"])] = seen
     except (OSError, tarfile.TarError):  # a file changed under the archiver: next time
         return False
     state.store.execute(
