@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from dumont_plan.wire_models.spot import SpotInstance
@@ -109,6 +110,8 @@ def test_dashboard_prints_the_control_plane_page(run: Cli, user: UserSession) ->
     result = ok(run("spot", "dashboard", "--open"))  # not a terminal: no browser
     assert result.stdout == f"{user.url}/dashboard\n"
     assert "not a terminal" in result.stderr
+    page = httpx.get(result.stdout.strip(), timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
 
 
 # ----------------------------------------------------------------------------- the sprint's list
