@@ -75,3 +75,23 @@ def test_quick_start_validates_end_to_end(tmp_path: Path) -> None:
         "region": "global",
         "state": "running",
     }
+
+
+def test_each_file_of_a_multi_file_stack_is_valid_alone_for_an_editor() -> None:
+    """Editors (yaml-language-server) check one file at a time against the schema."""
+    import jsonschema_rs
+    import yaml
+
+    validator = jsonschema_rs.validator_for(
+        json.loads((ROOT / "schemas" / "dumont.schema.json").read_text(encoding="utf-8"))
+    )
+    files = [ROOT / "dumontfile", *sorted((ROOT / "examples").rglob("*.yaml"))]
+    for file in files:
+        if file.parent.name == "ci":
+            continue
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        errors = [e.message for e in validator.iter_errors(data)]
+        assert errors == [], f"{file.relative_to(ROOT)}: {errors}"
+    jobs_only = yaml.safe_load((ROOT / "examples" / "multi" / "jobs.yaml").read_text())
+    assert "project" not in jobs_only  # the case this is about
+    assert not validator.is_valid({"project": "x", "jobs": {"a": {"gpu_typo": 1}}})

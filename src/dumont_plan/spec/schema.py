@@ -62,6 +62,12 @@ def stack_json_schema() -> dict[str, Any]:
                 "$ref": f"#/$defs/{target}",
             }
     schema.pop("title", None)
+    # `project` is required in one file of a stack, not in each: an editor checks one file at
+    # a time, and the other files of a multi-file stack (examples/multi) must not be flagged.
+    # The loader checks it across the files.
+    required = [r for r in schema.pop("required", []) if r != "project"]
+    if required:
+        schema["required"] = required
     return {"$schema": SCHEMA_DIALECT, "title": "dumont.yaml / dumontfile", **schema}
 
 
