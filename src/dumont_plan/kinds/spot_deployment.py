@@ -72,6 +72,7 @@ class SpotDeploymentHandler(BaseHandler[SpotInstance]):
         "template": "`${spot_template.NAME.id}`: a new template makes a new deployment",
         "max_price": "the highest bid; the plan's worst case per hour",
         "gpu_preference": "unset: the cheapest GPU, and the one won is kept",
+        "auto_failover": "`dumont spot stop` turns it off on the server: drift, a replace",
         "id": "the deployment's id: it stays the same across failovers",
         "instance_id": "changes at each failover (not drift: the plan notes it)",
     }
