@@ -5,7 +5,8 @@ scratch Hugging Face cache under `unsloth/llama-3-8b-bnb-4bit`) on the same alpa
 the same hyper-parameters and seed, one thread each (OMP_NUM_THREADS=1), runs interleaved:
 `trainer.py` (what the executor runs: validation, a progress event and a log line per step, its
 checkpoint, its stats) against `benchmarks/finetune_bare.py` (the loop and nothing else). The
-figure is tokens per second over each side's own training loop, median of the rounds.
+figure is tokens per CPU second over each side's own training loop, median of the rounds; both
+must end on the same loss (the same seed, data and steps), which checks they did the same work.
 
 Then, through a local control plane, a fine-tune is created over the API (dataset uploaded
 first) and the clock runs from just before the POST to the moment the job shows current_step
@@ -89,6 +90,7 @@ def run_trainer(work: Path, hf_home: Path, config: Path) -> dict[str, float]:
         "tokens_per_cpu_second": stats["tokens"] / stats["cpu_seconds"],
         "tokens_per_second": stats["tokens"] / stats["runtime_seconds"],
         "first_step": first_step if first_step is not None else float("nan"),
+        "last_loss": stats["last_loss"],
         "steps": stats["steps"],
     }
 
@@ -107,6 +109,7 @@ def run_bare(work: Path, hf_home: Path, config: Path) -> dict[str, float]:
     return {
         "tokens_per_cpu_second": figures["tokens"] / figures["cpu_seconds"],
         "tokens_per_second": figures["tokens"] / figures["runtime_seconds"],
+        "last_loss": figures["last_loss"],
     }
 
 
@@ -200,6 +203,9 @@ def finetune_throughput(opts: Options) -> list[Row]:
             bare.append(run_bare(work, hf_home, config))
         api = api_first_step(tmp, hf_home, dataset, max_steps=3)
     direct_first = median([t["first_step"] for t in trainer])
+    losses = {round(r["last_loss"], 6) for r in trainer + bare}
+    if len(losses) != 1:  # the same seed, data and steps: both loops must compute the same
+        raise RuntimeError(f"trainer.py and the bare loop ended on different losses: {losses}")
 
     def runs(side: list[dict[str, float]], key: str) -> str:
         return ", ".join(f"{r[key]:.0f}" for r in side)
@@ -217,7 +223,8 @@ def finetune_throughput(opts: Options) -> list[Row]:
             "the same loop, bare",
             min_ratio=0.9,
             note=(
-                f"{setup}; tokens per CPU second of each side's training loop (the trainer's "
+                f"{setup}; both end on the same loss ({losses.pop():.6f}): the same work; "
+                "tokens per CPU second of each side's training loop (the trainer's "
                 "includes its checkpoint and per-step progress); trainer "
                 f"{runs(trainer, 'tokens_per_cpu_second')}, bare "
                 f"{runs(bare, 'tokens_per_cpu_second')}"

@@ -90,6 +90,7 @@ def main(config_path: str, result_path: str) -> None:
     model.train()
     rng = random.Random(seed)
     step = tokens = 0
+    last_loss = float("nan")
     start, start_cpu = time.monotonic(), time.process_time()
     while step < total:
         order = list(range(len(ids)))
@@ -105,16 +106,24 @@ def main(config_path: str, result_path: str) -> None:
             if step >= total:
                 break
             group = micro[g : g + acc]
+            last_loss = 0.0
             for x, mask, labels in group:
                 loss = model(input_ids=x, attention_mask=mask, labels=labels).loss
                 (loss / len(group)).backward()
                 tokens += int(mask.sum())
+                last_loss += float(loss.detach()) / len(group)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
     runtime, cpu = time.monotonic() - start, time.process_time() - start_cpu
-    result = {"runtime_seconds": runtime, "cpu_seconds": cpu, "steps": step, "tokens": tokens}
+    result = {
+        "runtime_seconds": runtime,
+        "cpu_seconds": cpu,
+        "steps": step,
+        "tokens": tokens,
+        "last_loss": last_loss,
+    }
     Path(result_path).write_text(json.dumps(result), encoding="utf-8")
 
 
