@@ -124,6 +124,17 @@ def test_deploy_from_a_template(fast: LocalServer, owner: UserSession) -> None:
     assert expected | {"template_id", "snapshot_restored"} <= set(deployed)
 
 
+def test_snapshot_restored_is_false_when_there_was_nothing_to_restore(
+    fast: LocalServer, owner: UserSession
+) -> None:
+    with owner.http() as http:
+        template = template_of(fast, http, {"a.txt": "1"})
+        (fast.data_dir / template["snapshot_path"]).unlink()
+        deployed = deploy(http, template["template_id"])
+    assert deployed["snapshot_restored"] is False
+    assert read_file(fast, deployed["instance_id"], "a.txt") is None
+
+
 def test_deploy_honours_the_gpu_preference(fast: LocalServer, owner: UserSession) -> None:
     with owner.http() as http:
         template = template_of(fast, http, {"a": "1"}, region="global")

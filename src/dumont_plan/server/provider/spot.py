@@ -188,10 +188,14 @@ def deploy(state: AppState, user_id: int, params: DeployParams) -> dict[str, Any
     created, choice = rent(state, user_id, plan)
     instance_id = int(created["id"])
     relative = f"{_user_dir(user_id)}/deployments/{deployment_id}.tar"
-    snapshots.copy(snapshot_file(state, str(tpl["snapshot"])), snapshot_file(state, relative))
-    restored = restore_into(
-        state, instance_id, snapshot_file(state, relative), str(tpl["workspace_path"])
-    )
+    try:
+        snapshots.copy(snapshot_file(state, str(tpl["snapshot"])), snapshot_file(state, relative))
+    except OSError:  # the template's snapshot is gone (removed by hand): nothing to restore
+        restored = False
+    else:
+        restored = restore_into(
+            state, instance_id, snapshot_file(state, relative), str(tpl["workspace_path"])
+        )
     now = time.time()
     with state.store.tx() as conn:
         conn.execute(
