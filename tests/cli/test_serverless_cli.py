@@ -187,6 +187,9 @@ def test_wake_shows_progress_and_the_measured_cold_start(run: Cli, user: UserSes
     assert re.fullmatch(
         rf"Instance {iid} is running \(fast, \w+\): cold start \d+\.\d\ds\.", lines[-1]
     ), out
+    # An inference in flight keeps it awake: with a 2 s idle timeout, a slow CLI run under
+    # load would otherwise find it paused again.
+    user.client.serverless.inference_start(iid)
     again = json.loads(ok(run("serverless", "wake", str(iid), "-o", "json")).stdout)
     assert again == {"instance_id": iid, "status": "already_running"}
     assert (

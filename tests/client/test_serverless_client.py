@@ -73,6 +73,7 @@ def test_wake_reports_the_measured_cold_start(owner: UserSession) -> None:
     assert isinstance(woken, ServerlessWake)
     assert (woken.status, woken.instance_id, woken.mode) == ("resumed", iid, "fast")
     assert woken.cold_start_seconds is not None and 0 <= woken.cold_start_seconds < 5
+    api.inference_start(iid)  # keeps it awake (a 2 s idle timeout would pause it again)
     assert api.wake(iid).status == "already_running"
     assert api.status(iid).state != "paused"
 
