@@ -103,9 +103,17 @@ def unpack_outputs(data: bytes, target: Path, job_id: str) -> list[str]:
     """Unpack the outputs' gzipped tar into `target` (no path leaves it); the files' names."""
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-            names = [m.name for m in archive.getmembers() if m.isfile()]
+            members = archive.getmembers()
+            # The server puts everything under one folder (`finetune-<id>/`): drop it, so
+            # `-o DIR` holds `outputs/lora_model/...` directly.
+            tops = {m.name.split("/", 1)[0] for m in members}
+            if len(tops) == 1 and all("/" in m.name or m.isdir() for m in members):
+                members = [
+                    m.replace(name=m.name.split("/", 1)[1]) for m in members if "/" in m.name
+                ]
+            names = [m.name for m in members if m.isfile()]
             target.mkdir(parents=True, exist_ok=True)
-            archive.extractall(target, filter="data")
+            archive.extractall(target, members=members, filter="data")
     except (tarfile.TarError, OSError) as exc:
         raise DumontError(
             f"finetune download: cannot unpack the outputs of {job_id} into {target}: {exc}",
