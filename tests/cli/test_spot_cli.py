@@ -182,6 +182,13 @@ def test_template_from_an_existing_instance(world: SpotWorld) -> None:
     assert text[0].startswith(f"Created template {template_id} from instance {world.source} (")
     assert text[1] == f"Deploy it: dumont spot deploy --template={template_id}"
     world.user.client.spot.delete_template(template_id)
+    # the server's 422 names the field and the fix, in one line
+    assert error_line(
+        world.cli("spot", "template", "create", str(world.source), "--workspace-path=/etc")
+    ) == (
+        "Error: spot template create: Validation error: workspace_path: Value error, '/etc' is "
+        "outside /workspace; use /workspace or under it"
+    )
 
 
 def test_list_templates(world: SpotWorld) -> None:

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dumont_plan.apply.waits import wait_for
 from dumont_plan.cli.output import StatusLine, console, err_console, print_fields, print_table
 from dumont_plan.client import DumontClient
-from dumont_plan.client.base import error_message
+from dumont_plan.client.base import error_message, with_field_problems
 from dumont_plan.errors import (
     BadRequestError,
     DumontError,
@@ -64,7 +64,7 @@ def parse_instance_id(value: str, where: str) -> int:
 @contextmanager
 def reworded(where: str, missing: str, missing_hint: str, refused_hint: str) -> Iterator[None]:
     """A refusal of the API in the user's words: the command, what it did not find (404) or the
-    server's reason (400/422), and what to do next."""
+    server's reason (400; a 422's field problems), and what to do next."""
     try:
         yield
     except NotFoundError as exc:
@@ -74,10 +74,16 @@ def reworded(where: str, missing: str, missing_hint: str, refused_hint: str) -> 
             status_code=exc.status_code,
             body=exc.body,
         ) from exc
-    except (BadRequestError, UnprocessableError) as exc:
+    except BadRequestError as exc:
         raise BadRequestError(
             f"{where}: {error_message(exc.body, exc.message)}",
             refused_hint,
+            status_code=exc.status_code,
+            body=exc.body,
+        ) from exc
+    except UnprocessableError as exc:  # the server's words name the field and the fix
+        raise UnprocessableError(
+            f"{where}: {with_field_problems(exc.body, error_message(exc.body, exc.message))}",
             status_code=exc.status_code,
             body=exc.body,
         ) from exc

@@ -67,6 +67,18 @@ def error_message(body: Any, fallback: str) -> str:
     return fallback
 
 
+def with_field_problems(body: Any, message: str) -> str:
+    """`message`, then a 422's first field problems (`field: what is wrong; ...`)."""
+    if not isinstance(body, dict) or not isinstance(body.get("details"), list):
+        return message
+    parts = []
+    for item in body["details"][:5]:
+        if isinstance(item, dict):
+            loc = ".".join(str(p) for p in item.get("loc", []) if p != "body")
+            parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg")))
+    return f"{message}: " + "; ".join(parts) if parts else message
+
+
 class RetryPolicy:
     """Jittered exponential backoff with a cap, honouring Retry-After."""
 
@@ -260,14 +272,8 @@ class Transport:
         hint = None
         if status == 401:
             hint = "log in again (`dumont auth login <email> <password>`)"
-        elif status == 422 and isinstance(body, dict) and isinstance(body.get("details"), list):
-            parts = []
-            for item in body["details"][:5]:
-                if isinstance(item, dict):
-                    loc = ".".join(str(p) for p in item.get("loc", []) if p != "body")
-                    parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg")))
-            if parts:
-                message = f"{message}: " + "; ".join(parts)
+        elif status == 422:
+            message = with_field_problems(body, message)
         return cls(
             f"{method} {path} failed ({status}): {message}",
             hint,
