@@ -103,3 +103,34 @@ def test_tx_rolls_back_on_error(tmp_path: Path) -> None:
         raise RuntimeError("abort")
     assert store.query("SELECT * FROM users") == []
     assert add_user(store, "one@x.io") == 1
+
+
+def test_a_migration_that_lands_after_a_higher_one_still_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Branches land out of order: m0005 merged after m0008 must run on a database at 8."""
+    good = _discover_migrations()
+    late_number = latest_migration() + 1
+    later = (late_number + 1, "INSERT INTO meta (key, value) VALUES ('later', 'yes')")
+    monkeypatch.setattr(store_module, "_discover_migrations", lambda: [*good, later])
+    path = tmp_path / "db.sqlite"
+    assert Store(path).schema_version == late_number + 1
+    late = (late_number, "INSERT INTO meta (key, value) VALUES ('late', 'yes')")
+    monkeypatch.setattr(store_module, "_discover_migrations", lambda: [*good, late, later])
+    reopened = Store(path)
+    assert reopened.schema_version == late_number + 1  # the highest, not the last run
+    with closing(sqlite3.connect(path)) as raw:
+        rows = dict(raw.execute("SELECT key, value FROM meta WHERE key IN ('late', 'later')"))
+    assert rows == {"late": "yes", "later": "yes"}
+    Store(path)  # and nothing runs twice (a second INSERT would break the primary key)
+
+
+def test_a_database_from_before_the_table_counts_its_version_as_applied(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    Store(path)
+    with closing(sqlite3.connect(path)) as raw:
+        raw.execute("DROP TABLE schema_migrations")  # as made by an older dumont
+    Store(path)  # would fail re-running m0001 (tables exist) if the version were ignored
+    with closing(sqlite3.connect(path)) as raw:
+        applied = {n for (n,) in raw.execute("SELECT number FROM schema_migrations")}
+    assert applied == {n for n, _ in _discover_migrations()}

@@ -76,21 +76,37 @@ class Store:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     def _apply_migrations(self) -> None:
+        """Every migration not applied yet, by number, whatever the order they landed in (a
+        branch's m0005 merged after m0008 still runs); `user_version` keeps the highest."""
         conn = self._connect()
         with self._write_lock:
+            applied = self._applied_migrations(conn)
             for number, sql in _discover_migrations():
-                if number <= self.schema_version:
+                if number in applied:
                     continue
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     for statement in sql.split(";\n"):
                         if statement.strip():
                             conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {number}")
+                    conn.execute("INSERT INTO schema_migrations (number) VALUES (?)", (number,))
+                    version = max(number, self.schema_version)
+                    conn.execute(f"PRAGMA user_version = {version}")
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
+
+    def _applied_migrations(self, conn: sqlite3.Connection) -> set[int]:
+        """The numbers applied; a database made before this table (only `user_version`)
+        counts every number up to its version as applied."""
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY)")
+        rows = conn.execute("SELECT number FROM schema_migrations").fetchall()
+        if not rows and self.schema_version:
+            legacy = [(n,) for n, _ in _discover_migrations() if n <= self.schema_version]
+            conn.executemany("INSERT INTO schema_migrations (number) VALUES (?)", legacy)
+            return {n for (n,) in legacy}
+        return {int(r[0]) for r in rows}
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
