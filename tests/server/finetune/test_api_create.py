@@ -3,6 +3,7 @@ it refuses (the fine-tunes stay `pending` on this server: no trainer runs)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -196,6 +197,11 @@ def dataset_url() -> Iterator[str]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            wanted = "Basic " + base64.b64encode(b"alice:s3cret-value").decode()
+            if self.path == "/private.jsonl" and self.headers.get("Authorization") != wanted:
+                self.send_response(401)
+                self.end_headers()
+                return
             self.send_response(200)
             self.send_header("Content-Length", str(len(content)))
             self.end_headers()
@@ -325,3 +331,21 @@ def test_a_retried_create_with_the_same_idempotency_key_makes_one_fine_tune(
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert again.json()["id"] == first.json()["id"]
     assert listed["count"] == 1
+
+
+def test_url_credentials_are_sent_but_not_stored(ft_user: UserSession, dataset_url: str) -> None:
+    private = dataset_url.replace("/train.jsonl", "/private.jsonl")
+    with_secret = private.replace("http://", "http://alice:s3cret-value@")
+    job = create(
+        ft_user, name="x", base_model=LLAMA, dataset_source="url", dataset_path=with_secret
+    )
+    assert job["dataset_path"] == private
+    body = create(
+        ft_user,
+        expect=422,
+        name="x",
+        base_model=LLAMA,
+        dataset_source="url",
+        dataset_path=private.replace("http://", "http://alice:wrong-value@"),
+    )
+    assert "401" in _msg(body) and "wrong-value" not in json.dumps(body)

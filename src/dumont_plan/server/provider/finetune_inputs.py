@@ -6,13 +6,15 @@ paths its trainer reads (read-only).
 - `huggingface`: a dataset in the server's Hugging Face cache (the server trains offline): its
   newest snapshot's `.jsonl` / `.json` files, each record checked, joined into one file;
 - `url`: an http(s) file fetched now by the control plane (bounded in time and size) and
-  checked; without internet access that is a clear refusal.
+  checked; without internet access that is a clear refusal. A `user:password@` in the URL is
+  sent as Basic auth and cut out of the `dataset_path` that is stored and shown.
 
 Every failure is a `DatasetError` whose `loc` names the request field.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -24,6 +26,7 @@ from typing import Any
 from dumont_plan.errors import DatasetError
 from dumont_plan.server.context import AppState
 from dumont_plan.server.provider import datasets, finetune_catalog, uploads
+from dumont_plan.server.provider.job_secrets import strip_credentials
 
 URL_TIMEOUT_SECONDS = 15.0
 
@@ -33,6 +36,7 @@ class Resolved:
     dataset: Path  # the file to train on (copied into the fine-tune's inputs)
     format: str
     temporary: bool  # remove `dataset` once copied
+    shown_path: str | None = None  # the dataset_path to store, when not the one given
 
 
 def _path_error(message: str) -> DatasetError:
@@ -91,12 +95,17 @@ def record_problem(record: Any, fmt: str | None) -> str | None:
 
 def _from_url(state: AppState, url: str, fmt: str | None, folder: Path) -> Resolved:
     if not url.startswith(("http://", "https://")):
-        raise _path_error(f"{url!r} is not an http(s) URL; give the URL of a .json/.jsonl file")
+        raise _path_error("dataset_path is not an http(s) URL; give the URL of a .json/.jsonl file")
+    url, username, password = strip_credentials(url)
+    request = urllib.request.Request(url)
+    if username is not None or password is not None:
+        pair = f"{username or ''}:{password or ''}".encode()
+        request.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
     suffix = ".json" if url.split("?", 1)[0].endswith(".json") else ".jsonl"
     target = folder / f".url-{uuid.uuid4().hex}{suffix}"
     limit = state.settings.dataset_max_bytes
     try:
-        with urllib.request.urlopen(url, timeout=URL_TIMEOUT_SECONDS) as answer:
+        with urllib.request.urlopen(request, timeout=URL_TIMEOUT_SECONDS) as answer:
             size = 0
             with target.open("wb") as out:
                 while chunk := answer.read(64 * 1024):
@@ -110,6 +119,8 @@ def _from_url(state: AppState, url: str, fmt: str | None, folder: Path) -> Resol
     except (OSError, urllib.error.URLError, ValueError) as exc:
         target.unlink(missing_ok=True)
         reason = getattr(exc, "reason", None) or exc
+        if isinstance(exc, urllib.error.HTTPError):
+            reason = f"HTTP {exc.code} {exc.reason}"
         raise _path_error(
             f"could not fetch the dataset at {url}: {reason}; upload the file instead "
             "(POST /api/v1/finetune/jobs/upload-dataset)"
@@ -117,7 +128,7 @@ def _from_url(state: AppState, url: str, fmt: str | None, folder: Path) -> Resol
     except DatasetError:
         target.unlink(missing_ok=True)
         raise
-    return Resolved(target, _checked(target, suffix, fmt, url), temporary=True)
+    return Resolved(target, _checked(target, suffix, fmt, url), temporary=True, shown_path=url)
 
 
 def resolve_dataset(

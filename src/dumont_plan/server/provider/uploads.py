@@ -277,7 +277,8 @@ def own_dataset(state: AppState, user_id: int, path: str) -> dict[str, Any] | No
 
 
 def remove_user_leftovers(directory: Path) -> None:
-    """Temporary files of uploads that a crash interrupted (called at upload time)."""
+    """Remove temporary files (over an hour old) of uploads that a crash of the control plane
+    interrupted; called before each upload of the user."""
     for leftover in directory.glob(".upload-*.part"):
         with contextlib.suppress(OSError):
             if time.time() - leftover.stat().st_mtime > 3600:

@@ -183,6 +183,7 @@ async def upload_dataset(
     """Upload a .json/.jsonl dataset: streamed to disk, every record checked; the answer adds
     `records`, `format` and `sha256` (additive) to `dataset_path`."""
     folder = await run_in_threadpool(uploads.user_dataset_dir, state, user.id)
+    await run_in_threadpool(uploads.remove_user_leftovers, folder)
     try:
         boundary = uploads.boundary_of(request.headers.get("content-type", ""))
         sink = uploads.MultipartSink(boundary, folder, state.settings.dataset_max_bytes)
@@ -272,6 +273,7 @@ def _create(
         raise _invalid(exc) from exc
     fields = {
         **body.model_dump(include={"name", "base_model", "dataset_source", "dataset_path"}),
+        "dataset_path": resolved.shown_path or body.dataset_path,
         "dataset_format": resolved.format,
         "gpu_type": body.gpu_type,
         "num_gpus": body.num_gpus,
