@@ -68,6 +68,10 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
             "Error: serverless enable: --mode is given twice ('fast' and 'spot'); give it once",
         ),
         (
+            ["enable", "12", "cpu_standby=true", "mode=spot"],
+            "Error: serverless enable: cpu_standby means mode fast, not spot; drop one of them",
+        ),
+        (
             ["enable", "12", "--webhook=ftp://example.org"],
             "Error: serverless enable: webhook 'ftp://example.org' is not an http(s) URL; "
             "e.g. --webhook=https://example.org/hooks/dumont",
@@ -153,6 +157,17 @@ def test_enable_in_both_forms_then_status_list_and_disable(run: Cli, user: UserS
         "them with `dumont serverless list`"
     )
     assert ok(run("serverless", "list")).stdout.strip() == "(none)"
+
+
+def test_cpu_standby_is_fast_mode(run: Cli, user: UserSession) -> None:
+    """The sprint's "enable fast (with CPU standby)": both spellings give mode fast."""
+    iid = running(user)
+    out = ok(run("serverless", "enable", str(iid), "cpu_standby=true", "idle_timeout=60")).stdout
+    assert out.startswith(f"Serverless enabled on instance {iid}: fast, pauses after 60s")
+    assert user.client.serverless.status(iid).mode == "fast"
+    ok(run("serverless", "enable", str(iid), "--mode=economic"))
+    ok(run("serverless", "enable", str(iid), "--cpu-standby", "-o", "json"))
+    assert user.client.serverless.status(iid).mode == "fast"
 
 
 def test_list_shows_only_your_own(run: Cli, user: UserSession, server: LocalServer) -> None:

@@ -111,6 +111,7 @@ def _secret_from(option: str | None, needed: bool) -> str | None:
         "  dumont serverless enable 12 mode=economic\n\n"
         "  dumont serverless enable 12 --mode=fast --idle-timeout=30 --gpu-threshold=5\n\n"
         "  dumont serverless enable 12 mode=spot idle_timeout=60 keep_warm=true\n\n"
+        "  dumont serverless enable 12 cpu_standby=true\n\n"
         "  dumont serverless enable 12 --webhook=https://example.org/hook --webhook-secret=-"
     )
 )
@@ -121,7 +122,7 @@ def enable(
         None,
         metavar="[KEY=VALUE]...",
         help="Old-style words: mode=, idle_timeout=, gpu_threshold=, keep_warm=, webhook=, "
-        "max_price=.",
+        "max_price=, cpu_standby=.",
         show_default=False,
     ),
     mode: str | None = typer.Option(
@@ -143,6 +144,9 @@ def enable(
         "--gpu-threshold",
         metavar="PERCENT",
         help="GPU utilisation (%) under which the instance is idle.",
+    ),
+    cpu_standby: bool = typer.Option(
+        False, "--cpu-standby", help="Same as --mode=fast (paused on a CPU standby, memory kept)."
     ),
     keep_warm: bool | None = typer.Option(
         None, "--keep-warm/--no-keep-warm", help="Never pause automatically (wake still works)."
@@ -177,6 +181,7 @@ def enable(
         "keep_warm": keep_warm,
         "webhook_url": webhook,
         "max_price": max_price,
+        "cpu_standby": cpu_standby or None,
     }
     body = enable_body(words or [], flags)
     if webhook_secret is not None and "webhook_url" not in body:

@@ -34,6 +34,7 @@ KEYS = {
     "webhook_url": "webhook_url",
     "max_price": "max_price",
     "price": "max_price",
+    "cpu_standby": "cpu_standby",
 }
 # Enable field -> the flag people type (for messages).
 FLAG_OF = {
@@ -164,8 +165,8 @@ PARSERS = {
 
 
 def _value(field: str, text: str) -> Any:
-    if field == "keep_warm":
-        return parse_flag_bool(text, "keep_warm")
+    if field in ("keep_warm", "cpu_standby"):
+        return parse_flag_bool(text, field)
     return PARSERS[field](text)
 
 
@@ -180,8 +181,10 @@ def _set(body: dict[str, Any], field: str, value: Any) -> None:
 
 def enable_body(words: Sequence[str], flags: Mapping[str, str | bool | None]) -> dict[str, Any]:
     """The enable fields of the old-style words and the flags (`flags` by field name; None:
-    not given). Unset fields are left out, so the server's defaults apply."""
+    not given). Unset fields are left out, so the server's defaults apply. `cpu_standby`
+    (the §7.4 alias's word) means mode fast."""
     body: dict[str, Any] = {}
+    given: list[tuple[str, Any]] = []
     for word in words:
         key, sep, text = word.partition("=")
         name = key.strip().lstrip("-").replace("-", "_").lower()
@@ -201,12 +204,23 @@ def enable_body(words: Sequence[str], flags: Mapping[str, str | bool | None]) ->
             guess = suggest(name, sorted(KEYS))
             hint = f"did you mean {guess}=?" if guess else "use: " + ", ".join(sorted(KEYS))
             raise DumontError(f"{WHERE}: unknown option {key!r}", hint)
-        _set(body, field, _value(field, text))
-    for field, given in flags.items():
-        if given is None:
-            continue
-        value = given if isinstance(given, bool) else _value(field, given)
-        _set(body, field, value)
+        given.append((field, _value(field, text)))
+    for field, flag in flags.items():
+        if flag is not None:
+            given.append((field, flag if isinstance(flag, bool) else _value(field, flag)))
+    standby = False
+    for field, value in given:
+        if field == "cpu_standby":  # the §7.4 alias's word for fast mode (a CPU standby)
+            standby = standby or bool(value)
+        else:
+            _set(body, field, value)
+    if standby:
+        if body.get("mode", "fast") != "fast":
+            raise DumontError(
+                f"{WHERE}: cpu_standby means mode fast, not {body['mode']}",
+                "drop one of them",
+            )
+        body["mode"] = "fast"
     return body
 
 
