@@ -325,7 +325,14 @@ def test_processes_do_not_see_the_servers_secrets(fast: LocalServer, owner: User
         wait_until(lambda: path.exists() and "DUMONT_INSTANCE_ID" in path.read_text())
         env = path.read_text()
     assert f"DUMONT_INSTANCE_ID={iid}" in env
-    assert "TOKEN" not in env
+    # The one credential an instance gets is its own agent token (heartbeats of this instance
+    # only: provider/agent.py), which is not the server's secret.
+    lines = env.splitlines()
+    own = [line for line in lines if line.startswith("DUMONT_AGENT_TOKEN=")]
+    assert len(own) == 1 and own[0].startswith(f"DUMONT_AGENT_TOKEN={iid}.")
+    assert "TOKEN" not in "\n".join(line for line in lines if line not in own)
+    secret = (fast.data_dir / "jwt-secret").read_text().strip()
+    assert secret not in env
 
 
 def test_onstart_output_and_group_are_the_instances_own(

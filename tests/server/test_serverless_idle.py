@@ -5,10 +5,17 @@ threshold against a process holding a known CPU share, agent heartbeats."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.server.instancefixtures import delete_all, fast_server_fixture
+from tests.server.instancefixtures import (
+    delete_all,
+    fast_server_fixture,
+    sandbox_tag,
+    workspace,
+)
 from tests.server.serverlessfixtures import (
     BUSY,
     SLEEPER,
@@ -142,3 +149,63 @@ def test_a_fresh_heartbeat_wins_over_the_cpu_sample(owner: UserSession) -> None:
         assert status(http, iid)["idle_since"] is not None
         advance(http, 3)
         until_status(http, iid, paused)
+
+
+def instance_pid(server: LocalServer, instance_id: int) -> int:
+    """A host pid of one of the instance's processes (found by its sandbox tag)."""
+    tag = sandbox_tag(instance_id, server)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if tag in (entry / "environ").read_bytes().split(b"\0"):
+                    return int(entry.name)
+            except OSError:
+                continue
+    raise AssertionError(f"no process of instance {instance_id}")
+
+
+# The instance's own agent: a loop in its sandbox that POSTs heartbeats with the token and URL
+# its environment carries (no user token inside the workload).
+AGENT = """exec python3 -c '
+import json, os, time, urllib.request
+env = os.environ
+body = {"instance_id": "vast_" + env["DUMONT_INSTANCE_ID"], "gpu_utilization": 88}
+headers = {"Content-Type": "application/json", "X-Dumont-Agent-Token": env["DUMONT_AGENT_TOKEN"]}
+while True:
+    request = urllib.request.Request(env["DUMONT_AGENT_URL"], json.dumps(body).encode(), headers)
+    with urllib.request.urlopen(request) as answer:
+        open("agent.log", "a").write(str(answer.status) + "\\n")
+    time.sleep(0.3)
+'"""
+
+
+def test_the_instances_own_agent_reports_with_its_agent_token(
+    fast: LocalServer, owner: UserSession
+) -> None:
+    with owner.http() as http:
+        iid = running_instance(http, AGENT)
+        other = running_instance(http, SLEEPER)
+        enable(http, iid, mode="economic", idle_timeout_seconds=2, gpu_threshold=50)
+        body = until_status(http, iid, lambda b: b["util_source"] == "agent")
+        assert body["current_gpu_util"] == 88 and body["idle_since"] is None
+        advance(http, 10)
+        assert status(http, iid)["is_paused"] is False
+    log = (workspace(fast, iid) / "agent.log").read_text().split()
+    assert set(log) == {"200"}
+    token = next(
+        line.split("=", 1)[1]
+        for line in Path(f"/proc/{instance_pid(fast, iid)}/environ")
+        .read_bytes()
+        .decode()
+        .split("\0")
+        if line.startswith("DUMONT_AGENT_TOKEN=")
+    )
+    with httpx.Client(base_url=fast.url, timeout=30) as anonymous:
+        own = {"X-Dumont-Agent-Token": token}
+        # The token speaks for its own instance only; a forged one is nobody.
+        response = anonymous.post("/api/v1/agent/status", json={"instance_id": other}, headers=own)
+        assert response.status_code == 403
+        forged = {"X-Dumont-Agent-Token": f"{iid}.{'0' * 64}"}
+        response = anonymous.post("/api/v1/agent/status", json={"instance_id": iid}, headers=forged)
+        assert response.status_code == 401
+        assert anonymous.post("/api/v1/agent/status", json={"instance_id": iid}).status_code == 401

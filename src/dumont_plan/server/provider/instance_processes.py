@@ -96,6 +96,7 @@ def start(
             "PATH": SANDBOX_PATH if isolated else os.environ.get("PATH", SANDBOX_PATH),
         }
     )
+    env.update(policy.get("env") or {})
     argv = ["bash", "-c", command]
     if isolated:
         mounts = isolation.Mounts(

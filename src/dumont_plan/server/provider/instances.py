@@ -50,6 +50,7 @@ from dumont_plan.errors import InstanceError
 from dumont_plan.server.context import AppState
 from dumont_plan.server.provider import instance_processes as processes
 from dumont_plan.server.provider import isolation
+from dumont_plan.server.provider.agent import agent_env
 from dumont_plan.server.provider.history import LOCAL_PROVIDER, Attempt, iso, record_attempt
 from dumont_plan.server.provider.jobs import OnInsert, time_scale
 from dumont_plan.server.provider.market import Machine, Market, get_market
@@ -490,6 +491,7 @@ def _start_processes(state: AppState, row: sqlite3.Row) -> None:
     policy = isolation.workload_sandbox(config, state.settings, int(row["user_id"]))
     # A fine-tune deploy's server also reads the model cache (`ft_deploy.py`).
     policy["shared"] = sorted({*policy["shared"], *loads(row["shared_paths"], [])})
+    policy["env"] = agent_env(state, instance_id)  # heartbeats of its own agent (agent.py)
     leader = processes.start(instance_id, sandbox_of(state, instance_id), str(command), policy)
     if leader is not None:
         state.store.execute(

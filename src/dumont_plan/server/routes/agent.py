@@ -3,20 +3,22 @@
 Its GPU utilisation (`gpu_utilization`, or `gpu_metrics.utilization`: one number or one per
 GPU, the highest counts) is what the serverless reconciler uses for that instance while the
 heartbeat is fresh. Unlike the real platform (no auth, any instance id), a heartbeat needs the
-instance owner's token: nobody else can make an instance look idle (and pause it) or busy.
+instance owner's token, or the instance's own agent token (`X-Dumont-Agent-Token`, in its
+processes' environment: provider/agent.py): nobody else can make an instance look idle (and
+pause it) or busy.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dumont_plan.errors import ServerlessError
-from dumont_plan.server.context import StateDep, UserDep
+from dumont_plan.server.context import StateDep, current_user
 from dumont_plan.server.limits import MAX_INT
-from dumont_plan.server.provider import serverless
+from dumont_plan.server.provider import agent, serverless
 
 router = APIRouter(prefix="/agent", tags=["agent"])
 
@@ -60,9 +62,36 @@ class AgentStatus(BaseModel):
         return metric
 
 
+class Caller(BaseModel):
+    user_id: int
+    instance_id: int | None = None  # an agent token speaks for this instance only
+
+
+def heartbeat_caller(request: Request, state: StateDep) -> Caller:
+    """The instance's agent (its token) or a logged-in user (else 401), before the body."""
+    token = request.headers.get(agent.HEADER)
+    if token is None:
+        return Caller(user_id=current_user(request, state).id)
+    instance_id = agent.token_instance(state, token)
+    row = (
+        state.store.query_one(
+            "SELECT user_id FROM instances WHERE id = ? AND deleted_at IS NULL", (instance_id,)
+        )
+        if instance_id is not None
+        else None
+    )
+    if row is None:
+        raise HTTPException(401, "Not authenticated", headers={"WWW-Authenticate": "Bearer"})
+    return Caller(user_id=int(row["user_id"]), instance_id=instance_id)
+
+
 @router.post("/status")
-def agent_status(body: AgentStatus, state: StateDep, user: UserDep) -> dict[str, Any]:
+def agent_status(
+    body: AgentStatus, state: StateDep, caller: Annotated[Caller, Depends(heartbeat_caller)]
+) -> dict[str, Any]:
+    if caller.instance_id is not None and caller.instance_id != body.instance_id:
+        raise HTTPException(403, f"this agent token is for instance {caller.instance_id} only")
     try:
-        return serverless.heartbeat(state, user.id, body.instance_id, body.utilisation())
+        return serverless.heartbeat(state, caller.user_id, body.instance_id, body.utilisation())
     except ServerlessError as exc:
         raise HTTPException(exc.status, exc.message) from exc
