@@ -78,8 +78,8 @@ def check_max_price(value: float, where: str) -> float:
 @app.command(
     epilog=(
         "Bids at the cheapest offer's minimum bid that is at most --max-price, restores the "
-        "template's workspace there and waits until the instance is active (--no-wait: "
-        "return at once).\n\n"
+        "template's workspace there and waits until it is active on a machine that runs "
+        "(--no-wait: return at once).\n\n"
         "Examples:\n\n"
         "  dumont spot deploy --template=spot_tpl_12_1733300000\n\n"
         "  dumont spot deploy --template=spot_tpl_12_1733300000 --max-price=0.5 --gpu=RTX4090\n\n"
