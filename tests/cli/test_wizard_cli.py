@@ -330,3 +330,31 @@ def test_progress_off_a_terminal_is_plain_lines() -> None:
         "[  1.0s] winner    instance 1: RTX 4090 $0.350/h",
         "[  1.1s] cancelled instance 2 (1 won)",
     ]
+
+
+def test_an_unknown_gpu_gets_a_did_you_mean(run: Cli) -> None:
+    result = run("wizard", "deploy", "RTX 4099")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: no GPU model 'RTX 4099' on the market; did you mean 'RTX 4090'?"
+    ), result.stderr
+    far = run("wizard", "deploy", "RTX 9999").stderr.strip().splitlines()[-1]
+    assert far.startswith("Error: no GPU model 'RTX 9999' on the market; did you mean"), far
+    assert "raise the price cap" not in far  # the cap is not what is wrong
+
+
+@pytest.mark.slow
+def test_offers_held_by_your_own_instances_are_named(run: Cli, user: UserSession) -> None:
+    # Hold every ultra-speed H100 machine in the EU, then ask the wizard for one more.
+    filters = {"gpu_name": "H100", "min_inet_down": 4000, "max_price": 100, "limit": 100}
+    held = [
+        user.client.instances.create(o.id).id
+        for o in user.client.instances.offers(**filters)
+        if (o.num_gpus or 1) == 1
+    ]
+    assert held, "the market has no 1-GPU ultra H100 to hold"
+    result = run("wizard", "deploy", "H100", "--speed=ultra", "--price=100")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert f"your own {len(held)} instance" in line and "hold H100 machines" in line, line
+    assert str(held[0]) in line and "delete one you no longer need" in line

@@ -37,13 +37,18 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
+from difflib import get_close_matches
 from functools import partial
 from typing import Any, Protocol
 
-from dumont_plan.errors import ConnectError, DumontError, NotFoundError, ServerError
+from dumont_plan.errors import ApiError, ConnectError, DumontError, NotFoundError, ServerError
 from dumont_plan.offers import (
+    MARKET_FILTERS,
+    MarketNames,
+    Selection,
     WizardRequest,
     active_blacklist,
+    compact,
     no_offers_error,
     select_offers,
 )
@@ -142,7 +147,7 @@ class _Race:
             ),
         )
         if not selection.offers:
-            raise no_offers_error(request, selection)
+            raise self.explain_no_offers(selection)
         return selection.offers
 
     # --- one batch ------------------------------------------------------------------------
@@ -347,6 +352,51 @@ class _Race:
             for c in self.candidates
             if c.state in states and c.instance_id is not None
         ]
+
+    def explain_no_offers(self, selection: Selection) -> DumontError:
+        """Why nothing matches, in what is true: an unknown GPU (did you mean ...), or your own
+        instances holding the matching machines; else which filter to loosen."""
+        request = self.request
+        gpu = request.gpu_name
+        try:
+            market = (
+                MarketNames.of(
+                    [  # cheapest and dearest first: every model of a market of 200 machines
+                        offer
+                        for order in ("dph_total", "-dph_total")
+                        for offer in self.api.instances.offers(order_by=order, **MARKET_FILTERS)
+                    ]
+                )
+                if gpu
+                else None
+            )
+            mine = [
+                i
+                for i in self.api.instances.list()
+                if not gpu or compact(i.gpu_name or "") == compact(gpu)
+            ]
+        except (ApiError, ConnectError):  # the explanation is a nicety: keep the plain one
+            return no_offers_error(request, selection)
+        if gpu and market is not None and not market.empty:
+            known = {compact(name) for name in market.gpus}
+            if compact(gpu) not in known:
+                close = get_close_matches(compact(gpu), list(known), n=1, cutoff=0.5)
+                named = {compact(name): name for name in market.gpus}
+                return DumontError(
+                    f"no GPU model {gpu!r} on the market",
+                    f"did you mean {named[close[0]]!r}?"
+                    if close
+                    else f"use one of: {', '.join(market.gpus)}",
+                )
+        error = no_offers_error(request, selection)
+        if mine:
+            ids = ", ".join(str(i.id) for i in mine[:5]) + (", ..." if len(mine) > 5 else "")
+            return DumontError(
+                f"{error.message}; your own {plural(len(mine), 'instance')} ({ids}) hold "
+                f"{gpu or 'GPU'} machines",
+                f"delete one you no longer need (`dumont instance delete ID`), or {error.hint}",
+            )
+        return error
 
     def nobody_ready(self) -> DumontError:
         tried = self.candidates
