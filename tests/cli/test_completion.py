@@ -71,6 +71,11 @@ def test_subcommands_and_options_complete(home: Path) -> None:
     assert complete_bash("dumont serverless enable 12 --mode e", home).stdout.split() == [
         "economic"
     ]
+    assert complete_bash("dumont finetune c", home).stdout.split() == ["create", "cancel"]
+    assert complete_bash("dumont finetune create x --dat", home).stdout.split() == [
+        "--dataset",
+        "--dataset-source",
+    ]
     assert complete_bash("dumont apply --par", home).stdout.split() == ["--parallelism"]
     assert "--wait-timeout" in complete_bash("dumont job create x --wa", home).stdout.split()
     assert complete_bash("dumont spot template ", home).stdout.split() == [

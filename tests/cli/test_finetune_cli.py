@@ -8,7 +8,10 @@ is tests/finetune/test_finetune_cli_training.py (it needs the `finetune` extra).
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -290,3 +293,32 @@ def test_another_user_cannot_see_or_touch_a_fine_tune(
         assert f"no fine-tune {job['id']} (or it is not yours)" in result.stderr, command
     listed = json.loads(run_cli(["finetune", "list", "-o", "json"], env).stdout)
     assert listed == {"jobs": [], "count": 0}
+
+
+def test_ctrl_c_while_waiting_leaves_the_fine_tune_running_and_says_how_to_cancel(
+    dumont: Cli, tmp_path: Path, home: Path, ft_user: UserSession
+) -> None:
+    job = create_json(dumont, "long", f"--model={LLAMA}", f"--dataset={dataset(tmp_path)}")
+    env = cli_env(home, ft_user.url, ft_user.token)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dumont_plan", "finetune", "wait", job["id"], "--poll=0.2"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # the status line: it is waiting now
+    assert f"{job['id']} (long): pending" in first
+    # A moment later it sleeps between polls (a signal in the middle of rich writing the line
+    # out would print it a second time).
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert rest.strip() == (
+        f"Stopped waiting; the fine-tune {job['id']} goes on. Follow it: dumont finetune wait "
+        f"{job['id']}; cancel it: dumont finetune cancel {job['id']}"
+    )
+    assert ft_user.client.finetune.get(job["id"]).status == "pending"
