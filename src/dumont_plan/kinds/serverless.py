@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from dumont_plan.kinds.base import BaseHandler, FieldClass
+from dumont_plan.kinds.decision import Decision, Situation
 from dumont_plan.spec.serverless import ServerlessSpec
 from dumont_plan.wire_models import Offer, ServerlessPolicy, WireModel
 
@@ -145,6 +146,19 @@ class ServerlessHandler(BaseHandler[ServerlessPolicy]):
         """An instance the policy paused is meant to run (the policy wakes it on demand): its
         `state` reads `running`, so the plan neither resumes it nor reports drift."""
         return {"state": "running"}
+
+    def decide(self, situation: Situation[ServerlessPolicy]) -> Decision:
+        """The default (gone -> create, `instance` -> replace, else update), and a note when
+        the last wake failed (the instance stays paused until a wake succeeds)."""
+        decision = super().decide(situation)
+        live = situation.live
+        if live is not None and live.status == "wake_failed":
+            reason = f": {live.last_wake_error}" if live.last_wake_error else ""
+            decision.notes.append(
+                f"the last wake of instance {live.instance_id} failed{reason}; it stays paused "
+                f"until `dumont serverless wake {live.instance_id}` succeeds"
+            )
+        return decision
 
     # -- cost ------------------------------------------------------------------------------
 
