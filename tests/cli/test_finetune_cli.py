@@ -7,7 +7,10 @@ is tests/finetune/test_finetune_cli_training.py (it needs the `finetune` extra).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import signal
 import subprocess
 import sys
@@ -322,3 +325,34 @@ def test_ctrl_c_while_waiting_leaves_the_fine_tune_running_and_says_how_to_cance
         f"{job['id']}; cancel it: dumont finetune cancel {job['id']}"
     )
     assert ft_user.client.finetune.get(job["id"]).status == "pending"
+
+
+def test_on_a_terminal_the_upload_shows_a_progress_bar(
+    ft_user: UserSession, home: Path, tmp_path: Path
+) -> None:
+    record = json.loads(ALPACA)
+    data = dataset(
+        tmp_path, "".join(json.dumps({**record, "input": "x" * i}) + "\n" for i in range(300))
+    )
+    env = {**cli_env(home, ft_user.url, ft_user.token), "COLUMNS": "100"}
+    main, child = pty.openpty()
+    args = ["finetune", "create", "tty", f"--model={LLAMA}", f"--dataset={data}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dumont_plan", *args],
+        env=env,
+        cwd=tmp_path,
+        stdin=child,
+        stdout=child,
+        stderr=child,
+    )
+    os.close(child)
+    screen = b""
+    with contextlib.suppress(OSError):  # EIO once the process closed the terminal
+        while chunk := os.read(main, 4096):
+            screen += chunk
+    os.close(main)
+    assert proc.wait(timeout=60) == 0
+    text = screen.decode(errors="replace")
+    assert "Uploading train.jsonl" in text and "━" in text  # the bar
+    assert "Uploaded train.jsonl (300 records, alpaca): " in text
+    assert "Created fine-tune " in text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +61,19 @@ def test_create_waits_with_progress_then_downloads_the_adapter(
     assert (adapter["r"], adapter["lora_alpha"]) == (8, 16)
     stats = json.loads((target / "outputs" / "training_stats.json").read_text())
     assert stats["train_loss"] > 0
+
+    with socket.socket() as probe:  # a free loopback port for the model server
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    deploy = ["finetune", "deploy", job_id, "--gpu=RTX4090", "--max-price=50", f"--port={port}"]
+    served = run_cli([*deploy, "-o", "json"], env, cwd=tmp_path)
+    assert served.returncode == 0, served.stderr
+    answer = json.loads(served.stdout)
+    try:
+        assert answer["endpoint_url"] == f"http://127.0.0.1:{port}/v1"
+        assert answer["job_id"] == job_id and answer["success"] is True
+    finally:
+        trainer_user.client.instances.delete(answer["instance_id"], missing_ok=True)
 
 
 def test_create_follow_streams_the_trainers_log(
