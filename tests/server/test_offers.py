@@ -200,3 +200,17 @@ def test_an_invalid_token_gets_the_public_answer(server: LocalServer) -> None:
 def test_offers_are_also_under_the_compat_mount(server: LocalServer) -> None:
     response = httpx.get(server.url + "/api/instances/offers", params={"limit": 2})
     assert response.status_code == 200 and response.json()["count"] == 2
+
+
+def test_the_market_has_room_for_every_example_at_once() -> None:
+    """The quick start and the examples each run a 1x RTX 4090 on a fast network (2000-4000
+    Mbps): the market holds more than they need together, so one does not starve the next."""
+    from dumont_plan.server.provider.market import get_market
+
+    fast_4090 = [
+        m
+        for m in get_market().machines
+        if m.gpu_name == "RTX 4090" and m.num_gpus == 1 and 2000 <= m.inet_down < 4000
+    ]
+    assert len(fast_4090) >= 12
+    assert len({m.offer_id for m in get_market().machines}) == len(get_market().machines)

@@ -114,7 +114,6 @@ class Market:
         machines = []
         for index in range(size):
             gpu = rng.choices(names, weights)[0]
-            vram, per_gpu, _ = GPU_MODELS[gpu]
             num = rng.choices([1, 2, 4, 8], [70, 15, 10, 5])[0]
             geo, region = rng.choice(LOCATIONS)
             # Network speeds spread across the wizard tiers (slow/medium/fast/ultra).
@@ -122,32 +121,16 @@ class Market:
                 rng.choice([150, 300, 800, 1500, 2500, 3500, 5000, 8000]) * rng.uniform(0.9, 1.1), 1
             )
             flaky = rng.random() < 0.12
+            machines.append(_machine(rng, index, gpu, num, geo, region, inet_down, flaky))
+        # The stock every quick start and example asks for (one RTX 4090, fast network) is
+        # deeper than a random draw makes it, so running several of them at once leaves
+        # offers; appended, so the random catalogue above is the same as ever.
+        stock = random.Random(seed * 7919 + 1)
+        for extra in range(EXAMPLE_STOCK):
+            geo, region = STOCK_LOCATIONS[extra % len(STOCK_LOCATIONS)]
+            inet_down = round(stock.uniform(2200, 3800), 1)
             machines.append(
-                Machine(
-                    offer_id=100000 + index * 7 + rng.randrange(7),
-                    machine_id=str(10000 + rng.randrange(80000)),
-                    gpu_name=gpu,
-                    num_gpus=num,
-                    gpu_ram=float(vram),
-                    cpu_cores=int(rng.choice([8, 16, 24, 32, 64]) * max(1, num // 2)),
-                    cpu_ram=float(rng.choice([32, 64, 128, 256]) * max(1, num // 2)),
-                    disk_space=float(rng.choice([100, 200, 500, 1000, 2000])),
-                    inet_down=inet_down,
-                    inet_up=round(inet_down * rng.uniform(0.3, 1.0), 1),
-                    geolocation=geo,
-                    region=region,
-                    reliability=round(
-                        rng.uniform(0.6, 0.95) if flaky else rng.uniform(0.95, 0.999), 4
-                    ),
-                    verified=rng.random() < 0.8,
-                    static_ip=rng.random() < 0.6,
-                    cuda_version=rng.choice(["12.1", "12.2", "12.4", "12.8"]),
-                    base_dph=round(per_gpu * num * rng.uniform(0.8, 1.3), 4),
-                    spot_factor=round(rng.uniform(0.35, 0.6), 3),
-                    boot_seconds=round(rng.uniform(0.3, 2.5), 2),
-                    failure_probability=round(rng.uniform(0.4, 0.9) if flaky else 0.0, 3),
-                    phase=rng.uniform(0, 2 * math.pi),
-                )
+                _machine(stock, size + extra, "RTX 4090", 1, geo, region, inet_down, False)
             )
         # Offer ids must be unique; regenerate collisions deterministically.
         seen: set[int] = set()
@@ -180,6 +163,47 @@ class Market:
         if not candidates:
             return None
         return min(candidates, key=lambda m: (m.price(spot, now), m.offer_id))
+
+
+EXAMPLE_STOCK = 12  # extra reliable 1x RTX 4090 machines on a fast network
+STOCK_LOCATIONS = [loc for loc in LOCATIONS if loc[1] in ("US", "EU", "ASIA")]
+
+
+def _machine(
+    rng: random.Random,
+    index: int,
+    gpu: str,
+    num: int,
+    geo: str,
+    region: str,
+    inet_down: float,
+    flaky: bool,
+) -> Machine:
+    """The rest of a machine, drawn from `rng` in a fixed order (the catalogue is seeded)."""
+    vram, per_gpu, _ = GPU_MODELS[gpu]
+    return Machine(
+        offer_id=100000 + index * 7 + rng.randrange(7),
+        machine_id=str(10000 + rng.randrange(80000)),
+        gpu_name=gpu,
+        num_gpus=num,
+        gpu_ram=float(vram),
+        cpu_cores=int(rng.choice([8, 16, 24, 32, 64]) * max(1, num // 2)),
+        cpu_ram=float(rng.choice([32, 64, 128, 256]) * max(1, num // 2)),
+        disk_space=float(rng.choice([100, 200, 500, 1000, 2000])),
+        inet_down=inet_down,
+        inet_up=round(inet_down * rng.uniform(0.3, 1.0), 1),
+        geolocation=geo,
+        region=region,
+        reliability=round(rng.uniform(0.6, 0.95) if flaky else rng.uniform(0.95, 0.999), 4),
+        verified=rng.random() < 0.8,
+        static_ip=rng.random() < 0.6,
+        cuda_version=rng.choice(["12.1", "12.2", "12.4", "12.8"]),
+        base_dph=round(per_gpu * num * rng.uniform(0.8, 1.3), 4),
+        spot_factor=round(rng.uniform(0.35, 0.6), 3),
+        boot_seconds=round(rng.uniform(0.3, 2.5), 2),
+        failure_probability=round(rng.uniform(0.4, 0.9) if flaky else 0.0, 3),
+        phase=rng.uniform(0, 2 * math.pi),
+    )
 
 
 def _with_offer(machine: Machine, offer_id: int) -> Machine:
