@@ -95,6 +95,10 @@ def test_pause_then_list_paused_then_resume(run: Cli, user: UserSession) -> None
     # `paused` is the people's word; the provider reports `stopped` (both forms find it).
     table = rows(run("instance", "list", "status=paused"))
     assert [row[:2] for row in table] == [[str(iid), "paused"]]
+    # Billed at its storage rate while paused, not at the machine's full price.
+    billed = user.client.instances.get(iid).raw["billed_dph"]
+    assert 0 < billed < 0.05
+    assert table[0][3] == f"${billed:.3f}/h (paused)"
     listed = json.loads(ok(run("instance", "list", "--status=paused", "-o", "json")).stdout)
     assert [(i["id"], i["status"]) for i in listed["instances"]] == [(iid, "stopped")]
     assert ok(run("instance", "list", "status=running")).stdout.strip() == "(none)"

@@ -38,6 +38,7 @@ INSTANCE_KEYS = {
     # additive
     "machine_id", "offer_id", "region", "geolocation", "use_spot", "image", "status_msg",
     "total_cost",
+    "billed_dph",
 }  # fmt: skip
 
 

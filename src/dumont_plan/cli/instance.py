@@ -91,11 +91,21 @@ def instance_row(instance: Instance) -> dict[str, object]:
         "id": instance.id,
         "status": instance.display_status,
         "gpu": gpu_text(instance),
-        "price": money(instance.dph_total),
+        "price": price_text(instance),
         "location": instance.geolocation,
         "access": access_of(instance),
         "label": instance.label,
     }
+
+
+def price_text(instance: Instance) -> str:
+    """$/h as billed now: a paused instance costs its storage, not the machine's price."""
+    if not instance.is_paused:
+        return money(instance.dph_total)
+    billed = instance.raw.get("billed_dph")
+    if isinstance(billed, int | float) and not isinstance(billed, bool):
+        return f"{money(float(billed))} (paused)"
+    return "storage only (paused)"
 
 
 def describe(instance: Instance) -> str:

@@ -180,6 +180,9 @@ def instance_json(state: AppState, row: sqlite3.Row, now: float | None = None) -
         "image": row["image"],
         "status_msg": row["status_msg"],
         "total_cost": round(_cost(row, machine, at), 6),
+        # What is billed now ($/h): the machine's price while it runs, storage when paused
+        # (`dph_total` stays the machine's price, as on the real platform).
+        "billed_dph": round(_rate(row, machine, at), 6),
     }
 
 
