@@ -1,20 +1,14 @@
 """LoRA fine-tune of a causal language model: `python -I trainer.py CONFIG.json`.
 
-A standalone script (standard library + torch, transformers, peft; it never imports
-dumont_plan) that the fine-tune executor runs inside the job's sandbox. The config file's keys:
-base_model (a Hugging Face id, loaded offline from the local cache, or a local directory),
-dataset_path (.json or .jsonl), dataset_format (alpaca|sharegpt|raw), config (the contract's
-nested hyper-parameters), output_dir, progress_path, seed (3407) and max_steps (null: all epochs).
-
-It writes a checkpoint per epoch (`output_dir/checkpoint-epoch-N/`), the final adapter and the
-tokenizer (`output_dir/lora_model/`), `output_dir/training_stats.json`, JSON progress events
-appended to progress_path (loading, start, step, checkpoint, done | error) and human log lines
-on stdout. A failure is one `error` event with a clear reason and exit code 1; SIGTERM stops it
-at once (exit 143).
-
-The loop is a plain one (AdamW, linear warm-up then linear decay, gradient accumulation, loss
-over every token of the rendered text, as the platform's SFTTrainer does): on CPU it costs no
-more than a bare loop, and every hyper-parameter is visible where it acts.
+Standalone (standard library + torch, transformers, peft; never imports dumont_plan): the
+executor runs it in the job's sandbox. CONFIG keys: base_model (a Hugging Face id, loaded offline
+from the local cache, or a directory), dataset_path (.json/.jsonl), dataset_format
+(alpaca|sharegpt|raw), config (the contract's nested hyper-parameters), output_dir,
+progress_path, seed (3407), max_steps (null: all epochs). Writes `checkpoint-epoch-N/`,
+`lora_model/` (adapter + tokenizer), `training_stats.json`, JSON progress events (loading, start,
+step, checkpoint, done | error) and log lines on stdout; a failure is one `error` event and exit
+1; SIGTERM exits 143. The loop is a plain one (AdamW, linear warm-up and decay, gradient
+accumulation, loss over every token as the platform's SFTTrainer): no dearer than a bare loop.
 """
 
 from __future__ import annotations
@@ -237,8 +231,9 @@ def load_model(base_model: str, hyper: dict[str, Any], device: Any) -> tuple[Any
     import torch
 
     cuda = device.type == "cuda"
+    lora = {"r": hyper["lora_rank"], "lora_alpha": hyper["lora_alpha"], "lora_dropout": 0.0}
     if cuda and importlib.util.find_spec("unsloth") is not None:
-        return _load_unsloth(base_model, hyper)
+        return _load_unsloth(base_model, hyper, lora)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {}
@@ -274,36 +269,22 @@ def load_model(base_model: str, hyper: dict[str, Any], device: Any) -> tuple[Any
     if missing:
         fail(f"config.target_modules: {missing[0]!r} is not a module of {base_model}")
     hyper["target_modules"] = list(targets)
-    lora = LoraConfig(
-        r=hyper["lora_rank"],
-        lora_alpha=hyper["lora_alpha"],
-        lora_dropout=0.0,
-        target_modules=list(targets),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
+    config = LoraConfig(**lora, target_modules=list(targets), bias="none", task_type="CAUSAL_LM")
+    model = get_peft_model(model, config)
     if not quantized:
         model.to(device)
     return tokenizer, model
 
 
-def _load_unsloth(base_model: str, hyper: dict[str, Any]) -> tuple[Any, Any]:
+def _load_unsloth(base_model: str, hyper: dict[str, Any], lora: dict[str, Any]) -> tuple[Any, Any]:
     from unsloth import FastLanguageModel
 
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=base_model, max_seq_length=hyper["max_seq_length"], load_in_4bit=True
     )
-    targets = hyper["target_modules"] or list(PROJECTIONS)
-    hyper["target_modules"] = list(targets)
+    hyper["target_modules"] = list(hyper["target_modules"] or PROJECTIONS)
     model = FastLanguageModel.get_peft_model(
-        model,
-        r=hyper["lora_rank"],
-        lora_alpha=hyper["lora_alpha"],
-        lora_dropout=0,
-        target_modules=list(targets),
-        bias="none",
-        use_gradient_checkpointing="unsloth",
+        model, **lora, target_modules=hyper["target_modules"], use_gradient_checkpointing="unsloth"
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -342,28 +323,18 @@ def missing_model_reason(base_model: str, exc: Exception) -> str:
 def batches(
     examples: list[list[int]], batch_size: int, pad_id: int, order: list[int], device: Any
 ) -> list[dict[str, Any]]:
-    """Padded micro-batches (input ids, attention mask, labels with -100 on padding)."""
+    """Padded micro-batches: the model's keyword arguments (labels -100 on padding)."""
     import torch
 
     out = []
     for start in range(0, len(order), batch_size):
         rows = [examples[i] for i in order[start : start + batch_size]]
         width = max(len(row) for row in rows)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, row in enumerate(rows):
-            ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
-            mask[r, : len(row)] = 1
+        ids = torch.tensor([row + [pad_id] * (width - len(row)) for row in rows])
+        mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows])
         labels = ids.masked_fill(mask == 0, -100)
-        out.append(
-            {
-                "input_ids": ids.to(device),
-                "attention_mask": mask.to(device),
-                "labels": labels.to(device),
-                "tokens": int(mask.sum()),
-            }
-        )
-    return out
+        out.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
+    return [{key: value.to(device) for key, value in batch.items()} for batch in out]
 
 
 def train(job: dict[str, Any], progress: Progress) -> dict[str, Any]:
@@ -428,14 +399,10 @@ def train(job: dict[str, Any], progress: Progress) -> dict[str, Any]:
             group = micro[group_start : group_start + accumulation]
             group_loss = 0.0
             for batch in group:
-                result = model(
-                    input_ids=batch["input_ids"],
-                    attention_mask=batch["attention_mask"],
-                    labels=batch["labels"],
-                )
-                (result.loss / len(group)).backward()
-                group_loss += float(result.loss.detach()) / len(group)
-                tokens += batch["tokens"]
+                loss = model(**batch).loss
+                (loss / len(group)).backward()
+                group_loss += float(loss.detach()) / len(group)
+                tokens += int(batch["attention_mask"].sum())
                 samples += int(batch["input_ids"].shape[0])
             learning_rate = scheduler.get_last_lr()[0]
             optimizer.step()
@@ -482,13 +449,8 @@ def train(job: dict[str, Any], progress: Progress) -> dict[str, Any]:
         "steps_per_second": round(step / runtime, 3) if runtime else None,
         "tokens_per_second": round(tokens / runtime, 3) if runtime else None,
         "device": device.type,
-        "config": {
-            **hyper,
-            "base_model": job["base_model"],
-            "dataset_format": fmt,
-            "seed": job["seed"],
-            "max_steps": job["max_steps"],
-        },
+        "dataset_format": fmt,
+        "config": {**hyper, **{k: job[k] for k in ("base_model", "seed", "max_steps")}},
     }
     (out / "training_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
