@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.apply.applykit import Project
@@ -100,5 +101,28 @@ def test_a_changed_bid_replaces_the_deployment_and_keeps_the_template(
     (live,) = user.client.spot.instances()
     assert live.deployment_id != before and live.max_price == 0.7
     assert proj.remote_id("spot_template.base") == template_id
+    proj("destroy", "-y", timeout=180)
+    assert user.client.spot.instances() == [] and user.client.instances.list() == []
+
+
+@pytest.mark.slow
+def test_a_lost_deploy_answer_is_replayed_not_rented_twice(
+    proj: Project, user: UserSession, server: LocalServer
+) -> None:
+    """The control plane deploys but the answer is lost (a broken connection): the apply fails
+    that change, and the next one resends the same Idempotency-Key, so the server answers the
+    deployment it made instead of renting a second machine."""
+    drop = {"status": 0, "count": 1, "method": "POST", "path": "/api/v1/spot/deploy"}
+    assert httpx.post(f"{server.url}/api/v1/_local/faults", json=drop).status_code == 200
+    first = proj("apply", "-y", code=3, timeout=180)
+    assert "spot_deployment.worker" in first.stdout + first.stderr
+    (made,) = user.client.spot.instances()  # deployed, but the ledger does not know it
+    assert "spot_deployment.worker" not in proj.state()["resources"]
+    again = proj("apply", "-y", timeout=180).stdout
+    assert "Apply complete" in again, again
+    (live,) = user.client.spot.instances()
+    assert live.deployment_id == made.deployment_id
+    assert proj.remote_id("spot_deployment.worker") == made.deployment_id
+    assert "No changes." in proj("plan", "--detailed-exitcode").stdout
     proj("destroy", "-y", timeout=180)
     assert user.client.spot.instances() == [] and user.client.instances.list() == []

@@ -43,11 +43,16 @@ def test_a_deployment_keeps_its_identity_across_a_failover(
         user.client, {"instance": source, "region": "US", "workspace_path": "/workspace"}, "k1"
     )
     assert template.instance_id == source and template.created_at  # read back from the list
+    replayed = user.client.spot.create_template(source, region="US", idempotency_key="k1")
+    assert replayed.template_id == template.template_id  # the same key: the first answer
+    assert len(user.client.spot.templates()) == 1
     ops = SpotDeploymentOps()
     body = {"template": template.template_id, "max_price": 0.5, "gpu_preference": "rtx4090"}
     made = ops.create(user.client, body, "k2")
     assert made.deployment_id and made.state == "active" and made.gpu_name == "RTX 4090"
     assert made.gpu_preference == "RTX 4090"  # sent in the market's spelling
+    assert ops.create(user.client, body, "k2").deployment_id == made.deployment_id
+    assert len(user.client.spot.instances()) == 1  # a repeated key rents nothing more
     moved = user.client.spot.failover(made.instance_id)
     assert moved.old_instance_id == made.instance_id and moved.new_instance_id
     again = ops.get(user.client, made.identity)

@@ -3,7 +3,8 @@
 Contract §8; behaviour in provider/spot.py (templates, deployments), provider/spot_failover.py
 (interruptions, failover, sync) and provider/spot_market.py (prices). Additive: `POST
 /spot/interrupt/{id}` (an operator's interruption, for chaos testing), `POST /spot/sync/{id}`
-(sync the workspace now), the `sync_interval_seconds` deploy field, the extra fields of every
+(sync the workspace now), `Idempotency-Key` on the template and deploy creates, the
+`sync_interval_seconds` deploy field, the extra fields of every
 answer, and `GET /spot/dashboard/{events,spend,prices}` (the `/dashboard` page's data).
 """
 
@@ -13,11 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dumont_plan.errors import SpotError
 from dumont_plan.server.context import StateDep, UserDep
+from dumont_plan.server.idempotency import idempotent_create
 from dumont_plan.server.limits import TEXT_MAX
 from dumont_plan.server.provider import spot, spot_dashboard
 from dumont_plan.server.provider.market import GPU_MODELS, canonical_gpu, known_gpu
@@ -103,19 +105,26 @@ class DeploySpotRequest(BaseModel):
 # ---------------------------------------------------------------------------- templates
 
 
-@router.post("/template/{instance_id}")
+@router.post("/template/{instance_id}", response_model=dict[str, Any])
 def create_template(
     instance_id: int,
+    request: Request,
     state: StateDep,
     user: UserDep,
     body: CreateTemplateRequest = CreateTemplateRequest(),
-) -> dict[str, Any]:
-    """Snapshot the workspace of one of your instances as a template."""
-    return _answer(
-        lambda: spot.create_template(
-            state, user.id, _stored_id(instance_id), body.region, body.workspace_path
+) -> Response:
+    """Snapshot the workspace of one of your instances as a template.
+
+    With an `Idempotency-Key` a repeated request answers the first template (additive)."""
+
+    def create() -> dict[str, Any]:
+        return _answer(
+            lambda: spot.create_template(
+                state, user.id, _stored_id(instance_id), body.region, body.workspace_path
+            )
         )
-    )
+
+    return idempotent_create(request, state, user, create, status_code=200)
 
 
 @router.get("/templates")
@@ -132,9 +141,12 @@ def delete_template(template_id: str, state: StateDep, user: UserDep) -> dict[st
 # ---------------------------------------------------------------------------- deployments
 
 
-@router.post("/deploy")
-def deploy(body: DeploySpotRequest, state: StateDep, user: UserDep) -> dict[str, Any]:
-    """Rent the cheapest fitting spot offer at its minimum bid; restore the template there."""
+@router.post("/deploy", response_model=dict[str, Any])
+def deploy(body: DeploySpotRequest, request: Request, state: StateDep, user: UserDep) -> Response:
+    """Rent the cheapest fitting spot offer at its minimum bid; restore the template there.
+
+    With an `Idempotency-Key` a repeated request answers the first deployment instead of
+    renting a second machine (additive: an apply killed mid-request and run again)."""
     interval = body.sync_interval_seconds
     params = spot.DeployParams(
         template_id=body.template_id,
@@ -143,7 +155,9 @@ def deploy(body: DeploySpotRequest, state: StateDep, user: UserDep) -> dict[str,
         auto_failover=body.auto_failover,
         sync_interval=state.settings.spot_sync_interval if interval is None else interval,
     )
-    return _answer(lambda: spot.deploy(state, user.id, params))
+    return idempotent_create(
+        request, state, user, lambda: _answer(lambda: spot.deploy(state, user.id, params)), 200
+    )
 
 
 @router.get("/status/{instance_id}")
