@@ -345,10 +345,11 @@ def reconcile_serverless(state: AppState) -> None:
         sample = _utilisation(state, row, beats, now)
         if sample is None:
             continue
-        util, source = sample
+        util, source = round(sample[0], 2), sample[1]
         idle = util < float(row["gpu_threshold"])
         since = (row["idle_since"] if row["idle_since"] is not None else now) if idle else None
-        updates.append((round(util, 2), source, since, instance_id))
+        if (util, source, since) != (row["current_util"], row["util_source"], row["idle_since"]):
+            updates.append((util, source, since, instance_id))  # written only when it moved
         timeout = int(row["idle_timeout_seconds"])
         if since is not None and not row["keep_warm"] and now - float(since) >= timeout:
             due.append(row)
