@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 import httpx
 
@@ -60,44 +61,67 @@ def _deployment(http: httpx.Client) -> int:
     return int(deployed["instance_id"])
 
 
+def _interrupt_rounds(
+    http: httpx.Client,
+    current: int,
+    rounds: int,
+    rng: random.Random,
+    observed: list[float],
+    boots: list[float],
+) -> dict[str, Any]:
+    """Interrupt the deployment `rounds` times; the dashboard's events afterwards."""
+    market = get_market()
+    for _ in range(rounds):
+        poll_json(
+            http,
+            f"{SPOT}/status/{current}",
+            lambda b: b["instance_status"] == "running" and b["last_sync_at"] is not None,
+        )
+        time.sleep(rng.uniform(0, 2 * SYNC_SECONDS))
+        start = time.monotonic()
+        answer = http.post(f"{SPOT}/interrupt/{current}")
+        if answer.status_code != 200:
+            raise RuntimeError(f"interrupt: {answer.text}")
+        old = current
+        body = poll_json(
+            http,
+            f"{SPOT}/status/{old}",
+            lambda b, old=old: b["instance_id"] != old and b["instance_status"] == "running",
+        )
+        observed.append(time.monotonic() - start)
+        current = int(body["instance_id"])
+        offer = http.get(f"/api/v1/instances/{current}").json()["offer_id"]
+        machine = market.by_offer(int(offer))
+        boots.append(machine.boot_seconds if machine else 0.0)
+        poll_json(http, f"{SPOT}/status/{current}", lambda b: b["last_recover_seconds"])
+    events: dict[str, Any] = http.get(f"{SPOT}/dashboard/events").json()
+    return events
+
+
+def _delete_everything(http: httpx.Client) -> None:
+    """Delete the deployment and the template's instance: instance processes are detached
+    from the server and would outlive it."""
+    for deployment in http.get(f"{SPOT}/instances").json():
+        http.delete(f"{SPOT}/instance/{deployment['instance_id']}")
+    for instance in http.get("/api/v1/instances").json()["instances"]:
+        http.delete(f"/api/v1/instances/{instance['id']}")
+
+
 @benchmark("spot")
 def spot_recovery(opts: Options) -> list[Row]:
     rounds = 5 if opts.quick else 20
     rng = random.Random(13)
-    market = get_market()
     observed: list[float] = []
     boots: list[float] = []
     with scratch_dir(opts, "spot") as tmp, local_server(tmp / "server") as server:
         token = register_user(server.url, "spot-bench@example.com")
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http:
-            current = _deployment(http)
-            for _ in range(rounds):
-                poll_json(
-                    http,
-                    f"{SPOT}/status/{current}",
-                    lambda b: b["instance_status"] == "running" and b["last_sync_at"] is not None,
-                )
-                time.sleep(rng.uniform(0, 2 * SYNC_SECONDS))
-                start = time.monotonic()
-                answer = http.post(f"{SPOT}/interrupt/{current}")
-                if answer.status_code != 200:
-                    raise RuntimeError(f"interrupt: {answer.text}")
-                old = current
-                body = poll_json(
-                    http,
-                    f"{SPOT}/status/{old}",
-                    lambda b, old=old: (
-                        b["instance_id"] != old and b["instance_status"] == "running"
-                    ),
-                )
-                observed.append(time.monotonic() - start)
-                current = int(body["instance_id"])
-                offer = http.get(f"/api/v1/instances/{current}").json()["offer_id"]
-                machine = market.by_offer(int(offer))
-                boots.append(machine.boot_seconds if machine else 0.0)
-                poll_json(http, f"{SPOT}/status/{current}", lambda b: b["last_recover_seconds"])
-            events = http.get(f"{SPOT}/dashboard/events").json()
+            try:
+                current = _deployment(http)
+                events = _interrupt_rounds(http, current, rounds, rng, observed, boots)
+            finally:
+                _delete_everything(http)
     recovered = [f["time_to_recover_seconds"] for f in events["failovers"] if f["succeeded"]]
     lost = [e["work_lost_seconds"] for e in events["interruptions"]]
     if len(recovered) != rounds or len(lost) != rounds or None in recovered:
