@@ -94,6 +94,10 @@ def test_the_lock_holder_is_recorded_while_apply_runs(
         assert holder()["command"] == "dumont apply"
         plan = proj("plan", "--detailed-exitcode", code=None)  # plan reads, it does not lock
         assert plan.returncode in (0, 2), plan.stderr
+        # ... but it says that an apply is changing what it reads.
+        assert (
+            f"warning: the state is being changed by pid {running.pid} on host"
+        ) in plan.stderr and "(dumont apply): what this shows may change" in plan.stderr
     finally:
         gate.touch()
     running.communicate(timeout=120)

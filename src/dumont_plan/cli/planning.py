@@ -80,6 +80,15 @@ def read_state(
     """The state as it is now, read without its lock (plan, show, state list)."""
     backend = open_state(ctx, stack, state, files)
     try:
+        holder = backend.busy()
+        if holder:
+            from dumont_plan.cli.output import err_console
+
+            err_console.print(
+                f"[yellow]warning:[/] the state is being changed by {holder}: what this "
+                "shows may change when it finishes",
+                highlight=False,
+            )
         return backend.load(stack.project if stack is not None else None)
     finally:
         backend.close()

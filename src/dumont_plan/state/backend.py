@@ -39,7 +39,7 @@ from dumont_plan import __version__
 from dumont_plan.errors import BackendError, LockError, StateConflictError, StateError
 from dumont_plan.state.document import invalid_detail
 from dumont_plan.state.ledger import Ledger, LedgerState, decode_state, of_project
-from dumont_plan.state.lock import UnlockResult, force_unlock
+from dumont_plan.state.lock import LOCK_FILE, UnlockResult, force_unlock, held_by
 
 
 class StateStore(Protocol):
@@ -158,6 +158,10 @@ class LocalBackend:
     def load(self, project: str | None) -> Ledger:
         return Ledger.load(self.path, project)
 
+    def busy(self) -> str | None:
+        """Who is changing the state right now (an apply's lock), if anyone."""
+        return held_by(self.path.with_name(LOCK_FILE))
+
     def locked(
         self, project: str | None, *, command: str
     ) -> contextlib.AbstractContextManager[Ledger]:
@@ -183,6 +187,10 @@ class RemoteBackend:
     @property
     def where(self) -> str:
         return self.store.address
+
+    def busy(self) -> str | None:
+        """Not known without taking the remote lock (an apply names its holder)."""
+        return None
 
     def load(self, project: str | None, *, lock_id: str | None = None) -> RemoteLedger:
         text = self.store.get()

@@ -104,6 +104,22 @@ def _wait_for_holder(lock_path: Path, timeout: float = 1.0) -> dict[str, Any]:
     return holder
 
 
+def held_by(lock_path: Path) -> str | None:
+    """Who holds the lock now (`pid 12 on host h since ... (dumont apply)`), else None;
+    takes nothing (a shared try-lock, released at once)."""
+    try:
+        handle = open(lock_path, encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return _holder_text(read_holder(lock_path))
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return None
+
+
 def read_holder(lock_path: Path) -> dict[str, Any]:
     """The holder record in a lock file ({} when empty or unreadable)."""
     try:
