@@ -146,6 +146,15 @@ def test_a_corrupt_state_is_never_overwritten(tmp_path: Path) -> None:
     assert f"a copy is at {copies[0]}" in message
     assert "restore the previous version" in message
     assert path.read_text() == '{"format_version": 1, "resources": {"job.a": '
+    # Every later command on the same damage names that copy: no new one each time.
+    for _ in range(3):
+        with pytest.raises(StateError, match=f"a copy is at {copies[0]}"):
+            Ledger.load(path, "lab")
+    assert list(path.parent.glob("state.json.corrupt-*")) == copies
+    path.write_text("{not json either")  # new damage: a new copy
+    with pytest.raises(StateError):
+        Ledger.load(path, "lab")
+    assert len(list(path.parent.glob("state.json.corrupt-*"))) == 2
 
 
 def test_a_state_with_wrong_types_names_the_field(tmp_path: Path) -> None:

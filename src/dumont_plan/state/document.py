@@ -47,13 +47,28 @@ def invalid_detail(exc: Exception) -> str:
     return str(exc)
 
 
+def _same_copy(path: Path) -> Path | None:
+    """A `.corrupt-*` copy beside `path` with exactly its bytes, if one exists."""
+    try:
+        content = path.read_bytes()
+        copies = sorted(path.parent.glob(f"{path.name}.corrupt-*"))
+        return next((c for c in copies if c.read_bytes() == content), None)
+    except OSError:
+        return None
+
+
 def corrupt_error(path: Path, exc: Exception) -> StateError:
     """The error for a state file that cannot be read: a copy is kept beside it, and the
     file itself is never overwritten (the message names the copy and the way out)."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    copy = path.with_name(f"{path.name}.corrupt-{stamp}")
-    with contextlib.suppress(OSError):
-        if not copy.exists():
+    copy = _same_copy(path)  # each command on the same damage names one copy, not a new one
+    if copy is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        copy = path.with_name(f"{path.name}.corrupt-{stamp}")
+        number = 1
+        while copy.exists():  # another damage within the same second
+            number += 1
+            copy = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
+        with contextlib.suppress(OSError):
             shutil.copy2(path, copy)
     backup = path.with_name(path.name + ".backup")
     way_out = (
