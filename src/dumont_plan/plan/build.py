@@ -501,8 +501,10 @@ class _Planner:
     def secret_hash(self, name: str, where: str) -> str:
         value = self.options.secret_hashes.get(name)
         if value is None:
+            resource = self.stack.resources.get(where)
+            at = f"{resource.source} " if resource is not None and resource.source else ""
             message = (
-                f"{where}: secret {name} is not set; export {name}=... (or "
+                f"{at}{where}: secret {name} is not set; export {name}=... (or "
                 f"DUMONT_SECRET_{name}) or add it to .dumont/secrets.env (mode 0600)"
             )
             if message not in self.missing_secrets:  # a set: errors is a list
