@@ -42,22 +42,38 @@ def observe(
     kinds: Iterable[str],
     *,
     ops: Mapping[str, RegisteredOps] | None = None,
+    ledger: LedgerState | None = None,
 ) -> Observed:
-    """Every live object of each kind, the kinds read concurrently (by the kinds' `ops`)."""
+    """Every live object of each kind, the kinds read concurrently (by the kinds' `ops`).
+
+    With the `ledger`, a kind whose list may miss objects (a server that ignores `offset`)
+    also reads the ledger's ids the list lacked one by one (`fill_missing`): "gone" only
+    after a 404 for that id.
+    """
     wanted = sorted(set(kinds))
     ops = ops if ops is not None else load_ops(kinds=wanted)
     before = client.transport.request_count
     live: dict[str, list[WireModel]] = {}
+
+    def read(kind: str) -> list[WireModel]:
+        objects: list[WireModel] = list(ops[kind].list_live(client))
+        fill = getattr(ops[kind], "fill_missing", None)
+        if fill is not None and ledger is not None:
+            ids = [e.remote_id for e in ledger.resources.values() if e.kind == kind]
+            objects = list(fill(client, objects, [i for i in ids if i]))
+        return objects
+
     if wanted:
         with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(wanted))) as pool:
-            futures = {kind: pool.submit(ops[kind].list_live, client) for kind in wanted}
+            futures = {kind: pool.submit(read, kind) for kind in wanted}
             for kind, future in futures.items():
                 try:
                     live[kind] = list(future.result())
                 except ApiError as exc:
                     raise DumontError(
                         f"cannot read the live {HANDLERS[kind].section}: {exc}",
-                        "check the API URL and your login (`dumont auth me`)",
+                        # The server's own fix when it named one (a missing provider key).
+                        exc.hint or "check the API URL and your login (`dumont auth me`)",
                     ) from exc
     return Observed(
         live=live,

@@ -102,7 +102,7 @@ def observe_and_plan(
     client: DumontClient, stack: Stack, ledger: Ledger, options: PlanOptions
 ) -> Planned:
     """plan_stack with `options` as given (their secret hashes already filled in)."""
-    observed = observe(client, kinds_of(stack, ledger.state))
+    observed = observe(client, kinds_of(stack, ledger.state), ledger=ledger.state)
     plan = build_plan(stack, observed, ledger, options)
     queries = price_queries(stack, plan)
     if queries and not plan.errors:
@@ -129,7 +129,7 @@ def check_policy(plan: Plan) -> None:
 
 def live_statuses(client: DumontClient, ledger: Ledger) -> dict[str, str]:
     """address -> live status of each managed object still on the server (one list per kind)."""
-    observed = observe(client, kinds_of(None, ledger.state))
+    observed = observe(client, kinds_of(None, ledger.state), ledger=ledger.state)
     statuses = {}
     for address, entry in ledger.state.resources.items():
         handler = HANDLERS.get(entry.kind)

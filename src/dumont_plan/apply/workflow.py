@@ -153,7 +153,7 @@ def apply_stack(
         try:
             allow_restart = options.allow_restart
             if saved is not None:
-                observed = observe(client, kinds_of(stack, ledger.state))
+                observed = observe(client, kinds_of(stack, ledger.state), ledger=ledger.state)
                 check_plan_file(saved, stack, observed, ledger.state)
                 allow_restart = allow_restart or bool(saved.options.get("allow_restart"))
                 plan = saved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,9 +33,12 @@ class DumontClient:
         sleep: Callable[[float], None] | None = None,
         reauthenticate: Callable[[], str | None] | None = None,
     ) -> None:
-        kwargs = {} if sleep is None else {"sleep": sleep}
         self.transport = Transport(
-            http, token, retry=retry, reauthenticate=reauthenticate, **kwargs
+            http,
+            token,
+            retry=retry,
+            reauthenticate=reauthenticate,
+            sleep=time.sleep if sleep is None else sleep,
         )
         self.auth = AuthAPI(self.transport)
         self.jobs = JobsAPI(self.transport)

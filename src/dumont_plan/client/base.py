@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import os
 import random
 import threading
 import time
@@ -17,6 +18,41 @@ from dumont_plan.errors import ApiError, ConnectError, error_for_status
 USER_AGENT = f"dumont-plan/{__version__}"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Seconds one call may spend retrying, whatever the attempts left (DUMONT_RETRY_DEADLINE): a
+# provider that stays unreachable fails the command in that time, not attempts x its timeout.
+DEFAULT_RETRY_DEADLINE = 20.0
+KEY_MISSING = "api key not configured"  # the real server's words for a missing provider key
+SET_KEY_HINT = (
+    "set your provider key on the server: `dumont auth settings --vast-key KEY` "
+    "(PUT /api/v1/settings)"
+)
+SERVER_KEY_HINT = (
+    "the server itself has no provider key: its operator sets VAST_API_KEY in its environment"
+)
+
+
+def retry_deadline() -> float:
+    """DUMONT_RETRY_DEADLINE (seconds) when set and valid, else the default."""
+    raw = os.environ.get("DUMONT_RETRY_DEADLINE", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return DEFAULT_RETRY_DEADLINE
+    return value if value >= 0 else DEFAULT_RETRY_DEADLINE
+
+
+def is_permanent(status: int, body: Any) -> bool:
+    """An error answer a retry cannot fix although its status says "try again" (a 503 whose
+    body says the provider key is missing: only setting the key changes that)."""
+    return KEY_MISSING in error_message(body, "").lower()
+
+
+def key_hint(status: int, body: Any) -> str | None:
+    """How to fix a missing provider key, when the answer says that."""
+    text = error_message(body, "").lower()
+    if KEY_MISSING not in text:
+        return None
+    return SERVER_KEY_HINT if "on server" in text else SET_KEY_HINT
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -56,6 +92,9 @@ def is_html(response: httpx.Response) -> bool:
 def error_message(body: Any, fallback: str) -> str:
     """The human message of an error body: `error`, then `detail`, then `details`."""
     if isinstance(body, dict):
+        error, details = body.get("error"), body.get("details")
+        if error == "Internal server error" and isinstance(details, str) and details:
+            return f"{error}: {details}"  # the real platform's reason for a 500
         for key in ("error", "detail", "details", "message"):
             value = body.get(key)
             if isinstance(value, str) and value:
@@ -112,8 +151,12 @@ class Transport:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         reauthenticate: Callable[[], str | None] | None = None,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.http = http
+        self.deadline = retry_deadline() if deadline is None else deadline
+        self.clock = clock
         self.token = token
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
@@ -150,6 +193,7 @@ class Transport:
         per_call: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         reauthed = False
         attempt = 0
+        started = self.clock()
         while True:
             send_headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
             sent_token = self.token
@@ -210,10 +254,13 @@ class Transport:
                 ) from exc
             status = response.status_code
             if status in retry_statuses and retryable and attempt + 1 < self.retry.attempts:
-                wait = parse_retry_after(response.headers.get("Retry-After"))
-                self.sleep(self.retry.delay(attempt, wait))
-                attempt += 1
-                continue
+                delay = self.retry.delay(
+                    attempt, parse_retry_after(response.headers.get("Retry-After"))
+                )
+                if self._worth_retrying(response, started, delay):
+                    self.sleep(delay)
+                    attempt += 1
+                    continue
             if status == 401 and self.reauthenticate is not None and not reauthed:
                 reauthed = True
                 if self._fresh_token(self.reauthenticate, sent_token):
@@ -230,6 +277,16 @@ class Transport:
                 if is_html(response):
                     raise self._error(response, method, path) from None
                 return response.text
+
+    def _worth_retrying(self, response: httpx.Response, started: float, delay: float) -> bool:
+        """Whether to retry: not an answer a retry cannot fix, and within the deadline."""
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        if is_permanent(response.status_code, body):
+            return False
+        return self.clock() - started + delay <= self.deadline
 
     def _fresh_token(self, login: Callable[[], str | None], rejected: str | None) -> bool:
         """After a 401 to `rejected`: log in again, once for all threads; True: retry.
@@ -274,6 +331,8 @@ class Transport:
             hint = "log in again (`dumont auth login <email> <password>`)"
         elif status == 422:
             message = with_field_problems(body, message)
+        else:
+            hint = key_hint(status, body)
         return cls(
             f"{method} {path} failed ({status}): {message}",
             hint,

@@ -41,6 +41,11 @@ class JobsAPI:
     def __init__(self, transport: Transport, page_size: int = PAGE_SIZE) -> None:
         self._t = transport
         self.page_size = page_size
+        # Whether the last `list_all` surely holds every job: False after a full first page
+        # whose `total` is its own size (all there is, or a server that ignores `offset`, as
+        # the real platform does: the newest `limit` jobs, `total` = their number), or when a
+        # later page repeated the first. A job missing from such a list may still exist.
+        self.complete = True
 
     def create(self, idempotency_key: str | None = None, **fields: Any) -> Job:
         """`POST /api/v1/jobs/` with the CreateJob fields (contract §5.2); 201 -> the Job.
@@ -95,10 +100,19 @@ class JobsAPI:
         """The pages up to the first short one or `total`, in order (offset += jobs received)."""
         size = self.page_size
         offset, total = 0, None
+        first: builtins.list[str] | None = None
+        self.complete = True
         while True:
             # Once a full page gave `total`, the offsets up to it are known: read them together.
             offsets = [offset] if total is None else range(offset, total, size)
             for page in self._read_pages(offsets, status):
+                ids = [job.id for job in page.jobs]
+                if first is None:
+                    first = ids
+                    self.complete = not (len(ids) == size and page.total == size)
+                elif ids == first:  # `offset` ignored: the same first page again
+                    self.complete = False
+                    return
                 yield page
                 offset += len(page.jobs)
                 total = page.total

@@ -17,6 +17,25 @@ class JobOps:
     def list_live(self, client: DumontClient) -> list[Job]:
         return client.jobs.list_all()
 
+    def fill_missing(
+        self, client: DumontClient, live: list[Job], remote_ids: Sequence[str]
+    ) -> list[Job]:
+        """`live` plus the jobs of `remote_ids` it lacks, read one by one, when the server's
+        list may be incomplete (a server that ignores `offset`): a job is gone only on a 404
+        for its id. A complete list costs nothing more."""
+        if client.jobs.complete:
+            return live
+        listed = {job.id for job in live}
+        found = list(live)
+        for remote_id in remote_ids:
+            if remote_id in listed:
+                continue
+            try:
+                found.append(client.jobs.get(remote_id))
+            except NotFoundError:
+                continue  # gone: the server said so for this id
+        return found
+
     def create(self, client: DumontClient, body: dict[str, Any], idempotency_key: str) -> Job:
         return client.jobs.create(idempotency_key=idempotency_key, **body)
 

@@ -19,7 +19,7 @@ from dumont_plan.server.app import create_app
 from dumont_plan.server.provider import instance_processes
 from dumont_plan.server.provider.isolation import isolation_of, probe, process_limit_enforced
 from dumont_plan.server.routes.auth import add_user
-from dumont_plan.server.settings import ServerSettings
+from dumont_plan.server.settings import PROFILES, PROVIDER_STATES, ServerSettings
 from dumont_plan.wire import LOOPBACK_NAMES, is_loopback
 
 
@@ -62,6 +62,18 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="a host directory every workload may read; repeatable",
     )
+    parser.add_argument(
+        "--profile",
+        choices=list(PROFILES),
+        default=None,
+        help="real-platform: behave as the real Dumont server does (DUMONT_SERVER_PROFILE)",
+    )
+    parser.add_argument(
+        "--provider",
+        choices=list(PROVIDER_STATES),
+        default=None,
+        help="the simulated GPU provider's state (DUMONT_SERVER_PROVIDER)",
+    )
     parser.add_argument("--fault-rate", type=float, default=None)
     parser.add_argument("--log-level", default="warning")
     add_limit_arguments(parser)
@@ -78,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         isolation=args.isolation,
         max_running_jobs=args.max_running_jobs,
         max_instances=args.max_instances,
+        profile=args.profile,
+        provider=args.provider,
     )
     settings.shared_dirs += [p.resolve() for p in args.share_dir]
     settings.trusted_hosts = [args.host, *LOOPBACK_NAMES, *args.trusted_host]

@@ -23,6 +23,7 @@ from dumont_plan.server.context import AppState
 from dumont_plan.server.envelope import install_error_handlers
 from dumont_plan.server.faults import FaultMiddleware, FaultQueue
 from dumont_plan.server.limits import RequestGuard
+from dumont_plan.server.provider_gate import ProviderGate
 from dumont_plan.server.reconciler import Reconciler
 from dumont_plan.server.routes import (
     agent,
@@ -194,7 +195,7 @@ def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
     app.state.reconciler = reconciler
     app.state.faults = FaultQueue(settings.fault_rate, settings.fault_seed)
     app.state.request_counts = Counter()
-    install_error_handlers(app)
+    install_error_handlers(app, exception_text=settings.real_platform)
     routes = RouteTable()
     routes.add("", app.router.routes)  # the OpenAPI schema and docs
     app.include_router(health.router)
@@ -221,6 +222,8 @@ def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
             return RedirectResponse(path + "/" + (f"?{query}" if query else ""), 307)
         return JSONResponse({"error": f"API endpoint not found: {path}"}, status_code=404)
 
+    if settings.provider != "ok":
+        app.add_middleware(ProviderGate, state=settings.provider)
     if settings.fault_rate > 0 or settings.enable_test_hooks:
         app.add_middleware(FaultMiddleware, faults=app.state.faults)
     routes.add("", [api_fallback_route(app)])
@@ -229,6 +232,7 @@ def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_state_bytes=settings.max_state_bytes,
         max_stream_bytes=settings.dataset_max_bytes,
+        exception_text=settings.real_platform,
     )
     app.add_middleware(CountRequests, counter=app.state.request_counts, routes=routes)
     if settings.trusted_hosts is not None:

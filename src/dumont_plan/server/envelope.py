@@ -70,7 +70,10 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
     return details
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, *, exception_text: bool = False) -> None:
+    """The contract's envelopes; `exception_text`: a 500's `details` is the exception's text
+    (the real platform's way; else its class name only)."""
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
@@ -85,6 +88,5 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            {"error": "Internal server error", "details": type(exc).__name__}, status_code=500
-        )
+        details = str(exc) if exception_text else type(exc).__name__
+        return JSONResponse({"error": "Internal server error", "details": details}, status_code=500)

@@ -106,7 +106,7 @@ def idempotent_create_in_tx(
     wrong answer would hide it.
     """
     key = request.headers.get("Idempotency-Key")
-    if not key:
+    if not key or state.settings.real_platform:  # the real platform ignores the header
         return JSONResponse(create(None), status_code=status_code)
     with _lock_for(user.id, key):
         row = state.store.query_one(

@@ -108,11 +108,13 @@ class RequestGuard:
         max_body_bytes: int,
         max_state_bytes: int = 0,
         max_stream_bytes: int = 0,
+        exception_text: bool = False,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_state_bytes = max(max_state_bytes, max_body_bytes)
         self.max_stream_bytes = max_stream_bytes
+        self.exception_text = exception_text  # a 500's details: the text (real platform)
 
     @staticmethod
     def too_large(limit: int) -> dict[str, Any]:
@@ -174,7 +176,8 @@ class RequestGuard:
         except Exception as exc:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not started:
-                body = {"error": "Internal server error", "details": type(exc).__name__}
+                details = str(exc) if self.exception_text else type(exc).__name__
+                body = {"error": "Internal server error", "details": details}
                 await _answer(send, 500, body)
 
 

@@ -69,7 +69,20 @@ class ServerSettings:
     hf_home: Path = field(default_factory=lambda: default_hf_home())
     dataset_max_bytes: int = 512 * 1024 * 1024
     max_running_finetunes: int = 2
+    # "local" (this control plane's additive extensions) or "real-platform": behave as the real
+    # Dumont server was observed to (no Idempotency-Key, `offset` ignored on GET /jobs with
+    # `total` = the page's size, no capabilities in /health, a 500's exception text in
+    # `details`), so that the client's tests run against both (DUMONT_SERVER_PROFILE).
+    profile: str = "local"
+    # The simulated GPU provider, as the real server sees it: "ok", "no-key" (no provider key
+    # configured: offers 503, instances and jobs 400, with the real bodies) or "unreachable"
+    # (instances and offers 503 "provider unreachable"); DUMONT_SERVER_PROVIDER.
+    provider: str = "ok"
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def real_platform(self) -> bool:
+        return self.profile == REAL_PLATFORM
 
     @property
     def db_path(self) -> Path:
@@ -91,6 +104,12 @@ class ServerSettings:
             raw = os.environ.get(name)
             if raw:
                 setattr(settings, attribute, kind(raw))
+        for name, attribute, allowed in CHOICE_SETTINGS:
+            raw = os.environ.get(name)
+            if raw:
+                if raw not in allowed:
+                    raise ValueError(f"{name}={raw!r}: use one of {', '.join(allowed)}")
+                setattr(settings, attribute, raw)
         hf_home = os.environ.get("DUMONT_SERVER_HF_HOME")
         if hf_home:
             settings.hf_home = Path(hf_home)
@@ -108,6 +127,15 @@ def default_hf_home() -> Path:
     raw = os.environ.get("HF_HOME")
     return Path(raw) if raw else Path.home() / ".cache" / "huggingface"
 
+
+REAL_PLATFORM = "real-platform"
+PROFILES = ("local", REAL_PLATFORM)
+PROVIDER_STATES = ("ok", "no-key", "unreachable")
+# Environment variable -> setting it overrides, and the values it may take.
+CHOICE_SETTINGS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("DUMONT_SERVER_PROFILE", "profile", PROFILES),
+    ("DUMONT_SERVER_PROVIDER", "provider", PROVIDER_STATES),
+]
 
 # Environment variable -> setting it overrides, and how to read it.
 ENV_SETTINGS: list[tuple[str, str, type[int] | type[float]]] = [

@@ -47,6 +47,8 @@ CAPABILITIES = [
     "finetune.list-pagination",
 ]
 
+SERVICE = "dumont-local-control-plane"
+
 router = APIRouter()
 
 
@@ -57,12 +59,14 @@ def health(state: StateDep) -> dict[str, Any]:
     `users.single` or `users.multi` whether others may register; `disk-limit.workspace`: a
     job whose workspace grows past `disk_size` in total ends `failed`."""
     settings = state.settings
+    if settings.real_platform:  # what the real server answers: no capabilities
+        return {"status": "healthy", "version": __version__, "service": SERVICE}
     users = "users.multi" if settings.multi_user else "users.single"
     processes = "enforced" if process_limit_enforced(settings) else "none"
     return {
         "status": "healthy",
         "version": __version__,
-        "service": "dumont-local-control-plane",
+        "service": SERVICE,
         "capabilities": [
             *CAPABILITIES,
             f"isolation.{isolation_of(settings)}",

@@ -325,7 +325,11 @@ def list_jobs(
     offset: int = Query(0, ge=0, le=MAX_INT, description="Additive: jobs to skip (pagination)"),
 ) -> dict[str, Any]:
     """The user's jobs, newest first; `total` counts all that match the filter."""
-    rows, total = job_rows.list_rows(state, user.id, status, limit, offset)
+    if state.settings.real_platform:  # newest `limit` jobs, `offset` ignored, total = their number
+        rows, _ = job_rows.list_rows(state, user.id, status, limit, 0)
+        total = len(rows)
+    else:
+        rows, total = job_rows.list_rows(state, user.id, status, limit, offset)
     now = time.time()
     return {"jobs": [job_rows.job_view(r, now) for r in rows], "total": total}
 
