@@ -170,7 +170,9 @@ def test_an_unchanged_workspace_is_not_archived_again(
         instance_id = deployed["instance_id"]
         wait_status(http, instance_id, running)
         snapshot = next(fast.data_dir.glob(f"spot/*/deployments/{deployed['deployment_id']}.tar"))
-        time.sleep(2.2)  # the restored files' times settle (a change within 2 s is re-archived)
+        # The workload's one write (its files are handed to its uid just before it starts).
+        wait_until(lambda: read_file(fast, instance_id, "boot.log") == "booted\n")
+        time.sleep(2.2)  # the files' times settle (a change within 2 s is archived again)
         fast.reconcile()
         archived = snapshot.stat()
         first = status(http, instance_id)["last_sync_at"]
