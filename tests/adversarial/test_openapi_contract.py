@@ -60,6 +60,9 @@ ADDITIVE: dict[str, dict[str, set[str]]] = {
 # Operations we serve beyond the reference (additive, in health CAPABILITIES).
 ADDITIVE_OPERATIONS = {
     "POST /api/v1/auth/logout-all",
+    # In the contract (§2.3), not in the reference OpenAPI (capability `settings.provider-key`).
+    "GET /api/v1/settings",
+    "PUT /api/v1/settings",
     "GET /api/v1/jobs/{job_id}/outputs",
     "GET /api/v1/jobs/{job_id}/outputs/{path}",
     "POST /api/v1/instances/{instance_id}/exec",  # what works instead of ssh on loopback

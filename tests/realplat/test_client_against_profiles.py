@@ -103,3 +103,23 @@ def test_an_unreachable_provider_fails_within_the_retry_deadline(
     assert result.returncode != 0, result  # type: ignore[attr-defined]
     assert "provider unreachable" in result.stderr  # type: ignore[attr-defined]
     assert server.stats()["requests"].get("GET /api/v1/instances", 0) >= 2  # retried
+
+
+def test_auth_settings_vast_key_lets_the_user_past_a_missing_key(
+    provider_server: Callable[[str], LocalServer], tmp_path: Path
+) -> None:
+    """Item 5: `dumont auth settings --vast-key` is the fix the errors name, via the real
+    `PUT /api/v1/settings`; the key is never printed, nor stored by the local control plane."""
+    server = provider_server("no-key")
+    run = _cli(server, tmp_path)
+    assert run("instance", "list").returncode == 1  # type: ignore[attr-defined]
+    secret = "vast-" + "k3y-never-shown"
+    saved = run("auth", "settings", "--vast-key", secret)
+    assert saved.returncode == 0, saved  # type: ignore[attr-defined]
+    assert secret not in saved.stdout + saved.stderr  # type: ignore[attr-defined]
+    listed = run("instance", "list")
+    assert listed.returncode == 0, listed  # type: ignore[attr-defined]
+    me = run("auth", "me", "--output", "json")
+    assert '"vast_api_key_set": true' in me.stdout  # type: ignore[attr-defined]
+    assert secret not in me.stdout  # type: ignore[attr-defined]
+    assert secret.encode() not in (server.data_dir / "dumont.sqlite3").read_bytes()

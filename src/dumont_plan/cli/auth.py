@@ -1,4 +1,4 @@
-"""`dumont auth login|logout|me|register`."""
+"""`dumont auth login|logout|me|register|settings`."""
 
 from __future__ import annotations
 
@@ -100,3 +100,26 @@ def me(ctx: typer.Context, output: OutputOpt = OutputFormat.table) -> None:
         return
     user = answer.get("user") or {}
     print_fields({"email": user.get("email"), "authenticated": answer.get("authenticated")})
+
+
+@app.command()
+def settings(
+    ctx: typer.Context,
+    vast_key: str | None = typer.Option(
+        None,
+        "--vast-key",
+        help="The provider (Vast.ai) API key the server uses for your instances and jobs; "
+        "`-` reads it from stdin. Never printed.",
+    ),
+) -> None:
+    """Set your account's provider key on the server (PUT /api/v1/settings).
+
+    What to do when a command says "Vast.ai API key not configured. Please update settings."
+    """
+    if vast_key is None:
+        raise ConfigError("nothing to set", "give --vast-key KEY (or --vast-key - to read stdin)")
+    key = sys.stdin.readline().strip() if vast_key == "-" else vast_key.strip()
+    if not key:
+        raise ConfigError("--vast-key: the key is empty", "give the provider's API key")
+    open_client(ctx).auth.update_settings(vast_api_key=key)
+    console.print("Provider key saved on the server for this account.")

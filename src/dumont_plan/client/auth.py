@@ -1,4 +1,4 @@
-"""`/api/v1/auth`: register, login, logout, logout-all, me."""
+"""`/api/v1/auth`: register, login, logout, logout-all, me; and `/api/v1/settings`."""
 
 from __future__ import annotations
 
@@ -38,6 +38,15 @@ class AuthAPI:
     def logout_all(self) -> dict[str, Any]:
         """Revoke every token of this account (this client's included)."""
         result: dict[str, Any] = self._t.request("POST", "/api/v1/auth/logout-all", idempotent=True)
+        return result
+
+    def update_settings(
+        self, vast_api_key: str | None = None, settings: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """`PUT /api/v1/settings` `{vast_api_key?, settings?}` (contract §2.3): the provider key
+        the server uses for this account's instances and jobs."""
+        body = {k: v for k, v in {"vast_api_key": vast_api_key, "settings": settings}.items() if v}
+        result: dict[str, Any] = self._t.request("PUT", "/api/v1/settings", json=body)
         return result
 
     def me(self) -> dict[str, Any]:

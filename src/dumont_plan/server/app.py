@@ -39,6 +39,7 @@ from dumont_plan.server.routes import (
     spot,
     spot_hooks,
     state,
+    user_settings,
 )
 from dumont_plan.server.security import load_or_create_secret
 from dumont_plan.server.settings import ServerSettings
@@ -64,6 +65,7 @@ def v1_routers(settings: ServerSettings) -> list[APIRouter]:
         agent.router,
         spot.router,
         finetune.router,
+        user_settings.router,
     ]
     if settings.enable_test_hooks:
         routers.append(local.router)

@@ -45,6 +45,7 @@ CAPABILITIES = [
     "finetune.outputs",
     "finetune.upload-checks",
     "finetune.list-pagination",
+    "settings.provider-key",
 ]
 
 SERVICE = "dumont-local-control-plane"
