@@ -34,7 +34,7 @@ from typing import Any
 from dumont_plan.server.context import AppState
 from dumont_plan.server.provider import finetune_catalog, ft_runner, isolation, joblog, runner
 from dumont_plan.server.provider.finetune_rows import finetune_view, get_row, read_progress
-from dumont_plan.server.provider.joblog import LogPiece, WholeLog
+from dumont_plan.server.provider.joblog import LogPiece
 from dumont_plan.server.provider.jobs import OnInsert
 from dumont_plan.server.provider.sandbox import (
     Sandbox,
@@ -314,9 +314,11 @@ def delete(state: AppState, row: Row) -> None:
 # -- logs and outputs --------------------------------------------------------------------------
 
 
-def read_logs(state: AppState, row: Row, tail: int) -> LogPiece | WholeLog:
+def read_logs(state: AppState, row: Row, tail: int) -> str:
+    """The last `tail` lines of the fine-tune's log (the trainer's output, secrets masked)."""
     running = row["status"] not in FINISHED
-    return joblog.read_job_log(ft_dir(state, row["id"]), tail, None, running=running)
+    piece = joblog.read_job_log(ft_dir(state, row["id"]), tail, None, running=running)
+    return piece.text if isinstance(piece, LogPiece) else ""
 
 
 def sandbox_of(state: AppState, ft_id: str) -> Sandbox:
@@ -356,6 +358,13 @@ def reconcile_finetunes(state: AppState) -> None:
                 reconcile_one(state, row)
         for user_id in dict.fromkeys(int(r["user_id"]) for r in rows):
             start_queued(state, user_id)
+
+
+def refresh(state: AppState, row: Row) -> None:
+    """Read a fine-tune's runner and progress now (what the reconciler's tick does)."""
+    if row["status"] not in FINISHED and row["status"] != "pending":
+        with _lock:
+            reconcile_one(state, row)
 
 
 def sync_progress(state: AppState, row: Row, phase: str | None) -> None:

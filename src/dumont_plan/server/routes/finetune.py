@@ -308,10 +308,7 @@ def list_finetunes(
 
 
 def _refreshed(state: AppState, user: User, job_id: str) -> dict[str, Any]:
-    row = _own(state, user, job_id)
-    if row["status"] not in finetunes.FINISHED and row["status"] != "pending":
-        with finetunes._lock:
-            finetunes.reconcile_one(state, row)
+    finetunes.refresh(state, _own(state, user, job_id))
     return finetune_view(_own(state, user, job_id))
 
 
@@ -342,9 +339,7 @@ def finetune_logs(
 ) -> dict[str, Any]:
     """The trainer's output so far (live while it trains): its last `tail` lines."""
     row = _own(state, user, job_id)
-    piece = finetunes.read_logs(state, row, tail)
-    text = piece.text if hasattr(piece, "text") else ""
-    return {"job_id": job_id, "logs": text}
+    return {"job_id": job_id, "logs": finetunes.read_logs(state, row, tail)}
 
 
 @router.post("/jobs/{job_id}/cancel")
