@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from dumont_plan.wire_models import WireModel
 
@@ -38,6 +38,9 @@ class FieldChange(BaseModel):
     sensitive: bool = False  # shown as (sensitive); old/new then hold no value
     forces_replace: bool = False
     drift: bool = False  # the old value is what the server reports, not what dumont applied
+    # The value as written is unchanged: what changed is what these references resolve to
+    # (`instance.box` was replaced, so `${instance.box.id}` is another id).
+    via: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ How such a resource is planned (the ledger knows it):
 |---------------------------|--------------------------|----------------------|-------------|
 | finished, spec unchanged  | noop                     | noop                 | run         |
 | finished, spec changed    | noop (note)              | run                  | run         |
+| finished, a ref changed   | update (records, quiet)  | run                  | run         |
 | failed/timeout/cancelled  | noop (lifecycle note)    | run                  | run         |
 | active, spec changed      | noop (note)              | error, or replace with --allow-restart |
 | gone from the server      | noop (note)              | run if changed       | run         |
@@ -66,11 +67,24 @@ class RunOnceHandler(BaseHandler[Live]):
         if policy == "always":
             return Decision(Action.run, f"run_policy always (last run {status})", drift=drift)
         if policy == "on_change":
+            if changed and all(c.via for c in runs):
+                refs = ", ".join(sorted({r for c in runs for r in c.via}))
+                return Decision(Action.run, f"{refs} changed ({what} reads differently)")
             if changed:
                 return Decision(Action.run, f"spec changed ({what})", drift=drift)
             if failed:
                 return Decision(Action.run, f"last run ended {status}", drift=drift)
             return self._record(s, status)
+        if changed and all(c.via for c in runs) and not failed:
+            # Only what references resolve to changed (a referenced instance was replaced):
+            # recorded, so the next plans are quiet; the finished run is kept.
+            refs = ", ".join(sorted({r for c in runs for r in c.via}))
+            return Decision(
+                Action.update,
+                f"{refs} changed, so {what} now reads differently; run_policy once keeps the "
+                "finished run (recorded in the state only)",
+                notes=[f"use --replace {s.address} or run_policy: on_change to run it again"],
+            )
         notes = []
         if changed:
             notes.append(

@@ -16,6 +16,7 @@ leaves fields out of the comparison. Costs come from the observed offers.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,8 +48,9 @@ from dumont_plan.plan.model import (
     ResourceChange,
 )
 from dumont_plan.plan.select import PlanOptions, select_addresses
+from dumont_plan.spec.common import REF_RE
 from dumont_plan.spec.graph import reverse, topological_order
-from dumont_plan.spec.refs import Ref
+from dumont_plan.spec.refs import Ref, refs_in
 from dumont_plan.spec.stack import Resource, Stack
 from dumont_plan.state.ledger import Ledger, LedgerEntry, LedgerState, PendingOp
 from dumont_plan.wire_models import WireModel
@@ -362,6 +364,9 @@ class _Planner:
                     sensitive=sensitive,
                     forces_replace=cls is FieldClass.replace,
                     drift=name in drifted,
+                    via=[]
+                    if sensitive
+                    else changed_references(values.get(name), baseline.get(name)),
                 )
             )
         return out
@@ -554,3 +559,21 @@ def create_attributes(
             shown = desired.get(name, value)
             out[name] = UNKNOWN if has_unknown(shown) else shown
     return out
+
+
+def changed_references(written: Any, applied: Any) -> list[str]:
+    """The resources whose references changed a value whose text did not change: `written`
+    (`"eval ${instance.box.id}"`) still matches `applied` (`"eval 301"`) with each reference
+    read as a wildcard. [] when the text changed, or for a value with no reference."""
+    if not isinstance(written, str) or not isinstance(applied, str) or "${" not in written:
+        return []
+    refs = [r for r in refs_in(written) if r.kind != "secret"]
+    if not refs:
+        return []
+    parts, at = [], 0
+    for match in REF_RE.finditer(written):
+        parts += [re.escape(written[at : match.start()]), "(.+?)"]
+        at = match.end()
+    parts.append(re.escape(written[at:]))
+    found = re.fullmatch("".join(parts), applied, re.S)
+    return sorted({r.address for r in refs}) if found else []
