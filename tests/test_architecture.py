@@ -72,7 +72,12 @@ HOMES = {
     "jinja2": ("dumont_plan.loader",),
     "yaml": ("dumont_plan.loader",),
     # cli/session.py builds the httpx.Client that DumontClient takes injected (DESIGN §1).
-    "httpx": ("dumont_plan.client", "dumont_plan.cli.session"),
+    # The serverless endpoints' request path proxies to its workers with httpx's async client.
+    "httpx": (
+        "dumont_plan.client",
+        "dumont_plan.cli.session",
+        "dumont_plan.server.provider.endpoint_proxy",
+    ),
 }
 
 

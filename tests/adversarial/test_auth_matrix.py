@@ -58,7 +58,7 @@ PUBLIC_OUTSIDE_API = {
 FALLBACK = "/api/{rest}"
 
 # Path parameters that address one of A's own resources: B must get 403/404 and no data.
-OWNED_PARAMS = {"job_id", "instance_id", "template_id"}
+OWNED_PARAMS = {"job_id", "instance_id", "template_id", "endpoint_id"}
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,7 @@ class World:
             "instance_id": self.a["spot_instance_id" if spot else "instance_id"],
             "machine_id": self.a["machine_id"],
             "template_id": self.a["template_id"],
+            "endpoint_id": self.a["endpoint_id"],
             "provider": "local",
             "path": "output/result.txt",
             "project": "shared-name",  # A stored a state under it; B's is another one
@@ -251,6 +252,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 headers=auth,
             )
         )
+        # A's serverless endpoint (no command: nothing runs in this in-process app).
+        endpoint = _ok(
+            http.post(
+                f"{V1}/serverless/endpoints",
+                json={"name": f"ep-{marker}", "docker_image": f"image-{marker}"},
+                headers=auth,
+            )
+        )
         a = {
             "token": a_token,
             "email": email_a,
@@ -262,6 +271,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "machine_id": machine_id,
             "template_id": template["template_id"],
             "spot_instance_id": str(spot["instance_id"]),
+            "endpoint_id": endpoint["id"],
         }
         yield World(app, http, a, b_token, app.state.dumont.secret)
         http.delete(f"{V1}/spot/instance/{spot['instance_id']}", headers=auth)
@@ -350,6 +360,7 @@ def test_another_users_token_sees_and_changes_nothing_of_a(world: World) -> None
         world.a["spot_instance_id"],
         world.a["finetune_id"],
         world.a["dataset_path"],
+        world.a["endpoint_id"],
     ]
     failures = []
     for route in protected_routes(world.app):
@@ -390,6 +401,10 @@ def test_another_users_token_sees_and_changes_nothing_of_a(world: World) -> None
     assert (spot["state"], spot["failover_count"]) == ("active", 0)
     finetune = _ok(world.http.get(f"{V1}/finetune/jobs/{world.a['finetune_id']}", headers=auth))
     assert finetune["status"] == "pending"
+    endpoint = _ok(
+        world.http.get(f"{V1}/serverless/endpoints/{world.a['endpoint_id']}", headers=auth)
+    )
+    assert (endpoint["status"], endpoint["name"]) == ("running", f"ep-{world.a['marker']}")
 
 
 # ------------------------------------------------------------------------------ over loopback

@@ -34,9 +34,8 @@ FIXTURE = Path(__file__).with_name("contract_paths.json")
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
 # Operations of features not built yet (serverless endpoints, spot, hibernation wake).
-EXPECTED_MISSING_PREFIXES = ("/api/v1/serverless/endpoints",)
+EXPECTED_MISSING_PREFIXES: tuple[str, ...] = ()
 EXPECTED_MISSING = {
-    "GET /api/v1/serverless/stats",
     "POST /api/v1/instances/{instance_id}/wake",
 }
 
@@ -56,6 +55,13 @@ ADDITIVE: dict[str, dict[str, set[str]]] = {
     "GET /api/v1/finetune/jobs": {"query": {"status", "limit", "offset"}},
     "POST /api/v1/finetune/jobs": {"body": {"preset"}},
     "POST /api/v1/finetune/jobs/upload-dataset": {"query": {"format"}, "body": {"format"}},
+    # The local executor of an endpoint and how it scales (serverless.endpoints-run).
+    "POST /api/v1/serverless/endpoints": {
+        "body": {"command", "concurrency", "idle_timeout_seconds"}
+    },
+    "PUT /api/v1/serverless/endpoints/{endpoint_id}": {
+        "body": {"command", "concurrency", "idle_timeout_seconds"}
+    },
 }
 # Operations we serve beyond the reference (additive, in health CAPABILITIES).
 ADDITIVE_OPERATIONS = {
@@ -79,6 +85,10 @@ ADDITIVE_OPERATIONS = {
     "GET /api/v1/spot/dashboard/prices",
     "GET /api/v1/finetune/presets",
     "GET /api/v1/finetune/jobs/{job_id}/outputs",
+    # Serverless endpoints: one endpoint, and its request path (serverless.endpoints-invoke).
+    "GET /api/v1/serverless/endpoints/{endpoint_id}",
+    "GET /api/v1/serverless/endpoints/{endpoint_id}/invoke/{path}",
+    "POST /api/v1/serverless/endpoints/{endpoint_id}/invoke/{path}",
 }
 
 

@@ -6,8 +6,9 @@ with a fresh valid bearer token: no response may be a 500, and every response mu
 schema the app declares for it.
 
 Generated jobs and instances must not run arbitrary generated shell: the fields that run
-something (job `command`/`setup_script`/`pip_packages`/sources, instance `onstart_cmd`) are
-replaced by harmless values before the request is sent; every other field stays as generated.
+something (job `command`/`setup_script`/`pip_packages`/sources, instance `onstart_cmd`,
+endpoint `command`) are replaced by harmless values before the request is sent; every other
+field stays as generated.
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ def make_harmless(case: Any) -> None:
         body.update(SAFE_JOB)
     if case.method.upper() == "POST" and case.path == "/api/v1/instances":
         body.pop("onstart_cmd", None)
+    if case.path.startswith("/api/v1/serverless/endpoints"):
+        body.pop("command", None)  # an endpoint without a command starts no worker
 
 
 def run_operation(operation: Any, mode: GenerationMode, api: Api) -> None:

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 from dumont_plan.server.context import AppState
+from dumont_plan.server.provider.endpoints import reconcile_endpoints
 from dumont_plan.server.provider.finetunes import reconcile_finetunes
 from dumont_plan.server.provider.instances import reconcile_instances
 from dumont_plan.server.provider.jobs import reconcile_jobs
@@ -20,6 +21,7 @@ TICKS: list[Callable[[AppState], None]] = [
     reconcile_instances,
     reconcile_serverless,  # after the instances' pass: it reads their fresh usage samples
     reconcile_spot,
+    reconcile_endpoints,
     reconcile_finetunes,
 ]
 

@@ -35,6 +35,8 @@ CAPABILITIES = [
     "serverless.webhooks",
     "serverless.max-price",
     "serverless.pricing-per-instance",
+    "serverless.endpoints-run",
+    "serverless.endpoints-invoke",
     "agent.status-auth",
     "spot.per-user",
     "spot.interrupt",
