@@ -307,8 +307,8 @@ def list_(
 ) -> None:
     """List your fine-tunes, newest first, with their progress and loss."""
     status = check_status(status, "finetune list")
-    page = open_client(ctx).finetune.list(status=status)
-    jobs = [job for job in page.jobs if status is None or job.status == status]
+    every = open_client(ctx).finetune.list_all(status=status)  # a page of 100 per request
+    jobs = [job for job in every if status is None or job.status == status]
     if output is OutputFormat.json:
         emit_json({"jobs": [job.raw for job in jobs], "count": len(jobs)})
         return

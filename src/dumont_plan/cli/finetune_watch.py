@@ -9,16 +9,16 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import typer
 
 from dumont_plan.apply.waits import WaitResult, wait_for
+from dumont_plan.cli.job_watch import about
 from dumont_plan.cli.output import OutputFormat, StatusLine, emit_json, err_console, print_fields
 from dumont_plan.client import DumontClient
-from dumont_plan.client.base import error_message
 from dumont_plan.client.jobs import LogCursor
-from dumont_plan.errors import BadRequestError, NotFoundError, WaitFailedError, WaitTimeoutError
+from dumont_plan.errors import WaitFailedError, WaitTimeoutError
 from dumont_plan.wire_models import Finetune
 
 LIST_COLUMNS = ("id", "name", "status", "base_model", "gpu_type", "progress", "loss")
@@ -42,25 +42,9 @@ STATUS_FIELDS = (
 )
 
 
-@contextmanager
-def about_finetune(job_id: str, where: str) -> Iterator[None]:
-    """Say which command and fine-tune an API refusal is about, in the user's words."""
-    try:
-        yield
-    except NotFoundError as exc:
-        raise NotFoundError(
-            f"{where}: no fine-tune {job_id} (or it is not yours)",
-            "see your fine-tunes with `dumont finetune list`",
-            status_code=exc.status_code,
-            body=exc.body,
-        ) from exc
-    except BadRequestError as exc:
-        raise BadRequestError(
-            f"{where}: {error_message(exc.body, exc.message)}",
-            f"see it with `dumont finetune status {job_id}`",
-            status_code=exc.status_code,
-            body=exc.body,
-        ) from exc
+def about_finetune(job_id: str, where: str) -> AbstractContextManager[None]:
+    """Say which command and fine-tune an API refusal is about (`about` of jobs)."""
+    return about("fine-tune", "finetune", job_id, where)
 
 
 def progress_text(job: Finetune) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from dumont_plan.apply.waits import WaitResult, wait_for
 from dumont_plan.cli.output import OutputFormat, StatusLine, emit_json, err_console, print_fields
@@ -44,24 +44,31 @@ STATUS_FIELDS = (
 
 
 @contextmanager
-def about_job(job_id: str, where: str) -> Iterator[None]:
-    """Say which command and job an API refusal is about, in the user's words."""
+def about(noun: str, group: str, item_id: str, where: str) -> Iterator[None]:
+    """Say which command and object an API refusal is about, in the user's words: a 404 is
+    `no <noun> ID (or it is not yours)`, a 400 the server's reason; `group` is the CLI group
+    (`job`, `finetune`) its hints name."""
     try:
         yield
     except NotFoundError as exc:
         raise NotFoundError(
-            f"{where}: no job {job_id} (or it is not yours)",
-            "see your jobs with `dumont job list`",
+            f"{where}: no {noun} {item_id} (or it is not yours)",
+            f"see your {noun}s with `dumont {group} list`",
             status_code=exc.status_code,
             body=exc.body,
         ) from exc
     except BadRequestError as exc:
         raise BadRequestError(
             f"{where}: {error_message(exc.body, exc.message)}",
-            f"see it with `dumont job status {job_id}`",
+            f"see it with `dumont {group} status {item_id}`",
             status_code=exc.status_code,
             body=exc.body,
         ) from exc
+
+
+def about_job(job_id: str, where: str) -> AbstractContextManager[None]:
+    """`about` a job."""
+    return about("job", "job", job_id, where)
 
 
 def money(value: float | None) -> str:

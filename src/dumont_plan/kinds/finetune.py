@@ -21,9 +21,14 @@ from dumont_plan.kinds.base import FieldClass
 from dumont_plan.kinds.decision import FieldChange
 from dumont_plan.kinds.runonce import RunOnceHandler
 from dumont_plan.spec.finetune import FinetuneSpec, hf_dataset_id, remote_dataset_source
-from dumont_plan.wire_models import Finetune, Offer, WireModel
+from dumont_plan.wire_models import (
+    FINETUNE_FAILED_STATUSES,
+    FINETUNE_FINISHED_STATUSES,
+    Finetune,
+    Offer,
+    WireModel,
+)
 
-RUNNING_STATUSES = frozenset({"running"})
 _R, _C, _O = FieldClass.replace, FieldClass.control, FieldClass.output
 
 FINETUNE_FIELDS: dict[str, FieldClass] = {
@@ -80,43 +85,16 @@ class FinetuneHandler(RunOnceHandler[Finetune]):
         "wait": "none | running | completed",
     }
 
+    finished_statuses: ClassVar[frozenset[str]] = FINETUNE_FINISHED_STATUSES
+    failed_statuses: ClassVar[frozenset[str]] = FINETUNE_FAILED_STATUSES
+
     # -- live objects ----------------------------------------------------------------------
-
-    def live_id(self, live: Finetune) -> str:
-        return live.id
-
-    def live_name(self, live: Finetune) -> str | None:
-        return live.name
-
-    def live_created(self, live: Finetune) -> str:
-        return live.created_at or ""
-
-    def status(self, live: Finetune) -> str:
-        return live.status
-
-    def is_finished(self, live: Finetune) -> bool:
-        return live.is_finished
-
-    def is_failed(self, live: Finetune) -> bool:
-        return live.is_failed
-
-    def needs_delete(self, live: Finetune) -> bool:
-        return not live.is_finished
-
-    def started_at(self, live: Finetune) -> str | None:
-        return live.started_at or live.created_at
 
     def describe(self, values: Mapping[str, Any]) -> str:
         count = int(values.get("num_gpus") or 1)
         gpu = str(values.get("gpu_type") or "")
         model = str(values.get("base_model") or "")
         return f"{model} on {count}x {gpu}" if count > 1 else f"{model} on {gpu}"
-
-    def observed_view(self, live: Finetune | None) -> dict[str, Any]:
-        if live is None:
-            return {"present": False}
-        phase = live.status if live.is_finished else "active"
-        return {"present": True, "id": live.id, "phase": phase}
 
     def change_words(self, changes: Sequence[FieldChange]) -> str:
         words = ["dataset changed" if c.field == "dataset_sha256" else c.field for c in changes]
@@ -183,12 +161,3 @@ class FinetuneHandler(RunOnceHandler[Finetune]):
     def max_hours(self, values: Mapping[str, Any]) -> float | None:
         hours = values.get("max_hours")
         return float(hours) if isinstance(hours, int | float) else None
-
-    # -- waits -----------------------------------------------------------------------------
-
-    def wait_done(self, live: Finetune, target: str) -> bool:
-        if target == "none":
-            return True
-        if target == "running":
-            return live.status in RUNNING_STATUSES or live.status == "completed"
-        return live.status == "completed"

@@ -86,31 +86,11 @@ class JobHandler(RunOnceHandler[Job]):
         "wait": "none | running | completed",
     }
 
+    finished_statuses: ClassVar[frozenset[str]] = FINISHED_STATUSES
+    failed_statuses: ClassVar[frozenset[str]] = FAILED_STATUSES
+    running_statuses: ClassVar[frozenset[str]] = RUNNING_STATUSES
+
     # -- live objects ----------------------------------------------------------------------
-
-    def live_id(self, live: Job) -> str:
-        return live.id
-
-    def live_name(self, live: Job) -> str | None:
-        return live.name
-
-    def live_created(self, live: Job) -> str:
-        return live.created_at or ""
-
-    def status(self, live: Job) -> str:
-        return live.status
-
-    def is_finished(self, live: Job) -> bool:
-        return live.is_finished
-
-    def is_failed(self, live: Job) -> bool:
-        return live.is_failed
-
-    def needs_delete(self, live: Job) -> bool:
-        return not live.is_finished
-
-    def started_at(self, live: Job) -> str | None:
-        return live.started_at or live.created_at
 
     def spent(self, live: Job) -> float | None:
         return live.total_cost
@@ -120,12 +100,6 @@ class JobHandler(RunOnceHandler[Job]):
         gpu = str(values.get("gpu_type") or "")
         kind = "spot" if values.get("use_spot", True) else "on-demand"
         return f"{count}x {gpu}, {kind}" if count > 1 else f"{gpu}, {kind}"
-
-    def observed_view(self, live: Job | None) -> dict[str, Any]:
-        if live is None:
-            return {"present": False}
-        phase = live.status if live.is_finished else "active"
-        return {"present": True, "id": live.id, "phase": phase}
 
     # -- desired values --------------------------------------------------------------------
 
@@ -173,13 +147,3 @@ class JobHandler(RunOnceHandler[Job]):
         body = {k: v for k, v in values.items() if v is not None}
         body["name"] = self.remote_name(project, name, values)
         return body
-
-    # -- waits -----------------------------------------------------------------------------
-
-    def wait_done(self, live: Job, target: str) -> bool:
-        status = live.status
-        if target == "none":
-            return True
-        if target == "running":
-            return status in RUNNING_STATUSES or status == "completed"
-        return status == "completed"

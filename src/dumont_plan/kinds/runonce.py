@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from dumont_plan.kinds.base import BaseHandler, Live, format_elapsed, parse_time
 from dumont_plan.kinds.decision import Action, Decision, FieldChange, Situation
@@ -33,12 +33,40 @@ class RunOnceHandler(BaseHandler[Live]):
     runs_to_completion: ClassVar[bool] = True
     noun: ClassVar[str] = "job"  # in plan notes: "the server no longer lists this job"
     record_only: ClassVar[frozenset[str]] = frozenset()  # changed in the ledger only
+    # The kind's statuses: after which it never changes, which of those are failures, and
+    # which count as `wait: running` (with `completed`).
+    finished_statuses: ClassVar[frozenset[str]] = frozenset()
+    failed_statuses: ClassVar[frozenset[str]] = frozenset()
+    running_statuses: ClassVar[frozenset[str]] = frozenset({"running"})
 
-    # -- what the kind reports of a live run -----------------------------------------------
+    # -- what the kind reports of a live run (its `id`, `status`, `started_at` ...) ---------
+
+    def is_finished(self, live: Live) -> bool:
+        return self.status(live) in self.finished_statuses
+
+    def is_failed(self, live: Live) -> bool:
+        return self.status(live) in self.failed_statuses
+
+    def needs_delete(self, live: Live) -> bool:
+        return not self.is_finished(live)
+
+    def observed_view(self, live: Live | None) -> dict[str, Any]:
+        if live is None:
+            return {"present": False}
+        phase = self.status(live) if self.is_finished(live) else "active"
+        return {"present": True, "id": self.live_id(live), "phase": phase}
 
     def started_at(self, live: Live) -> str | None:
         value = live.raw.get("started_at") or live.raw.get("created_at")
         return str(value) if value else None
+
+    def wait_done(self, live: Live, target: str) -> bool:
+        status = self.status(live)
+        if target == "none":
+            return True
+        if target == "running":
+            return status in self.running_statuses or status == "completed"
+        return status == "completed"
 
     def spent(self, live: Live) -> float | None:
         """What the run cost so far, when the server says (None: price x time is used)."""
