@@ -141,3 +141,34 @@ def test_bash_completes_through_the_installed_script(home: Path, tmp_path: Path)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["create", "cancel"]
+
+
+def test_addresses_complete_from_the_spec_and_the_state(home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "work"
+    (folder / ".dumont").mkdir(parents=True)
+    (folder / "dumont.yaml").write_text(
+        "project: p\njobs:\n  train: {command: x}\n  eval: {command: y}\n"
+        "instances:\n  box: {gpu_name: RTX 4090}\n"
+    )
+    (folder / ".dumont" / "state.json").write_text(
+        json.dumps({"resources": {"job.old": {}, "job.train": {}}})
+    )
+
+    def complete(words: str) -> list[str]:
+        parts = words.split(" ")
+        env = cli_env(home) | {
+            "_DUMONT_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(parts) - 1),
+        }
+        return run_cli([], env, cwd=folder).stdout.split()
+
+    assert complete("dumont plan --target job.") == ["job.eval", "job.old", "job.train"]
+    assert complete("dumont apply --replace job.t") == ["job.train"]
+    assert complete("dumont destroy --target in") == ["instance.box"]
+    assert complete("dumont plan --exclude ") == [
+        "instance.box",
+        "job.eval",
+        "job.old",
+        "job.train",
+    ]

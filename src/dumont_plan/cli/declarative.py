@@ -27,22 +27,58 @@ from dumont_plan.cli.planning import (
 )
 from dumont_plan.cli.spec_cmds import FilesOpt, VarFilesOpt, VarsOpt, load_from_options
 
+
+def complete_address(incomplete: str) -> list[str]:
+    """Shell completion of an address: those of the spec here and of its state file."""
+    import json
+
+    import yaml
+
+    from dumont_plan.kinds.registry import SECTIONS
+    from dumont_plan.loader.inputs import DEFAULT_FILES
+
+    found: set[str] = set()
+    here = Path.cwd()
+    for name in DEFAULT_FILES:
+        try:
+            data = yaml.safe_load((here / name).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        for section, items in (data or {}).items() if isinstance(data, dict) else ():
+            if section in SECTIONS and isinstance(items, dict):
+                found.update(f"{SECTIONS[section]}.{item}" for item in items)
+        break
+    try:
+        state = json.loads((here / ".dumont" / "state.json").read_text(encoding="utf-8"))
+        found.update(str(address) for address in state.get("resources") or {})
+    except (OSError, ValueError, AttributeError):
+        pass
+    return sorted(a for a in found if a.startswith(incomplete))
+
+
 TargetOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--target", metavar="ADDR", help="Plan only ADDR and what it depends on (repeatable)."
+        "--target",
+        metavar="ADDR",
+        help="Plan only ADDR and what it depends on (repeatable).",
+        autocompletion=complete_address,
     ),
 ]
 ExcludeOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--exclude", metavar="ADDR", help="Leave out ADDR and what depends on it (repeatable)."
+        "--exclude",
+        metavar="ADDR",
+        help="Leave out ADDR and what depends on it (repeatable).",
+        autocompletion=complete_address,
     ),
 ]
 ReplaceOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--replace",
+        autocompletion=complete_address,
         metavar="ADDR",
         help="Replace ADDR (a finished job: run it again) (repeatable).",
     ),
