@@ -64,3 +64,25 @@ def test_a_terminal_gets_a_live_block_ending_with_each_address_once() -> None:
         "job.a: failed after 7.2s: boom",
         "job.b: skipped (job.a failed)",
     ]
+
+
+def test_a_final_line_is_written_once_on_a_terminal() -> None:
+    """On a terminal the live block's last frame is drawn once (a doubled final line showed on
+    terminals that do not honour the cursor moves)."""
+    import io
+
+    from rich.console import Console
+
+    from dumont_plan.apply.events import ApplyEvent
+    from dumont_plan.cli.apply_cmds import ProgressView
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    with ProgressView(console, live=True) as view:
+        view(ApplyEvent("change_start", address="job.a", action="replace"))
+        view(
+            ApplyEvent(
+                "change_done", address="job.a", action="replace", elapsed=2.3, remote_id="job_1"
+            )
+        )
+    assert out.getvalue().count("replaced in 2.3s") == 1

@@ -125,7 +125,9 @@ class ProgressView:
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
-            self._live.update(self._group(), refresh=True)
+            # stop() draws the last frame itself: a refresh first drew every final line twice
+            # into the terminal's output (seen doubled where cursor movement is not honoured).
+            self._live.update(self._group())
             self._live.stop()
             self._live = None
 
