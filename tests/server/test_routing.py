@@ -38,7 +38,9 @@ def test_health(client: TestClient) -> None:
         "version": __version__,
         "service": "dumont-local-control-plane",
         "capabilities": body["capabilities"],
+        "executor": {"name": "local", "available": True, "reason": None},
     }
+    assert "executor.local" in body["capabilities"]
     assert all(isinstance(c, str) for c in body["capabilities"])
     assert {"auth.revocable-logout", "idempotency-key", "per-user-isolation"} <= set(
         body["capabilities"]

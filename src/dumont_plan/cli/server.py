@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
+from typing import Any
 
 import typer
 
@@ -13,6 +15,12 @@ from dumont_plan.client import health
 from dumont_plan.config import data_dir
 from dumont_plan.errors import DumontError
 from dumont_plan.wire import is_loopback
+
+
+class Executor(StrEnum):
+    local = "local"
+    skypilot = "skypilot"
+
 
 NOT_RUNNING = 3  # `server status`'s exit code when nothing runs (as `pg_ctl status`)
 
@@ -46,10 +54,15 @@ def start(
         min=4096,
         help="A job's log keeps its head and its last part past this many bytes (default 32 MiB).",
     ),
+    executor: Executor | None = typer.Option(
+        None,
+        help="What runs jobs: local sandboxes (default) or SkyPilot managed jobs on your clouds "
+        "(needs `pip install 'dumont-plan[skypilot]'` and `sky check`).",
+    ),
     test_hooks: bool = typer.Option(False, hidden=True),
 ) -> None:
     """Start the local control plane in the background (or the foreground)."""
-    limits: list[str] = []
+    limits: list[str] = [] if executor is None else ["--executor", executor.value]
     for flag, value in (
         ("--max-running-jobs", max_running_jobs),
         ("--max-instances", max_instances),
@@ -117,7 +130,7 @@ def status(output: OutputOpt = OutputFormat.table) -> None:
     info = running_server()
     body = health(info.url) if info else None
     capabilities = [str(c) for c in (body or {}).get("capabilities") or []]
-    data = {
+    data: dict[str, Any] = {
         "running": info is not None,
         "url": info.url if info else None,
         "pid": info.pid if info else None,
@@ -125,6 +138,7 @@ def status(output: OutputOpt = OutputFormat.table) -> None:
         "isolation": _capability(capabilities, "isolation."),
         "process_limit": _capability(capabilities, "process-limit."),
         "users": _capability(capabilities, "users."),
+        "executor": (body or {}).get("executor"),
     }
     if output is OutputFormat.json:
         emit_json(data)
@@ -134,6 +148,10 @@ def status(output: OutputOpt = OutputFormat.table) -> None:
         console.print(f"Running at {info.url} (pid {info.pid}, data dir {data['data_dir']}).")
         limit = f" (process limit: {data['process_limit']})" if data["process_limit"] else ""
         console.print(f"isolation: {data['isolation']}{limit}; users: {data['users']}")
+        executor = data["executor"] or {}
+        if executor.get("name"):
+            why = "" if executor.get("available") else f" (not usable: {executor.get('reason')})"
+            console.print(f"executor: {executor['name']}{why}")
         if data["isolation"] == "none":
             console.print(
                 "[yellow]warning:[/] jobs run unisolated (no bubblewrap); see the server log."

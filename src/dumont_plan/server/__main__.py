@@ -17,6 +17,7 @@ import uvicorn
 from dumont_plan.files import write_atomic
 from dumont_plan.server.app import create_app
 from dumont_plan.server.provider import instance_processes
+from dumont_plan.server.provider.executors import EXECUTORS, check_setting, executor_info
 from dumont_plan.server.provider.isolation import isolation_of, probe, process_limit_enforced
 from dumont_plan.server.routes.auth import add_user
 from dumont_plan.server.settings import PROFILES, PROVIDER_STATES, ServerSettings
@@ -48,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["auto", "none"],
         default="auto",
         help="auto: run workloads under bubblewrap when it works; none: unisolated",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=list(EXECUTORS),
+        default=None,
+        help="what runs jobs: local sandboxes (default) or SkyPilot managed jobs",
     )
     parser.add_argument(
         "--trusted-host",
@@ -92,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         max_instances=args.max_instances,
         profile=args.profile,
         provider=args.provider,
+        executor=args.executor,
     )
     settings.shared_dirs += [p.resolve() for p in args.share_dir]
     settings.trusted_hosts = [args.host, *LOOPBACK_NAMES, *args.trusted_host]
-    problem = check_exposure(settings)
+    problem = check_setting(settings) or check_exposure(settings)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -112,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     settings.port = int(sock.getsockname()[1])
     instance_processes.set_scope(settings.data_dir)
     app = create_app(settings)
+    executor_info(app.state.dumont)  # starts SkyPilot's credential check in the background
     if args.local_user_file:
         creds = json.loads(args.local_user_file.read_text(encoding="utf-8"))
         add_user(app.state.dumont, str(creds["email"]), str(creds["password"]))
@@ -126,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     isolation = isolation_of(settings)
     print(
         f"Dumont local control plane at {url} (data dir {settings.data_dir}; {users};"
-        f" isolation: {isolation})",
+        f" isolation: {isolation}; executor: {settings.executor})",
         file=sys.stderr,
     )
     if isolation == "none":

@@ -78,6 +78,9 @@ class ServerSettings:
     # configured: offers 503, instances and jobs 400, with the real bodies) or "unreachable"
     # (instances and offers 503 "provider unreachable"); DUMONT_SERVER_PROVIDER.
     provider: str = "ok"
+    # What runs jobs: "local" (sandboxes on this machine) or "skypilot" (SkyPilot managed
+    # jobs on the clouds SkyPilot is set up for); DUMONT_SERVER_EXECUTOR, --executor.
+    executor: str = "local"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -110,6 +113,9 @@ class ServerSettings:
                 if raw not in allowed:
                     raise ValueError(f"{name}={raw!r}: use one of {', '.join(allowed)}")
                 setattr(settings, attribute, raw)
+        executor = os.environ.get("DUMONT_SERVER_EXECUTOR")
+        if executor:
+            settings.executor = executor
         hf_home = os.environ.get("DUMONT_SERVER_HF_HOME")
         if hf_home:
             settings.hf_home = Path(hf_home)

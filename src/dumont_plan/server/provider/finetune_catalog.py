@@ -244,8 +244,11 @@ def _missing_modules() -> list[str]:
     return [m for m in TRAINING_MODULES if importlib.util.find_spec(m) is None]
 
 
-def executor_status(settings: ServerSettings) -> dict[str, dict[str, Any]]:
-    """Per executor: whether it can run fine-tunes here, and why not."""
+def executor_status(
+    settings: ServerSettings, sky_problem: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per executor: whether it can run fine-tunes here, and why not. `sky_problem`: what
+    SkyPilot's credential check said (`executors.skypilot_problem`), when it was run."""
     local: list[str] = []
     missing = _missing_modules()
     if missing:
@@ -260,7 +263,9 @@ def executor_status(settings: ServerSettings) -> dict[str, dict[str, Any]]:
     if sandbox is not None and settings.multi_user:
         local.append(sandbox)
     sky: list[str] = []
-    if importlib.util.find_spec("sky") is None:
+    if sky_problem is not None:
+        sky.append(sky_problem)
+    elif importlib.util.find_spec("sky") is None:
         sky.append("SkyPilot is not installed (pip install 'dumont-plan[skypilot]')")
     sky.append("launching fine-tunes on SkyPilot is not built yet (issue 14)")
     return {
@@ -269,9 +274,9 @@ def executor_status(settings: ServerSettings) -> dict[str, dict[str, Any]]:
     }
 
 
-def status(settings: ServerSettings) -> dict[str, Any]:
+def status(settings: ServerSettings, sky_problem: str | None = None) -> dict[str, Any]:
     """`GET /finetune/status`: the contract's fields, plus the executors (additive)."""
-    executors = executor_status(settings)
+    executors = executor_status(settings, sky_problem)
     usable = [name for name, e in executors.items() if e["available"]]
     if usable:
         message = f"Fine-tuning available on: {', '.join(usable)}"

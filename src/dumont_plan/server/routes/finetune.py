@@ -33,6 +33,7 @@ from dumont_plan.server.provider import (
     ft_deploy,
     uploads,
 )
+from dumont_plan.server.provider.executors import executor_info, skypilot_problem
 from dumont_plan.server.provider.finetune_rows import finetune_view, get_row, list_rows
 from dumont_plan.wire import DatasetFormat, DatasetSource, FinetuneStatus
 
@@ -133,8 +134,11 @@ def _own(state: AppState, user: User, job_id: str) -> Any:
 
 @router.get("/status")
 def finetune_status(state: StateDep, user: UserDep) -> dict[str, Any]:
-    """Which executors can run fine-tunes here, and why not (`executors`, additive)."""
-    return catalog.status(state.settings)
+    """Which executors can run fine-tunes here, and why not (`executors`, additive), and the
+    executor this server runs jobs with (`executor`: name, available, reason; additive)."""
+    info = executor_info(state)
+    sky_problem = skypilot_problem(state) if info["name"] == "skypilot" else None
+    return {**catalog.status(state.settings, sky_problem), "executor": info}
 
 
 @router.get("/models")

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from dumont_plan import __version__
 from dumont_plan.server.context import StateDep
+from dumont_plan.server.provider.executors import executor_info
 from dumont_plan.server.provider.isolation import isolation_of, process_limit_enforced
 
 # Additive extensions this server offers beyond the real platform's contract.
@@ -60,12 +61,14 @@ def health(state: StateDep) -> dict[str, Any]:
     """`isolation.bwrap` or `isolation.none` says how workloads run; `process-limit.enforced`
     or `process-limit.none` whether their process limit holds (not for root's processes);
     `users.single` or `users.multi` whether others may register; `disk-limit.workspace`: a
-    job whose workspace grows past `disk_size` in total ends `failed`."""
+    job whose workspace grows past `disk_size` in total ends `failed`; `executor.local` or
+    `executor.skypilot` what runs jobs, and `executor` its availability (additive)."""
     settings = state.settings
     if settings.real_platform:  # what the real server answers: no capabilities
         return {"status": "healthy", "version": __version__, "service": SERVICE}
     users = "users.multi" if settings.multi_user else "users.single"
     processes = "enforced" if process_limit_enforced(settings) else "none"
+    executor = executor_info(state)
     return {
         "status": "healthy",
         "version": __version__,
@@ -75,5 +78,7 @@ def health(state: StateDep) -> dict[str, Any]:
             f"isolation.{isolation_of(settings)}",
             f"process-limit.{processes}",
             users,
+            f"executor.{executor['name']}",
         ],
+        "executor": executor,
     }
