@@ -82,6 +82,17 @@ def observe(
     )
 
 
+SPOT_SEARCHES = frozenset({"interruptible", "bid"})
+
+
+def spot_priced(offer: Offer) -> Offer:
+    """An offer of a spot search as a spot price only: its `dph_total` is the spot rate (the
+    real offer schema has no other field for it; the local control plane also sends
+    `min_bid`), kept as `min_bid`, so that on-demand pricing never reads it as on-demand."""
+    bid = offer.min_bid if offer.min_bid is not None else offer.dph_total
+    return offer.model_copy(update={"min_bid": bid, "dph_total": None})
+
+
 def fetch_offers(
     client: DumontClient, queries: Sequence[Mapping[str, Any]], observed: Observed
 ) -> Observed:
@@ -97,9 +108,12 @@ def fetch_offers(
 
     def one(query: dict[str, Any]) -> list[Offer]:
         try:
-            return client.instances.offers(**query)
+            offers = client.instances.offers(**query)
         except ApiError:
             return []
+        if query.get("machine_type") in SPOT_SEARCHES:
+            return [spot_priced(offer) for offer in offers]
+        return offers
 
     with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(todo))) as pool:
         results = list(pool.map(one, todo))

@@ -92,10 +92,24 @@ def instance_row(instance: Instance) -> dict[str, object]:
         "status": instance.display_status,
         "gpu": gpu_text(instance),
         "price": price_text(instance),
-        "location": instance.geolocation,
+        "location": location_of(instance),
         "access": access_of(instance),
         "label": instance.label,
     }
+
+
+def location_of(instance: Instance) -> str:
+    """Where it runs: the geolocation (local control plane), else the region or country fields
+    a provider object may carry; "-" when it has none (the real platform's instances)."""
+    for value in (
+        instance.geolocation,
+        instance.raw.get("region"),
+        instance.raw.get("country"),
+        instance.raw.get("country_code"),
+    ):
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return "-"
 
 
 def price_text(instance: Instance) -> str:

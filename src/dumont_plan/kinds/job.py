@@ -111,6 +111,9 @@ class JobHandler(RunOnceHandler[Job]):
     # -- cost ------------------------------------------------------------------------------
 
     def price_query(self, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A spot job asks for interruptible offers: the real offer schema has no spot field,
+        its interruptible search prices `dph_total` at the spot rate (`fetch_offers` keeps
+        those as `min_bid`)."""
         return {
             "gpu_name": values.get("gpu_type"),
             "num_gpus": values.get("num_gpus") or 1,
@@ -120,6 +123,7 @@ class JobHandler(RunOnceHandler[Job]):
             "min_inet_up": 0,
             "order_by": "dph_total",
             "limit": 100,
+            "machine_type": "interruptible" if values.get("use_spot", True) else None,
         }
 
     def hourly_price(self, values: Mapping[str, Any], offers: Sequence[Offer]) -> float | None:

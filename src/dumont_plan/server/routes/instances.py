@@ -41,6 +41,9 @@ from dumont_plan.server.provider.instances import (
 )
 from dumont_plan.server.provider.offers import OfferQuery, search_offers
 
+ADDITIVE_OFFER_FIELDS = frozenset({"min_bid", "region"})
+ADDITIVE_INSTANCE_FIELDS = frozenset({"region", "geolocation"})
+
 router = APIRouter(prefix="/instances", tags=["instances"])
 # A float query parameter: NaN and infinities are a 422.
 Finite = Annotated[float, Query(allow_inf_nan=False)]
@@ -140,6 +143,8 @@ def offers(
         )
     except OfferQueryError as exc:
         raise HTTPException(400, str(exc)) from exc
+    if state.settings.real_platform:  # the real offer schema: no `min_bid`, no `region`
+        found = [{k: v for k, v in o.items() if k not in ADDITIVE_OFFER_FIELDS} for o in found]
     return {"offers": found, "count": len(found)}
 
 
@@ -247,7 +252,7 @@ def list_(
         str | None, Query(description="running, stopped, paused, loading, ...")
     ] = None,
 ) -> dict[str, Any]:
-    found = list_instances(state, user.id, status)
+    found = [_as_served(state, i) for i in list_instances(state, user.id, status)]
     return {"instances": found, "count": len(found)}
 
 
@@ -277,9 +282,17 @@ def create(
 @router.get("/{instance_id}")
 def get(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
     try:
-        return get_instance(state, user.id, _stored_id(instance_id))
+        return _as_served(state, get_instance(state, user.id, _stored_id(instance_id)))
     except InstanceError as exc:
         raise _http(exc) from exc
+
+
+def _as_served(state: AppState, instance: dict[str, Any]) -> dict[str, Any]:
+    """The instance object; in the real-platform profile without the location fields the
+    real instance schema lacks (its instances have no geolocation)."""
+    if not state.settings.real_platform:
+        return instance
+    return {k: v for k, v in instance.items() if k not in ADDITIVE_INSTANCE_FIELDS}
 
 
 @router.delete("/{instance_id}")
