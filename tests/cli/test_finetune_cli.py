@@ -190,6 +190,7 @@ def test_create_with_an_uploaded_path_and_a_preset_where_flags_win(
     assert job["dataset_source"] == "upload" and job["dataset_path"] == uploaded
     assert job["config"]["epochs"] == 2  # the flag
     assert job["config"]["lora_rank"] == 8  # the preset
+    assert job["config"]["max_steps"] == 10  # all of it, also what no flag sets
 
 
 def test_create_with_sharegpt(dumont: Cli, tmp_path: Path) -> None:

@@ -246,13 +246,14 @@ def create(
     check_ranges(config, num_gpus, where)
     choice = classify_dataset(dataset, where, dataset_source)
     client: DumontClient | None = None
-    if preset is not None:
+    merged = config
+    if preset is not None:  # checked here (did-you-mean); the server applies it to the run
         client = open_client(ctx)
-        config = merge_preset(client.finetune.presets(), preset, config, where)
+        merged = merge_preset(client.finetune.presets(), preset, config, where)
     top = {"dataset_format": dataset_format, "gpu_type": gpu, "num_gpus": num_gpus}
     if dry_run:
         task = render_finetune_task(
-            build_body(name, model, choice, top, config),
+            build_body(name, model, choice, top, merged),
             local_dataset=choice.path if choice.source == "upload" else None,
         )
         print_task(task, as_json=output is CreateOutput.json)
@@ -263,7 +264,7 @@ def create(
             client, choice.local, dataset_format, where=where, announce=err_console.is_terminal
         )
         choice = DatasetChoice("upload", path)
-    body = build_body(name, model, choice, top, config)
+    body = build_body(name, model, choice, {**top, "preset": preset}, config)
     try:
         job = client.finetune.create(idempotency_key=idempotency_key, **body)
     except UnprocessableError as exc:

@@ -163,11 +163,12 @@ def check_status(status: str | None, where: str) -> str | None:
 def merge_preset(
     presets: Sequence[FinetunePreset], name: str, explicit: Mapping[str, Any], where: str
 ) -> dict[str, Any]:
-    """The preset's config with the explicit flags over it (explicit values win)."""
+    """The preset's config (all of it: `max_steps` too) with the explicit flags over it
+    (explicit values win), as the server merges them."""
     by_name = {preset.name: preset for preset in presets}
     if name not in by_name:
         check_choice(name, sorted(by_name), "--preset", where)
-    merged = {k: v for k, v in by_name[name].config.items() if k in CONFIG_FLAGS}
+    merged = dict(by_name[name].config)
     merged.update({k: v for k, v in explicit.items() if v is not None})
     return merged
 
