@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dumont_plan.cli.app import Root
-from tests.support import cli_env, run_cli
+from tests.support import UserSession, cli_env, new_user, run_cli
 
 PROBE = """
 import atexit, json, sys
@@ -172,3 +172,32 @@ def test_addresses_complete_from_the_spec_and_the_state(home: Path, tmp_path: Pa
         "job.old",
         "job.train",
     ]
+
+
+@pytest.mark.slow
+def test_job_and_instance_ids_complete_from_the_api(home: Path, user: UserSession) -> None:
+    job = user.client.jobs.create(name="to-complete", command="true").id
+    other = new_user(user.url)
+    theirs = other.client.jobs.create(name="not-mine", command="true").id
+
+    def complete(words: str) -> list[str]:
+        parts = words.split(" ")
+        env = cli_env(home, user.url, user.token) | {
+            "_DUMONT_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(parts) - 1),
+        }
+        return run_cli([], env).stdout.split()
+
+    found = complete("dumont job status job_")
+    assert job in found and theirs not in found  # only the caller's
+    assert job in complete(f"dumont job logs {job[:7]}")
+    assert complete("dumont job status zzz") == []
+    # Nothing configured and no server running: nothing completes, nothing starts.
+    quiet = cli_env(home) | {
+        "_DUMONT_COMPLETE": "complete_bash",
+        "COMP_WORDS": "dumont job status ",
+        "COMP_CWORD": "3",
+    }
+    assert run_cli([], quiet).stdout.split() == []
+    assert not (home / ".local" / "share" / "dumont-plan" / "server.json").exists()

@@ -32,19 +32,20 @@ def complete_address(incomplete: str) -> list[str]:
     """Shell completion of an address: those of the spec here and of its state file."""
     import json
 
-    import yaml
-
     from dumont_plan.kinds.registry import SECTIONS
     from dumont_plan.loader.inputs import DEFAULT_FILES
+    from dumont_plan.loader.yamlmarks import parse_yaml
 
     found: set[str] = set()
     here = Path.cwd()
     for name in DEFAULT_FILES:
         try:
-            data = yaml.safe_load((here / name).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
+            text = (here / name).read_text(encoding="utf-8")
+        except OSError:
             continue
-        for section, items in (data or {}).items() if isinstance(data, dict) else ():
+        doc = parse_yaml(text, name, [])
+        data = doc.data if doc is not None else None
+        for section, items in data.items() if isinstance(data, dict) else ():
             if section in SECTIONS and isinstance(items, dict):
                 found.update(f"{SECTIONS[section]}.{item}" for item in items)
         break

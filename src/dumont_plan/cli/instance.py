@@ -24,7 +24,7 @@ from dumont_plan.cli.output import (
     print_table,
     split_key_values,
 )
-from dumont_plan.cli.session import open_client
+from dumont_plan.cli.session import complete_ids, open_client
 from dumont_plan.client import DumontClient
 from dumont_plan.client.instances import wire_status
 from dumont_plan.errors import ConflictError, DumontError, NotFoundError
@@ -44,7 +44,18 @@ LIST_STATUSES = ("running", "paused", "stopped", "loading", "created", "exited",
 LIST_COLUMNS = ("id", "status", "gpu", "price", "location", "access", "label")
 OFFER_COLUMNS = ("id", "gpu", "vram", "price", "net_down", "location", "reliability", "machine")
 
-IdArg = typer.Argument(..., metavar="INSTANCE_ID", help="Instance id (see `dumont instance list`).")
+
+def complete_instance_id(incomplete: str) -> list[str]:
+    """Shell completion of an instance id."""
+    return complete_ids("/api/v1/instances", "id", incomplete)
+
+
+IdArg = typer.Argument(
+    ...,
+    metavar="INSTANCE_ID",
+    help="Instance id (see `dumont instance list`).",
+    autocompletion=complete_instance_id,
+)
 
 
 def parse_id(value: str) -> int:

@@ -35,7 +35,7 @@ from dumont_plan.cli.output import (
     print_table,
     split_key_values,
 )
-from dumont_plan.cli.session import open_client
+from dumont_plan.cli.session import complete_ids, open_client
 from dumont_plan.client.jobs import is_finished
 from dumont_plan.errors import DumontError, UnprocessableError
 from dumont_plan.spec.messages import suggest
@@ -50,7 +50,15 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-JobIdArg = typer.Argument(..., metavar="JOB_ID", help="The job's id (job_…).")
+
+def complete_job_id(incomplete: str) -> list[str]:
+    """Shell completion of a job id (your newest 100 jobs)."""
+    return complete_ids("/api/v1/jobs/?limit=100", "id", incomplete)
+
+
+JobIdArg = typer.Argument(
+    ..., metavar="JOB_ID", help="The job's id (job_…).", autocompletion=complete_job_id
+)
 WaitTimeoutOpt = typer.Option(
     None,
     "--wait-timeout",

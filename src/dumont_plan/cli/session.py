@@ -8,11 +8,11 @@ import ssl
 import httpx
 import typer
 
-from dumont_plan.cli.embedded import local_credentials, start_server
+from dumont_plan.cli.embedded import local_credentials, running_server, start_server
 from dumont_plan.client import DumontClient
 from dumont_plan.client.auth import token_of
 from dumont_plan.config import Endpoint, load_token, resolve_endpoint, save_token
-from dumont_plan.errors import AuthenticationError, BadRequestError, ConfigError
+from dumont_plan.errors import AuthenticationError, BadRequestError, ConfigError, DumontError
 
 HTTP_TIMEOUT = 60.0
 
@@ -57,6 +57,28 @@ def resolve_target(ctx: typer.Context) -> tuple[Endpoint, str]:
     if endpoint.url is not None:
         return endpoint, endpoint.url
     return endpoint, start_server().url
+
+
+def complete_ids(path: str, key: str, incomplete: str) -> list[str]:
+    """Shell completion of ids: the `key` of the objects `GET path` lists, starting with
+    `incomplete`. Quick and silent: nothing is started (an embedded server only when it runs),
+    nothing is printed, any failure completes nothing."""
+    try:
+        endpoint = resolve_endpoint()
+        url = endpoint.url
+        if url is None:
+            running = running_server()
+            if running is None:
+                return []
+            url = running.url
+        token = load_token(endpoint)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        answer = httpx.get(url + path, headers=headers, timeout=2.0, verify=tls_for(url))
+        items = next((v for v in answer.json().values() if isinstance(v, list)), [])
+        ids = [str(item.get(key)) for item in items if isinstance(item, dict)]
+    except (DumontError, httpx.HTTPError, ValueError, AttributeError):
+        return []
+    return sorted(i for i in ids if i.startswith(incomplete))
 
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
