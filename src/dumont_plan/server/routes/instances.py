@@ -26,6 +26,7 @@ from dumont_plan.server.idempotency import KeyClaim, idempotent_create_in_tx
 from dumont_plan.server.limits import LIST_MAX, MAX_INT, TEXT_MAX
 from dumont_plan.server.provider import history
 from dumont_plan.server.provider.instance_exec import MAX_TIMEOUT_SECONDS, exec_in_instance
+from dumont_plan.server.provider.instance_wake import WakeParams, wake_instance
 from dumont_plan.server.provider.instances import (
     ALWAYS_EXPOSED_PORT,
     DEFAULT_IMAGE,
@@ -356,5 +357,33 @@ def exec_command(
 def resume(instance_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
     try:
         return resume_instance(state, user.id, _stored_id(instance_id))
+    except InstanceError as exc:
+        raise _http(exc) from exc
+
+
+class WakeBody(BaseModel):
+    """§3.4's hibernation wake body; every field has its default (the body is optional)."""
+
+    model_config = ConfigDict(str_max_length=TEXT_MAX)
+
+    gpu_type: str | None = Field(None, description="GPU model (default: the instance's).")
+    region: str | None = Field(None, description="Region or country code (default: any).")
+    max_price: float = Field(1.0, gt=0, le=1000, allow_inf_nan=False, description="$/h at most.")
+    restore_snapshot: bool = Field(True, description="Copy the disk to the new machine.")
+
+
+NO_WAKE_BODY = WakeBody()
+
+
+@router.post("/{instance_id}/wake")
+def wake(
+    instance_id: int, state: StateDep, user: UserDep, body: WakeBody = NO_WAKE_BODY
+) -> dict[str, Any]:
+    """A paused (hibernated) instance moved to a new machine, its disk restored from a
+    snapshot; the old instance is deleted. 409 when it is not paused or no offer fits (the
+    real platform answers 500)."""
+    params = WakeParams(body.gpu_type, body.region, body.max_price, body.restore_snapshot)
+    try:
+        return wake_instance(state, user.id, _stored_id(instance_id), params)
     except InstanceError as exc:
         raise _http(exc) from exc
