@@ -110,7 +110,8 @@ class Root(LazyGroups):
         ),
         "serverless": LazyGroup(
             "dumont_plan.cli.serverless",
-            "Serverless instances: pause an instance when its GPU is idle, wake it on demand.",
+            "Serverless: instances that pause when idle and wake on demand; endpoints that "
+            "scale with their requests, to zero when idle.",
             GROUPS,
         ),
         "model": LazyGroup("dumont_plan.cli.model", "Ollama models on your instances.", GROUPS),

@@ -1,5 +1,6 @@
 """`dumont serverless enable|disable|status|list|wake|pricing|webhooks`: instances that pause
-themselves when idle and wake on demand (contract §7.1, §7.2).
+themselves when idle and wake on demand (contract §7.1, §7.2); `dumont serverless endpoint ...`
+and `stats`: request-driven endpoints (§7.3, serverless_endpoint.py).
 
 The sprint's command lines work as written, in both forms (`mode=spot` or `--mode=spot`):
 serverless_input.py reads them. The webhook secret is never echoed: it comes from
@@ -27,6 +28,8 @@ from dumont_plan.cli.output import (
     print_fields,
     print_table,
 )
+from dumont_plan.cli.serverless_endpoint import app as endpoint_app
+from dumont_plan.cli.serverless_endpoint import stats as endpoint_stats
 from dumont_plan.cli.serverless_input import (
     SECRET_ENV,
     check_secret,
@@ -51,13 +54,20 @@ from dumont_plan.wire_models import ServerlessPolicy
 
 app = typer.Typer(
     help=(
-        "Serverless instances: pause an instance when its GPU is idle, wake it on demand.\n\n"
+        "Serverless: instances that pause when idle and wake on demand; endpoints that "
+        "scale with their requests, to zero when idle.\n\n"
         "Modes: fast (processes frozen, memory kept: wakes in under a second), economic "
         "(stopped, disk kept: wakes in seconds) and spot (economic, and the machine goes back "
         "to the spot market while paused: the cheapest, wakes by bidding again)."
     ),
     no_args_is_help=True,
 )
+
+app.add_typer(endpoint_app, name="endpoint")
+app.command(
+    "stats",
+    epilog="Examples:\n\n  dumont serverless stats\n\n  dumont serverless stats -o json",
+)(endpoint_stats)
 
 IdArg = typer.Argument(..., metavar="INSTANCE_ID", help="Instance id (see `dumont instance list`).")
 T = TypeVar("T")

@@ -11,6 +11,7 @@ import httpx
 from dumont_plan.client.auth import AuthAPI
 from dumont_plan.client.base import RetryPolicy, Transport
 from dumont_plan.client.blacklist import BlacklistAPI
+from dumont_plan.client.endpoints import EndpointsAPI
 from dumont_plan.client.finetune import FinetuneAPI
 from dumont_plan.client.history import HistoryAPI
 from dumont_plan.client.instances import InstancesAPI
@@ -47,6 +48,7 @@ class DumontClient:
         self.history = HistoryAPI(self.transport)
         self.blacklist = BlacklistAPI(self.transport)
         self.serverless = ServerlessAPI(self.transport)
+        self.endpoints = EndpointsAPI(self.transport)
         self.spot = SpotAPI(self.transport)
 
     @property
