@@ -42,7 +42,8 @@ Every exception class of dumont_plan is defined here (tests/test_error_tree.py c
         ├── SpotError                a spot template or deployment operation refused
         ├── OfferQueryError          an offer search parameter it cannot use (400)
         ├── FinetuneError            a fine-tune operation refused (400, 404, 409, 413, ...)
-        └── DatasetError             an uploaded dataset that is not what it claims (422, `loc`)
+        ├── DatasetError             an uploaded dataset that is not what it claims (422, `loc`)
+        └── WorkdirError             a job workdir upload or archive refused (413, 422)
 
     InternalSignal                   control flow inside one module, caught where raised
     ├── TemplateUndefined            jinja met an undefined value (loader/templates.py)
@@ -357,6 +358,13 @@ class DatasetError(RefusedError):
     def __init__(self, message: str, loc: tuple[str | int, ...] = ()) -> None:
         super().__init__(message)
         self.loc = loc
+
+
+class WorkdirError(RefusedError):
+    """A job's workdir (an uploaded tar.gz of code) refused: too big, unsafe, or not one."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message, status=status)
 
 
 class InternalSignal(Exception):

@@ -40,7 +40,7 @@ EXPECTED_MISSING: set[str] = set()
 # Deliberate additive differences (health CAPABILITIES): "OP": {"query"|"body": {names}}.
 ADDITIVE: dict[str, dict[str, set[str]]] = {
     "GET /api/v1/jobs/": {"query": {"offset"}},
-    "POST /api/v1/jobs/": {"body": {"secrets"}},
+    "POST /api/v1/jobs/": {"body": {"secrets", "workdir_id"}},
     "GET /api/v1/jobs/{job_id}/logs": {"query": {"tail", "offset"}},
     "POST /api/v1/instances": {"body": {"use_spot"}},
     "POST /api/v1/serverless/enable/{instance_id}": {
@@ -69,6 +69,7 @@ ADDITIVE_OPERATIONS = {
     "PUT /api/v1/settings",
     "GET /api/v1/jobs/{job_id}/outputs",
     "GET /api/v1/jobs/{job_id}/outputs/{path}",
+    "POST /api/v1/jobs/workdirs",  # capability jobs.workdir
     "POST /api/v1/instances/{instance_id}/exec",  # what works instead of ssh on loopback
     # Remote state (capability `state.http-backend`); LOCK/UNLOCK are outside the schema.
     "GET /api/v1/state/{project}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -26,6 +27,7 @@ from dumont_plan.cli.job_watch import (
     status_text,
     stream_logs,
 )
+from dumont_plan.cli.job_workdir import missing_code_warning, ship_workdir
 from dumont_plan.cli.output import (
     OutputFormat,
     OutputOpt,
@@ -73,6 +75,7 @@ WaitTimeoutOpt = typer.Option(
     epilog=(
         "Examples:\n\n"
         '  dumont job create train --command="python train.py" --gpu="RTX 4090"\n\n'
+        '  dumont job create train --workdir . --command="python train.py"\n\n'
         '  dumont job create fetch --source=huggingface --hf-repo="user/repo" '
         '--hf-token-env=HF_TOKEN --command="python main.py"\n\n'
         '  dumont job create build --source=git --git-url="https://github.com/acme/x.git" '
@@ -150,6 +153,14 @@ def create(
     ),
     git_url: str | None = typer.Option(None, "--git-url", help="Git URL to clone."),
     git_branch: str | None = typer.Option(None, "--git-branch", help="Branch of --git-url."),
+    workdir: Path | None = typer.Option(
+        None,
+        "--workdir",
+        metavar="PATH",
+        help="Ship this folder's code into /workspace before the command (git-aware: tracked "
+        "and untracked-but-not-ignored files; elsewhere all but .git, .venv, __pycache__...; "
+        "a .dumontignore leaves out more).",
+    ),
     max_retries: int | None = typer.Option(
         None, "--max-retries", help="Retries after a failure or interruption, 0–5 (default 0)."
     ),
@@ -218,6 +229,11 @@ def create(
     }
     body = build_create_body(list(words or []), flags, where)
     client = open_client(ctx)
+    if workdir is not None:
+        body["workdir_id"] = ship_workdir(client, workdir)
+    warning = missing_code_warning(body)
+    if warning:
+        err_console.print(warning, markup=False, highlight=False, soft_wrap=True, style="yellow")
     try:
         job = client.jobs.create(idempotency_key=idempotency_key, **body)
     except UnprocessableError as exc:

@@ -7,18 +7,23 @@ Paths are the contract's canonical forms: the collection has a trailing slash
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
 
 from dumont_plan.client.base import Transport
+from dumont_plan.client.finetune import ProgressReader
+from dumont_plan.errors import UnexpectedResponseError
 from dumont_plan.wire import FINISHED_JOB_STATUSES
 from dumont_plan.wire_models import Job, JobPage
 
 COLLECTION = "/api/v1/jobs/"
+WORKDIRS = "/api/v1/jobs/workdirs"
 PAGE_SIZE = 100  # the contract's maximum `limit`
 LIST_WORKERS = 4  # pages of one list read at a time once the first page gave `total`
 
@@ -129,6 +134,21 @@ class JobsAPI:
             return [one(offsets[0])]
         with ThreadPoolExecutor(max_workers=min(LIST_WORKERS, len(offsets))) as pool:
             return builtins.list(pool.map(one, offsets))
+
+    def upload_workdir(
+        self, archive: Path, progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, Any]:
+        """`POST /api/v1/jobs/workdirs` (additive) with a packed workdir (`client.workdir.pack`)
+        as the multipart field `file`, streamed from disk -> `{workdir_id, sha256, size, files}`.
+        Not retried (a repeat would only store the same content again)."""
+        with archive.open("rb") as file:
+            total = os.fstat(file.fileno()).st_size
+            reader = ProgressReader(file, total, progress)
+            files = {"file": ("workdir.tar.gz", reader, "application/gzip")}
+            answer = self._t.request("POST", WORKDIRS, files=files, idempotent=False)
+        if not isinstance(answer, dict) or not isinstance(answer.get("workdir_id"), str):
+            raise UnexpectedResponseError(f"POST {WORKDIRS}: the answer has no workdir_id")
+        return answer
 
     def get(self, job_id: str) -> Job:
         """`GET /api/v1/jobs/{id}` -> the Job (404 when unknown, 403 for someone else's)."""

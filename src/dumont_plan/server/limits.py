@@ -33,7 +33,7 @@ TEXT_MAX = 64 * 1024
 # The most entries of a list field of a request body.
 LIST_MAX = 256
 # POST routes whose body the route streams to disk itself (multipart uploads).
-STREAMED_SUFFIXES = ("/finetune/jobs/upload-dataset",)
+STREAMED_SUFFIXES = ("/finetune/jobs/upload-dataset", "/jobs/workdirs")
 # Room for the multipart framing around a streamed file.
 STREAM_OVERHEAD_BYTES = 64 * 1024
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,7 +40,7 @@ from sqlite3 import Connection, Row
 from typing import Any
 
 from dumont_plan.server.context import AppState
-from dumont_plan.server.provider import isolation, joblog, runner
+from dumont_plan.server.provider import isolation, joblog, runner, workdirs
 from dumont_plan.server.provider.job_rows import get_row, job_view
 from dumont_plan.server.provider.job_secrets import SecretKeeper, split_secrets
 from dumont_plan.server.provider.joblog import LogPiece, WholeLog
@@ -121,8 +122,12 @@ def submit_job(
     price_per_hour: float,
     on_insert: OnInsert | None = None,
     secrets: dict[str, str] | None = None,
+    workdir: Path | None = None,
 ) -> dict[str, Any]:
     """Record a job (status pending), start its runner, return its view.
+
+    `workdir` (an uploaded archive, `workdirs`) is copied into the job's directory: the runner
+    unpacks it into each attempt's fresh workspace.
 
     `config` holds the validated CreateJob fields (no hf_token) with aliases resolved.
     `on_insert(conn, view)` runs in the transaction that inserts the row (the idempotency key
@@ -143,6 +148,8 @@ def submit_job(
     }
     directory = job_dir(state, job_id)
     directory.mkdir(parents=True)
+    if workdir is not None:
+        shutil.copyfile(workdir, directory / workdirs.WORKDIR_FILE)
     write_json_atomic(directory / runner.SPEC_FILE, spec)
     sup = supervisor(state)
     # Under the supervisor lock from the insert on: the reconciler never sees the pending row

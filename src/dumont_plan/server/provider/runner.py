@@ -41,7 +41,7 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from dumont_plan.server.provider import diskuse, isolation
+from dumont_plan.server.provider import diskuse, isolation, workdirs
 from dumont_plan.server.provider.job_secrets import CARRY_VAR, Carried, strip_credentials
 from dumont_plan.server.provider.joblog import CappedLog
 from dumont_plan.server.provider.sandbox import (
@@ -271,6 +271,7 @@ class Runner:
         (self.sandbox.env_dir / "site").mkdir()
         (self.sandbox.env_dir / "hf-home").mkdir()
         python_wrappers(self.sandbox.env_dir / "bin")
+        workdirs.unpack_shipped(self.dir, self.sandbox.workspace, self.log.note)
         if self.isolated:
             isolation.write_git_config(self.sandbox.env_dir)
         if self.carried is not None:
@@ -336,7 +337,7 @@ class Runner:
         if code == 0:
             return "completed", 0, None
         message = step_error or STEP_FAILURES.get(step or "source", "exit code {code}")
-        return "failed", code, message.format(code=code)
+        return "failed", code, workdirs.with_hint(message.format(code=code), step, code, self.dir)
 
     def pump(
         self, proc: subprocess.Popen[bytes], control_fd: int, deadline: float

@@ -75,6 +75,7 @@ class MultipartSink:
     directory: Path
     max_bytes: int
     fields: dict[str, str] = field(default_factory=dict)
+    too_big: str | None = None  # the 413's message (default: the dataset's)
     filename: str | None = None
     temp_path: Path | None = None
     size: int = 0
@@ -158,7 +159,8 @@ class MultipartSink:
             if self.size > self.max_bytes:
                 raise FinetuneError(
                     413,
-                    f"the dataset is larger than this server's limit of {self.max_bytes} bytes; "
+                    self.too_big
+                    or f"the dataset is larger than this server's limit of {self.max_bytes} bytes; "
                     "split it or ask the operator to raise DUMONT_SERVER_DATASET_MAX_BYTES",
                 )
             self.sha256.update(data)

@@ -24,6 +24,7 @@ CAPABILITIES = [
     "jobs.outputs",
     "jobs.secrets",
     "jobs.timeout-status",
+    "jobs.workdir",
     "disk-limit.workspace",
     "jobs.offset",
     "offers.all-filters",

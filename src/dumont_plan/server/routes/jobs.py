@@ -22,11 +22,13 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from starlette.concurrency import run_in_threadpool
 
+from dumont_plan.errors import FinetuneError, WorkdirError
 from dumont_plan.server.context import AppState, StateDep, User, UserDep
 from dumont_plan.server.idempotency import idempotent_create_in_tx
 from dumont_plan.server.limits import LIST_MAX, MAX_INT, TEXT_MAX
-from dumont_plan.server.provider import job_rows, job_secrets
+from dumont_plan.server.provider import job_rows, job_secrets, uploads, workdirs
 from dumont_plan.server.provider import jobs as provider
 from dumont_plan.server.provider.joblog import WholeLog
 from dumont_plan.server.provider.market import (
@@ -108,6 +110,12 @@ class CreateJobRequest(BaseModel):
     save_logs: bool = Field(True, description="Keep the log after the job ends.")
     auto_destroy: bool = Field(True, description="Remove the workspace after the job ends.")
     max_retries: int = Field(0, ge=0, le=5, description="Retries of a failed/interrupted run.")
+    workdir_id: str | None = Field(
+        None,
+        max_length=40,
+        description="Additive: an uploaded workdir (POST /jobs/workdirs) unpacked into "
+        "/workspace before the setup script and the command.",
+    )
 
     @field_validator("command")
     @classmethod
@@ -300,6 +308,16 @@ def create_job(
             "go in command, setup_script, pip_packages, git_url, git_branch or hf_repo/revision",
             job_secrets.MASK,
         )
+    workdir = None
+    if body.workdir_id is not None:
+        workdir = workdirs.own_workdir(state, user.id, body.workdir_id)
+        if workdir is None:
+            raise _bad_field(
+                "workdir_id",
+                f"workdir {body.workdir_id!r} not found; upload one with POST "
+                "/api/v1/jobs/workdirs (the CLI: dumont job create --workdir .)",
+                body.workdir_id,
+            )
     return idempotent_create_in_tx(
         request,
         state,
@@ -312,8 +330,71 @@ def create_job(
             price,
             claim.record if claim else None,
             secrets=body.secrets,
+            workdir=workdir,
         ),
     )
+
+
+class WorkdirOut(BaseModel):
+    workdir_id: str
+    sha256: str
+    size: int = Field(description="The archive's size in bytes.")
+    files: int = Field(description="Entries in the archive (files, folders, links).")
+    unpacked_size: int
+
+
+WORKDIR_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary", "title": "File"}},
+            }
+        }
+    },
+}
+
+
+@router.post(
+    "/workdirs",
+    status_code=201,
+    response_model=WorkdirOut,
+    responses={201: {"model": WorkdirOut}},
+    openapi_extra={"requestBody": WORKDIR_BODY},
+)
+async def upload_workdir(request: Request, state: StateDep, user: UserDep) -> dict[str, Any]:
+    """Additive: upload a job's code as a tar.gz (multipart field `file`); a job created with
+    its `workdir_id` finds it unpacked in /workspace. Only its owner can use it."""
+    folder = await run_in_threadpool(workdirs.user_workdir_dir, state, user.id)
+    await run_in_threadpool(uploads.remove_user_leftovers, folder)
+    limit = min(workdirs.MAX_BYTES, state.settings.dataset_max_bytes)
+    try:
+        boundary = uploads.boundary_of(request.headers.get("content-type", ""))
+        sink = uploads.MultipartSink(boundary, folder, limit)
+    except FinetuneError as exc:
+        raise HTTPException(exc.status, exc.message.replace("dataset", "workdir")) from exc
+    sink.too_big = (
+        f"the workdir archive is larger than this server's limit of {limit} bytes; leave big "
+        "files out (.gitignore or .dumontignore) and fetch data in the job instead"
+    )
+    try:
+        async for chunk in request.stream():
+            sink.feed(chunk)
+        sink.close()
+    except FinetuneError as exc:
+        sink.discard()
+        raise HTTPException(exc.status, exc.message) from exc
+    except BaseException:
+        sink.discard()
+        raise
+    try:
+        return await run_in_threadpool(workdirs.store_workdir, state, user.id, sink)
+    except WorkdirError as exc:
+        if exc.status == 422:
+            raise _bad_field("file", exc.message, None) from exc
+        raise HTTPException(exc.status, exc.message) from exc
 
 
 @router.get("/", response_model=JobListOut)
