@@ -291,12 +291,14 @@ class Applier:
         crash_point()
         if old_id is not None:
             self.ops[handler.kind].delete(self.client, old_id, None)
+        sent = self.client.transport.change_requests
         try:
             live = self.ops[handler.kind].create(self.client, resolved.body, key)
         except DumontError as exc:
-            if _definite(exc):
-                # Nothing was created (the server said no, or the race found no machine and
-                # cleaned up after itself): the journal entry can go.
+            if _definite(exc) or self.client.transport.change_requests == sent:
+                # Nothing was created (the server said no, the race found no machine and
+                # cleaned up after itself, or nothing that could create was sent at all, by
+                # any thread: an offer search that failed): the journal entry can go.
                 self.ledger.fail_op(op)
                 crash_point()
             raise

@@ -54,7 +54,7 @@ from dumont_plan.apply.resolve import outputs_from
 from dumont_plan.client import DumontClient
 from dumont_plan.errors import DumontError, NotFoundError
 from dumont_plan.kinds.ops import KindServices, load_ops
-from dumont_plan.kinds.registry import handler_for
+from dumont_plan.kinds.registry import HANDLERS, handler_for
 from dumont_plan.plan.fingerprint import desired_record
 from dumont_plan.plan.model import UNKNOWN, Observed, Plan
 from dumont_plan.plan.select import PlanOptions
@@ -242,6 +242,24 @@ class Refreshed:
     gone: list[str] = field(default_factory=list)
 
 
+def forget_stale_creates(client: DumontClient, ledger: Ledger) -> None:
+    """Drop the journal's interrupted creates that left nothing: no live object of their kind
+    carries their remote name (what `plan` would adopt). A job list that may be incomplete
+    (a server that ignores `offset`) proves nothing: those stay."""
+    creates = [op for op in ledger.state.pending if op.action in ("create", "run", "replace")]
+    kinds = sorted({op.kind for op in creates if op.kind in HANDLERS})
+    if not kinds:
+        return
+    observed = observe(client, kinds)
+    for op in creates:
+        if op.kind not in kinds or (op.kind == "job" and not client.jobs.complete):
+            continue
+        handler = HANDLERS[op.kind]
+        names = {handler.live_name(live) for live in observed.objects(op.kind)}
+        if op.remote_name not in names:
+            ledger.fail_op(op)
+
+
 def refresh_state(connect: Connect, state: StateRef) -> Refreshed:
     """Record each managed object's live status in the state; "gone" for those not found.
 
@@ -252,6 +270,7 @@ def refresh_state(connect: Connect, state: StateRef) -> Refreshed:
         client = connect()
         try:
             statuses = live_statuses(client, ledger)
+            forget_stale_creates(client, ledger)
         finally:
             client.close()
         gone = []

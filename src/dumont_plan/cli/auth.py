@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from dumont_plan.cli.capabilities import warn_ignored
 from dumont_plan.cli.output import OutputFormat, OutputOpt, console, emit_json, print_fields
 from dumont_plan.cli.session import open_client, resolve_target
 from dumont_plan.client.auth import token_of
@@ -72,6 +73,7 @@ def logout(
     if everywhere:
         client.auth.logout_all()
     elif client.token:
+        warn_ignored(client, [("logout", "auth.revocable-logout")])
         client.auth.logout()
     forget_token(endpoint)
     console.print("Logged out everywhere." if everywhere else "Logged out.")

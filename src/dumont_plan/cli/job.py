@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from dumont_plan.cli import durations
+from dumont_plan.cli.capabilities import create_once, ignorable_options, warn_ignored
 from dumont_plan.cli.job_input import build_create_body, describe_rejection, parse_bool, split_list
 from dumont_plan.cli.job_watch import (
     LIST_COLUMNS,
@@ -175,7 +176,9 @@ def create(
     idempotency_key: str | None = typer.Option(
         None,
         "--idempotency-key",
-        help="Repeat-safe create: the same key returns the first job instead of a new one.",
+        help="Repeat-safe create: the same key returns the first job instead of a new one "
+        "(a server without the `idempotency-key` capability, such as the real platform, "
+        "ignores the key: a job of the same name is returned instead of a new one).",
     ),
     wait: bool = typer.Option(
         False, "--wait", help="Wait for the job to finish (exit 0 completed, 5 failed)."
@@ -234,8 +237,9 @@ def create(
     warning = missing_code_warning(body)
     if warning:
         err_console.print(warning, markup=False, highlight=False, soft_wrap=True, style="yellow")
+    warn_ignored(client, ignorable_options(flags, idempotency_key))
     try:
-        job = client.jobs.create(idempotency_key=idempotency_key, **body)
+        job = create_once(client, idempotency_key, body)
     except UnprocessableError as exc:
         # Not chained: the API's 422 can echo the values sent, hf_token among them (which
         # describe_rejection leaves out), and DUMONT_DEBUG prints the chain.
@@ -359,6 +363,8 @@ def logs(
     per line ({"job_id", "line"}).
     """
     client = open_client(ctx)
+    if tail is not None:
+        warn_ignored(client, [("--tail", "jobs.logs-tail")])
     if not follow:
         with about_job(job_id, "job logs"):
             answer = client.jobs.logs(job_id, tail=tail)

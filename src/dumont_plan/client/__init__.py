@@ -41,6 +41,7 @@ class DumontClient:
             reauthenticate=reauthenticate,
             sleep=time.sleep if sleep is None else sleep,
         )
+        self._capabilities: frozenset[str] | None = None
         self.auth = AuthAPI(self.transport)
         self.jobs = JobsAPI(self.transport)
         self.finetune = FinetuneAPI(self.transport)
@@ -62,6 +63,15 @@ class DumontClient:
     def health(self) -> dict[str, object]:
         result: dict[str, object] = self.transport.request("GET", "/health")
         return result
+
+    def capabilities(self) -> frozenset[str]:
+        """The additive capabilities `/health` lists (read once per client; none: the real
+        platform's answer, so every extension counts as absent)."""
+        if self._capabilities is None:
+            listed = self.health().get("capabilities")
+            names = listed if isinstance(listed, list) else []
+            self._capabilities = frozenset(str(c) for c in names)
+        return self._capabilities
 
     def close(self) -> None:
         self.transport.http.close()

@@ -18,6 +18,7 @@ from dumont_plan.errors import ApiError, ConnectError, error_for_status
 USER_AGENT = f"dumont-plan/{__version__}"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Seconds one call may spend retrying, whatever the attempts left (DUMONT_RETRY_DEADLINE): a
 # provider that stays unreachable fails the command in that time, not attempts x its timeout.
 DEFAULT_RETRY_DEADLINE = 20.0
@@ -162,6 +163,9 @@ class Transport:
         self.sleep = sleep
         self.reauthenticate = reauthenticate
         self.request_count = 0
+        # Requests sent that may change something (not GET/HEAD/OPTIONS), by every thread: a
+        # failed create during which this did not move surely created nothing.
+        self.change_requests = 0
         # Pages of one list are read from several threads: the count and a re-login are shared.
         self._count_lock = threading.Lock()
         self._login_lock = threading.RLock()  # a re-login may send through this transport
@@ -202,6 +206,8 @@ class Transport:
             send_headers.update(headers or {})
             with self._count_lock:
                 self.request_count += 1
+                if method not in READ_METHODS:
+                    self.change_requests += 1
             try:
                 response = self.http.request(
                     method,

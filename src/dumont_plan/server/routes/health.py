@@ -25,6 +25,8 @@ CAPABILITIES = [
     "jobs.secrets",
     "jobs.timeout-status",
     "jobs.workdir",
+    "jobs.auto-destroy",
+    "jobs.max-retries",
     "disk-limit.workspace",
     "jobs.offset",
     "offers.all-filters",
