@@ -47,6 +47,7 @@ SKY_ACCELERATORS = {
     "A100-40GB": "A100",
     "A100PCIE": "A100",
     "A100SXM4": "A100-80GB",
+    "A10080GB": "A100-80GB",  # the local market's `A100 80GB`
     "H100-80GB": "H100",
     "H100SXM": "H100",
     "H100PCIE": "H100",
@@ -199,10 +200,31 @@ def render_finetune_task(
     }
 
 
-def render_job_task(body: Mapping[str, Any], *, disk_size: int | None = None) -> dict[str, Any]:
+# A Hugging Face source: its repo, downloaded by the setup into `model/` of the task's workdir
+# (`~/sky_workdir`, where setup and run start), where the command then runs.
+_FETCH_HF_REPO = (
+    "from huggingface_hub import snapshot_download; "
+    'snapshot_download({repo}, revision={revision}, local_dir="model")'
+)
+_REQUIREMENTS = (
+    "if [ -f {dir}requirements.txt ]; then pip install --quiet -r {dir}requirements.txt; fi"
+)
+
+
+def render_job_task(
+    body: Mapping[str, Any],
+    *,
+    disk_size: int | None = None,
+    envs: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The SkyPilot task of a job whose create request is `body` (contract §5.2): its GPU,
     spot choice and disk, `pip_packages` and `setup_script` as setup, `command` as run.
-    `hf_token` is never copied: it becomes the `HF_TOKEN` secret key."""
+    `hf_token` is never copied: it becomes the `HF_TOKEN` secret key.
+
+    Sources (§5.5's order: source, packages, setup script, command): `git` is the task's
+    `workdir` (`{url, ref}`: SkyPilot clones it and runs setup and run inside it), its
+    `requirements.txt` installed first; `huggingface` is downloaded by the setup into
+    `model/`, where the command runs. `num_nodes` > 1 is SkyPilot's `num_nodes`."""
     gpu = sky_accelerator(str(body.get("gpu_type") or "RTX 4090"))
     resources: dict[str, Any] = {
         "accelerators": f"{gpu}:{int(body.get('num_gpus') or 1)}",
@@ -212,6 +234,18 @@ def render_job_task(body: Mapping[str, Any], *, disk_size: int | None = None) ->
     if body.get("image"):
         resources["image_id"] = f"docker:{body['image']}"
     setup = []
+    source = body.get("source")
+    run_dir = ""
+    if source == "git" and body.get("git_url"):
+        setup.append(_REQUIREMENTS.format(dir=""))
+    elif source == "huggingface" and body.get("hf_repo"):
+        fetch = _FETCH_HF_REPO.format(
+            repo=json.dumps(str(body["hf_repo"])),
+            revision=json.dumps(str(body.get("hf_revision") or "main")),
+        )
+        setup += [_pip_install(["huggingface_hub"]), _python(fetch)]
+        setup.append(_REQUIREMENTS.format(dir="model/"))
+        run_dir = "model"
     packages = list(body.get("pip_packages") or [])
     if packages:
         setup.append(_pip_install(packages))
@@ -221,8 +255,18 @@ def render_job_task(body: Mapping[str, Any], *, disk_size: int | None = None) ->
         "name": task_name("job", str(body.get("name") or "")),
         "resources": resources,
     }
+    if source == "git" and body.get("git_url"):
+        workdir = {"url": str(body["git_url"])}
+        if body.get("git_branch"):
+            workdir["ref"] = str(body["git_branch"])
+        task["workdir"] = workdir
+    if int(body.get("num_nodes") or 1) > 1:
+        task["num_nodes"] = int(body["num_nodes"])
     if setup:
         task["setup"] = "\n".join(setup) + "\n"
-    task["run"] = str(body.get("command") or "") + "\n"
+    command = str(body.get("command") or "")
+    task["run"] = (f"cd {run_dir}\n" if run_dir else "") + command + "\n"
+    if envs:
+        task["envs"] = dict(envs)
     task["secrets"] = dict.fromkeys(SECRET_KEYS)
     return task

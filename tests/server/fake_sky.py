@@ -52,7 +52,9 @@ class Task:
         self.secrets: dict[str, str] = {}
 
     @classmethod
-    def from_yaml_config(cls, config: dict[str, Any], env_overrides: Any = None) -> Task:
+    def from_yaml_config(
+        cls, config: dict[str, Any], env_overrides: Any = None, secrets_overrides: Any = None
+    ) -> Task:
         return cls(copy.deepcopy(config))
 
     def update_secrets(self, secrets: dict[str, str] | None) -> Task:

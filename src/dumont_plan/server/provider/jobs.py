@@ -40,7 +40,8 @@ from sqlite3 import Connection, Row
 from typing import Any
 
 from dumont_plan.server.context import AppState
-from dumont_plan.server.provider import isolation, joblog, runner, workdirs
+from dumont_plan.server.provider import isolation, joblog, runner, sky_jobs, workdirs
+from dumont_plan.server.provider.executors import executor_name
 from dumont_plan.server.provider.job_rows import get_row, job_view
 from dumont_plan.server.provider.job_secrets import SecretKeeper, split_secrets
 from dumont_plan.server.provider.joblog import LogPiece, WholeLog
@@ -145,6 +146,7 @@ def submit_job(
         "timeout_seconds": timeout_seconds,
         "log_cap_bytes": state.settings.log_cap_bytes,
         "sandbox": isolation.workload_sandbox(config, state.settings, user_id),
+        "executor": executor_name(state.settings),
     }
     directory = job_dir(state, job_id)
     directory.mkdir(parents=True)
@@ -228,6 +230,9 @@ def launch(state: AppState, job_id: str, attempt: int) -> None:
     """Spawn a runner for `attempt` of a job. Hold the supervisor lock."""
     sup = supervisor(state)
     directory = job_dir(state, job_id)
+    if sky_jobs.handles(read_json(directory / runner.SPEC_FILE) or {}):
+        sky_jobs.launch(state, job_id, directory, attempt, sup.secrets.env(job_id))
+        return
     token = uuid.uuid4().hex
     previous = read_json(directory / runner.STATE_FILE) or {}
     write_json_atomic(
@@ -316,6 +321,9 @@ def stop_runner(state: AppState, row: Row) -> None:
     """End a job's runner and every process of its sandbox; keep outputs if the runner could not."""
     sup = supervisor(state)
     directory = job_dir(state, row["id"])
+    if sky_jobs.handles(read_json(directory / runner.SPEC_FILE) or {}):
+        sky_jobs.cancel(state, row["id"], directory)
+        return
     if runner_alive(row):
         with contextlib.suppress(OSError):
             os.kill(int(row["runner_pid"]), signal.SIGTERM)
@@ -356,6 +364,9 @@ def read_logs(
     state: AppState, row: Row, tail: int | None, offset: int | None
 ) -> LogPiece | WholeLog:
     running = row["status"] not in FINISHED
+    directory = job_dir(state, row["id"])
+    if running and sky_jobs.handles(read_json(directory / runner.SPEC_FILE) or {}):
+        sky_jobs.refresh_log(state, row["id"], directory)
     return joblog.read_job_log(job_dir(state, row["id"]), tail, offset, running=running)
 
 
@@ -372,9 +383,16 @@ def reconcile_jobs(state: AppState) -> None:
     with sup.lock:
         sup.reap()
         rows = state.store.query(f"SELECT * FROM jobs WHERE {NOT_FINISHED_SQL}")
+        sky: list[Row] = []
         for row in rows:
-            if row["status"] != "pending":
+            if row["status"] == "pending":
+                continue
+            if sky_jobs.handles(read_json(job_dir(state, row["id"]) / runner.SPEC_FILE) or {}):
+                sky.append(row)
+            else:
                 reconcile_one(state, row)
+        if sky:
+            sky_jobs.reconcile(state, sky, lambda job_id: job_dir(state, job_id))
         # Then the queues: a job that just finished frees its place in this same pass.
         for user_id in dict.fromkeys(r["user_id"] for r in rows if r["status"] == "pending"):
             start_queued(state, int(user_id))

@@ -1,0 +1,329 @@
+"""Jobs as SkyPilot managed jobs: the `skypilot` executor (`--executor=skypilot`).
+
+`jobs.py` keeps the job's row, queue and directory as for the local executor, and hands these
+steps to this module for a job whose `spec.json` says `"executor": "skypilot"`:
+
+- launch: the job rendered as a SkyPilot task (`skypilot_task.render_job_task`; the rendered
+  dict, with no secret value, is kept in `skypilot-task.json`) launched with `sky.jobs.launch`
+  in a thread (the SDK's calls take seconds); secrets are the task's SkyPilot `secrets`, set on
+  the `sky.Task` object in memory only: the job's named secrets, `HF_TOKEN`, `GIT_TOKEN` for a
+  git URL's credentials, and each script line that a masked value changed (`eval
+  "$DUMONT_JOB_LINE_<n>"`, as the local runner does). The managed job's id is kept in
+  `skypilot.json` beside the job.
+- status: each reconciler pass reads `sky.jobs.queue` for the unfinished jobs and maps
+  SkyPilot's `ManagedJobStatus` through `JOB_STATUS`; a finished one ends the job, its log
+  fetched once more. `timeout_minutes` is enforced here (on the server's clock): past it the
+  managed job is cancelled and the job ends `timeout`.
+- logs: `sky.jobs.tail_logs(follow=False)` into the job's `job.log` (secret values masked)
+  when the logs are read while it runs, and when it ends;
+- cancel: `sky.jobs.cancel(job_ids=[id])`.
+
+A launch in flight when the control plane stops is not resumed: the job fails saying so (the
+managed job may exist: `sky jobs queue` shows it). `FINETUNE_STATUS` is the contract's §6.5
+mapping for fine-tunes, for when fine-tunes launch here too.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from pathlib import Path
+from sqlite3 import Row
+from types import ModuleType
+from typing import Any
+
+from dumont_plan.server.context import AppState
+from dumont_plan.server.provider import executors, runner
+from dumont_plan.server.provider.job_secrets import Carried, mask_text
+from dumont_plan.server.provider.sandbox import read_json, write_json_atomic
+from dumont_plan.skypilot_task import render_job_task
+
+logger = logging.getLogger("dumont_plan.server.sky_jobs")
+STATE_FILE = "skypilot.json"
+TASK_FILE = "skypilot-task.json"
+CHECK_WAIT_SECONDS = 60.0
+
+# SkyPilot's ManagedJobStatus -> the contract's job status (§5.4).
+JOB_STATUS: dict[str, str] = {
+    "PENDING": "provisioning",
+    "SUBMITTED": "provisioning",
+    "STARTING": "starting",
+    "RUNNING": "running",
+    "RECOVERING": "provisioning",  # a spot machine was preempted: SkyPilot provisions anew
+    "CANCELLING": "running",
+    "WINDING_DOWN": "completing",
+    "SUCCEEDED": "completed",
+    "CANCELLED": "cancelled",
+    "FAILED": "failed",
+    "FAILED_SETUP": "failed",
+    "FAILED_PRECHECKS": "failed",
+    "FAILED_NO_RESOURCE": "failed",
+    "FAILED_CONTROLLER": "failed",
+}
+# The error message of each failed status (SkyPilot's failure_reason is appended).
+FAILURES: dict[str, str] = {
+    "FAILED": "the job's command failed",
+    "FAILED_SETUP": "the job's setup (source, pip_packages, setup_script) failed",
+    "FAILED_PRECHECKS": "SkyPilot refused the task (its prechecks failed)",
+    "FAILED_NO_RESOURCE": "Failed to provision GPU: SkyPilot found no machine for it",
+    "FAILED_CONTROLLER": "SkyPilot's jobs controller failed",
+}
+# Contract §6.5, fine-tunes: SkyPilot status -> ours; any other value leaves it unchanged.
+FINETUNE_STATUS: dict[str, str] = {
+    "PENDING": "queued",
+    "SETTING_UP": "queued",
+    "RUNNING": "running",
+    "SUCCEEDED": "completed",
+    "FAILED": "failed",
+    "CANCELLED": "cancelled",
+}
+FINISHED = ("completed", "failed", "cancelled", "timeout")
+INTERRUPTED = (
+    "the SkyPilot launch was interrupted by a control plane restart (the managed job may"
+    " exist: see `sky jobs queue`)"
+)
+
+_launching: set[str] = set()
+_launching_lock = threading.Lock()
+
+
+def finetune_status(sky_status: str, current: str) -> str:
+    """§6.5: a fine-tune's status after a refresh that saw `sky_status`."""
+    return FINETUNE_STATUS.get(sky_status, current)
+
+
+def handles(spec: dict[str, Any]) -> bool:
+    return spec.get("executor") == "skypilot"
+
+
+def _field(record: Any, name: str) -> Any:
+    """A field of a queue record: a dict (older SDKs, the fake) or a pydantic model."""
+    value = record.get(name) if isinstance(record, dict) else getattr(record, name, None)
+    return getattr(value, "value", value)  # ManagedJobStatus is an enum
+
+
+def sdk(state: AppState) -> ModuleType:
+    """SkyPilot's SDK once its check has ended; raises RuntimeError saying why it cannot run."""
+    check = executors.sky_check(state)
+    check.clouds_checked.wait(CHECK_WAIT_SECONDS)
+    if check.problem is not None or check.module is None:
+        raise RuntimeError(f"SkyPilot cannot run jobs here: {check.problem or 'not loaded'}")
+    return check.module
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+def render(
+    job_id: str, spec: dict[str, Any], env: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The task (no secret value in it) and the SkyPilot secrets of a job whose stored
+    (masked) configuration is `spec`; `env` is what the keeper holds for it."""
+    carried = Carried.from_env(env) or Carried()
+    real = {**spec, **carried.fields}
+    for name in ("command", "setup_script"):
+        if getattr(carried, name) is not None:
+            real[name] = getattr(carried, name)
+    envs = {"DUMONT_JOB_ID": job_id}
+    task = render_job_task(spec, envs=envs)
+    wanted = render_job_task(real, envs=envs)
+    for key in ("setup", "run"):
+        stored, real_text = task.get(key, ""), wanted.get(key, "")
+        if stored == real_text:
+            continue
+        masked_lines, real_lines = stored.split("\n"), real_text.split("\n")
+        if len(masked_lines) != len(real_lines):  # a value with a newline: the whole text
+            masked_lines, real_lines = [stored], [real_text]
+        hidden = Carried()
+        lines = hidden.hide_lines(masked_lines, real_lines)
+        prefix = f"DUMONT_{key.upper()}_"
+        for number, line in enumerate(lines):
+            if line.startswith('eval "$DUMONT_JOB_LINE_'):
+                name = f"{prefix}LINE_{number}"
+                carried.env[name] = hidden.lines[f"DUMONT_JOB_LINE_{number}"]
+                lines[number] = f'eval "${name}"'
+        task[key] = "\n".join(lines)
+    secrets = dict(carried.env)
+    if env.get("HF_TOKEN"):
+        secrets["HF_TOKEN"] = env["HF_TOKEN"]
+    if carried.git_password:
+        secrets["GIT_TOKEN"] = carried.git_password
+    task["secrets"] = dict.fromkeys(sorted({*task.get("secrets", {}), *secrets}))
+    return task, secrets
+
+
+def secret_values(env: dict[str, str]) -> list[str]:
+    carried = Carried.from_env(env)
+    values = carried.values() if carried is not None else []
+    return [*values, *([env["HF_TOKEN"]] if env.get("HF_TOKEN") else [])]
+
+
+# -- launch ---------------------------------------------------------------------------------------
+
+
+def launch(
+    state: AppState, job_id: str, directory: Path, attempt: int, env: dict[str, str]
+) -> None:
+    """Start launching the job on SkyPilot (in a thread); `env`: its secrets (memory only)."""
+    write_json_atomic(directory / STATE_FILE, {"attempt": attempt, "sky_job_id": None})
+    with _launching_lock:
+        _launching.add(job_id)
+    threading.Thread(
+        target=_launch, args=(state, job_id, directory, env), name=f"sky-launch-{job_id}"
+    ).start()
+
+
+def _launch(state: AppState, job_id: str, directory: Path, env: dict[str, str]) -> None:
+    from dumont_plan.server.provider import jobs
+
+    try:
+        spec = read_json(directory / runner.SPEC_FILE) or {}
+        task_config, secrets = render(job_id, spec, env)
+        write_json_atomic(directory / TASK_FILE, task_config)
+        sky = sdk(state)
+        task = sky.Task.from_yaml_config(task_config)
+        task.update_secrets(secrets)
+        ids, _handle = sky.get(sky.jobs.launch(task, name=task_config["name"]))
+        sky_job_id = int(ids[0] if isinstance(ids, list | tuple) else ids)
+    except Exception as exc:
+        logger.warning("SkyPilot launch of %s failed: %s", job_id, exc)
+        jobs.finish(state, job_id, "failed", time.time(), None, f"SkyPilot launch failed: {exc}")
+        return
+    finally:
+        with _launching_lock:
+            _launching.discard(job_id)
+    current = read_json(directory / STATE_FILE) or {}
+    write_json_atomic(directory / STATE_FILE, {**current, "sky_job_id": sky_job_id})
+    _note(directory, f"launched as SkyPilot managed job {sky_job_id}")
+    row = state.store.query_one("SELECT status FROM jobs WHERE id = ?", (job_id,))
+    if row is not None and row["status"] == "cancelled":  # cancelled while launching
+        _cancel(sky, sky_job_id)
+
+
+def _note(directory: Path, text: str) -> None:
+    note = runner.LogWriter(directory / runner.LOG_FILE, [])
+    try:
+        note.note(text)
+    finally:
+        note.close()
+
+
+# -- status, timeout, logs, cancel ------------------------------------------------------------
+
+
+def reconcile(state: AppState, rows: list[Row], directory_of: Any) -> None:
+    """One pass over the unfinished SkyPilot jobs (`directory_of(job_id)`: the job's folder)."""
+    from dumont_plan.server.provider import jobs
+
+    ids: dict[int, Row] = {}
+    for row in rows:
+        current = read_json(directory_of(row["id"]) / STATE_FILE) or {}
+        if current.get("sky_job_id") is not None:
+            ids[int(current["sky_job_id"])] = row
+            continue
+        with _launching_lock:
+            in_flight = row["id"] in _launching
+        if not in_flight:
+            jobs.finish(state, row["id"], "failed", time.time(), None, INTERRUPTED)
+    if not ids:
+        return
+    try:
+        sky = sdk(state)
+        records = sky.get(sky.jobs.queue(refresh=False, job_ids=sorted(ids)))
+    except Exception as exc:
+        logger.warning("SkyPilot queue failed: %s", exc)
+        return
+    for record in records:
+        found = ids.get(int(_field(record, "job_id")))
+        if found is not None:
+            _apply(state, sky, found, record, directory_of(found["id"]))
+
+
+def _apply(state: AppState, sky: ModuleType, row: Row, record: Any, directory: Path) -> None:
+    from dumont_plan.server.provider import jobs
+
+    sky_status = str(_field(record, "status"))
+    status = JOB_STATUS.get(sky_status, row["status"])
+    current = read_json(directory / STATE_FILE) or {}
+    sky_job_id = int(current["sky_job_id"])
+    now = state.clock.now()
+    started = current.get("started")
+    if status in FINISHED:
+        fetch_log(state, sky, row["id"], sky_job_id, directory)
+        error = None
+        if status == "failed":
+            reason = _field(record, "failure_reason")
+            error = FAILURES.get(sky_status, sky_status) + (f": {reason}" if reason else "")
+        jobs.finish(state, row["id"], status, time.time(), None, error, started)
+        return
+    if status == "running" and started is None:
+        started = now
+        write_json_atomic(directory / STATE_FILE, {**current, "started": started})
+    if started is not None and now > float(started) + float(row["timeout_seconds"]):
+        _cancel(sky, sky_job_id)
+        fetch_log(state, sky, row["id"], sky_job_id, directory)
+        minutes = row["timeout_minutes"]
+        message = f"Job exceeded its timeout of {minutes} minutes"
+        jobs.finish(state, row["id"], "timeout", time.time(), None, message, started)
+        return
+    if (status, started) != (row["status"], row["started_ts"]):
+        with state.store.tx() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = ?, started_ts = ?"
+                f" WHERE id = ? AND {jobs.NOT_FINISHED_SQL}",
+                (status, started, row["id"]),
+            )
+
+
+def fetch_log(
+    state: AppState, sky: ModuleType, job_id: str, sky_job_id: int, directory: Path
+) -> None:
+    """The managed job's log so far into `job.log` (secret values masked)."""
+    from dumont_plan.server.provider import jobs
+
+    out = io.StringIO()
+    try:
+        sky.jobs.tail_logs(job_id=sky_job_id, follow=False, output_stream=out)
+    except Exception as exc:
+        logger.warning("SkyPilot logs of %s failed: %s", job_id, exc)
+        return
+    text = mask_text(out.getvalue(), secret_values(jobs.supervisor(state).secrets.env(job_id)))
+    head = (directory / runner.LOG_FILE).read_text(errors="replace").split("\n")
+    notes = [line for line in head if line.startswith("[dumont]")]
+    body = "\n".join(notes) + ("\n" if notes else "") + text
+    (directory / runner.LOG_FILE).write_text(body, encoding="utf-8")
+
+
+def refresh_log(state: AppState, job_id: str, directory: Path) -> None:
+    """Before a read of a running job's logs: fetch what SkyPilot has."""
+    current = read_json(directory / STATE_FILE) or {}
+    if current.get("sky_job_id") is None:
+        return
+    try:
+        sky = sdk(state)
+    except RuntimeError:
+        return
+    fetch_log(state, sky, job_id, int(current["sky_job_id"]), directory)
+
+
+def _cancel(sky: ModuleType, sky_job_id: int) -> None:
+    try:
+        sky.get(sky.jobs.cancel(job_ids=[sky_job_id]))
+    except Exception as exc:  # it may have ended meanwhile; the log says what happened
+        logger.warning("SkyPilot cancel of %s failed: %s", sky_job_id, exc)
+
+
+def cancel(state: AppState, job_id: str, directory: Path) -> None:
+    """Cancel the managed job of a job just marked cancelled (a launch in flight cancels it
+    when it returns). Its log keeps what the last read fetched: the secrets that mask a
+    fetched log are forgotten once the job is finished."""
+    current = read_json(directory / STATE_FILE) or {}
+    if current.get("sky_job_id") is None:
+        return
+    try:
+        sky = sdk(state)
+    except RuntimeError:
+        return
+    _cancel(sky, int(current["sky_job_id"]))

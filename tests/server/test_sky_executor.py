@@ -1,0 +1,266 @@
+"""The `skypilot` executor: a real local control plane started with `--executor skypilot`, driven
+over HTTP, with SkyPilot's SDK faked at its boundary only (tests/server/fake_sky.py: no cloud is
+reachable here). A job goes launch -> provisioning -> running -> completed, its logs and cancel
+come back over the API, `timeout_minutes` is enforced on the server's clock, and the status
+mapping is the table in `sky_jobs`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dumont_plan.server.provider import sky_jobs
+from tests.server.jobfixtures import JOBS, create_job, get_job, logs
+from tests.server.test_executor_select import FAKE_SKY, executor_of
+from tests.support import LocalServer, UserSession, new_user
+
+SECRET = "s3cr3t-value-42"
+HF_TOKEN = "hf_fake_token_123"
+
+
+class Sky:
+    """The test's side of the fake SDK: what was launched, and the status/log it reports."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def launched(self, sky_id: int, timeout: float = 20) -> dict[str, Any]:
+        path = self.root / "launched" / f"{sky_id}.json"
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            assert time.monotonic() < deadline, f"SkyPilot job {sky_id} was never launched"
+            time.sleep(0.05)
+        found: dict[str, Any] = json.loads(path.read_text())
+        return found
+
+    def count(self) -> int:
+        return len(list((self.root / "launched").glob("*.json")))
+
+    def set(self, sky_id: int, status: str, log: str | None = None) -> None:
+        for sub in ("status", "logs"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / "status" / str(sky_id)).write_text(status)
+        if log is not None:
+            (self.root / "logs" / str(sky_id)).write_text(log)
+
+    def cancelled(self, sky_id: int) -> bool:
+        return (self.root / "cancelled" / str(sky_id)).exists()
+
+
+@pytest.fixture(scope="module")
+def sky_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalServer, Sky]]:
+    root = tmp_path_factory.mktemp("fake-sky")
+    (root / "clouds.json").write_text(json.dumps({"default": {"aws": ["compute"]}}))
+    env = {"DUMONT_SERVER_SKY_MODULE": str(FAKE_SKY), "FAKE_SKY_DIR": str(root)}
+    srv = LocalServer(
+        tmp_path_factory.mktemp("sky-cp"), env=env, extra_args=["--executor", "skypilot"]
+    ).start()
+    assert executor_of(srv.url)["available"] is True
+    yield srv, Sky(root)
+    srv.stop()
+
+
+def new_launch(srv: LocalServer, sky: Sky, user: UserSession, **fields: Any) -> tuple[str, int]:
+    before = sky.count()
+    job = create_job(user, **fields)
+    sky_id = before + 1
+    sky.launched(sky_id)
+    srv.reconcile()
+    return str(job["id"]), sky_id
+
+
+def test_a_job_runs_as_a_managed_job_through_to_completed(
+    sky_server: tuple[LocalServer, Sky],
+) -> None:
+    srv, sky = sky_server
+    user = new_user(srv.url)
+    job_id, sky_id = new_launch(
+        srv,
+        sky,
+        user,
+        name="train",
+        command=f"python train.py --key {SECRET}",
+        secrets={"API_KEY": SECRET},
+        hf_token=HF_TOKEN,
+        gpu_type="A100 80GB",
+        num_gpus=2,
+        use_spot=False,
+        disk_size=80,
+        pip_packages=["numpy"],
+        setup_script="echo ready",
+        image="pytorch/pytorch:latest",
+    )
+    launched = sky.launched(sky_id)
+    task = launched["config"]
+    assert launched["name"] == "job-train"
+    assert task["resources"] == {
+        "accelerators": "A100-80GB:2",
+        "use_spot": False,
+        "disk_size": 80,
+        "image_id": "docker:pytorch/pytorch:latest",
+    }
+    assert task["setup"] == "pip install --quiet numpy\necho ready\n"
+    # The command held a secret: the task runs it from a SkyPilot secret, never in clear.
+    assert task["run"] == 'eval "$DUMONT_RUN_LINE_0"\n'
+    assert task["envs"] == {"DUMONT_JOB_ID": job_id}
+    assert set(task["secrets"]) == {"API_KEY", "HF_TOKEN", "DUMONT_RUN_LINE_0"}
+    assert launched["secrets"] == dict.fromkeys(task["secrets"], True)
+    on_disk = json.dumps(launched) + "".join(
+        p.read_text() for p in srv.data_dir.rglob("*") if p.is_file() and p.suffix == ".json"
+    )
+    assert SECRET not in on_disk and HF_TOKEN not in on_disk
+    assert get_job(user, job_id)["status"] == "provisioning"
+
+    sky.set(sky_id, "STARTING")
+    srv.reconcile()
+    assert get_job(user, job_id)["status"] == "starting"
+    sky.set(sky_id, "RUNNING", log=f"epoch 1 key={SECRET}\n")
+    srv.reconcile()
+    job = get_job(user, job_id)
+    assert job["status"] == "running" and job["started_at"] is not None
+    text = logs(user, job_id)
+    assert "epoch 1 key=***" in text and SECRET not in text
+    assert "launched as SkyPilot managed job" in text
+
+    sky.set(sky_id, "SUCCEEDED", log=f"epoch 1 key={SECRET}\nepoch 2\ndone\n")
+    srv.reconcile()
+    job = get_job(user, job_id)
+    assert job["status"] == "completed" and job["error_message"] is None
+    assert "done" in logs(user, job_id)
+    assert not sky.cancelled(sky_id)
+
+
+def test_cancel_cancels_the_managed_job(sky_server: tuple[LocalServer, Sky]) -> None:
+    srv, sky = sky_server
+    user = new_user(srv.url)
+    job_id, sky_id = new_launch(srv, sky, user, name="c", command="sleep 1000")
+    sky.set(sky_id, "RUNNING")
+    srv.reconcile()
+    with user.http() as http:
+        answer = http.post(f"{JOBS}{job_id}/cancel")
+    assert answer.status_code == 200, answer.text
+    assert sky.cancelled(sky_id)
+    srv.reconcile()
+    assert get_job(user, job_id)["status"] == "cancelled"
+
+
+def test_timeout_minutes_cancels_and_ends_timeout(sky_server: tuple[LocalServer, Sky]) -> None:
+    srv, sky = sky_server
+    user = new_user(srv.url)
+    job_id, sky_id = new_launch(srv, sky, user, name="t", command="sleep 1000", timeout_minutes=10)
+    sky.set(sky_id, "RUNNING")
+    srv.reconcile()
+    assert get_job(user, job_id)["status"] == "running"
+    clock = httpx.post(srv.url + "/api/v1/_local/clock", json={"advance_seconds": 9 * 60})
+    assert clock.status_code == 200
+    srv.reconcile()
+    assert get_job(user, job_id)["status"] == "running"
+    httpx.post(srv.url + "/api/v1/_local/clock", json={"advance_seconds": 2 * 60})
+    srv.reconcile()
+    job = get_job(user, job_id)
+    assert job["status"] == "timeout"
+    assert job["error_message"] == "Job exceeded its timeout of 10 minutes"
+    assert sky.cancelled(sky_id)
+
+
+def test_a_failed_managed_job_fails_the_job_with_its_reason(
+    sky_server: tuple[LocalServer, Sky],
+) -> None:
+    srv, sky = sky_server
+    user = new_user(srv.url)
+    job_id, sky_id = new_launch(srv, sky, user, name="f", command="true")
+    sky.set(sky_id, "FAILED_NO_RESOURCE")
+    srv.reconcile()
+    job = get_job(user, job_id)
+    assert job["status"] == "failed"
+    assert job["error_message"].startswith("Failed to provision GPU")
+
+
+def test_a_git_source_is_the_tasks_workdir_with_its_token_a_secret(
+    sky_server: tuple[LocalServer, Sky],
+) -> None:
+    srv, sky = sky_server
+    user = new_user(srv.url)
+    _, sky_id = new_launch(
+        srv,
+        sky,
+        user,
+        name="g",
+        source="git",
+        git_url="https://bob:tok-12345@git.example.com/team/repo.git",
+        git_branch="dev",
+        command="python main.py",
+    )
+    launched = sky.launched(sky_id)
+    task = launched["config"]
+    assert task["workdir"] == {"url": "https://git.example.com/team/repo.git", "ref": "dev"}
+    assert task["setup"].startswith("if [ -f requirements.txt ]")
+    assert task["run"] == "python main.py\n"
+    assert launched["secrets"]["GIT_TOKEN"] is True
+    assert "tok-12345" not in json.dumps(launched)
+
+
+def test_another_user_cannot_see_or_cancel_a_skypilot_job(
+    sky_server: tuple[LocalServer, Sky],
+) -> None:
+    srv, sky = sky_server
+    owner, other = new_user(srv.url), new_user(srv.url)
+    job_id, sky_id = new_launch(srv, sky, owner, name="mine", command="true")
+    with other.http() as http:
+        assert http.get(f"{JOBS}{job_id}").status_code == 404
+        assert http.post(f"{JOBS}{job_id}/cancel").status_code == 404
+    assert not sky.cancelled(sky_id)
+
+
+# -- the status mapping, table-driven --------------------------------------------------------
+
+JOB_CASES = [
+    ("PENDING", "provisioning"),
+    ("SUBMITTED", "provisioning"),
+    ("STARTING", "starting"),
+    ("RUNNING", "running"),
+    ("RECOVERING", "provisioning"),
+    ("CANCELLING", "running"),
+    ("WINDING_DOWN", "completing"),
+    ("SUCCEEDED", "completed"),
+    ("CANCELLED", "cancelled"),
+    ("FAILED", "failed"),
+    ("FAILED_SETUP", "failed"),
+    ("FAILED_PRECHECKS", "failed"),
+    ("FAILED_NO_RESOURCE", "failed"),
+    ("FAILED_CONTROLLER", "failed"),
+]
+
+
+@pytest.mark.parametrize(("sky_status", "ours"), JOB_CASES)
+def test_job_status_mapping(sky_status: str, ours: str) -> None:
+    assert sky_jobs.JOB_STATUS[sky_status] == ours
+
+
+def test_the_job_table_covers_every_status_it_names() -> None:
+    assert set(sky_jobs.JOB_STATUS) == {s for s, _ in JOB_CASES}
+    failed = {s for s, ours in JOB_CASES if ours == "failed"}
+    assert failed == set(sky_jobs.FAILURES)
+
+
+@pytest.mark.parametrize(
+    ("sky_status", "current", "ours"),
+    [
+        ("PENDING", "queued", "queued"),
+        ("SETTING_UP", "queued", "queued"),
+        ("RUNNING", "queued", "running"),
+        ("SUCCEEDED", "running", "completed"),
+        ("FAILED", "running", "failed"),
+        ("CANCELLED", "queued", "cancelled"),
+        ("NOT_FOUND", "running", "running"),
+        ("RECOVERING", "running", "running"),
+    ],
+)
+def test_finetune_status_mapping_is_the_contracts(sky_status: str, current: str, ours: str) -> None:
+    assert sky_jobs.finetune_status(sky_status, current) == ours
