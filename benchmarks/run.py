@@ -31,6 +31,7 @@ MODULES = [
     "benchmarks.bench_spot",
     "benchmarks.bench_finetune",
     "benchmarks.bench_serverless",
+    "benchmarks.bench_endpoints",
 ]
 
 RESULTS_JSON = Path(__file__).with_name("results.json")

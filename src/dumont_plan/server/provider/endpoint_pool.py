@@ -7,7 +7,8 @@ sandbox `<sandboxes>/endpoints/<endpoint id>/<worker id>/`. Its process tag id i
 `WORKER_ID_BASE + worker id`, beyond every instance id, so signals never reach an instance.
 
 Worker statuses: `starting` (launched, not yet accepting TCP connections on its port) ->
-`ready` (gets traffic) -> `stopped`; `failed` when the process exits before or while serving.
+`ready` (gets traffic) -> `stopped`; `failed` when the process exits before or while serving,
+or does not serve within `BOOT_TIMEOUT_SECONDS`.
 A worker becomes ready when a TCP connect to its port succeeds (the health check); the time
 from launch to that is its cold start.
 
@@ -35,6 +36,7 @@ from dumont_plan.server.store import loads
 
 WORKER_ID_BASE = 1_000_000_000
 STOP_GRACE_SECONDS = 1.0
+BOOT_TIMEOUT_SECONDS = 120.0  # a worker not serving by then is stopped (`failed`)
 LOG_TAIL_BYTES = 600
 LOCALHOST = "127.0.0.1"
 SERVICE = "endpoint_pool"
@@ -166,6 +168,13 @@ def check_worker(state: AppState, worker_id: int) -> str:
             (now, now - float(row["started_at"]), worker_id),
         )
         return "ready"
+    if status == "starting" and time.time() - float(row["started_at"]) > BOOT_TIMEOUT_SECONDS:
+        stop_worker(state, row, "failed")
+        state.store.execute(
+            "UPDATE endpoint_workers SET error = ? WHERE id = ?",
+            (f"did not accept connections on $PORT within {BOOT_TIMEOUT_SECONDS:g} s", worker_id),
+        )
+        return "failed"
     return status
 
 

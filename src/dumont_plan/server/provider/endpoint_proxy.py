@@ -127,13 +127,26 @@ def _raise_if_failing(state: AppState, endpoint_id: str, arrived: float) -> None
         )
 
 
+_clients: dict[int, httpx.AsyncClient] = {}
+
+
+def _client() -> httpx.AsyncClient:
+    """One client per event loop, kept: making one loads a CA bundle (tens of ms a request).
+    Never a proxy from the environment: workers are on loopback."""
+    loop = id(asyncio.get_running_loop())
+    found = _clients.get(loop)
+    if found is None or found.is_closed:
+        found = httpx.AsyncClient(timeout=PROXY_TIMEOUT_SECONDS, trust_env=False)
+        _clients[loop] = found
+    return found
+
+
 async def forward(
     port: int, method: str, path: str, query: str, headers: dict[str, str], body: bytes
 ) -> Answer:
     url = f"http://{pool.LOCALHOST}:{port}/{path}" + (f"?{query}" if query else "")
     sent = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
-    async with httpx.AsyncClient(timeout=PROXY_TIMEOUT_SECONDS) as client:
-        response = await client.request(method, url, headers=sent, content=body)
+    response = await _client().request(method, url, headers=sent, content=body)
     kept = {k: v for k, v in response.headers.items() if k.lower() not in DROPPED_ANSWER_HEADERS}
     return Answer(response.status_code, response.content, kept)
 

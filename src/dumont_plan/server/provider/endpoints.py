@@ -170,6 +170,7 @@ def endpoint_json(state: AppState, user_email: str, row: sqlite3.Row) -> dict[st
             {
                 "id": int(w["id"]),
                 "status": w["status"],
+                "port": int(w["port"]),  # the worker's loopback port (direct calls, benchmark)
                 "started_at": _iso(float(w["started_at"])),
                 "inflight": inflight.get(int(w["id"]), 0),
             }
