@@ -7,7 +7,9 @@ sockets, devices); the walk starts at the workspace itself, holds each folder op
 descends into a link (also one on the way to the folder asked for, or swapped in meanwhile),
 and a file is read through a descriptor opened without following links. Restoring uses
 tarfile's `data` filter, which leaves out links that point outside the destination, absolute
-paths and device files, and drops owners and the set-id bits. A snapshot is written beside its
+paths and device files, and drops owners and the set-id bits; each member's path and link
+target are checked again, resolved strictly (the filter's own check can be fooled by links
+that expand past PATH_MAX). A snapshot is written beside its
 final name and renamed, so a reader (a failover restoring it) sees either the previous
 snapshot or the new one whole.
 """
@@ -117,12 +119,47 @@ def take(workspace: Path, workspace_path: str, target: Path) -> int:
     return target.stat().st_size
 
 
-def _data_only(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo | None:
-    """tarfile's `data` filter, a refused member left out (the rest is still restored)."""
+def _resolves_inside(path: str, destination: str) -> bool:
+    """`path` resolved strictly stays in `destination`: its longest existing part through
+    `realpath(strict=True)` (which fails instead of giving up on a link it cannot expand, as
+    the non-strict one does past PATH_MAX), the missing rest taken by its letters (no `..`)."""
+    rest: list[str] = []
+    head = path
+    while True:
+        try:
+            os.lstat(head)
+            break
+        except FileNotFoundError:
+            head, tail = os.path.split(head)
+            rest.insert(0, tail)
+        except OSError:
+            return False
+    if ".." in rest:
+        return False
     try:
-        return tarfile.data_filter(member, destination)
+        resolved = os.path.join(os.path.realpath(head, strict=True), *rest)
+    except OSError:
+        return False
+    return os.path.commonpath([resolved, destination]) == destination
+
+
+def _data_only(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo | None:
+    """tarfile's `data` filter, a refused member left out (the rest is still restored).
+
+    Its checks use the non-strict `realpath`, which stops expanding links once a path grows
+    past PATH_MAX (CVE-2025-4517, fixed in Python 3.11.13): the member's path and a link's
+    target are checked again, resolved strictly, when the member is extracted."""
+    try:
+        kept = tarfile.data_filter(member, destination)
     except tarfile.FilterError:
         return None
+    root = os.path.realpath(destination)
+    paths = [os.path.join(root, member.name)]
+    if member.issym():
+        paths.append(os.path.join(root, os.path.dirname(member.name), member.linkname))
+    elif member.islnk():
+        paths.append(os.path.join(root, member.linkname))
+    return kept if all(_resolves_inside(path, root) for path in paths) else None
 
 
 def restore(snapshot: Path, workspace: Path, workspace_path: str) -> bool:
