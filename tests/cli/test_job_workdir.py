@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from dumont_plan.client import workdir as packing
+from dumont_plan.spec import workdir as packing
+from tests.apply.applykit import Project
 from tests.server.jobfixtures import create_job, logs, wait_for
 from tests.support import UserSession, cli_env, run_cli
 
@@ -222,3 +223,58 @@ def test_create_warns_when_a_script_is_named_and_no_code_is_shipped(
     quiet = run_cli(["job", "create", "ok", "--command=python -c 'print(1)'"], env, cwd=tmp_path)
     assert quiet.returncode == 0, quiet.stderr
     assert "warning" not in quiet.stderr
+
+
+@pytest.mark.slow
+def test_spec_workdir_plan_apply_and_rerun_on_change(
+    tmp_path: Path, home: Path, user: UserSession
+) -> None:
+    project = Project(tmp_path / "work", home, user.url, user.token)
+    code = project.folder / "src"
+    code.mkdir(parents=True)
+    (code / "train.py").write_text('print("version", 1)\n')
+    (code / "notes.tmp").write_text("local only\n")
+    (code / ".dumontignore").write_text("*.tmp\n")
+    project.write(
+        """
+        project: wd
+        jobs:
+          train:
+            workdir: ./src
+            command: python train.py
+            run_policy: on_change
+            wait: completed
+        """
+    )
+    planned = project("plan").stdout
+    digest = packing.tree_hash(code)
+    assert digest[:12] in planned and "train.py" not in planned.replace("python train.py", "")
+    applied = project("apply", "-y")
+    assert "Apply complete" in applied.stdout, applied.stdout
+    first = project.remote_id("job.train")
+    assert "version 1" in user.client.jobs.logs(first)["logs"]
+    assert "No changes." in project("plan").stdout
+    (code / "notes.tmp").write_text("ignored, so no change\n")
+    assert "No changes." in project("plan").stdout
+    (code / "train.py").write_text('print("version", 2)\n')
+    changed = project("plan").stdout
+    assert "workdir changed" in changed, changed
+    project("apply", "-y")
+    second = project.remote_id("job.train")
+    assert second != first
+    assert "version 2" in user.client.jobs.logs(second)["logs"]
+    project("destroy", "-y")
+
+
+def test_spec_workdir_must_be_a_folder(tmp_path: Path, home: Path, user: UserSession) -> None:
+    project = Project(tmp_path / "work", home, user.url, user.token)
+    project.write(
+        """
+        project: wd
+        jobs:
+          train: {workdir: ./nothing-here, command: python train.py}
+        """
+    )
+    failed = project("plan", code=1)
+    assert "no such folder: ./nothing-here" in failed.stderr
+    assert "Traceback" not in failed.stderr

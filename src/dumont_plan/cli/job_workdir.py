@@ -10,8 +10,8 @@ from typing import Any
 
 from dumont_plan.cli.output import err_console
 from dumont_plan.client import DumontClient
-from dumont_plan.client import workdir as packing
 from dumont_plan.errors import DumontError, MethodNotAllowedError, NotFoundError
+from dumont_plan.spec import workdir as packing
 
 # A word of the command that names a file of the user's code: train.py, ./run.sh, src/x.py.
 SCRIPT_WORD = re.compile(r"^(?!-)[\w./-]*\.(py|sh)$")

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from dumont_plan.kinds.base import FieldClass
+from dumont_plan.kinds.decision import FieldChange
 from dumont_plan.kinds.runonce import RunOnceHandler
 from dumont_plan.spec.job import JobSpec
 from dumont_plan.wire_models import (
@@ -33,6 +34,8 @@ JOB_FIELDS: dict[str, FieldClass] = {
     "name": FieldClass.identity,
     "source": _R,
     "command": _R,
+    "workdir": _R,
+    "workdir_sha256": _R,
     "git_url": _R,
     "git_branch": _R,
     "hf_repo": _R,
@@ -79,6 +82,8 @@ class JobHandler(RunOnceHandler[Job]):
     notes: ClassVar[dict[str, str]] = {
         "name": "<project>-<name>; the ledger finds a lost job by it",
         "command": "a change means a new run; run_policy decides when",
+        "workdir": "a local folder packed and uploaded at apply, unpacked into /workspace",
+        "workdir_sha256": "the workdir's content: a change is 'workdir changed'",
         "hf_token": "write ${secret.HF_TOKEN}, never the value",
         "gpu_type": "priced from live offers (spot min bid or on-demand)",
         "timeout_minutes": "bounds the worst-case cost (price x timeout)",
@@ -100,6 +105,10 @@ class JobHandler(RunOnceHandler[Job]):
         gpu = str(values.get("gpu_type") or "")
         kind = "spot" if values.get("use_spot", True) else "on-demand"
         return f"{count}x {gpu}, {kind}" if count > 1 else f"{gpu}, {kind}"
+
+    def change_words(self, changes: Sequence[FieldChange]) -> str:
+        words = ["workdir changed" if c.field == "workdir_sha256" else c.field for c in changes]
+        return ", ".join(words)
 
     # -- desired values --------------------------------------------------------------------
 

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from dumont_plan.client import DumontClient
-from dumont_plan.errors import BadRequestError, NotFoundError
+from dumont_plan.errors import ApplyError, BadRequestError, NotFoundError
 from dumont_plan.kinds.ops import KindOps, KindServices
+from dumont_plan.spec import workdir
 from dumont_plan.wire_models import Job, WireModel
 
 
 class JobOps:
     kind = "job"
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or Path.cwd()
 
     def list_live(self, client: DumontClient) -> list[Job]:
         return client.jobs.list_all()
@@ -37,7 +42,31 @@ class JobOps:
         return found
 
     def create(self, client: DumontClient, body: dict[str, Any], idempotency_key: str) -> Job:
+        body = dict(body)
+        folder = body.pop("workdir", None)
+        digest = body.pop("workdir_sha256", None)
+        if folder is not None:
+            body["workdir_id"] = self.upload(client, str(folder), digest)
         return client.jobs.create(idempotency_key=idempotency_key, **body)
+
+    def upload(self, client: DumontClient, shown: str, digest: str | None) -> str:
+        """Pack and upload the job's workdir (the folder the plan hashed); its workdir_id."""
+        path = self.root / shown
+        if not path.is_dir():
+            raise ApplyError(
+                f"workdir {shown}: no such folder any more", "restore it, or plan again"
+            )
+        if digest is not None and workdir.tree_hash(path) != digest:
+            raise ApplyError(
+                f"workdir {shown} changed since the plan was made",
+                "run `dumont plan` again to see and apply the new content",
+            )
+        packed = workdir.pack(path)
+        try:
+            answer = client.jobs.upload_workdir(packed.archive)
+        finally:
+            packed.archive.unlink(missing_ok=True)
+        return str(answer["workdir_id"])
 
     def update(
         self,
@@ -66,4 +95,4 @@ class JobOps:
 
 
 def make_ops(services: KindServices) -> KindOps[Job]:
-    return JobOps()
+    return JobOps(services.spec_root)

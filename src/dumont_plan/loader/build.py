@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dumont_plan.errors import SpecError, SpecErrors, TemplateProblem
-from dumont_plan.loader.datasets import check_datasets
+from dumont_plan.loader.datasets import check_datasets, check_workdirs
 from dumont_plan.loader.inputs import discover, display_path, read_text, resolve_variables
 from dumont_plan.loader.links import MODEL_OF_PREFIX, Decl, check_references
 from dumont_plan.loader.templates import Renderer, needs_render
@@ -392,6 +392,7 @@ def load_stack(
     check_references(load.decls, load.fail, load.secrets)
     root = files[0].resolve().parent
     check_datasets(load.decls, load.fail, cwd, root)
+    check_workdirs(load.decls, load.fail, cwd, root)
     load.raise_errors()
     resources: dict[str, Resource] = {}
     for address, decl in load.decls.items():

@@ -6,7 +6,9 @@ checks it is there (a located error otherwise), reads its sha256 (in chunks, nev
 `dataset_sha256`, so the plan diffs the content and says "dataset changed", and rewrites the
 path relative to the stack's root (the first spec file's folder): a checkout moved elsewhere
 plans the same. A `dataset_sha256` the user wrote pins the content: a file that differs is an
-error. The file itself is uploaded at apply (`kinds/finetune_ops.py`).
+error. The file itself is uploaded at apply (`kinds/finetune_ops.py`). A job's `workdir:`
+folder is found and hashed the same way (`check_workdirs`; packed and uploaded by
+`kinds/job_ops.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dumont_plan.spec.finetune import (
     file_sha256,
     remote_dataset_source,
 )
+from dumont_plan.spec.job import JobSpec
+from dumont_plan.spec.workdir import tree_hash
 
 
 def stack_relative(path: Path, root: Path) -> str:
@@ -78,3 +82,25 @@ def check_datasets(decls: dict[str, Decl], fail: Fail, cwd: Path, root: Path) ->
             continue
         spec.dataset_sha256 = digest
         spec.dataset = stack_relative(path, root)
+
+
+def check_workdirs(decls: dict[str, Decl], fail: Fail, cwd: Path, root: Path) -> None:
+    """Locate and hash every job's `workdir:` folder (relative to the file that names it); the
+    path becomes stack-relative and `workdir_sha256` its content (`spec.workdir.tree_hash`)."""
+    for decl in decls.values():
+        spec = decl.spec
+        if not isinstance(spec, JobSpec) or not spec.workdir:
+            continue
+        doc, loc = decl.where(("workdir",))
+        base = (cwd / doc.file).resolve().parent
+        path = (base / os.path.expanduser(spec.workdir)).resolve()
+        if not path.is_dir():
+            fail(
+                doc,
+                loc,
+                f"no such folder: {spec.workdir} (looked in {stack_relative(base, root) or '.'})",
+                "a workdir is a folder of code, relative to the spec file that names it",
+            )
+            continue
+        spec.workdir_sha256 = tree_hash(path)
+        spec.workdir = stack_relative(path, root) or "."

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from dumont_plan.spec.common import Lifecycle, SpecModel
 
@@ -23,6 +24,18 @@ class JobSpec(SpecModel):
         ),
     )
     command: str = Field("", description="Main command, run with bash in the job's directory.")
+    workdir: str | None = Field(
+        None,
+        description=(
+            "A local folder of code (relative to this spec file) shipped into /workspace at "
+            "apply: git-aware (tracked + untracked-not-ignored files), `.dumontignore` honoured; "
+            "tracked by its content (`workdir_sha256`)."
+        ),
+    )
+    workdir_sha256: str | None = Field(
+        None,
+        description="The workdir's content hash. Filled by dumont: a change is 'workdir changed'.",
+    )
     git_url: str | None = Field(None, description="Repository to clone when `source: git`.")
     git_branch: str | None = Field(None, description="Branch to clone (default branch if unset).")
     hf_repo: str | None = Field(
@@ -69,6 +82,13 @@ class JobSpec(SpecModel):
         default_factory=Lifecycle,
         description="Guards on changes: `prevent_destroy`, `ignore_changes`.",
     )
+
+    @field_validator("workdir_sha256")
+    @classmethod
+    def _a_sha256(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{64}", value.strip().lower()):
+            raise ValueError(f"{value!r} is not a sha256 (64 hexadecimal digits)")
+        return value.strip().lower() if value is not None else None
 
     @model_validator(mode="after")
     def _source_needs_its_field(self) -> JobSpec:

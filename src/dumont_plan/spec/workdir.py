@@ -5,8 +5,8 @@ tracks plus the untracked ones it does not ignore (`git ls-files -co --exclude-s
 `.gitignore` is honoured); elsewhere every file except `DEFAULT_IGNORE` (.git, .venv,
 __pycache__, node_modules, ...). A `.dumontignore` (gitignore-style lines: names, globs,
 `dir/`) leaves out more in both cases. The archive is deterministic (sorted names, fixed
-times, no owners), so the same files give the same sha256: the spec's `workdir:` is tracked
-by it. Past `max_bytes` the packing stops with the biggest files named.
+times, no owners); the spec's `workdir:` is tracked by `tree_hash` (the files' names, modes and
+contents). Past `max_bytes` the packing stops with the biggest files named.
 """
 
 from __future__ import annotations
@@ -189,8 +189,26 @@ def pack(root: Path, max_bytes: int = MAX_BYTES) -> PackedWorkdir:
     return PackedWorkdir(archive=archive, files=names, size=total, sha256=digest.hexdigest())
 
 
+def tree_hash(root: Path) -> str:
+    """The sha256 of the files a workdir upload of `root` ships (names, executable bits and
+    contents, not times): the spec's `workdir_sha256`, so an edit is "workdir changed"."""
+    digest = hashlib.sha256()
+    for name in list_files(root):
+        path = root / name
+        digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
+        if path.is_symlink():
+            digest.update(b"L" + os.readlink(path).encode("utf-8", "surrogateescape"))
+        else:
+            digest.update(b"X" if os.access(path, os.X_OK) else b"F")
+            with path.open("rb") as handle:
+                while chunk := handle.read(1024 * 1024):
+                    digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def content_hash(root: Path) -> str:
-    """The sha256 of what `pack(root)` would upload (the spec's `workdir:` is tracked by it)."""
+    """The sha256 of what `pack(root)` would upload (the archive is deterministic)."""
     packed = pack(root)
     packed.archive.unlink(missing_ok=True)
     return packed.sha256
