@@ -60,7 +60,11 @@ def _lock_id(value: str | None, loc: list[str]) -> str | None:
 
 def _json_object(body: bytes, loc: str) -> dict[str, Any]:
     try:
-        data = json.loads(body or b"null")
+        text = body.decode("utf-8")  # json.loads would also read UTF-16/32; stored as UTF-8
+    except UnicodeDecodeError:
+        raise _invalid(["body"], f"the {loc} must be a JSON object in UTF-8") from None
+    try:
+        data = json.loads(text or "null")
     except ValueError:
         raise _invalid(["body"], f"the {loc} must be a JSON object") from None
     if not isinstance(data, dict):

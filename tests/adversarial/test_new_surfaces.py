@@ -1,0 +1,52 @@
+"""The evening's new surfaces as an attacker would try them, two real users over loopback:
+`instance exec` (a command in a running instance) must not reach the control plane's files or
+another user's sandboxes, snapshots or uploads; nor read the control plane's environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.server.instancefixtures import INSTANCES, actual, create, reliable_offer
+from tests.server.instancefixtures import wait_for as wait_for_instance
+from tests.support import LocalServer, UserSession
+
+LEAK = "LEAKED"
+
+
+def try_read(path: str) -> str:
+    return f'if head -c 64 "{path}" >/dev/null 2>&1; then echo "{LEAK} {path}"; fi'
+
+
+def try_list(path: str) -> str:
+    return f'if ls "{path}" >/dev/null 2>&1; then echo "{LEAK} ls {path}"; fi'
+
+
+def test_instance_exec_cannot_reach_the_control_planes_data(
+    server: LocalServer, user: UserSession
+) -> None:
+    data: Path = server.data_dir
+    reads = [data / "jwt-secret", data / "dumont.sqlite3"]
+    lists = [data, data / "sandboxes", data / "snapshots", data / "uploads", data / "finetunes"]
+    probes = [*(try_read(str(p)) for p in reads), *(try_list(str(p)) for p in lists)]
+    probes += [try_read("/proc/1/environ"), "echo done"]
+    command = "; ".join(probes)
+    with user.http() as http:
+        iid = create(http, reliable_offer(http)["id"], onstart_cmd="sleep 300")["id"]
+        wait_for_instance(http, iid, actual("running"), timeout=120)
+        answer = http.post(f"{INSTANCES}/{iid}/exec", json={"command": command}, timeout=60)
+        http.delete(f"{INSTANCES}/{iid}")
+    assert answer.status_code == 200, answer.text
+    output = answer.json()["output"]
+    assert "done" in output and LEAK not in output, output
+
+
+def test_a_state_document_not_in_utf8_is_a_422_not_a_500(user: UserSession) -> None:
+    """json.loads reads UTF-16 and UTF-32 bodies too; the document is stored as UTF-8 text."""
+    body = '{"version": 4, "serial": 1, "lineage": "x"}'.encode("utf-16")
+    with user.http() as http:
+        answer = http.post("/api/v1/state/adv-utf16", content=body)
+        lock_info = '{"ID": "a"}'.encode("utf-32")
+        lock = http.request("LOCK", "/api/v1/state/adv-utf16", content=lock_info)
+    assert answer.status_code == 422, answer.text
+    assert "UTF-8" in answer.text
+    assert lock.status_code == 422 and "UTF-8" in lock.text, lock.text
