@@ -6,7 +6,9 @@ mapping is the table in `sky_jobs`."""
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,6 +206,31 @@ def test_a_git_source_is_the_tasks_workdir_with_its_token_a_secret(
     assert task["run"] == "python main.py\n"
     assert launched["secrets"]["GIT_TOKEN"] is True
     assert "tok-12345" not in json.dumps(launched)
+
+
+def test_an_uploaded_workdir_is_the_tasks_workdir(sky_server: tuple[LocalServer, Sky]) -> None:
+    srv, sky = sky_server
+    user = new_user(srv.url)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("train.py")
+        info.size = 13
+        tar.addfile(info, io.BytesIO(b"print('hi')\n\n"))
+    with user.http() as http:
+        uploaded = http.post(
+            f"{JOBS}workdirs", files={"file": ("w.tar.gz", buffer.getvalue(), "application/gzip")}
+        )
+    assert uploaded.status_code == 201, uploaded.text
+    _, sky_id = new_launch(
+        srv,
+        sky,
+        user,
+        name="w",
+        command="python train.py",
+        workdir_id=uploaded.json()["workdir_id"],
+    )
+    workdir = Path(sky.launched(sky_id)["config"]["workdir"])
+    assert (workdir / "train.py").read_text() == "print('hi')\n\n"
 
 
 def test_another_user_cannot_see_or_cancel_a_skypilot_job(

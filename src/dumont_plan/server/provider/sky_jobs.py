@@ -8,8 +8,9 @@ steps to this module for a job whose `spec.json` says `"executor": "skypilot"`:
   in a thread (the SDK's calls take seconds); secrets are the task's SkyPilot `secrets`, set on
   the `sky.Task` object in memory only: the job's named secrets, `HF_TOKEN`, `GIT_TOKEN` for a
   git URL's credentials, and each script line that a masked value changed (`eval
-  "$DUMONT_JOB_LINE_<n>"`, as the local runner does). The managed job's id is kept in
-  `skypilot.json` beside the job.
+  "$DUMONT_JOB_LINE_<n>"`, as the local runner does). An uploaded workdir (`--workdir`) is
+  unpacked beside the job and is the task's `workdir` (it replaces a git source's). The
+  managed job's id is kept in `skypilot.json` beside the job.
 - status: each reconciler pass reads `sky.jobs.queue` for the unfinished jobs and maps
   SkyPilot's `ManagedJobStatus` through `JOB_STATUS`; a finished one ends the job, its log
   fetched once more. `timeout_minutes` is enforced here (on the server's clock): past it the
@@ -35,7 +36,7 @@ from types import ModuleType
 from typing import Any
 
 from dumont_plan.server.context import AppState
-from dumont_plan.server.provider import executors, runner
+from dumont_plan.server.provider import executors, runner, workdirs
 from dumont_plan.server.provider.job_secrets import Carried, mask_text
 from dumont_plan.server.provider.sandbox import read_json, write_json_atomic
 from dumont_plan.skypilot_task import render_job_task
@@ -43,6 +44,7 @@ from dumont_plan.skypilot_task import render_job_task
 logger = logging.getLogger("dumont_plan.server.sky_jobs")
 STATE_FILE = "skypilot.json"
 TASK_FILE = "skypilot-task.json"
+SHIPPED_DIR = "skypilot-workdir"
 CHECK_WAIT_SECONDS = 60.0
 
 # SkyPilot's ManagedJobStatus -> the contract's job status (§5.4).
@@ -181,6 +183,9 @@ def _launch(state: AppState, job_id: str, directory: Path, env: dict[str, str]) 
     try:
         spec = read_json(directory / runner.SPEC_FILE) or {}
         task_config, secrets = render(job_id, spec, env)
+        shipped = ship_workdir(directory)
+        if shipped is not None:
+            task_config["workdir"] = shipped
         write_json_atomic(directory / TASK_FILE, task_config)
         sky = sdk(state)
         task = sky.Task.from_yaml_config(task_config)
@@ -200,6 +205,20 @@ def _launch(state: AppState, job_id: str, directory: Path, env: dict[str, str]) 
     row = state.store.query_one("SELECT status FROM jobs WHERE id = ?", (job_id,))
     if row is not None and row["status"] == "cancelled":  # cancelled while launching
         _cancel(sky, sky_job_id)
+
+
+def ship_workdir(directory: Path) -> str | None:
+    """An uploaded workdir (`workdirs`), unpacked beside the job (checked member by member):
+    the task's `workdir`, which SkyPilot syncs to the machine and runs setup and run in."""
+    archive = directory / workdirs.WORKDIR_FILE
+    if not archive.is_file():
+        return None
+    target = directory / SHIPPED_DIR
+    if not target.is_dir():
+        target.mkdir()
+        files = workdirs.safe_extract(archive, target)
+        _note(directory, f"workdir unpacked for SkyPilot to sync ({files} files)")
+    return str(target)
 
 
 def _note(directory: Path, text: str) -> None:
