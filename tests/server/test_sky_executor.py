@@ -73,6 +73,11 @@ def new_launch(srv: LocalServer, sky: Sky, user: UserSession, **fields: Any) -> 
     job = create_job(user, **fields)
     sky_id = before + 1
     sky.launched(sky_id)
+    # The launch's answer is recorded just after the SDK call returns: wait for its note.
+    deadline = time.monotonic() + 20
+    while "launched as SkyPilot managed job" not in logs(user, job["id"]):
+        assert time.monotonic() < deadline, "the launch was never recorded"
+        time.sleep(0.05)
     srv.reconcile()
     return str(job["id"]), sky_id
 

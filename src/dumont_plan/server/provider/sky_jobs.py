@@ -199,9 +199,10 @@ def _launch(state: AppState, job_id: str, directory: Path, env: dict[str, str]) 
     finally:
         with _launching_lock:
             _launching.discard(job_id)
+    # The note first: once the id is recorded, a log read rewrites job.log (`fetch_log`).
+    _note(directory, f"launched as SkyPilot managed job {sky_job_id}")
     current = read_json(directory / STATE_FILE) or {}
     write_json_atomic(directory / STATE_FILE, {**current, "sky_job_id": sky_job_id})
-    _note(directory, f"launched as SkyPilot managed job {sky_job_id}")
     row = state.store.query_one("SELECT status FROM jobs WHERE id = ?", (job_id,))
     if row is not None and row["status"] == "cancelled":  # cancelled while launching
         _cancel(sky, sky_job_id)
