@@ -278,3 +278,28 @@ def test_spec_workdir_must_be_a_folder(tmp_path: Path, home: Path, user: UserSes
     failed = project("plan", code=1)
     assert "no such folder: ./nothing-here" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_a_chain_of_links_cannot_lead_out(tmp_path: Path) -> None:
+    """Each link is inside by its text, but through the first the second climbs out."""
+    from dumont_plan.errors import WorkdirError
+    from dumont_plan.server.provider import workdirs
+
+    archive = tmp_path / "chain.tar.gz"
+    archive.write_bytes(
+        _tar(
+            [
+                _file("a/b/c/keep.py"),
+                _link("a/b/c/d", "../../.."),
+                _link("e", "a/b/c/d/../../.."),
+                _link("e/evil", "x"),
+            ]
+        )
+    )
+    dest = tmp_path / "deep" / "er" / "ws"
+    dest.mkdir(parents=True)
+    with pytest.raises(WorkdirError, match=r"link out|leads out"):
+        workdirs.safe_extract(archive, dest)
+    assert not (tmp_path / "deep" / "evil").exists()
+    assert not (tmp_path / "evil").exists()
+    assert not (dest / "e").is_symlink()

@@ -108,11 +108,30 @@ def safe_extract(archive_path: Path, dest: Path) -> int:
                     while chunk := source.read(1024 * 1024):
                         out.write(chunk)
                 count += 1
-    for target, linkname in links:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            target.symlink_to(linkname)
+    # Each link is checked where it really lands (through the links made before it), and all
+    # of them again at the end: a lexically inside chain (`a/b/c/d -> ../../..`, then
+    # `e -> a/b/c/d/../../..`) must not lead a write, or a link, out of `dest`.
+    root = dest.resolve()
+    try:
+        for target, linkname in links:
+            if not _inside(target.parent.resolve(), root):
+                raise _member_error(str(target.relative_to(dest)), "lies behind a link out")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                target.symlink_to(linkname)
+        for target, _ in links:
+            if not _inside(Path(os.path.realpath(target)), root):
+                raise _member_error(str(target.relative_to(dest)), "leads out of the workdir")
+    except WorkdirError:
+        for made, _ in reversed(links):  # never through a link that leads out
+            if _inside(made.parent.resolve(), root) and made.is_symlink():
+                made.unlink()
+        raise
     return count
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
 
 
 def store_workdir(state: AppState, user_id: int, sink: MultipartSink) -> dict[str, Any]:
