@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
 from tests.server.instancefixtures import INSTANCES, actual, create, reliable_offer
 from tests.server.instancefixtures import wait_for as wait_for_instance
 from tests.support import LocalServer, UserSession
@@ -50,3 +52,15 @@ def test_a_state_document_not_in_utf8_is_a_422_not_a_500(user: UserSession) -> N
     assert answer.status_code == 422, answer.text
     assert "UTF-8" in answer.text
     assert lock.status_code == 422 and "UTF-8" in lock.text, lock.text
+
+
+def test_a_non_ascii_agent_token_is_a_401_not_a_500(server: LocalServer) -> None:
+    """hmac.compare_digest refuses str with non-ASCII characters (a TypeError)."""
+    token = "30000001.caf\xe9".encode("latin-1")
+    answer = httpx.post(
+        f"{server.url}/api/v1/agent/status",
+        headers=[(b"X-Dumont-Agent-Token", token)],
+        json={"instance_id": 30000001, "gpu_utilization": 1},
+        timeout=30,
+    )
+    assert answer.status_code == 401, answer.text

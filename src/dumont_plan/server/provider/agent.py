@@ -34,7 +34,9 @@ def token_instance(state: AppState, token: str) -> int | None:
     if not head.isdigit() or len(head) > 19:
         return None
     instance_id = int(head)
-    if not hmac.compare_digest(digest, _digest(state.secret, instance_id)):
+    # as bytes: compare_digest raises a TypeError on a str with non-ASCII characters
+    expected = _digest(state.secret, instance_id).encode()
+    if not hmac.compare_digest(digest.encode("utf-8", "replace"), expected):
         return None
     return instance_id
 
