@@ -9,8 +9,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal, get_args
 
-# Contract §5.4: every status a job can report, in lifecycle order.
+# Contract §5.4: every status a job can report, in lifecycle order. `scheduled` is additive: a job
+# created with a `start_at` (or by a schedule) waits in it until its time, then goes `pending`.
 JobStatus = Literal[
+    "scheduled",
     "pending",
     "provisioning",
     "starting",

@@ -58,6 +58,8 @@ ADDITIVE_FIELDS = {
     "max_retries",
     "attempt",
     "exit_code",
+    "start_at",
+    "schedule_id",
 }
 
 

@@ -200,7 +200,7 @@ class LogFollower:
         self.cursor = LogCursor(client.jobs, remote_id)
 
     def poll(self, status: str, final: bool = False) -> None:
-        if self.handler.kind != "job" or status in ("pending", "provisioning"):
+        if self.handler.kind != "job" or status in ("scheduled", "pending", "provisioning"):
             return
         try:
             lines = self.cursor.read(final=final)

@@ -174,6 +174,8 @@ def create_app(settings: ServerSettings, *, background: bool = True) -> FastAPI:
         store=Store(settings.db_path),
         secret=load_or_create_secret(settings.data_dir),
     )
+    if settings.enable_test_hooks and settings.clock_offset > 0:
+        state.clock.advance(settings.clock_offset)
     reconciler = Reconciler(state)
 
     @asynccontextmanager

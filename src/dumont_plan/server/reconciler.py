@@ -11,12 +11,14 @@ from dumont_plan.server.provider.endpoints import reconcile_endpoints
 from dumont_plan.server.provider.finetunes import reconcile_finetunes
 from dumont_plan.server.provider.instances import reconcile_instances
 from dumont_plan.server.provider.jobs import reconcile_jobs
+from dumont_plan.server.provider.schedules import reconcile_schedules
 from dumont_plan.server.provider.serverless import reconcile_serverless
 from dumont_plan.server.provider.spot_failover import reconcile_spot
 
 log = logging.getLogger("dumont_plan.server.reconciler")
 
 TICKS: list[Callable[[AppState], None]] = [
+    reconcile_schedules,  # before the jobs' pass: a job due now is started in this pass
     reconcile_jobs,
     reconcile_instances,
     reconcile_serverless,  # after the instances' pass: it reads their fresh usage samples

@@ -28,6 +28,9 @@ class ServerSettings:
     market_size: int = 200
     # Test hooks: enables /api/v1/_local/* admin routes (fault injection, clock, interruptions).
     enable_test_hooks: bool = False
+    # Test hooks only: the policy clock (`AppState.clock`) starts this many seconds ahead, so a
+    # test can restart the control plane "later" (a scheduled job due while it was down).
+    clock_offset: float = 0.0
     # Fault injection for robustness tests: fraction of /api requests answered with a fault.
     fault_rate: float = 0.0
     fault_seed: int = 1
@@ -155,4 +158,5 @@ ENV_SETTINGS: list[tuple[str, str, type[int] | type[float]]] = [
     ("DUMONT_SERVER_SPOT_SYNC_INTERVAL", "spot_sync_interval", float),
     ("DUMONT_SERVER_DATASET_MAX_BYTES", "dataset_max_bytes", int),
     ("DUMONT_SERVER_MAX_RUNNING_FINETUNES", "max_running_finetunes", int),
+    ("DUMONT_SERVER_CLOCK_OFFSET", "clock_offset", float),
 ]

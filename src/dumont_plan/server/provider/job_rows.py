@@ -57,6 +57,8 @@ def job_view(row: Row, now: float | None = None) -> dict[str, Any]:
         "max_retries": int(row["max_retries"]),
         "attempt": int(row["attempt"]),
         "exit_code": row["exit_code"],
+        "start_at": utc_iso(row["start_at"]),
+        "schedule_id": row["schedule_id"],
     }
 
 

@@ -62,6 +62,8 @@ FINISHED = FINISHED_JOB_STATUSES
 OnInsert = Callable[[Connection, dict[str, Any]], None]
 ACTIVE_PHASES = ("provisioning", "starting", "running", "completing")
 NOT_FINISHED_SQL = "status NOT IN (" + ", ".join(f"'{s}'" for s in FINISHED) + ")"
+WAITING = ("scheduled", "pending")  # not finished, and no runner yet
+WAITING_SQL = "status NOT IN ('scheduled', 'pending')"
 LOST_WHILE_DOWN = "runner lost while the control plane was down"
 SECRETS_LOST = "not started: its hf_token and secrets are not kept across restarts"
 LOST_WHILE_UP = "runner process ended unexpectedly"
@@ -124,8 +126,11 @@ def submit_job(
     on_insert: OnInsert | None = None,
     secrets: dict[str, str] | None = None,
     workdir: Path | None = None,
+    start_at: float | None = None,
+    schedule_id: str | None = None,
 ) -> dict[str, Any]:
-    """Record a job (status pending), start its runner, return its view.
+    """Record a job (status pending, or `scheduled` until `start_at`: `provider.schedules`),
+    start its runner, return its view.
 
     `workdir` (an uploaded archive, `workdirs`) is copied into the job's directory: the runner
     unpacks it into each attempt's fresh workspace.
@@ -161,8 +166,8 @@ def submit_job(
             conn.execute(
                 "INSERT INTO jobs (id, user_id, name, source, gpu_type, num_gpus, use_spot,"
                 " price_per_hour, timeout_minutes, timeout_seconds, max_retries, has_hf_token,"
-                " status, attempt, created_ts)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+                " status, attempt, created_ts, start_at, schedule_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
                 (
                     job_id,
                     user_id,
@@ -176,7 +181,10 @@ def submit_job(
                     timeout_seconds,
                     config["max_retries"],
                     int(bool(hf_token)),
+                    "pending" if start_at is None else "scheduled",
                     now,
+                    start_at,
+                    schedule_id,
                 ),
             )
             if on_insert is not None:
@@ -194,7 +202,7 @@ def start_queued(state: AppState, user_id: int) -> None:
     """Start the user's pending jobs, oldest first, while fewer than `max_running_jobs` of
     theirs run; the others wait in `pending`. Hold the supervisor lock."""
     running = state.store.query_one(
-        f"SELECT COUNT(*) AS n FROM jobs WHERE user_id = ? AND status != 'pending'"
+        f"SELECT COUNT(*) AS n FROM jobs WHERE user_id = ? AND {WAITING_SQL}"
         f" AND {NOT_FINISHED_SQL}",
         (user_id,),
     )
@@ -385,7 +393,7 @@ def reconcile_jobs(state: AppState) -> None:
         rows = state.store.query(f"SELECT * FROM jobs WHERE {NOT_FINISHED_SQL}")
         sky: list[Row] = []
         for row in rows:
-            if row["status"] == "pending":
+            if row["status"] in WAITING:
                 continue
             if sky_jobs.handles(read_json(job_dir(state, row["id"]) / runner.SPEC_FILE) or {}):
                 sky.append(row)

@@ -27,6 +27,7 @@ CAPABILITIES = [
     "jobs.workdir",
     "jobs.auto-destroy",
     "jobs.max-retries",
+    "jobs.start-at",  # CreateJob start_at, status scheduled
     "disk-limit.workspace",
     "jobs.offset",
     "offers.all-filters",

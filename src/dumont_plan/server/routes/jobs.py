@@ -28,7 +28,7 @@ from dumont_plan.errors import FinetuneError, WorkdirError
 from dumont_plan.server.context import AppState, StateDep, User, UserDep
 from dumont_plan.server.idempotency import idempotent_create_in_tx
 from dumont_plan.server.limits import LIST_MAX, MAX_INT, TEXT_MAX
-from dumont_plan.server.provider import job_rows, job_secrets, uploads, workdirs
+from dumont_plan.server.provider import job_rows, job_secrets, schedules, uploads, workdirs
 from dumont_plan.server.provider import jobs as provider
 from dumont_plan.server.provider.joblog import WholeLog
 from dumont_plan.server.provider.market import (
@@ -115,6 +115,13 @@ class CreateJobRequest(BaseModel):
         max_length=40,
         description="Additive: an uploaded workdir (POST /jobs/workdirs) unpacked into "
         "/workspace before the setup script and the command.",
+    )
+    start_at: datetime | None = Field(
+        None,
+        description=(
+            "Additive: start the job at this ISO time (with Z or an offset; without one it is"
+            " UTC); it waits in status `scheduled` until then. Cancel works while it waits."
+        ),
     )
 
     @field_validator("command")
@@ -205,6 +212,8 @@ class JobOut(BaseModel):
     max_retries: int = Field(description="Additive.")
     attempt: int = Field(description="Additive: current or last attempt, 1-based (0 = not yet).")
     exit_code: int | None = Field(None, description="Additive: exit code of the last run.")
+    start_at: str | None = Field(None, description="Additive: when a scheduled job starts (UTC).")
+    schedule_id: str | None = Field(None, description="Additive: the schedule that created it.")
 
 
 class JobListOut(BaseModel):
@@ -275,7 +284,7 @@ def _job_config(state: AppState, body: CreateJobRequest) -> tuple[dict[str, Any]
     name = body.name or (
         datetime.now(UTC).strftime("job-%Y%m%d-%H%M%S-") + provider.new_job_id()[4:]
     )
-    config = body.model_dump(exclude={"hf_token", "spot", "timeout", "secrets"})
+    config = body.model_dump(exclude={"hf_token", "spot", "timeout", "secrets", "start_at"})
     config.update(
         name=name,
         gpu_type=gpu_type,
@@ -298,7 +307,8 @@ def _own_job(state: AppState, user: User, job_id: str) -> Any:
 def create_job(
     body: CreateJobRequest, request: Request, state: StateDep, user: UserDep
 ) -> Response:
-    """Create a job: it gets a sandbox and a runner at once (201 with the Job)."""
+    """Create a job: it gets a sandbox and a runner at once (201 with the Job); with a future
+    `start_at` it waits in status `scheduled` and the control plane starts it then."""
     config, price = _job_config(state, body)
     refused = job_secrets.refused_field(config, body.secrets)
     if refused is not None:
@@ -318,6 +328,9 @@ def create_job(
                 "/api/v1/jobs/workdirs (the CLI: dumont job create --workdir .)",
                 body.workdir_id,
             )
+    start_at, refused = schedules.start_time(state, body.start_at)
+    if refused is not None:
+        raise _bad_field("start_at", refused, str(body.start_at))
     return idempotent_create_in_tx(
         request,
         state,
@@ -331,6 +344,7 @@ def create_job(
             claim.record if claim else None,
             secrets=body.secrets,
             workdir=workdir,
+            start_at=start_at,
         ),
     )
 
