@@ -271,3 +271,20 @@ def test_bad_update_is_422(owner: UserSession) -> None:
         assert http.put(url, json={"max_instances": 0}).status_code == 422
         assert http.put(url, json={"concurrency": 0}).status_code == 422
         assert get(http, endpoint_id)["auto_scaling"]["min_instances"] == 0
+
+
+def test_the_workload_runs_sandboxed_without_the_control_planes_data(
+    fast: LocalServer, owner: UserSession
+) -> None:
+    secret = fast.data_dir / "jwt-secret"
+    assert secret.exists()
+    probe = SERVER_SCRIPT.replace(
+        "auth = ",
+        f"extra = str(os.path.exists({str(secret)!r})) + ' ' + os.getcwd()\n        auth = ",
+    ).replace('{auth} {extra}".encode()', '{auth}".encode() + extra.encode()')
+    command = f"cat > server.py <<'EOF'\n{probe}EOF\nexec python3 server.py"
+    with owner.http() as http:
+        endpoint = create(http, command=command)
+        answer = http.get(f"{ENDPOINTS}/{endpoint['id']}/invoke/")
+        assert answer.status_code == 200, answer.text
+        assert answer.text.endswith("False /workspace"), answer.text

@@ -156,11 +156,12 @@ def check_worker(state: AppState, worker_id: int) -> str:
         return status
     leader = _leader(row)
     processes.reap(leader.instance_id)
-    if not leader.any_alive():
+    launching = row["pid"] is None  # start_worker has not recorded its process yet
+    if not launching and not leader.any_alive():
         root = sandbox_of(state, str(row["endpoint_id"]), worker_id).root
         _finish(state, worker_id, "failed", _log_tail(root / "onstart.log") or "exited")
         return "failed"
-    if status == "starting" and accepts(int(row["port"])):
+    if status == "starting" and not launching and accepts(int(row["port"])):
         now = time.time()
         state.store.execute(
             "UPDATE endpoint_workers SET status = 'ready', ready_at = ?, cold_start_seconds = ? "
@@ -247,7 +248,12 @@ def scale(state: AppState, endpoint: sqlite3.Row) -> None:
                 chosen.append(row)
     for row in chosen:
         stop_worker(state, row)
-    missing = int(endpoint["min_instances"]) - (len(live) - len(chosen))
-    if endpoint["command"]:
-        for _ in range(max(0, missing)):
+    if not endpoint["command"]:
+        return
+    with pool.guard:  # counted with the request path's starts, never above max_instances
+        now_live = [
+            w for w in live_workers(state, endpoint_id) if int(w["id"]) not in pool.stopping
+        ]
+        wanted = min(int(endpoint["min_instances"]), int(endpoint["max_instances"]))
+        for _ in range(max(0, wanted - len(now_live))):
             start_worker(state, endpoint)
