@@ -64,3 +64,27 @@ def test_a_non_ascii_agent_token_is_a_401_not_a_500(server: LocalServer) -> None
         timeout=30,
     )
     assert answer.status_code == 401, answer.text
+
+
+DEEP = b"[" * 100_000
+
+
+def test_a_dataset_nested_too_deeply_is_a_422_not_a_500(user: UserSession) -> None:
+    """json.loads raises RecursionError (not a ValueError) on deep nesting."""
+    with user.http() as http:
+        for name, data in (("deep.jsonl", DEEP + b"\n"), ("deep.json", b"[" + DEEP)):
+            answer = http.post("/api/v1/finetune/jobs/upload-dataset", files={"file": (name, data)})
+            assert answer.status_code == 422, answer.text
+            assert "nested" in answer.text
+
+
+def test_json_bodies_nested_too_deeply_are_a_422_not_a_500(user: UserSession) -> None:
+    with user.http() as http:
+        state = http.post("/api/v1/state/adv-deep", content=DEEP)
+        lock = http.request("LOCK", "/api/v1/state/adv-deep", content=b"[" * 5000)
+        create = http.post(
+            "/api/v1/instances", content=DEEP, headers={"Content-Type": "application/json"}
+        )
+    assert state.status_code == 422, state.text
+    assert lock.status_code == 422, lock.text
+    assert create.status_code == 422 and "nested too deeply" in create.text, create.text

@@ -70,6 +70,8 @@ def json_problem(body: bytes) -> str | None:
         _check(json.loads(body, parse_constant=_reject_constant))
     except NotJsonValue as exc:
         return str(exc)
+    except RecursionError:
+        return "the JSON is nested too deeply"
     except ValueError:
         return None
     return None

@@ -112,13 +112,18 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
             if not text.strip():
                 continue
             try:
-                yield number, json.loads(text)
+                record = json.loads(text)
+            except RecursionError:
+                raise DatasetError(
+                    f"line {number} is nested too deeply to read", ("line", number)
+                ) from None
             except ValueError as exc:
                 raise DatasetError(
                     f"line {number} is not valid JSON ({exc}); a .jsonl file holds one JSON "
                     "record per line",
                     ("line", number),
                 ) from None
+            yield number, record
 
 
 def _skip_space(text: str, index: int) -> int:
@@ -155,6 +160,8 @@ def _json_records(path: Path) -> Iterator[tuple[int, Any]]:
             record, end = decoder.raw_decode(text, index)
         except json.JSONDecodeError as exc:
             raise _bad_json(text, exc.pos, exc.msg) from None
+        except RecursionError:
+            raise _bad_json(text, index, "a record nested too deeply to read") from None
         line += text.count("\n", counted, index)
         counted = index
         yield line, record

@@ -65,7 +65,7 @@ def _json_object(body: bytes, loc: str) -> dict[str, Any]:
         raise _invalid(["body"], f"the {loc} must be a JSON object in UTF-8") from None
     try:
         data = json.loads(text or "null")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         raise _invalid(["body"], f"the {loc} must be a JSON object") from None
     if not isinstance(data, dict):
         raise _invalid(["body"], f"the {loc} must be a JSON object")
