@@ -116,6 +116,25 @@ def load_config() -> dict[str, Any]:
     )
 
 
+def config_retry_deadline() -> float | None:
+    """Seconds one API call may spend retrying: DUMONT_RETRY_DEADLINE, else the config file's
+    `retry_deadline`, else None (the client's default)."""
+    for raw, source in (
+        (os.environ.get("DUMONT_RETRY_DEADLINE"), "DUMONT_RETRY_DEADLINE"),
+        (load_config().get("retry_deadline"), "retry_deadline in the config file"),
+    ):
+        if raw is None or raw == "":
+            continue
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = -1.0
+        if value < 0 or value != value:
+            raise ConfigError(f"{source}: {raw!r} is not a number of seconds", "use e.g. 20")
+        return value
+    return None
+
+
 def resolve_endpoint(api_url: str | None = None) -> Endpoint:
     """Pick the API URL by precedence; None means the embedded local control plane."""
     if api_url:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from dumont_plan.apply.observe import observe
 from dumont_plan.client import DumontClient, RetryPolicy
+from dumont_plan.config import APP_NAME
 from dumont_plan.errors import ServerError
 from dumont_plan.state.ledger import LedgerEntry, LedgerState
 from tests.server.jobfixtures import create_job
@@ -96,13 +98,28 @@ def test_an_unreachable_provider_fails_within_the_retry_deadline(
 ) -> None:
     """Item 3: "provider unreachable" is retried, but only within DUMONT_RETRY_DEADLINE."""
     server = provider_server("unreachable")
-    run = _cli(server, tmp_path, DUMONT_RETRY_DEADLINE="1")
-    started = time.monotonic()
+    for env, config in (({"DUMONT_RETRY_DEADLINE": "1"}, None), ({}, {"retry_deadline": 1})):
+        home = tmp_path / f"home-{len(env)}"
+        home.mkdir()
+        if config is not None:  # the config file's `retry_deadline`
+            (home / ".config" / APP_NAME).mkdir(parents=True)
+            (home / ".config" / APP_NAME / "config.json").write_text(json.dumps(config))
+        run = _cli(server, home, **env)
+        before = server.stats()["requests"].get("GET /api/v1/instances", 0)
+        started = time.monotonic()
+        result = run("instance", "list")
+        assert time.monotonic() - started < 15
+        assert result.returncode != 0, result  # type: ignore[attr-defined]
+        assert "provider unreachable" in result.stderr  # type: ignore[attr-defined]
+        retried = server.stats()["requests"].get("GET /api/v1/instances", 0) - before
+        assert 2 <= retried < 4, retried  # retried, but stopped by the deadline
+
+
+def test_a_bad_retry_deadline_is_a_clear_error(profile_server: LocalServer, tmp_path: Path) -> None:
+    run = _cli(profile_server, tmp_path, DUMONT_RETRY_DEADLINE="soon")
     result = run("instance", "list")
-    assert time.monotonic() - started < 15
-    assert result.returncode != 0, result  # type: ignore[attr-defined]
-    assert "provider unreachable" in result.stderr  # type: ignore[attr-defined]
-    assert server.stats()["requests"].get("GET /api/v1/instances", 0) >= 2  # retried
+    assert result.returncode == 1, result  # type: ignore[attr-defined]
+    assert "DUMONT_RETRY_DEADLINE: 'soon' is not a number of seconds" in result.stderr  # type: ignore[attr-defined]
 
 
 def test_auth_settings_vast_key_lets_the_user_past_a_missing_key(
@@ -123,3 +140,22 @@ def test_auth_settings_vast_key_lets_the_user_past_a_missing_key(
     assert '"vast_api_key_set": true' in me.stdout  # type: ignore[attr-defined]
     assert secret not in me.stdout  # type: ignore[attr-defined]
     assert secret.encode() not in (server.data_dir / "dumont.sqlite3").read_bytes()
+
+
+def test_show_statuses_keep_a_ledger_job_past_the_first_page(
+    profile_user: UserSession, tmp_path: Path
+) -> None:
+    """Item 2 for `dumont show` (`live_statuses`): never "gone" without a 404 for the id."""
+    from dumont_plan.apply.plan_flow import live_statuses
+    from dumont_plan.state.ledger import Ledger
+
+    ids = [create_job(profile_user, name=f"s{i}", command="true")["id"] for i in range(3)]
+    state = LedgerState(project="s")
+    for i, job_id in enumerate(ids):
+        state.resources[f"job.s{i}"] = LedgerEntry(kind="job", remote_id=job_id)
+    state.resources["job.lost"] = LedgerEntry(kind="job", remote_id="job_00000000")
+    with httpx.Client(base_url=profile_user.url, timeout=30) as http:
+        client = DumontClient(http, profile_user.token, retry=RetryPolicy(attempts=1))
+        client.jobs.page_size = 1
+        statuses = live_statuses(client, Ledger(tmp_path / "state.json", state))
+    assert set(statuses) == {"job.s0", "job.s1", "job.s2"}

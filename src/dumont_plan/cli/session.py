@@ -11,7 +11,13 @@ import typer
 from dumont_plan.cli.embedded import local_credentials, running_server, start_server
 from dumont_plan.client import DumontClient
 from dumont_plan.client.auth import token_of
-from dumont_plan.config import Endpoint, load_token, resolve_endpoint, save_token
+from dumont_plan.config import (
+    Endpoint,
+    config_retry_deadline,
+    load_token,
+    resolve_endpoint,
+    save_token,
+)
 from dumont_plan.errors import AuthenticationError, BadRequestError, ConfigError, DumontError
 
 HTTP_TIMEOUT = 60.0
@@ -97,6 +103,14 @@ def tls_for(url: str) -> ssl.SSLContext | bool:
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
+def _with_deadline(client: DumontClient) -> DumontClient:
+    """The client with the retry deadline of the environment or the config file, if set."""
+    deadline = config_retry_deadline()
+    if deadline is not None:
+        client.transport.deadline = deadline
+    return client
+
+
 def open_client(ctx: typer.Context, *, login: bool = True) -> DumontClient:
     """A client for this command. Against the embedded server, log the local user in
     (and again whenever its token is refused), unless `login=False` (the `auth` commands)."""
@@ -104,8 +118,9 @@ def open_client(ctx: typer.Context, *, login: bool = True) -> DumontClient:
     token = load_token(endpoint)  # a damaged credentials file fails before anything starts
     endpoint, url = resolve_target(ctx)
     http = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT, verify=tls_for(url))
+    client = _with_deadline(DumontClient(http, token))
     if endpoint.url is not None or not login:
-        return DumontClient(http, token)
+        return client
 
     def reauthenticate() -> str | None:
         if os.environ.get("DUMONT_TOKEN"):  # honoured, never silently swapped for the local one
@@ -115,7 +130,7 @@ def open_client(ctx: typer.Context, *, login: bool = True) -> DumontClient:
             )
         return _local_login(url, endpoint)
 
-    client = DumontClient(http, token, reauthenticate=reauthenticate)
+    client.transport.reauthenticate = reauthenticate
     if token is None:
         client.token = reauthenticate()
     return client
