@@ -58,3 +58,24 @@ def test_restore_never_writes_outside_through_links_realpath_gives_up_on(
     hostile_snapshot(snapshot, restore_to)
     snapshots.restore(snapshot, restore_to, "/workspace")
     assert not (outer / "newfile").exists(), "the restore wrote outside the workspace"
+
+
+def test_restore_into_a_folder_the_workload_swapped_for_a_link_writes_nothing_outside(
+    tmp_path: Path,
+) -> None:
+    """A spot deployment's folder (`workspace_path` /workspace/ckpt) restored while the new
+    instance's processes run (a short boot, a big snapshot): the workload has made `ckpt` a
+    link to `/` (to the host's root, for this root process). Every member must still land
+    inside the workspace."""
+    source = tmp_path / "source"
+    (source / "ckpt").mkdir(parents=True)
+    (source / "ckpt" / "w.bin").write_bytes(b"weights")
+    snapshot = tmp_path / "s.tar"
+    snapshots.take(source, "/workspace/ckpt", snapshot)
+    outside = tmp_path / "host-root"
+    outside.mkdir()
+    workspace = tmp_path / "fresh" / "workspace"
+    workspace.mkdir(parents=True)
+    os.symlink(outside, workspace / "ckpt")
+    snapshots.restore(snapshot, workspace, "/workspace/ckpt")
+    assert not (outside / "w.bin").exists(), "the restore wrote through the workload's link"

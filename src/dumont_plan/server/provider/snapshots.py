@@ -8,8 +8,9 @@ descends into a link (also one on the way to the folder asked for, or swapped in
 and a file is read through a descriptor opened without following links. Restoring uses
 tarfile's `data` filter, which leaves out links that point outside the destination, absolute
 paths and device files, and drops owners and the set-id bits; each member's path and link
-target are checked again, resolved strictly (the filter's own check can be fooled by links
-that expand past PATH_MAX). A snapshot is written beside its
+target are checked again, resolved strictly, against the workspace (the filter's own check
+can be fooled by links that expand past PATH_MAX, and contains a member in the destination
+folder, which a running workload may swap for a link). A snapshot is written beside its
 final name and renamed, so a reader (a failover restoring it) sees either the previous
 snapshot or the new one whole.
 """
@@ -143,23 +144,23 @@ def _resolves_inside(path: str, destination: str) -> bool:
     return os.path.commonpath([resolved, destination]) == destination
 
 
-def _data_only(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo | None:
+def _data_only(member: tarfile.TarInfo, destination: str, inside: str) -> tarfile.TarInfo | None:
     """tarfile's `data` filter, a refused member left out (the rest is still restored).
 
     Its checks use the non-strict `realpath`, which stops expanding links once a path grows
-    past PATH_MAX (CVE-2025-4517, fixed in Python 3.11.13): the member's path and a link's
-    target are checked again, resolved strictly, when the member is extracted."""
+    past PATH_MAX (CVE-2025-4517, fixed in Python 3.11.13), and contain a member in the
+    destination, a folder the workload may have swapped for a link: the member's path and a
+    link's target are checked again, resolved strictly, against the workspace (`inside`)."""
     try:
         kept = tarfile.data_filter(member, destination)
     except tarfile.FilterError:
         return None
-    root = os.path.realpath(destination)
-    paths = [os.path.join(root, member.name)]
+    paths = [os.path.join(destination, member.name)]
     if member.issym():
-        paths.append(os.path.join(root, os.path.dirname(member.name), member.linkname))
+        paths.append(os.path.join(destination, os.path.dirname(member.name), member.linkname))
     elif member.islnk():
-        paths.append(os.path.join(root, member.linkname))
-    return kept if all(_resolves_inside(path, root) for path in paths) else None
+        paths.append(os.path.join(destination, member.linkname))
+    return kept if all(_resolves_inside(path, inside) for path in paths) else None
 
 
 def restore(snapshot: Path, workspace: Path, workspace_path: str) -> bool:
@@ -169,9 +170,16 @@ def restore(snapshot: Path, workspace: Path, workspace_path: str) -> bool:
     if destination is None or not snapshot.is_file():
         return False
     try:
+        workspace.mkdir(parents=True, exist_ok=True)
+        inside = os.path.realpath(workspace, strict=True)
+        if not _resolves_inside(str(destination), inside):
+            return False
         destination.mkdir(parents=True, exist_ok=True)
         with tarfile.open(snapshot, "r") as archive:
-            archive.extractall(destination, filter=_data_only)
+            archive.extractall(
+                destination,
+                filter=lambda member, dest: _data_only(member, dest, inside),
+            )
     except (OSError, tarfile.TarError):
         return False
     return True
