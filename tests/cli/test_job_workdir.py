@@ -303,3 +303,24 @@ def test_a_chain_of_links_cannot_lead_out(tmp_path: Path) -> None:
     assert not (tmp_path / "deep" / "evil").exists()
     assert not (tmp_path / "evil").exists()
     assert not (dest / "e").is_symlink()
+
+
+def test_a_jobs_python_is_the_systems_not_the_control_planes(user: UserSession) -> None:
+    """`python` in a job is /usr/bin/python3 (the image's stand-in), whose packages are the
+    system's: the control plane's venv (httpx, fastapi, dumont_plan) is not importable."""
+    from dumont_plan.server.provider.sandbox import SYSTEM_PYTHON, workload_python
+
+    if workload_python() != str(SYSTEM_PYTHON):
+        pytest.skip("no system Python of the control plane's version here")
+    probe = (
+        "import importlib.util, sys; print('exe', sys.executable); print('prefix', sys.prefix);"
+        " print('fastapi', importlib.util.find_spec('fastapi') is not None)"
+    )
+    job = create_job(
+        user, command=f'python -c "{probe}"; python3 -c "import sys; print(sys.prefix)"'
+    )
+    wait_for(user, job["id"], "completed")
+    text = logs(user, job["id"])
+    assert "exe /usr/bin/python3" in text
+    assert "prefix /usr\n" in text
+    assert "fastapi False" in text

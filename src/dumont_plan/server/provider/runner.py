@@ -52,6 +52,7 @@ from dumont_plan.server.provider.sandbox import (
     process_start_time,
     python_wrappers,
     read_json,
+    workload_python,
     write_json_atomic,
 )
 
@@ -270,7 +271,7 @@ class Runner:
         self.sandbox.create()
         (self.sandbox.env_dir / "site").mkdir()
         (self.sandbox.env_dir / "hf-home").mkdir()
-        python_wrappers(self.sandbox.env_dir / "bin")
+        python_wrappers(self.sandbox.env_dir / "bin", workload_python())
         workdirs.unpack_shipped(self.dir, self.sandbox.workspace, self.log.note)
         if self.isolated:
             isolation.write_git_config(self.sandbox.env_dir)

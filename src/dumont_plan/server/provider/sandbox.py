@@ -255,10 +255,26 @@ def kill_tagged(
     return killed
 
 
-def python_wrappers(bin_dir: Path) -> None:
-    """`python` and `python3` in `bin_dir` that run this interpreter (the workload's Python)."""
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+def workload_python() -> str:
+    """The Python a job's `python` runs: the system's (`/usr/bin/python3`, as an image's would
+    be), not the control plane's venv, whose packages are not the job's. The venv's only when
+    the system has no Python of this version: `pip_packages` are installed (`pip --target`, by
+    the control plane's pip) for this version."""
+    real = Path(os.path.realpath(SYSTEM_PYTHON))
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if real.name == version and real.is_file() and os.access(real, os.X_OK):
+        return str(SYSTEM_PYTHON)
+    return sys.executable
+
+
+def python_wrappers(bin_dir: Path, interpreter: str | None = None) -> None:
+    """`python` and `python3` in `bin_dir` that run `interpreter` (default: this one)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     for name in ("python", "python3"):
         wrapper = bin_dir / name
-        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', encoding="utf-8")
+        target = interpreter or sys.executable
+        wrapper.write_text(f'#!/bin/sh\nexec "{target}" "$@"\n', encoding="utf-8")
         wrapper.chmod(0o755)
