@@ -288,3 +288,28 @@ def test_the_workload_runs_sandboxed_without_the_control_planes_data(
         answer = http.get(f"{ENDPOINTS}/{endpoint['id']}/invoke/")
         assert answer.status_code == 200, answer.text
         assert answer.text.endswith("False /workspace"), answer.text
+
+
+def test_a_worker_that_stops_serving_is_replaced_for_the_request(owner: UserSession) -> None:
+    # Serves one request, then its process exits: the next request finds the port closed.
+    # (the health check's bare connects do not count: only an answered request ends it).
+    once = (
+        SERVER_SCRIPT.replace(
+            "self.wfile.write(body)", "self.wfile.write(body); self.server.done = 1"
+        )
+        .replace("http.server.ThreadingHTTPServer(", "server = http.server.HTTPServer(")
+        .replace(
+            ".serve_forever()", "\nwhile not getattr(server, 'done', 0): server.handle_request()"
+        )
+    )
+    command = f"cat > server.py <<'EOF'\n{once}EOF\nexec python3 server.py"
+    with owner.http() as http:
+        endpoint_id = create(http, command=command, max_instances=1)["id"]
+        first = http.get(f"{ENDPOINTS}/{endpoint_id}/invoke/one")
+        assert (first.status_code, first.text) == (200, "/one - noauth ")
+        second = http.get(f"{ENDPOINTS}/{endpoint_id}/invoke/two")
+        assert (second.status_code, second.text) == (200, "/two - noauth ")
+        assert second.headers["x-dumont-worker"] != first.headers["x-dumont-worker"]
+        assert second.headers["x-dumont-cold-start"] == "1"
+        metrics = get(http, endpoint_id)["metrics"]
+        assert (metrics["total_requests_24h"], metrics["uptime_percent"]) == (2, 100.0)

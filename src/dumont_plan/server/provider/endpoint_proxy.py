@@ -160,18 +160,48 @@ async def invoke(
     headers: dict[str, str],
     body: bytes,
 ) -> Answer:
-    """Proxy one request to the endpoint; record its latency (the wait for a worker included)."""
+    """Proxy one request to the endpoint; record its latency (the wait for a worker included).
+
+    A worker that refuses the connection (its server stopped listening: nothing was sent) is
+    stopped as failed and the request goes to another worker (started if needed), once."""
     started = time.monotonic()
-    slot = await acquire(state, endpoint)
-    try:
-        answer = await forward(slot.port, method, path, query, headers, body)
-    except httpx.HTTPError as exc:
-        pool.check_worker(state, slot.worker_id)
-        answer = Answer(502, f"worker unreachable: {type(exc).__name__}".encode(), {})
-    finally:
-        pool.release(state, slot.worker_id)
+    cold = False
+    for attempt in range(2):
+        slot = await acquire(state, endpoint)
+        cold = cold or slot.cold
+        try:
+            answer = await forward(slot.port, method, path, query, headers, body)
+        except httpx.ConnectError:
+            pool.release(state, slot.worker_id)
+            await asyncio.to_thread(_drop, state, slot.worker_id)
+            if attempt == 0:
+                continue
+            answer = Answer(502, b"worker unreachable: connection refused", {})
+        except httpx.HTTPError as exc:
+            pool.release(state, slot.worker_id)
+            pool.check_worker(state, slot.worker_id)
+            answer = Answer(502, f"worker unreachable: {type(exc).__name__}".encode(), {})
+        else:
+            pool.release(state, slot.worker_id)
+        break
     latency = (time.monotonic() - started) * 1000
-    record_request(state, str(endpoint["id"]), latency, answer.status, slot.cold)
+    record_request(state, str(endpoint["id"]), latency, answer.status, cold)
     answer.headers["x-dumont-worker"] = str(slot.worker_id)
-    answer.headers["x-dumont-cold-start"] = "1" if slot.cold else "0"
+    answer.headers["x-dumont-cold-start"] = "1" if cold else "0"
     return answer
+
+
+def _drop(state: AppState, worker_id: int) -> None:
+    """Stop a worker that no longer serves (unless another request already did)."""
+    p = pool.pool_of(state)
+    row = state.store.query_one(
+        "SELECT * FROM endpoint_workers WHERE id = ? AND status IN ('starting', 'ready')",
+        (worker_id,),
+    )
+    if row is None:
+        return
+    with p.guard:
+        if worker_id in p.stopping:
+            return
+        p.stopping.add(worker_id)
+    pool.stop_worker(state, row, "failed")
