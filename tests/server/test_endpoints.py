@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from dumont_plan.server.provider.endpoint_pool import WORKER_ID_BASE
-from tests.server.instancefixtures import fast_server_fixture, sandbox_tag, wait_until
+from tests.server.instancefixtures import FAST_ENV, fast_server_fixture, sandbox_tag, wait_until
 from tests.server.serverlessfixtures import advance, reconcile
 from tests.support import LocalServer, UserSession, new_user
 
@@ -313,3 +313,23 @@ def test_a_worker_that_stops_serving_is_replaced_for_the_request(owner: UserSess
         assert second.headers["x-dumont-cold-start"] == "1"
         metrics = get(http, endpoint_id)["metrics"]
         assert (metrics["total_requests_24h"], metrics["uptime_percent"]) == (2, 100.0)
+
+
+def test_stopping_the_control_plane_stops_its_workers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    server = LocalServer(tmp_path_factory.mktemp("endpoints-stop"), env=FAST_ENV).start()
+    workers: set[int] = set()
+    try:
+        session = new_user(server.url)
+        with session.http() as http:
+            endpoint_id = create(http, min_instances=1)["id"]
+            assert http.get(f"{ENDPOINTS}/{endpoint_id}/invoke/").status_code == 200
+            workers |= {int(i["id"]) for i in get(http, endpoint_id)["instances"]}
+        assert workers and worker_processes(server, workers)
+    finally:
+        server.stop(reap=False)  # SIGTERM: the server's shutdown alone must end them
+    try:
+        wait_until(lambda: not worker_processes(server, workers), timeout=10)
+    finally:
+        server.reap()
