@@ -88,3 +88,29 @@ def test_json_bodies_nested_too_deeply_are_a_422_not_a_500(user: UserSession) ->
     assert state.status_code == 422, state.text
     assert lock.status_code == 422, lock.text
     assert create.status_code == 422 and "nested too deeply" in create.text, create.text
+
+
+def test_a_webhook_url_with_a_password_is_refused(user: UserSession) -> None:
+    """A password in the URL would be stored in clear and shown back (policy, delivery log);
+    the signature (webhook_secret) is how a receiver authenticates deliveries."""
+    with user.http() as http:
+        iid = create(http, reliable_offer(http)["id"], onstart_cmd="sleep 300")["id"]
+        answer = http.post(
+            f"/api/v1/serverless/enable/{iid}",
+            json={"mode": "fast", "webhook_url": "https://hook:s3cr3t-pw@example.com/in"},
+        )
+        shown = http.get(f"/api/v1/serverless/status/{iid}").text
+        http.delete(f"{INSTANCES}/{iid}")
+    assert answer.status_code == 422, answer.text
+    assert "s3cr3t-pw" not in answer.text and "s3cr3t-pw" not in shown
+
+
+def test_a_422_never_echoes_a_urls_password(user: UserSession) -> None:
+    """A field refused for another reason (an ftp:// URL) is echoed, but not its password."""
+    with user.http() as http:
+        answer = http.post(
+            "/api/v1/serverless/enable/30000001",
+            json={"mode": "fast", "webhook_url": "ftp://hook:s3cr3t-pw@example.com/in"},
+        )
+    assert answer.status_code == 422, answer.text
+    assert "s3cr3t-pw" not in answer.text

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,9 +51,20 @@ def _echoed_input(loc: list[Any], value: Any) -> Any:
         return _OMIT
     if value is None or isinstance(value, bool | int | float):
         return _jsonable(value)
+    if isinstance(value, str) and _has_password(value):
+        return "(sensitive)"  # a URL's user:password@ (a dataset URL, a webhook)
     if isinstance(value, str) and len(value) <= ECHO_MAX_CHARS:
         return _text(value)
     return _OMIT
+
+
+def _has_password(value: str) -> bool:
+    if "://" not in value or "@" not in value:
+        return False
+    try:
+        return urlsplit(value.strip()).password is not None
+    except ValueError:
+        return True  # unparseable with an @ after a scheme: not shown
 
 
 def validation_details(errors: Any) -> list[dict[str, Any]]:

@@ -80,6 +80,12 @@ class WebhookFields(BaseModel):
         parts = urlsplit(value.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("use an http:// or https:// URL with a host")
+        if parts.username is not None or parts.password is not None:
+            # it would be stored and shown in clear; deliveries are signed instead
+            raise ValueError(
+                "put no user:password@ in the URL (it would be kept and shown in clear); "
+                "set webhook_secret and check the X-Dumont-Signature header instead"
+            )
         return value.strip()
 
     @model_validator(mode="after")
