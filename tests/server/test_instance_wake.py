@@ -81,3 +81,19 @@ def test_wake_is_per_user_and_checks_its_body(fast: LocalServer, owner: UserSess
         assert answer.status_code == 404
     with owner.http() as http:
         assert http.get(f"{INSTANCES}/{mine}").status_code == 200
+
+
+def test_a_wake_leaves_no_copy_of_the_disk_behind(fast: LocalServer, owner: UserSession) -> None:
+    """The disk's snapshot only carries it to the new machine: kept, each wake of an instance
+    (a serverless policy wakes often) would add a copy of its workspace to the server's disk."""
+    with owner.http() as http:
+        old = running_instance(http, STAMP)
+        wait_for(http, old, lambda _: (workspace(fast, old) / "keep.txt").exists())
+        assert http.post(f"{INSTANCES}/{old}/pause").status_code == 200
+        wait_for(http, old, actual("stopped"))
+        woken = http.post(f"{INSTANCES}/{old}/wake", json={"max_price": 100})
+        assert woken.status_code == 200, woken.text
+        new = int(woken.json()["new_instance_id"])
+        assert (workspace(fast, new) / "keep.txt").exists()
+    left = list((fast.data_dir / "snapshots" / "wake").rglob("*.tar*"))
+    assert left == [], left

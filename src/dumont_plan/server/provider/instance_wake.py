@@ -100,21 +100,25 @@ def wake_instance(
         snapshot = state.settings.data_dir / "snapshots" / "wake" / str(user_id)
         snapshot = snapshot / f"{snapshot_id}.tar"
         snapshots.take(sandbox_of(state, instance_id).workspace, WORKSPACE, snapshot)
-    created = create_instance(
-        state,
-        user_id,
-        CreateParams(
-            offer_id=machine.offer_id,
-            image=str(row["image"]),
-            disk_size=min(float(row["disk_size"]), machine.disk_space),
-            label=row["label"],
-            ports=tuple(loads(row["ports"], [])),
-            onstart_cmd=row["onstart_cmd"],
-        ),
-    )
-    new_id = int(created["id"])
-    if snapshot is not None:
-        snapshots.restore(snapshot, sandbox_of(state, new_id).workspace, WORKSPACE)
+    try:
+        created = create_instance(
+            state,
+            user_id,
+            CreateParams(
+                offer_id=machine.offer_id,
+                image=str(row["image"]),
+                disk_size=min(float(row["disk_size"]), machine.disk_space),
+                label=row["label"],
+                ports=tuple(loads(row["ports"], [])),
+                onstart_cmd=row["onstart_cmd"],
+            ),
+        )
+        new_id = int(created["id"])
+        if snapshot is not None:
+            snapshots.restore(snapshot, sandbox_of(state, new_id).workspace, WORKSPACE)
+    finally:
+        if snapshot is not None:  # it only carries the disk over: kept, each wake adds a copy
+            snapshots.remove(snapshot)
     delete_instance(state, user_id, instance_id)
     return {
         "success": True,
