@@ -1,11 +1,12 @@
 """`POST /instances/{id}/wake` (contract §3.4): a hibernated instance woken on a new machine.
 
 A paused (`stopped`) instance is hibernated here: its disk is its sandbox's workspace. A wake
-snapshots that workspace (`snapshots.take`, kept under `<data>/snapshots/wake/<user>/`), rents
+snapshots that workspace (`snapshots.take`, under `<data>/snapshots/wake/<user>/`), rents
 the cheapest fitting on-demand offer (the instance's GPU model unless `gpu_type`, `region` when
 given, at most `max_price` $/h, the same GPU count, not rented, not on the user's blacklist),
 restores the snapshot into the new instance's workspace before it boots (`restore_snapshot`),
-then deletes the old instance. The new instance boots and runs the same `onstart_cmd`.
+removes the snapshot, then deletes the old instance. The new instance boots and runs the same
+`onstart_cmd`.
 """
 
 from __future__ import annotations
