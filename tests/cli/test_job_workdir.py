@@ -324,3 +324,20 @@ def test_a_jobs_python_is_the_systems_not_the_control_planes(user: UserSession) 
     assert "exe /usr/bin/python3" in text
     assert "prefix /usr\n" in text
     assert "fastapi False" in text
+
+
+def test_a_user_keeps_the_newest_workdirs(user: UserSession) -> None:
+    from dumont_plan.server.provider import workdirs
+
+    ids = []
+    archives = [_tar([_file(f"f{n}.py")]) for n in range(workdirs.KEEP_PER_USER + 2)]
+    for archive in archives:
+        response = _upload(user, archive)
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["workdir_id"])
+    again = _upload(user, archives[0])  # pruned, then uploaded anew
+    assert again.json()["workdir_id"] == ids[0]
+    for workdir_id, usable in ((ids[0], True), (ids[1], False), (ids[2], False), (ids[-1], True)):
+        with user.http() as http:
+            answer = http.post("/api/v1/jobs/", json={"command": "true", "workdir_id": workdir_id})
+        assert (answer.status_code == 201) is usable, (workdir_id, answer.text)

@@ -7,7 +7,7 @@ keeps it as `<data_dir>/workdirs/<user id>/<workdir_id>.tar.gz` (folder 0700, fi
 is derived from the archive's sha256, so the same code uploaded twice is one workdir. A job that
 names `workdir_id` gets a copy in its own directory (`WORKDIR_FILE`), and the runner unpacks it
 into a fresh workspace before each attempt (`safe_extract`, which checks again). Another user's
-id is unknown, exactly like a missing one.
+id is unknown, exactly like a missing one. A user keeps the `KEEP_PER_USER` newest uploads.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ WORKDIR_FILE = "workdir.tar.gz"
 MAX_BYTES = 100 * 1024 * 1024  # the archive as uploaded
 MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
 MAX_FILES = 20_000
+# Workdirs kept per user (the newest uploads): a job copies its archive when it is created, so
+# pruning an older upload never takes code from a job; only a later create by that id fails.
+KEEP_PER_USER = 20
 WORKDIR_ID = re.compile(r"wd_[0-9a-f]{24}")
 
 
@@ -160,7 +163,18 @@ def store_workdir(state: AppState, user_id: int, sink: MultipartSink) -> dict[st
     }
     meta = final.with_suffix("").with_suffix(".json")
     meta.write_text(json.dumps(view), encoding="utf-8")
+    os.utime(final)  # the same content uploaded again is the newest
+    prune(final.parent)
     return view
+
+
+def prune(folder: Path, keep: int = KEEP_PER_USER) -> None:
+    """Keep the user's `keep` newest workdirs; remove the others (archive and its .json)."""
+    archives = sorted(folder.glob("wd_*.tar.gz"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for old in archives[keep:]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+            old.with_suffix("").with_suffix(".json").unlink(missing_ok=True)
 
 
 def own_workdir(state: AppState, user_id: int, workdir_id: str) -> Path | None:
