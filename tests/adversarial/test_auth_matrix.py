@@ -58,7 +58,7 @@ PUBLIC_OUTSIDE_API = {
 FALLBACK = "/api/{rest}"
 
 # Path parameters that address one of A's own resources: B must get 403/404 and no data.
-OWNED_PARAMS = {"job_id", "instance_id", "template_id", "endpoint_id"}
+OWNED_PARAMS = {"job_id", "instance_id", "template_id", "endpoint_id", "schedule_id"}
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,7 @@ class World:
             "machine_id": self.a["machine_id"],
             "template_id": self.a["template_id"],
             "endpoint_id": self.a["endpoint_id"],
+            "schedule_id": self.a["schedule_id"],
             "provider": "local",
             "path": "output/result.txt",
             "project": "shared-name",  # A stored a state under it; B's is another one
@@ -260,6 +261,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 headers=auth,
             )
         )
+        # A's cron schedule of a job.
+        schedule = _ok(
+            http.post(
+                f"{V1}/jobs/schedules",
+                json={"cron": "0 3 * * *", "job": {"name": f"sch-{marker}", "command": "true"}},
+                headers=auth,
+            ),
+            201,
+        )
         a = {
             "token": a_token,
             "email": email_a,
@@ -272,6 +282,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "template_id": template["template_id"],
             "spot_instance_id": str(spot["instance_id"]),
             "endpoint_id": endpoint["id"],
+            "schedule_id": schedule["id"],
         }
         yield World(app, http, a, b_token, app.state.dumont.secret)
         http.delete(f"{V1}/spot/instance/{spot['instance_id']}", headers=auth)
@@ -361,6 +372,7 @@ def test_another_users_token_sees_and_changes_nothing_of_a(world: World) -> None
         world.a["finetune_id"],
         world.a["dataset_path"],
         world.a["endpoint_id"],
+        world.a["schedule_id"],
     ]
     failures = []
     for route in protected_routes(world.app):
@@ -405,6 +417,8 @@ def test_another_users_token_sees_and_changes_nothing_of_a(world: World) -> None
         world.http.get(f"{V1}/serverless/endpoints/{world.a['endpoint_id']}", headers=auth)
     )
     assert (endpoint["status"], endpoint["name"]) == ("running", f"ep-{world.a['marker']}")
+    schedule = _ok(world.http.get(f"{V1}/jobs/schedules/{world.a['schedule_id']}", headers=auth))
+    assert (schedule["paused"], schedule["name"]) == (False, f"sch-{world.a['marker']}")
 
 
 # ------------------------------------------------------------------------------ over loopback

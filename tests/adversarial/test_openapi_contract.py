@@ -63,6 +63,13 @@ ADDITIVE: dict[str, dict[str, set[str]]] = {
 }
 # Operations we serve beyond the reference (additive, in health CAPABILITIES).
 ADDITIVE_OPERATIONS = {
+    # Cron schedules of jobs (capability `jobs.schedules`).
+    "GET /api/v1/jobs/schedules",
+    "POST /api/v1/jobs/schedules",
+    "GET /api/v1/jobs/schedules/{schedule_id}",
+    "DELETE /api/v1/jobs/schedules/{schedule_id}",
+    "POST /api/v1/jobs/schedules/{schedule_id}/pause",
+    "POST /api/v1/jobs/schedules/{schedule_id}/resume",
     "POST /api/v1/auth/logout-all",
     # In the contract (§2.3), not in the reference OpenAPI (capability `settings.provider-key`).
     "GET /api/v1/settings",

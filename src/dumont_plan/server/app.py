@@ -34,6 +34,7 @@ from dumont_plan.server.routes import (
     health,
     history,
     instances,
+    job_schedules,
     jobs,
     local,
     serverless,
@@ -57,6 +58,7 @@ def v1_routers(settings: ServerSettings) -> list[APIRouter]:
     """The routers of the v1 API, each with its own prefix (`/auth`, `/jobs`, ...)."""
     routers = [
         auth.router,
+        job_schedules.router,  # before jobs: /jobs/schedules is not a job id
         jobs.router,
         instances.router,
         history.router,

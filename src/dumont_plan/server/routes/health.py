@@ -28,6 +28,7 @@ CAPABILITIES = [
     "jobs.auto-destroy",
     "jobs.max-retries",
     "jobs.start-at",  # CreateJob start_at, status scheduled
+    "jobs.schedules",  # /jobs/schedules: cron schedules of jobs
     "disk-limit.workspace",
     "jobs.offset",
     "offers.all-filters",
