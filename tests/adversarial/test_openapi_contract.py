@@ -40,7 +40,7 @@ EXPECTED_MISSING: set[str] = set()
 # Deliberate additive differences (health CAPABILITIES): "OP": {"query"|"body": {names}}.
 ADDITIVE: dict[str, dict[str, set[str]]] = {
     "GET /api/v1/jobs/": {"query": {"offset"}},
-    "POST /api/v1/jobs/": {"body": {"secrets", "workdir_id", "start_at"}},
+    "POST /api/v1/jobs/": {"body": {"num_nodes", "secrets", "workdir_id", "start_at"}},
     "GET /api/v1/jobs/{job_id}/logs": {"query": {"tail", "offset"}},
     "POST /api/v1/instances": {"body": {"use_spot"}},
     "POST /api/v1/serverless/enable/{instance_id}": {

@@ -92,7 +92,9 @@ def _launch(
             "config": task.config,
             "secrets": {key: bool(value) for key, value in task.secrets.items()},
         }
-        (folder / f"{job_id}.json").write_text(json.dumps(record))
+        partial = folder / f".{job_id}.tmp"  # the test polls for the file: write it whole
+        partial.write_text(json.dumps(record))
+        partial.rename(folder / f"{job_id}.json")
     return _request(([job_id], None))
 
 

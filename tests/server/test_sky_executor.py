@@ -296,3 +296,36 @@ def test_the_job_table_covers_every_status_it_names() -> None:
 )
 def test_finetune_status_mapping_is_the_contracts(sky_status: str, current: str, ours: str) -> None:
     assert sky_jobs.finetune_status(sky_status, current) == ours
+
+
+def test_num_nodes_is_skypilots_and_every_node_is_billed(
+    sky_server: tuple[LocalServer, Sky],
+) -> None:
+    srv, sky = sky_server
+    assert "jobs.num-nodes" in httpx.get(srv.url + "/health").json()["capabilities"]
+    user = new_user(srv.url)
+    job_id, sky_id = new_launch(
+        srv,
+        sky,
+        user,
+        name="n",
+        command="torchrun train.py",
+        num_nodes=3,
+        num_gpus=2,
+        use_spot=False,  # on-demand: its price moves little between the two creates
+    )
+    assert sky.launched(sky_id)["config"]["num_nodes"] == 3
+    single = create_job(user, name="one", command="true", num_gpus=2, use_spot=False)
+    assert get_job(user, job_id)["price_per_hour"] == pytest.approx(
+        3 * single["price_per_hour"], rel=0.02
+    )
+
+
+def test_the_local_executor_refuses_several_nodes(server: LocalServer) -> None:
+    assert "jobs.num-nodes" not in httpx.get(server.url + "/health").json()["capabilities"]
+    user = new_user(server.url)
+    with user.http() as http:
+        refused = http.post(JOBS, json={"command": "true", "num_nodes": 2})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["details"][0]["loc"] == ["body", "num_nodes"]
+    assert "--executor=skypilot" in refused.text

@@ -119,3 +119,15 @@ def check_setting(settings: ServerSettings) -> str | None:
         f"unknown executor {settings.executor!r} (DUMONT_SERVER_EXECUTOR or --executor);"
         f" use one of: {', '.join(EXECUTORS)}"
     )
+
+
+def nodes_problem(settings: ServerSettings, num_nodes: int) -> str | None:
+    """Why a job of `num_nodes` machines cannot run here (None: it can). SkyPilot renders
+    `num_nodes` natively; the local executor runs one machine (local ranks are not built).
+    A job of several nodes is billed per node."""
+    if num_nodes <= 1 or executor_name(settings) == "skypilot":
+        return None
+    return (
+        f"num_nodes={num_nodes}: this control plane runs jobs on one machine (executor local);"
+        " use 1, or a server started with --executor=skypilot"
+    )

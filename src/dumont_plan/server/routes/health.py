@@ -84,6 +84,7 @@ def health(state: StateDep) -> dict[str, Any]:
             f"process-limit.{processes}",
             users,
             f"executor.{executor['name']}",
+            *(["jobs.num-nodes"] if executor["name"] == "skypilot" else []),
         ],
         "executor": executor,
     }

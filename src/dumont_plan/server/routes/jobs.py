@@ -30,6 +30,7 @@ from dumont_plan.server.idempotency import idempotent_create_in_tx
 from dumont_plan.server.limits import LIST_MAX, MAX_INT, TEXT_MAX
 from dumont_plan.server.provider import job_rows, job_secrets, schedules, uploads, workdirs
 from dumont_plan.server.provider import jobs as provider
+from dumont_plan.server.provider.executors import nodes_problem
 from dumont_plan.server.provider.joblog import WholeLog
 from dumont_plan.server.provider.market import (
     GPU_MODELS,
@@ -48,6 +49,9 @@ WORKSPACE_MOUNT_DIR = Path(str(WORKSPACE_MOUNT))
 MAX_SECRETS = 100
 SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 Source = Literal["command", "huggingface", "git", "script"]
+
+
+MAX_NODES = 16
 
 
 class CreateJobRequest(BaseModel):
@@ -96,6 +100,7 @@ class CreateJobRequest(BaseModel):
     )
     gpu_type: str = Field("RTX 4090", description="GPU model (ignored when offer_id is given).")
     num_gpus: int = Field(1, ge=1, le=8, description="Number of GPUs (1-8).")
+    num_nodes: int = Field(1, ge=1, le=16, description="Additive: machines (see /health).")
     use_spot: bool = Field(True, description="Spot (cheaper, interruptible) or on-demand.")
     spot: bool | None = Field(None, description="Alias of use_spot; wins when given.")
     disk_size: float = Field(50, ge=10, description="Disk size in GB (>= 10).")
@@ -281,6 +286,10 @@ def _job_config(state: AppState, body: CreateJobRequest) -> tuple[dict[str, Any]
             seed=settings.market_seed,
             size=settings.market_size,
         )
+    problem = nodes_problem(settings, body.num_nodes)
+    if problem is not None:
+        raise _bad_field("num_nodes", problem, body.num_nodes)
+    price *= body.num_nodes
     name = body.name or (
         datetime.now(UTC).strftime("job-%Y%m%d-%H%M%S-") + provider.new_job_id()[4:]
     )
