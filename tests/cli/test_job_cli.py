@@ -227,7 +227,7 @@ def test_list_shows_a_table_and_filters_by_status(run: Cli, user: UserSession) -
 def test_list_refuses_an_unknown_status(run: Cli) -> None:
     assert one_error_line(run("job", "list", "--status=runing")).startswith(
         "Error: job list: --status=runing is not a job status; did you mean 'running'? "
-        "use one of: pending,"
+        "use one of: scheduled, pending,"
     )
 
 
