@@ -17,6 +17,8 @@ import typer
 from dumont_plan.cli import durations
 from dumont_plan.cli.capabilities import create_once, ignorable_options, warn_ignored
 from dumont_plan.cli.job_input import build_create_body, describe_rejection, parse_bool, split_list
+from dumont_plan.cli.job_schedule import check_options, schedules_app, show_schedule, start_at
+from dumont_plan.cli.job_schedule import timezone as check_timezone
 from dumont_plan.cli.job_watch import (
     LIST_COLUMNS,
     about_job,
@@ -52,6 +54,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
+app.add_typer(schedules_app, name="schedules")
 
 
 def complete_job_id(incomplete: str) -> list[str]:
@@ -83,6 +86,9 @@ WaitTimeoutOpt = typer.Option(
         '--command="./run.sh"\n\n'
         '  dumont job create train --command="python train.py" --use-spot=false '
         "--timeout=480 --disk=100 --wait\n\n"
+        '  dumont job create nightly --command="python train.py" --at="2026-12-05T02:00Z"\n\n'
+        '  dumont job create nightly --command="python train.py" --cron="0 2 * * *" '
+        "--tz=Europe/Paris\n\n"
         '  dumont job create train command="python train.py" gpu="RTX 4090"   (old form)'
     )
 )
@@ -187,6 +193,23 @@ def create(
         False, "--follow", "-f", help="Stream the job's log until it finishes (implies --wait)."
     ),
     wait_timeout: float | None = WaitTimeoutOpt,
+    at: str | None = typer.Option(
+        None,
+        "--at",
+        metavar="TIME",
+        help='Start at this ISO time ("2026-12-05T02:00Z"; without Z or an offset it is UTC); '
+        "until then the job is `scheduled`.",
+    ),
+    cron: str | None = typer.Option(
+        None,
+        "--cron",
+        metavar="EXPR",
+        help='Make a schedule instead: this job runs at each time of the cron expression ("0 2 '
+        '* * *": daily at 02:00). See `dumont job schedules`.',
+    ),
+    tz: str | None = typer.Option(
+        None, "--tz", metavar="ZONE", help="The --cron timezone, e.g. Europe/Paris (default UTC)."
+    ),
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Create a job: run a command on a GPU machine, then destroy the machine.
@@ -230,7 +253,11 @@ def create(
         "output_paths": list(output_path) if output_path else None,
         "auto_destroy": False if no_auto_destroy else None,
     }
+    check_options(at, cron, tz, where)
     body = build_create_body(list(words or []), flags, where)
+    if at is not None:
+        body["start_at"] = start_at(at, where)
+    zone = check_timezone(tz, where) if tz is not None else "UTC"
     client = open_client(ctx)
     if workdir is not None:
         body["workdir_id"] = ship_workdir(client, workdir)
@@ -239,6 +266,9 @@ def create(
         err_console.print(warning, markup=False, highlight=False, soft_wrap=True, style="yellow")
     warn_ignored(client, ignorable_options(flags, idempotency_key))
     try:
+        if cron is not None:
+            show_schedule(client.jobs.create_schedule(cron, zone, body), output)
+            return
         job = create_once(client, idempotency_key, body)
     except UnprocessableError as exc:
         # Not chained: the API's 422 can echo the values sent, hf_token among them (which

@@ -68,6 +68,9 @@ FLAG_OF = {
     "max_retries": "--max-retries",
     "output_paths": "--output-path",
     "auto_destroy": "--no-auto-destroy",
+    "start_at": "--at",
+    "cron": "--cron",
+    "timezone": "--tz",
 }
 
 # Contract §5.2 ranges, to tell the user what to use when the API refuses a value.
@@ -206,6 +209,8 @@ def describe_rejection(exc: UnprocessableError, where: str) -> DumontError:
     parts: list[str] = []
     for item in exc.details[:5]:
         loc = [str(p) for p in item.get("loc", []) if p not in ("body", "query")]
+        if loc[:1] == ["job"] and len(loc) > 1:  # a schedule's job template
+            loc = loc[1:]
         field = loc[0] if loc else ""
         flag = FLAG_OF.get(field, field)
         msg = str(item.get("msg", "invalid")).removeprefix("Value error, ")

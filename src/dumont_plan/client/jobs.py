@@ -24,6 +24,7 @@ from dumont_plan.wire_models import Job, JobPage
 
 COLLECTION = "/api/v1/jobs/"
 WORKDIRS = "/api/v1/jobs/workdirs"
+SCHEDULES = "/api/v1/jobs/schedules"
 PAGE_SIZE = 100  # the contract's maximum `limit`
 LIST_WORKERS = 4  # pages of one list read at a time once the first page gave `total`
 
@@ -34,6 +35,12 @@ FINISHED_STATUSES = frozenset(FINISHED_JOB_STATUSES)
 def is_finished(job: Job) -> bool:
     """True once a job reached a final status (completed, failed, cancelled or timeout)."""
     return job.is_finished
+
+
+def _schedule(answer: Any, method: str) -> dict[str, Any]:
+    if not isinstance(answer, dict) or not isinstance(answer.get("id"), str):
+        raise UnexpectedResponseError(f"{method} {SCHEDULES}: the answer is not a schedule")
+    return answer
 
 
 def _item(job_id: str) -> str:
@@ -173,6 +180,33 @@ class JobsAPI:
             "GET", _item(job_id) + "/logs", params={"tail": tail, "offset": offset}
         )
         return result
+
+    # -- cron schedules (local control plane, capability `jobs.schedules`) --
+
+    def create_schedule(
+        self, cron: str, timezone: str, job: dict[str, Any], name: str | None = None
+    ) -> dict[str, Any]:
+        """`POST /api/v1/jobs/schedules`: run `job` (a CreateJob body) at each due time."""
+        body = {"cron": cron, "timezone": timezone, "job": job, "name": name}
+        body = {key: value for key, value in body.items() if value is not None}
+        return _schedule(self._t.request("POST", SCHEDULES, json=body, idempotent=False), "POST")
+
+    def list_schedules(self) -> builtins.list[dict[str, Any]]:
+        """`GET /api/v1/jobs/schedules` -> your schedules, oldest first."""
+        answer = self._t.request("GET", SCHEDULES)
+        items = answer.get("schedules") if isinstance(answer, dict) else None
+        if not isinstance(items, builtins.list):
+            raise UnexpectedResponseError(f"GET {SCHEDULES}: the answer has no schedules list")
+        return [_schedule(item, "GET") for item in items]
+
+    def schedule_action(self, schedule_id: str, action: str) -> dict[str, Any]:
+        """`POST /api/v1/jobs/schedules/{id}/pause|resume` -> the schedule; `delete` -> the
+        answer of `DELETE /api/v1/jobs/schedules/{id}`."""
+        path = f"{SCHEDULES}/{quote(str(schedule_id), safe='')}"
+        if action == "delete":
+            result: dict[str, Any] = self._t.request("DELETE", path, idempotent=True)
+            return result
+        return _schedule(self._t.request("POST", f"{path}/{action}", idempotent=True), "POST")
 
     def outputs(self, job_id: str) -> dict[str, Any]:
         """`GET /api/v1/jobs/{id}/outputs` (local control plane): the kept output files."""

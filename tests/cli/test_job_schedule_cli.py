@@ -1,0 +1,81 @@
+"""`dumont job create --at|--cron`, `dumont job schedules …`, `dumont job list --status=scheduled`:
+the CLI in a subprocess against the real local control plane (nothing here waits for a time)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.cli.test_job_cli import Cli, created, ok, one_error_line
+
+
+@pytest.fixture
+def run(cli: Any) -> Cli:
+    return cli  # type: ignore[no-any-return]
+
+
+def tomorrow() -> str:
+    return (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def test_at_creates_a_scheduled_job_that_list_and_cancel_see(run: Cli) -> None:
+    when = tomorrow()
+    job = created(run("job", "create", "later", "--command=echo hi", f"--at={when}", "-o", "json"))
+    assert job["status"] == "scheduled"
+    assert job["start_at"].startswith(when[:16])
+
+    listed = json.loads(ok(run("job", "list", "--status=scheduled", "-o", "json")).stdout)
+    assert [j["id"] for j in listed["jobs"]] == [job["id"]]
+    table = ok(run("job", "list", "--status=scheduled")).stdout
+    assert job["id"] in table and "scheduled" in table
+
+    ok(run("job", "cancel", job["id"]))
+    listed = json.loads(ok(run("job", "list", "--status=scheduled", "-o", "json")).stdout)
+    assert listed["jobs"] == []
+
+
+def test_cron_makes_a_schedule_that_schedules_lists_pauses_resumes_and_deletes(run: Cli) -> None:
+    made = ok(
+        run(
+            "job", "create", "nightly", "--command=python train.py",
+            "--cron=0 2 * * *", "--tz=Europe/Paris", "-o", "json",
+        )
+    )  # fmt: skip
+    schedule = json.loads(made.stdout)
+    assert (schedule["cron"], schedule["timezone"]) == ("0 2 * * *", "Europe/Paris")
+    assert schedule["job"]["command"] == "python train.py" and schedule["name"] == "nightly"
+    # No job yet: the schedule makes one at 02:00 Paris time.
+    assert json.loads(ok(run("job", "list", "-o", "json")).stdout)["jobs"] == []
+
+    table = ok(run("job", "schedules")).stdout
+    assert schedule["id"] in table and "Europe/Paris" in table and "active" in table
+    assert "paused" in ok(run("job", "schedules", "pause", schedule["id"])).stdout
+    listed = json.loads(ok(run("job", "schedules", "-o", "json")).stdout)
+    assert [s["paused"] for s in listed["schedules"]] == [True]
+    assert "next run" in ok(run("job", "schedules", "resume", schedule["id"])).stdout
+    assert "deleted" in ok(run("job", "schedules", "delete", schedule["id"])).stdout
+    assert json.loads(ok(run("job", "schedules", "-o", "json")).stdout)["total"] == 0
+
+    line = one_error_line(run("job", "schedules", "pause", schedule["id"]))
+    assert schedule["id"] in line
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--at=tomorrow"], '--at="2026-12-05T02:00Z"'),
+        (["--at=2001-01-01T00:00Z"], "in the past"),
+        (["--cron=every night"], "0 2 * * *"),
+        (["--cron=0 2 * * *", "--tz=Mars/Olympus"], "Europe/Paris"),
+        (["--tz=Europe/Paris"], "--tz is for --cron"),
+        ([f"--at={tomorrow()}", "--cron=0 2 * * *"], "both --at and --cron"),
+    ],
+)
+def test_a_bad_time_cron_or_timezone_is_one_line_naming_the_fix(
+    run: Cli, args: list[str], says: str
+) -> None:
+    line = one_error_line(run("job", "create", "x", "--command=true", *args))
+    assert says in line
