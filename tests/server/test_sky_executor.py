@@ -20,7 +20,7 @@ import pytest
 from dumont_plan.server.provider import sky_jobs
 from tests.server.jobfixtures import JOBS, create_job, get_job, logs
 from tests.server.test_executor_select import FAKE_SKY, executor_of
-from tests.support import LocalServer, UserSession, new_user
+from tests.support import LocalServer, UserSession, cli_env, new_user, run_cli
 
 SECRET = "s3cr3t-value-42"
 HF_TOKEN = "hf_fake_token_123"
@@ -329,3 +329,24 @@ def test_the_local_executor_refuses_several_nodes(server: LocalServer) -> None:
     assert refused.status_code == 422, refused.text
     assert refused.json()["details"][0]["loc"] == ["body", "num_nodes"]
     assert "--executor=skypilot" in refused.text
+
+
+def test_cli_nodes_reaches_skypilot_and_is_refused_where_one_machine_runs(
+    sky_server: tuple[LocalServer, Sky], server: LocalServer, tmp_path: Path
+) -> None:
+    srv, sky = sky_server
+    for target, ok in ((srv, True), (server, False)):
+        user = new_user(target.url)
+        env = cli_env(tmp_path / ("sky" if ok else "local"), user.url, user.token)
+        Path(env["HOME"]).mkdir()
+        before = sky.count()
+        done = run_cli(
+            ["job", "create", "multi", "--command", "true", "--nodes", "2", "-o", "json"], env
+        )
+        if ok:
+            assert done.returncode == 0, done.stderr
+            assert sky.launched(before + 1)["config"]["num_nodes"] == 2
+        else:
+            assert done.returncode == 1
+            assert "--nodes=2: this server runs a job on one machine" in done.stderr
+            assert "--executor=skypilot" in done.stderr and "Traceback" not in done.stderr

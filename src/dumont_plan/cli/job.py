@@ -15,7 +15,7 @@ from typing import Any
 import typer
 
 from dumont_plan.cli import durations
-from dumont_plan.cli.capabilities import create_once, ignorable_options, warn_ignored
+from dumont_plan.cli.capabilities import create_once, ignorable_options, missing, warn_ignored
 from dumont_plan.cli.job_input import build_create_body, describe_rejection, parse_bool, split_list
 from dumont_plan.cli.job_schedule import check_options, schedules_app, show_schedule, start_at
 from dumont_plan.cli.job_schedule import timezone as check_timezone
@@ -113,6 +113,13 @@ def create(
         None, "--gpu", "--gpu-type", help='GPU model, exactly as offered (default "RTX 4090").'
     ),
     num_gpus: int | None = typer.Option(None, "--num-gpus", help="Number of GPUs, 1–8."),
+    nodes: int | None = typer.Option(
+        None,
+        "--nodes",
+        min=1,
+        max=16,
+        help="Machines, each with --num-gpus GPUs (a server run with --executor=skypilot).",
+    ),
     use_spot: str | None = typer.Option(
         None,
         "--use-spot",
@@ -238,6 +245,7 @@ def create(
         "source": source,
         "gpu_type": gpu,
         "num_gpus": num_gpus,
+        "num_nodes": nodes,
         "use_spot": parse_bool(use_spot, "--use-spot") if use_spot is not None else spot,
         "timeout_minutes": timeout,
         "disk_size": disk,
@@ -259,6 +267,11 @@ def create(
         body["start_at"] = start_at(at, where)
     zone = check_timezone(tz, where) if tz is not None else "UTC"
     client = open_client(ctx)
+    if (nodes or 1) > 1 and missing(client, "jobs.num-nodes"):
+        raise DumontError(
+            f"{where}: --nodes={nodes}: this server runs a job on one machine",
+            "leave out --nodes, or start the local control plane with --executor=skypilot",
+        )
     if workdir is not None:
         body["workdir_id"] = ship_workdir(client, workdir)
     warning = missing_code_warning(body)
