@@ -32,9 +32,14 @@ def test_at_creates_a_scheduled_job_that_list_and_cancel_see(run: Cli) -> None:
     table = ok(run("job", "list", "--status=scheduled")).stdout
     assert job["id"] in table and "scheduled" in table
 
+    shown = ok(run("job", "status", job["id"])).stdout.splitlines()
+    assert ["start_at", job["start_at"]] in [line.split() for line in shown]
     ok(run("job", "cancel", job["id"]))
     listed = json.loads(ok(run("job", "list", "--status=scheduled", "-o", "json")).stdout)
     assert listed["jobs"] == []
+
+    said = ok(run("job", "create", "later", "--command=true", f"--at={when}")).stdout
+    assert ": scheduled; RTX 4090 spot at $" in said and f"starts at {job['start_at']} UTC" in said
 
 
 def test_cron_makes_a_schedule_that_schedules_lists_pauses_resumes_and_deletes(run: Cli) -> None:

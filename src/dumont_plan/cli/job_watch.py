@@ -97,7 +97,13 @@ def created_text(job: Job) -> str:
         spot = job.use_spot
         kind = "" if spot is None else " spot" if spot else " on-demand"
         text += f"; {job.gpu_type}{kind} at {money(job.price_per_hour)}/h"
-    return text
+    return text + starts_text(job)
+
+
+def starts_text(job: Job) -> str:
+    """`; starts at 2026-12-05T02:00:00 UTC` for a scheduled job (additive `start_at`)."""
+    start = job.raw.get("start_at")
+    return f"; starts at {start} UTC" if job.status == "scheduled" and start else ""
 
 
 def status_text(job: Job) -> str:
@@ -106,7 +112,7 @@ def status_text(job: Job) -> str:
         text += f", {job.duration}"
     if job.total_cost:
         text += f", {money(job.total_cost)}"
-    return text
+    return text + starts_text(job)
 
 
 def is_completed(job: Job) -> bool:
