@@ -148,6 +148,8 @@ def test_bad_cron_timezone_or_secret_template_is_a_422(plane: LocalServer) -> No
     secret = refused(user, {"cron": HOURLY, "job": {**job, "secrets": {"K": "s3cr3t-value"}}})
     assert secret["loc"] == ["body", "job", "secrets"] and "never stored" in secret["msg"]
     assert "s3cr3t-value" not in str(secret)
+    workdir = refused(user, {"cron": HOURLY, "job": {**job, "workdir_id": "wd_x"}})
+    assert workdir["loc"] == ["body", "job", "workdir_id"] and "git_url" in workdir["msg"]
     with user.http() as http:
         assert http.get(SCHEDULES).json()["total"] == 0
 

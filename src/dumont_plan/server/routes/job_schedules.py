@@ -105,6 +105,12 @@ def create_schedule(body: CreateScheduleRequest, state: StateDep, user: UserDep)
                 f"a schedule stores its job template and {field} is never stored; leave it out"
                 " (fetch what the job needs from a public place) or create the job yourself",
             )
+    if job.workdir_id is not None:  # uploads are pruned: a later run could find none
+        raise _refuse(
+            "workdir_id",
+            "a schedule cannot ship an uploaded workdir (uploads are pruned); get the code in"
+            " the job instead (source git with git_url, or a command that fetches it)",
+        )
     if job.start_at is not None:
         raise _refuse("start_at", "a schedule's runs start at its cron times; leave start_at out")
     config, price = _job_config(state, job)
