@@ -114,3 +114,42 @@ def test_a_422_never_echoes_a_urls_password(user: UserSession) -> None:
         )
     assert answer.status_code == 422, answer.text
     assert "s3cr3t-pw" not in answer.text
+
+
+def test_one_user_cannot_hold_every_request_thread_with_exec(
+    server: LocalServer, user: UserSession
+) -> None:
+    """Each exec holds a request thread while its command runs (up to 600 s): a user's
+    commands running at once are capped (429 beyond), so others' requests keep an answer."""
+    import concurrent.futures
+    import time
+
+    from dumont_plan.server.provider.instance_exec import MAX_RUNNING_PER_USER
+    from tests.server.instancefixtures import workspace
+
+    with user.http() as http:
+        iid = create(http, reliable_offer(http)["id"], onstart_cmd="sleep 300")["id"]
+        wait_for_instance(http, iid, actual("running"), timeout=120)
+        folder = workspace(server, iid)
+        gate = (
+            'mktemp "$WORKSPACE/started-XXXXXX"; '
+            'while [ ! -f "$WORKSPACE/go" ]; do sleep 0.05; done; echo out'
+        )
+
+        def run() -> httpx.Response:
+            with user.http() as own:
+                return own.post(f"{INSTANCES}/{iid}/exec", json={"command": gate}, timeout=120)
+
+        with concurrent.futures.ThreadPoolExecutor(MAX_RUNNING_PER_USER) as pool:
+            held = [pool.submit(run) for _ in range(MAX_RUNNING_PER_USER)]
+            deadline = time.monotonic() + 60
+            while len(list(folder.glob("started-*"))) < MAX_RUNNING_PER_USER:
+                assert time.monotonic() < deadline, "the commands did not start"
+                time.sleep(0.05)
+            extra = http.post(f"{INSTANCES}/{iid}/exec", json={"command": "echo more"})
+            (folder / "go").write_text("")
+            answers = [f.result() for f in held]
+        http.delete(f"{INSTANCES}/{iid}")
+    assert extra.status_code == 429, extra.text
+    assert "running" in extra.json()["error"]
+    assert [a.status_code for a in answers] == [200] * MAX_RUNNING_PER_USER

@@ -24,9 +24,38 @@ from dumont_plan.server.provider.sandbox import TAG_VAR, kill_group
 
 OUTPUT_CAP = 1024 * 1024  # bytes of output kept; the rest is dropped (`truncated`)
 MAX_TIMEOUT_SECONDS = 600
+# Commands of one user running at once: each holds one of the server's request threads for
+# up to MAX_TIMEOUT_SECONDS, so without a cap one user could hold them all (every user's
+# requests would then wait).
+MAX_RUNNING_PER_USER = 4
+_running: dict[tuple[str, int], int] = {}  # (data dir, user id): commands running
+_running_lock = threading.Lock()
 
 
 def exec_in_instance(
+    state: AppState, user_id: int, instance_id: int, command: str, timeout: float
+) -> dict[str, Any]:
+    """Run `bash -c command` in the instance (at most MAX_RUNNING_PER_USER of a user's at
+    once; more is a 429)."""
+    key = (str(state.settings.data_dir), user_id)
+    with _running_lock:
+        if _running.get(key, 0) >= MAX_RUNNING_PER_USER:
+            raise InstanceError(
+                429,
+                f"{MAX_RUNNING_PER_USER} of your exec commands are running; wait for one to "
+                "end (or lower their timeout_seconds) and try again",
+            )
+        _running[key] = _running.get(key, 0) + 1
+    try:
+        return _exec(state, user_id, instance_id, command, timeout)
+    finally:
+        with _running_lock:
+            _running[key] -= 1
+            if not _running[key]:
+                del _running[key]
+
+
+def _exec(
     state: AppState, user_id: int, instance_id: int, command: str, timeout: float
 ) -> dict[str, Any]:
     """Run `bash -c command` in the instance; its exit code, output and duration."""
