@@ -125,9 +125,13 @@ def test_explain_prints_the_field_table(dumont: Runner) -> None:
     finetune = json.loads(dumont("explain", "finetunes", "-o", "json").stdout)
     assert finetune["fields"]["dataset_sha256"]["class"] == "replace"
     assert finetune["fields"]["max_hours"]["class"] == "updatable"
+    endpoint = json.loads(dumont("explain", "serverless_endpoints", "-o", "json").stdout)
+    assert endpoint["fields"]["command"]["class"] == "replace"
+    assert endpoint["fields"]["max_instances"]["class"] == "updatable"
+    assert endpoint["fields"]["url"]["class"] == "output"
     assert error_line(dumont("explain", "gpu", code=1)) == (
         "Error: unknown kind 'gpu'; use one of: finetune, instance, job, serverless, "
-        "spot_deployment, spot_template"
+        "serverless_endpoint, spot_deployment, spot_template"
     )
 
 

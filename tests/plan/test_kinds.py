@@ -23,7 +23,15 @@ OFFERS = [
 
 def test_every_registered_kind_has_ops_of_the_same_kind() -> None:
     ops = load_ops()
-    kinds = ["job", "instance", "serverless", "spot_template", "spot_deployment", "finetune"]
+    kinds = [
+        "job",
+        "instance",
+        "serverless",
+        "spot_template",
+        "spot_deployment",
+        "finetune",
+        "serverless_endpoint",
+    ]
     assert sorted(ops) == sorted(HANDLERS) == sorted(kinds)
     assert [entry.handler.kind for entry in REGISTRY] == kinds
     assert all(ops[kind].kind == kind for kind in ops)
@@ -200,3 +208,36 @@ def test_finetune_request_body_nests_the_config_and_marks_a_local_file() -> None
     body = handler.request_body("lab", "chat", hub)
     assert (body["dataset_source"], body["dataset_path"]) == ("huggingface", "org/set")
     assert "dataset_sha256" not in body and "max_hours" not in body
+
+
+def test_serverless_endpoint_costs_its_floor_and_notes_its_worst_case() -> None:
+    endpoint = HANDLERS["serverless_endpoint"]
+    offers = [
+        Offer(id=1, gpu_name="RTX 4090", num_gpus=1, dph_total=0.40, min_bid=0.20),
+        Offer(id=2, gpu_name="A100", num_gpus=1, dph_total=1.50, min_bid=0.90),
+    ]
+    spot = {"gpu": "RTX 4090", "machine_type": "spot", "min_instances": 2, "max_instances": 5}
+    assert endpoint.hourly_price(spot, offers) == pytest.approx(0.40)
+    assert endpoint.cost_notes(spot, offers) == ["worst case $1.00/h at 5 workers ($0.20/h each)"]
+    on_demand = {**spot, "machine_type": "on-demand", "min_instances": 0}
+    assert endpoint.hourly_price(on_demand, offers) == 0.0
+    assert endpoint.cost_notes(on_demand, offers)[0].startswith("worst case $2.00/h")
+    assert endpoint.hourly_price({**spot, "gpu": "H100"}, offers) is None
+
+
+def test_serverless_endpoint_outputs_its_id_and_url() -> None:
+    endpoint = HANDLERS["serverless_endpoint"]
+    live = endpoint.live_model.from_wire(
+        {
+            "id": "ep-1",
+            "name": "lab-api",
+            "status": "running",
+            "url": "/api/v1/serverless/endpoints/ep-1/invoke/",
+            "auto_scaling": {"min_instances": 0, "max_instances": 3},
+        },
+        "test",
+    )
+    outputs = endpoint.outputs(live)
+    assert outputs["id"] == "ep-1"
+    assert outputs["url"] == "/api/v1/serverless/endpoints/ep-1/invoke/"
+    assert endpoint.live_values(live) == {"min_instances": 0, "max_instances": 3}

@@ -27,6 +27,7 @@ from dumont_plan.cli.output import (
 from dumont_plan.cli.session import open_client
 from dumont_plan.client import DumontClient
 from dumont_plan.errors import DumontError, NotFoundError
+from dumont_plan.spec.serverless_endpoint import DEFAULT_IMAGE
 
 app = typer.Typer(
     help=(
@@ -36,7 +37,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-DEFAULT_IMAGE = "pytorch/pytorch:2.1.0-cuda12.1-cudnn8-runtime"
 COLUMNS = ("id", "name", "status", "instances", "requests_24h", "p99_ms", "cost_24h")
 EndpointArg = typer.Argument(..., metavar="ENDPOINT", help="Endpoint id (ep-…) or its name.")
 

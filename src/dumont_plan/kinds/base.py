@@ -389,6 +389,21 @@ def id_value(remote_id: str) -> Any:
     return int(remote_id) if remote_id.isdigit() else remote_id
 
 
+def cheapest_gpu_price(offers: Sequence[Offer], gpu: str, count: int, spot: bool) -> float | None:
+    """The lowest $/h of the offers of `count` × `gpu` (a spot offer's minimum bid when `spot`)."""
+    wanted = gpu.strip().casefold()
+    prices = []
+    for offer in offers:
+        if (offer.gpu_name or "").casefold() != wanted or (offer.num_gpus or 1) != count:
+            continue
+        price = offer.min_bid if spot else None
+        if price is None:
+            price = offer.dph_total
+        if price is not None:
+            prices.append(price)
+    return min(prices) if prices else None
+
+
 def format_elapsed(seconds: float) -> str:
     """`3h12m`, `4m05s`, `12s`."""
     seconds = max(0, int(seconds))

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from dumont_plan.kinds.base import FieldClass
+from dumont_plan.kinds.base import FieldClass, cheapest_gpu_price
 from dumont_plan.kinds.decision import FieldChange
 from dumont_plan.kinds.runonce import RunOnceHandler
 from dumont_plan.spec.job import JobSpec
@@ -136,19 +136,12 @@ class JobHandler(RunOnceHandler[Job]):
         }
 
     def hourly_price(self, values: Mapping[str, Any], offers: Sequence[Offer]) -> float | None:
-        gpu = str(values.get("gpu_type") or "").strip().casefold()
-        count = int(values.get("num_gpus") or 1)
-        spot = bool(values.get("use_spot", True))
-        prices = []
-        for offer in offers:
-            if (offer.gpu_name or "").casefold() != gpu or (offer.num_gpus or 1) != count:
-                continue
-            price = offer.min_bid if spot else None
-            if price is None:
-                price = offer.dph_total
-            if price is not None:
-                prices.append(price)
-        return min(prices) if prices else None
+        return cheapest_gpu_price(
+            offers,
+            str(values.get("gpu_type") or ""),
+            int(values.get("num_gpus") or 1),
+            bool(values.get("use_spot", True)),
+        )
 
     def max_hours(self, values: Mapping[str, Any]) -> float | None:
         minutes = values.get("timeout_minutes")

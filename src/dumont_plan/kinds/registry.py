@@ -16,6 +16,7 @@ from dumont_plan.kinds.finetune import FinetuneHandler
 from dumont_plan.kinds.instance import InstanceHandler
 from dumont_plan.kinds.job import JobHandler
 from dumont_plan.kinds.serverless import ServerlessHandler
+from dumont_plan.kinds.serverless_endpoint import ServerlessEndpointHandler
 from dumont_plan.kinds.spot_deployment import SpotDeploymentHandler
 from dumont_plan.kinds.spot_template import SpotTemplateHandler
 
@@ -33,6 +34,7 @@ REGISTRY: tuple[Registration, ...] = (
     Registration(SpotTemplateHandler(), ops="dumont_plan.kinds.spot_template_ops"),
     Registration(SpotDeploymentHandler(), ops="dumont_plan.kinds.spot_deployment_ops"),
     Registration(FinetuneHandler(), ops="dumont_plan.kinds.finetune_ops"),
+    Registration(ServerlessEndpointHandler(), ops="dumont_plan.kinds.serverless_endpoint_ops"),
 )
 
 HANDLERS: dict[str, RegisteredHandler] = {entry.handler.kind: entry.handler for entry in REGISTRY}

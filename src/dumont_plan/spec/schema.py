@@ -22,6 +22,7 @@ from dumont_plan.spec.finetune import FinetuneConfigSpec, FinetuneSpec
 from dumont_plan.spec.instance import InstanceSpec
 from dumont_plan.spec.job import JobSpec
 from dumont_plan.spec.serverless import ServerlessSpec, WebhookSpec
+from dumont_plan.spec.serverless_endpoint import ServerlessEndpointSpec
 from dumont_plan.spec.spot import SpotDeploymentSpec, SpotTemplateSpec
 from dumont_plan.spec.stack import Defaults, StackSpec, VariableSpec
 
@@ -128,6 +129,10 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`instances.<name>` (address `instance.<name>`)", InstanceSpec),
     ("`serverless.<name>` (address `serverless.<name>`)", ServerlessSpec),
     ("`webhook` (in a serverless policy)", WebhookSpec),
+    (
+        "`serverless_endpoints.<name>` (address `serverless_endpoint.<name>`)",
+        ServerlessEndpointSpec,
+    ),
     ("`spot_templates.<name>` (address `spot_template.<name>`)", SpotTemplateSpec),
     ("`spot_deployments.<name>` (address `spot_deployment.<name>`)", SpotDeploymentSpec),
     ("`finetunes.<name>` (address `finetune.<name>`)", FinetuneSpec),

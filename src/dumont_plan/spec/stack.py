@@ -17,6 +17,7 @@ from dumont_plan.spec.finetune import FinetuneSpec
 from dumont_plan.spec.instance import InstanceSpec
 from dumont_plan.spec.job import JobSpec
 from dumont_plan.spec.serverless import ServerlessSpec
+from dumont_plan.spec.serverless_endpoint import ServerlessEndpointSpec
 from dumont_plan.spec.spot import SpotDeploymentSpec, SpotTemplateSpec
 
 # Spec section -> (address prefix, model). The reserved sections arrive with their features.
@@ -27,6 +28,7 @@ KINDS: dict[str, tuple[str, type[SpecModel]]] = {
     "spot_templates": ("spot_template", SpotTemplateSpec),
     "spot_deployments": ("spot_deployment", SpotDeploymentSpec),
     "finetunes": ("finetune", FinetuneSpec),
+    "serverless_endpoints": ("serverless_endpoint", ServerlessEndpointSpec),
 }
 RESERVED_KINDS: tuple[str, ...] = ()
 
@@ -119,6 +121,12 @@ class StackSpec(SpecModel):
     finetunes: dict[ResourceName, FinetuneSpec] = Field(
         default_factory=dict,
         description="Fine-tunes by name; the address of `chat` is `finetune.chat`.",
+    )
+    serverless_endpoints: dict[ResourceName, ServerlessEndpointSpec] = Field(
+        default_factory=dict,
+        description=(
+            "Serverless endpoints by name; the address of `api` is `serverless_endpoint.api`."
+        ),
     )
 
 
