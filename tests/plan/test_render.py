@@ -119,6 +119,17 @@ def test_explain_serverless_shows_updates_in_place_and_the_replacing_instance() 
     assert "idle $/h against the running one" in rows["mode"]
 
 
+def test_explain_serverless_endpoint_shows_scaling_in_place_and_the_workload_replacing() -> None:
+    text = text_of(render_fields(handler_for("serverless_endpoints")))
+    assert "serverless_endpoint (serverless_endpoints:)" in text
+    rows = {line.split()[0]: line for line in text.splitlines() if line.strip()}
+    for name in ("command", "image", "gpu", "machine_type"):
+        assert "replace" in rows[name], name
+    for name in ("min_instances", "max_instances", "idle_timeout_seconds", "concurrency"):
+        assert "updatable" in rows[name], name
+    assert "output" in rows["url"] and "${serverless_endpoint.NAME.url}" in rows["url"]
+
+
 def test_explain_spot_kinds_say_what_a_failover_changes() -> None:
     text = text_of(render_fields(handler_for("spot_deployment")))
     assert "spot_deployment (spot_deployments:)" in text
