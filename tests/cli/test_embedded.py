@@ -126,6 +126,7 @@ def test_server_start_status_stop(fresh_home: Home) -> None:
         "isolation": None,
         "process_limit": None,
         "users": None,
+        "executor": None,
     }
 
     started = fresh_home.run("server", "start")
@@ -155,6 +156,7 @@ def test_server_start_status_stop(fresh_home: Home) -> None:
         "isolation": "bwrap",
         "process_limit": "enforced",
         "users": "single",
+        "executor": {"name": "local", "available": True, "reason": None},
     }
 
     stop = fresh_home.run("server", "stop")
@@ -199,7 +201,7 @@ def test_foreground_server_is_recorded_and_shared(fresh_home: Home) -> None:
             assert record["pid"] == proc.pid  # the CLI became the server (exec)
             assert banner == (
                 f"Dumont local control plane at {record['url']} (data dir {fresh_home.data_dir};"
-                " single-user; isolation: bwrap)\n"
+                " single-user; isolation: bwrap; executor: local)\n"
             )
             assert stat.S_IMODE((fresh_home.data_dir / "server.json").stat().st_mode) == 0o600
 
