@@ -39,12 +39,11 @@ from dumont_plan.cli.finetune_watch import (
     finish_wait,
     goes_on_after_ctrl_c,
     is_finished,
-    log_writer,
     print_finetune,
     row,
-    stream_logs,
     wait_text,
 )
+from dumont_plan.cli.job_watch import log_writer, stream_logs
 from dumont_plan.cli.output import (
     OutputFormat,
     OutputOpt,
@@ -361,7 +360,7 @@ def logs(
         return
     with about_finetune(job_id, "finetune logs"), goes_on_after_ctrl_c(job_id):
         result = stream_logs(
-            client,
+            client.finetune,
             job_id,
             log_writer(job_id, output),
             tail=tail,

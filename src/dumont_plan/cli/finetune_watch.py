@@ -6,18 +6,16 @@ Shared by `dumont finetune status|logs|wait` and `create --wait/--follow`.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 import typer
 
-from dumont_plan.apply.waits import WaitResult, wait_for
-from dumont_plan.cli.job_watch import about
+from dumont_plan.apply.waits import wait_for
+from dumont_plan.cli.job_watch import about, log_writer, stream_logs, write_line
 from dumont_plan.cli.output import OutputFormat, StatusLine, emit_json, err_console, print_fields
 from dumont_plan.client import DumontClient
-from dumont_plan.client.jobs import LogCursor
 from dumont_plan.errors import WaitFailedError, WaitTimeoutError
 from dumont_plan.wire_models import Finetune
 
@@ -127,17 +125,6 @@ def is_finished(job: Finetune) -> bool:
     return job.is_finished
 
 
-def write_line(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def log_writer(job_id: str, output: OutputFormat) -> Callable[[str], None]:
-    if output is OutputFormat.json:
-        return lambda line: write_line(json.dumps({"job_id": job_id, "line": line}))
-    return write_line
-
-
 @contextmanager
 def goes_on_after_ctrl_c(job_id: str) -> Iterator[None]:
     """Ctrl-C stops the waiting, not the fine-tune: say so, and how to cancel it (exit 130)."""
@@ -155,38 +142,6 @@ def goes_on_after_ctrl_c(job_id: str) -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def stream_logs(
-    client: DumontClient,
-    job_id: str,
-    write: Callable[[str], None],
-    *,
-    tail: int | None,
-    done: Callable[[Finetune], bool],
-    failed: Callable[[Finetune], bool],
-    timeout: float | None,
-    poll: float,
-) -> WaitResult[Finetune]:
-    """Print the log (its last `tail` lines first) and each new line until the fine-tune ends.
-
-    Each tick reads the status first and the log second, so no line is lost at the end."""
-    cursor = LogCursor(client.finetune, job_id)
-    for line in cursor.start(tail):
-        write(line)
-
-    def tick(job: Finetune) -> None:
-        for line in cursor.read(final=job.is_finished):
-            write(line)
-
-    return wait_for(
-        lambda: client.finetune.get(job_id),
-        done=done,
-        failed=failed,
-        timeout=timeout,
-        on_tick=tick,
-        poll=poll,
-    )
-
-
 def finish_wait(
     client: DumontClient,
     job_id: str,
@@ -202,7 +157,7 @@ def finish_wait(
     with goes_on_after_ctrl_c(job_id):
         if follow:
             result = stream_logs(
-                client,
+                client.finetune,
                 job_id,
                 log_writer(job_id, output),
                 tail=None,

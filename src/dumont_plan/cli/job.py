@@ -420,7 +420,7 @@ def logs(
 
     with about_job(job_id, "job logs"):
         result = stream_logs(
-            client,
+            client.jobs,
             job_id,
             log_writer(job_id, output),
             tail=tail,

@@ -9,12 +9,13 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol, TypeVar
 
 from dumont_plan.apply.waits import WaitResult, wait_for
 from dumont_plan.cli.output import OutputFormat, StatusLine, emit_json, err_console, print_fields
 from dumont_plan.client import DumontClient
 from dumont_plan.client.base import error_message
-from dumont_plan.client.jobs import LogCursor, is_finished
+from dumont_plan.client.jobs import LogCursor, LogSource, is_finished
 from dumont_plan.errors import (
     BadRequestError,
     DumontError,
@@ -131,36 +132,52 @@ def log_writer(job_id: str, output: OutputFormat) -> Callable[[str], None]:
     return write_line
 
 
+class Finishes(Protocol):
+    @property
+    def is_finished(self) -> bool: ...
+
+
+Run = TypeVar("Run", bound=Finishes)
+Run_co = TypeVar("Run_co", bound=Finishes, covariant=True)
+
+
+class Watched(LogSource, Protocol[Run_co]):
+    """What `stream_logs` reads: a run's status (`get`) and its log (`client.jobs`,
+    `client.finetune`)."""
+
+    def get(self, job_id: str) -> Run_co: ...
+
+
 def stream_logs(
-    client: DumontClient,
+    api: Watched[Run],
     job_id: str,
     write: Callable[[str], None],
     *,
     tail: int | None,
-    done: Callable[[Job], bool],
-    failed: Callable[[Job], bool],
+    done: Callable[[Run], bool],
+    failed: Callable[[Run], bool],
     timeout: float | None,
     poll: float,
-) -> WaitResult[Job]:
-    """Print the log (its last `tail` lines first) and each new line until the job finishes.
+) -> WaitResult[Run]:
+    """Print the log (its last `tail` lines first) and each new line until the run finishes.
 
-    Every tick reads the status first and the log second, so the read after the job finished
+    Every tick reads the status first and the log second, so the read after the run finished
     holds the whole log: no line is lost at the end, and the cursor prints none twice.
     """
-    cursor = LogCursor(client.jobs, job_id)
+    cursor = LogCursor(api, job_id)
     for line in cursor.start(tail):
         write(line)
 
-    def tick(job: Job) -> None:
+    def tick(run: Run) -> None:
         restarts = cursor.restarts
-        lines = cursor.read(final=job.is_finished)
+        lines = cursor.read(final=run.is_finished)
         if cursor.restarts != restarts:
-            err_console.print("(the job's log restarted: a retry)", markup=False)
+            err_console.print("(the log restarted: a retry)", markup=False)
         for line in lines:
             write(line)
 
     return wait_for(
-        lambda: client.jobs.get(job_id),
+        lambda: api.get(job_id),
         done=done,
         failed=failed,
         timeout=timeout,
@@ -223,7 +240,7 @@ def _wait(
 ) -> WaitResult[Job]:
     if follow:
         return stream_logs(
-            client,
+            client.jobs,
             job_id,
             log_writer(job_id, output),
             tail=None,
