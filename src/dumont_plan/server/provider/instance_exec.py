@@ -12,7 +12,6 @@ import os
 import subprocess
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from dumont_plan.errors import InstanceError
@@ -20,7 +19,7 @@ from dumont_plan.server.context import AppState
 from dumont_plan.server.provider import instance_processes as processes
 from dumont_plan.server.provider import isolation
 from dumont_plan.server.provider.instances import _row, sandbox_of
-from dumont_plan.server.provider.sandbox import TAG_VAR, kill_group
+from dumont_plan.server.provider.sandbox import kill_group
 
 OUTPUT_CAP = 1024 * 1024  # bytes of output kept; the rest is dropped (`truncated`)
 MAX_TIMEOUT_SECONDS = 600
@@ -69,27 +68,7 @@ def _exec(
     policy = isolation.workload_sandbox(
         {"disk_size": row["disk_size"]}, state.settings, int(row["user_id"])
     )
-    isolated = policy.get("isolation") == "bwrap"
-    workspace = isolation.WORKSPACE if isolated else str(sandbox.workspace)
-    env = isolation.allowed_env()
-    env.update(
-        {
-            TAG_VAR: processes.tag_of(instance_id),
-            "DUMONT_INSTANCE_ID": str(instance_id),
-            "WORKSPACE": workspace,
-            "HOME": workspace,
-            "PATH": processes.SANDBOX_PATH if isolated else os.environ.get("PATH", ""),
-        }
-    )
-    argv = ["bash", "-c", command]
-    if isolated:
-        mounts = isolation.Mounts(
-            workspace=sandbox.workspace,
-            hidden=tuple(map(Path, policy.get("hidden") or [])),
-            shared=tuple(map(Path, policy.get("shared") or [])),
-        )
-        limits = isolation.Limits(**(policy.get("limits") or {}))
-        argv = isolation.wrap_command(argv, mounts, limits, uid=int(policy["uid"]))
+    argv, env = processes.command_in(instance_id, sandbox, command, policy, die_with_parent=True)
     started = time.monotonic()
     proc = subprocess.Popen(
         argv,

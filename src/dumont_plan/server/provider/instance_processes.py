@@ -74,16 +74,17 @@ class Leader:
         return self.alive() or bool(tagged_pids(tag_of(self.instance_id)))
 
 
-def start(
-    instance_id: int, sandbox: Sandbox, command: str, policy: dict[str, Any] | None = None
-) -> Leader | None:
-    """Run `bash -c command` in the workspace, output appended to `onstart.log`.
-
-    With `policy["isolation"] == "bwrap"` (`isolation.workload_sandbox`) the command runs in a
-    sandbox of its own: bwrap is the leader, and killing its group ends every process inside.
-    """
-    sandbox.workspace.mkdir(parents=True, exist_ok=True)
-    policy = policy or {}
+def command_in(
+    instance_id: int,
+    sandbox: Sandbox,
+    command: str,
+    policy: dict[str, Any],
+    *,
+    die_with_parent: bool,
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of `bash -c command` in the instance: its sandbox (bwrap when
+    `policy["isolation"] == "bwrap"`), uid, limits and tag. The leader (`start`) outlives a
+    restart of the control plane; a one-off command (`instance exec`) dies with its parent."""
     isolated = policy.get("isolation") == "bwrap"
     workspace = isolation.WORKSPACE if isolated else str(sandbox.workspace)
     env = isolation.allowed_env()
@@ -106,7 +107,22 @@ def start(
         )
         limits = isolation.Limits(**(policy.get("limits") or {}))
         uid = int(policy.get("uid") or isolation.UID_BASE)
-        argv = isolation.wrap_command(argv, mounts, limits, die_with_parent=False, uid=uid)
+        argv = isolation.wrap_command(
+            argv, mounts, limits, die_with_parent=die_with_parent, uid=uid
+        )
+    return argv, env
+
+
+def start(
+    instance_id: int, sandbox: Sandbox, command: str, policy: dict[str, Any] | None = None
+) -> Leader | None:
+    """Run `bash -c command` in the workspace, output appended to `onstart.log`.
+
+    With `policy["isolation"] == "bwrap"` (`isolation.workload_sandbox`) the command runs in a
+    sandbox of its own: bwrap is the leader, and killing its group ends every process inside.
+    """
+    sandbox.workspace.mkdir(parents=True, exist_ok=True)
+    argv, env = command_in(instance_id, sandbox, command, policy or {}, die_with_parent=False)
     with open(sandbox.root / "onstart.log", "ab") as log:
         try:
             proc = subprocess.Popen(
