@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from tests.cli.instancekit import Cli, ok
 from tests.cli.test_instance_cli import running_instance, wait_running
-from tests.support import LocalServer, UserSession, expect_api_error, new_user
+from tests.support import LocalServer, UserSession, cli_env, expect_api_error, new_user
 
 pytestmark = pytest.mark.slow
 
@@ -62,3 +67,24 @@ def test_the_access_column_says_exec_not_an_ssh_that_is_refused(
     shown = ok(run("instance", "get", str(iid))).stdout
     assert f"dumont instance exec {iid} -- COMMAND" in shown
     assert "ssh -p" not in shown
+
+
+def test_ctrl_c_says_the_command_may_go_on(home: Path, user: UserSession) -> None:
+    iid = running_instance(user.client).id
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dumont_plan", "instance", "exec", str(iid), "--", "sleep 30"],
+        env=cli_env(home, user.url, user.token),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)  # the request is in flight (nothing to read before the command ends)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert f"the command may go on in instance {iid} until its --timeout (60s)" in err

@@ -27,7 +27,7 @@ from dumont_plan.cli.output import (
 from dumont_plan.cli.session import complete_ids, open_client
 from dumont_plan.client import DumontClient
 from dumont_plan.client.instances import wire_status
-from dumont_plan.errors import ConflictError, DumontError, NotFoundError
+from dumont_plan.errors import ConflictError, DumontError, NotFoundError, WaitInterrupted
 from dumont_plan.wire import is_loopback
 from dumont_plan.wire_models import Instance, Offer
 
@@ -281,6 +281,12 @@ def exec_command(
     text = command[0] if len(command) == 1 else shlex.join(command)
     try:
         answer = client.instances.exec(number, text, timeout)
+    except KeyboardInterrupt:
+        raise WaitInterrupted(
+            f"stopped waiting: the command may go on in instance {number} until its "
+            f"--timeout ({timeout:g}s)",
+            f"see what runs there: `dumont instance exec {number} -- ps aux`",
+        ) from None
     except ConflictError as exc:
         raise DumontError(
             f"instance exec: instance {number} is not running", f"`dumont instance resume {number}`"
