@@ -45,6 +45,7 @@ JOB_FIELDS: dict[str, FieldClass] = {
     "pip_packages": _R,
     "gpu_type": _R,
     "num_gpus": _R,
+    "num_nodes": _R,
     "use_spot": _R,
     "disk_size": _R,
     "timeout_minutes": _R,
@@ -86,6 +87,7 @@ class JobHandler(RunOnceHandler[Job]):
         "workdir_sha256": "the workdir's content: a change is 'workdir changed'",
         "hf_token": "write ${secret.HF_TOKEN}, never the value",
         "gpu_type": "priced from live offers (spot min bid or on-demand)",
+        "num_nodes": "machines of num_gpus GPUs each; priced num_nodes x the machine's $/h",
         "timeout_minutes": "bounds the worst-case cost (price x timeout)",
         "run_policy": "once | on_change | always",
         "wait": "none | running | completed",
@@ -102,9 +104,11 @@ class JobHandler(RunOnceHandler[Job]):
 
     def describe(self, values: Mapping[str, Any]) -> str:
         count = int(values.get("num_gpus") or 1)
+        nodes = int(values.get("num_nodes") or 1)
         gpu = str(values.get("gpu_type") or "")
         kind = "spot" if values.get("use_spot", True) else "on-demand"
-        return f"{count}x {gpu}, {kind}" if count > 1 else f"{gpu}, {kind}"
+        machine = f"{count}x {gpu}" if count > 1 else gpu
+        return f"{nodes} nodes of {machine}, {kind}" if nodes > 1 else f"{machine}, {kind}"
 
     def change_words(self, changes: Sequence[FieldChange]) -> str:
         words = ["workdir changed" if c.field == "workdir_sha256" else c.field for c in changes]
@@ -136,12 +140,15 @@ class JobHandler(RunOnceHandler[Job]):
         }
 
     def hourly_price(self, values: Mapping[str, Any], offers: Sequence[Offer]) -> float | None:
-        return cheapest_gpu_price(
+        """The cheapest machine of `num_gpus` x `gpu_type`, once per node (every node is
+        billed, like the server's own price)."""
+        machine = cheapest_gpu_price(
             offers,
             str(values.get("gpu_type") or ""),
             int(values.get("num_gpus") or 1),
             bool(values.get("use_spot", True)),
         )
+        return None if machine is None else machine * int(values.get("num_nodes") or 1)
 
     def max_hours(self, values: Mapping[str, Any]) -> float | None:
         minutes = values.get("timeout_minutes")
@@ -151,5 +158,7 @@ class JobHandler(RunOnceHandler[Job]):
 
     def request_body(self, project: str, name: str, values: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in values.items() if v is not None}
+        if body.get("num_nodes") == 1:
+            del body["num_nodes"]  # the default: a server without num_nodes gets the same body
         body["name"] = self.remote_name(project, name, values)
         return body

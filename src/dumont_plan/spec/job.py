@@ -50,7 +50,16 @@ class JobSpec(SpecModel):
     )
     pip_packages: list[str] = Field(default_factory=list, description="Packages to pip install.")
     gpu_type: str = Field("RTX 4090", description="GPU model, as the market names it.")
-    num_gpus: int = Field(1, ge=1, le=8, description="Number of GPUs (1-8).")
+    num_gpus: int = Field(1, ge=1, le=8, description="Number of GPUs (1-8), on each node.")
+    num_nodes: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description=(
+            "Machines (1-16), each with `num_gpus` GPUs; the job runs one rank per node "
+            "(torch-distributed environment) and is billed for every node."
+        ),
+    )
     use_spot: bool = Field(True, description="Spot (interruptible, cheaper) or on-demand.")
     disk_size: float = Field(50, ge=10, description="Disk in GB (at least 10).")
     timeout_minutes: int = Field(
