@@ -51,7 +51,7 @@ ADDITIVE: dict[str, dict[str, set[str]]] = {
     },
     "POST /api/v1/spot/deploy": {"body": {"sync_interval_seconds"}},
     "GET /api/v1/finetune/jobs": {"query": {"status", "limit", "offset"}},
-    "POST /api/v1/finetune/jobs": {"body": {"preset"}},
+    "POST /api/v1/finetune/jobs": {"body": {"preset", "use_spot"}},
     "POST /api/v1/finetune/jobs/upload-dataset": {"query": {"format"}, "body": {"format"}},
     # The local executor of an endpoint and how it scales (serverless.endpoints-run).
     "POST /api/v1/serverless/endpoints": {

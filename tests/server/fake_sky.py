@@ -10,7 +10,11 @@ named by `FAKE_SKY_DIR`, so the test process scripts it while the server runs:
 - `launched/<id>.json`: each launched task (its config, name, secret names, whether a value was
   given for each);
 - `status/<id>`: the managed job's status the test sets (default `PENDING`);
-- `logs/<id>`: its log; `cancelled/<id>`: written by `jobs.cancel`.
+- `logs/<id>`: its log; `cancelled/<id>`: written by `jobs.cancel`;
+- `writes/<id>/<mount point>/...`: files the managed job writes on its machine under a
+  storage mount (e.g. `writes/1/workspace/outputs/lora_model/adapter.bin`): the fake "cloud"
+  puts each into the mount's storage location (a `file://` source) when the job is queried,
+  as SkyPilot's MOUNT_CACHED mode uploads what the machine writes.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import copy
 import itertools
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -103,6 +108,20 @@ def _status(job_id: int) -> str:
     return path.read_text().strip() if path.exists() else "PENDING"
 
 
+def _upload_writes(job_id: int, config: dict[str, Any]) -> None:
+    """The machine's writes under storage mounts, into the mounts' `file://` locations."""
+    written = _root() / "writes" / str(job_id)
+    for mount, spec in (config.get("file_mounts") or {}).items():
+        source = spec.get("source", "") if isinstance(spec, dict) else ""
+        folder = written / mount.lstrip("/")
+        if not source.startswith("file://") or not folder.is_dir():
+            continue
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            target = Path(source[len("file://") :]) / file.relative_to(folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, target)
+
+
 def _queue(
     refresh: bool,
     skip_finished: bool = False,
@@ -112,6 +131,9 @@ def _queue(
 ) -> str:
     folder = _root() / "launched"
     ids = sorted(int(p.stem) for p in folder.glob("*.json")) if folder.exists() else []
+    for i in ids:
+        if job_ids is None or i in job_ids:
+            _upload_writes(i, json.loads((folder / f"{i}.json").read_text())["config"])
     records = [
         {"job_id": i, "status": _status(i), "failure_reason": None}
         for i in ids
@@ -131,6 +153,9 @@ def _cancel(
     task: Any = None,
 ) -> str:
     for job_id in job_ids or []:
+        launched = _root() / "launched" / f"{job_id}.json"
+        if launched.exists():  # the machine's cache is flushed before it goes
+            _upload_writes(job_id, json.loads(launched.read_text())["config"])
         for sub in ("cancelled", "status"):
             (_root() / sub).mkdir(parents=True, exist_ok=True)
         (_root() / "cancelled" / str(job_id)).write_text("1")

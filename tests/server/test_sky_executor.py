@@ -10,7 +10,7 @@ import io
 import json
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +54,34 @@ class Sky:
     def cancelled(self, sky_id: int) -> bool:
         return (self.root / "cancelled" / str(sky_id)).exists()
 
+    def write(self, sky_id: int, path: str, content: bytes) -> None:
+        """The managed job writes `path` (absolute, on its machine)."""
+        target = self.root / "writes" / str(sky_id) / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+
+
+def sky_env(root: Path) -> dict[str, str]:
+    """A control plane on the fake SDK (an enabled cloud), keeping outputs under `root`."""
+    (root / "clouds.json").write_text(json.dumps({"default": {"aws": ["compute"]}}))
+    return {
+        "DUMONT_SERVER_SKY_MODULE": str(FAKE_SKY),
+        "FAKE_SKY_DIR": str(root),
+        "DUMONT_SERVER_SKY_OUTPUTS": f"file://{root}/bucket/dumont",
+    }
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} never happened"
+        time.sleep(0.05)
+
 
 @pytest.fixture(scope="module")
 def sky_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalServer, Sky]]:
     root = tmp_path_factory.mktemp("fake-sky")
-    (root / "clouds.json").write_text(json.dumps({"default": {"aws": ["compute"]}}))
-    env = {"DUMONT_SERVER_SKY_MODULE": str(FAKE_SKY), "FAKE_SKY_DIR": str(root)}
+    env = sky_env(root)
     srv = LocalServer(
         tmp_path_factory.mktemp("sky-cp"), env=env, extra_args=["--executor", "skypilot"]
     ).start()
@@ -281,23 +303,6 @@ def test_the_job_table_covers_every_status_it_names() -> None:
     assert failed == set(sky_jobs.FAILURES)
 
 
-@pytest.mark.parametrize(
-    ("sky_status", "current", "ours"),
-    [
-        ("PENDING", "queued", "queued"),
-        ("SETTING_UP", "queued", "queued"),
-        ("RUNNING", "queued", "running"),
-        ("SUCCEEDED", "running", "completed"),
-        ("FAILED", "running", "failed"),
-        ("CANCELLED", "queued", "cancelled"),
-        ("NOT_FOUND", "running", "running"),
-        ("RECOVERING", "running", "running"),
-    ],
-)
-def test_finetune_status_mapping_is_the_contracts(sky_status: str, current: str, ours: str) -> None:
-    assert sky_jobs.finetune_status(sky_status, current) == ours
-
-
 def test_num_nodes_is_skypilots_and_every_node_is_billed(
     sky_server: tuple[LocalServer, Sky],
 ) -> None:
@@ -350,3 +355,33 @@ def test_cli_nodes_reaches_skypilot_and_is_refused_where_one_machine_runs(
             assert done.returncode == 1
             assert "--nodes=2: this server runs a job on one machine" in done.stderr
             assert "--executor=skypilot" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_jobs_outputs_come_back_from_its_bucket_location(
+    sky_server: tuple[LocalServer, Sky],
+) -> None:
+    srv, sky = sky_server
+    user = new_user(srv.url)
+    job_id, sky_id = new_launch(
+        srv, sky, user, name="o", command="python train.py", output_paths=["/workspace/output"]
+    )
+    task = sky.launched(sky_id)["config"]
+    location = f"file://{sky.root}/bucket/dumont/job-{job_id}"
+    assert task["file_mounts"] == {
+        "/workspace/output": {"source": f"{location}/output", "mode": "MOUNT_CACHED"}
+    }
+    sky.set(sky_id, "RUNNING")
+    sky.write(sky_id, "/workspace/output/model.bin", b"weights-1")
+    sky.write(sky_id, "/workspace/output/sub/metrics.json", b'{"acc": 0.9}')
+    srv.reconcile()
+    sky.set(sky_id, "SUCCEEDED", log="done\n")
+    srv.reconcile()
+    wait_for(lambda: get_job(user, job_id)["status"] == "completed", "completion")
+    with user.http() as http:
+        listed = http.get(f"{JOBS}{job_id}/outputs").json()["outputs"]
+        assert {o["path"]: o["size"] for o in listed} == {
+            "output/model.bin": 9,
+            "output/sub/metrics.json": 12,
+        }
+        assert http.get(f"{JOBS}{job_id}/outputs/output/model.bin").content == b"weights-1"
+    assert "outputs copied back from" in logs(user, job_id)

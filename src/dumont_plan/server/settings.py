@@ -84,6 +84,10 @@ class ServerSettings:
     # What runs jobs: "local" (sandboxes on this machine) or "skypilot" (SkyPilot managed
     # jobs on the clouds SkyPilot is set up for); DUMONT_SERVER_EXECUTOR, --executor.
     executor: str = "local"
+    # Where SkyPilot managed jobs keep their outputs for the control plane to copy back:
+    # s3://bucket/prefix, gs://bucket/prefix or file:///dir (`sky_outputs`;
+    # DUMONT_SERVER_SKY_OUTPUTS). Empty: outputs stay on the cloud machine.
+    sky_outputs: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -119,6 +123,7 @@ class ServerSettings:
         executor = os.environ.get("DUMONT_SERVER_EXECUTOR")
         if executor:
             settings.executor = executor
+        settings.sky_outputs = os.environ.get("DUMONT_SERVER_SKY_OUTPUTS", settings.sky_outputs)
         hf_home = os.environ.get("DUMONT_SERVER_HF_HOME")
         if hf_home:
             settings.hf_home = Path(hf_home)

@@ -56,7 +56,9 @@ def test_status_says_which_executor_can_run_and_why_not(ft_user: UserSession) ->
         status = http.get(f"{FT}/status").json()
     assert set(status) >= {"skypilot_available", "vast_available", "finetune_available", "message"}
     assert status["vast_available"] is False and status["skypilot_available"] is False
-    assert "issue 14" in " ".join(status["executors"]["skypilot"]["reasons"])
+    assert status["executors"]["skypilot"]["reasons"] == [
+        "this control plane runs fine-tunes locally (start it with --executor=skypilot)"
+    ]
     local = status["executors"]["local"]
     assert status["finetune_available"] is local["available"]
     if not local["available"]:

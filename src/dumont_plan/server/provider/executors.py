@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from dumont_plan.server.context import AppState
+from dumont_plan.server.provider.sky_outputs import setting_problem
 from dumont_plan.server.settings import ServerSettings
 
 EXECUTORS = ("local", "skypilot")
@@ -112,9 +113,10 @@ def executor_info(state: AppState) -> dict[str, Any]:
 
 
 def check_setting(settings: ServerSettings) -> str | None:
-    """A problem with the executor setting, for the server's start (None: fine)."""
+    """A problem with the executor setting or SkyPilot's outputs location, for the server's
+    start (None: fine)."""
     if settings.executor in EXECUTORS:
-        return None
+        return setting_problem(settings)
     return (
         f"unknown executor {settings.executor!r} (DUMONT_SERVER_EXECUTOR or --executor);"
         f" use one of: {', '.join(EXECUTORS)}"

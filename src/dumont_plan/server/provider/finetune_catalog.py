@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import dumont_plan
-from dumont_plan.server.provider import isolation
+from dumont_plan.server.provider import isolation, sky_outputs
 from dumont_plan.server.settings import ServerSettings
 
 FINETUNE_DIR = Path(dumont_plan.__file__).resolve().parent / "server" / "finetune"
@@ -244,12 +244,14 @@ def _missing_modules() -> list[str]:
     return [m for m in TRAINING_MODULES if importlib.util.find_spec(m) is None]
 
 
-def executor_status(
-    settings: ServerSettings, sky_problem: str | None = None
-) -> dict[str, dict[str, Any]]:
-    """Per executor: whether it can run fine-tunes here, and why not. `sky_problem`: what
-    SkyPilot's credential check said (`executors.skypilot_problem`), when it was run."""
+def executor_status(settings: ServerSettings, sky_problem: str | None) -> dict[str, dict[str, Any]]:
+    """Per executor: whether it can run fine-tunes here, and why not. `sky_problem`: why
+    SkyPilot cannot run them (`sky_finetunes.skypilot_problem`: the executor chosen, then
+    SkyPilot's own credential check); None: it can. On a server started with
+    `--executor=skypilot`, fine-tunes run there, not locally."""
     local: list[str] = []
+    if settings.executor == "skypilot":
+        local.append("this control plane runs fine-tunes on SkyPilot (--executor=skypilot)")
     missing = _missing_modules()
     if missing:
         local.append(
@@ -262,19 +264,15 @@ def executor_status(
     notes = [] if sandbox is None else [f"workloads run unisolated: {sandbox}"]
     if sandbox is not None and settings.multi_user:
         local.append(sandbox)
-    sky: list[str] = []
-    if sky_problem is not None:
-        sky.append(sky_problem)
-    elif importlib.util.find_spec("sky") is None:
-        sky.append("SkyPilot is not installed (pip install 'dumont-plan[skypilot]')")
-    sky.append("launching fine-tunes on SkyPilot is not built yet (issue 14)")
+    sky = [] if sky_problem is None else [sky_problem]
+    sky_notes = [] if settings.sky_outputs else [sky_outputs.NOT_SET]
     return {
         "local": {"available": not local, "reasons": local, "notes": notes},
-        "skypilot": {"available": False, "reasons": sky, "notes": []},
+        "skypilot": {"available": not sky, "reasons": sky, "notes": sky_notes},
     }
 
 
-def status(settings: ServerSettings, sky_problem: str | None = None) -> dict[str, Any]:
+def status(settings: ServerSettings, sky_problem: str | None) -> dict[str, Any]:
     """`GET /finetune/status`: the contract's fields, plus the executors (additive)."""
     executors = executor_status(settings, sky_problem)
     usable = [name for name, e in executors.items() if e["available"]]

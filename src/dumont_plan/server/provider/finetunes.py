@@ -1,4 +1,7 @@
-"""Fine-tune jobs on the local executor: submit, launch, supervise, cancel, delete.
+"""Fine-tune jobs: submit, launch, supervise, cancel, delete. A fine-tune whose row says
+`executor = 'skypilot'` (a server started with `--executor=skypilot`) keeps its row, queue and
+inputs here and is launched, followed and cancelled as a SkyPilot managed job by
+`sky_finetunes`; what follows is the local executor.
 
 Each fine-tune has a directory `<data_dir>/sandboxes/finetunes/<id>/` laid out like a job's
 (`spec.json`, `state.json`, `job.log`, `workspace/`, `outputs/`) plus `inputs/` (the dataset
@@ -32,7 +35,15 @@ from sqlite3 import Row
 from typing import Any
 
 from dumont_plan.server.context import AppState
-from dumont_plan.server.provider import finetune_catalog, ft_runner, isolation, joblog, runner
+from dumont_plan.server.provider import (
+    finetune_catalog,
+    ft_runner,
+    isolation,
+    joblog,
+    runner,
+    sky_finetunes,
+)
+from dumont_plan.server.provider.executors import executor_name
 from dumont_plan.server.provider.finetune_rows import finetune_view, get_row, read_progress
 from dumont_plan.server.provider.joblog import LogPiece
 from dumont_plan.server.provider.jobs import OnInsert
@@ -119,6 +130,7 @@ def submit(
         "log_cap_bytes": state.settings.log_cap_bytes,
         "sandbox": sandbox,
         "hf_hub_cache": str(finetune_catalog.hub_cache(state.settings)),
+        "use_spot": bool(fields.get("use_spot", True)),
     }
     root = workspace_root(spec, directory)
     config = dict(fields["config"])
@@ -140,8 +152,8 @@ def submit(
     with _lock, state.store.tx() as conn:
         conn.execute(
             "INSERT INTO finetune_jobs (id, user_id, name, status, base_model, dataset_source,"
-            " dataset_path, dataset_format, gpu_type, num_gpus, config, preset, created_ts)"
-            " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " dataset_path, dataset_format, gpu_type, num_gpus, config, preset, created_ts,"
+            " executor) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 ft_id,
                 user_id,
@@ -155,6 +167,7 @@ def submit(
                 dumps({**config, "output_dir": f"/workspace/{OUTPUT_DIR}"}),
                 fields.get("preset"),
                 now,
+                executor_name(state.settings),
             ),
         )
         if on_insert is not None:
@@ -196,7 +209,11 @@ def launch(state: AppState, ft_id: str) -> None:
         ).rowcount
     if not claimed:
         return
-    local = finetune_catalog.executor_status(state.settings)["local"]
+    row = state.store.query_one("SELECT executor FROM finetune_jobs WHERE id = ?", (ft_id,))
+    if row is not None and sky_finetunes.handles(row):
+        sky_finetunes.launch(state, ft_id)
+        return
+    local = finetune_catalog.executor_status(state.settings, None)["local"]
     if not local["available"]:
         reasons = "; ".join(local["reasons"])
         finish(state, ft_id, "failed", None, f"No fine-tuning backend available: {reasons}")
@@ -299,7 +316,10 @@ def cancel(state: AppState, row: Row) -> bool:
         moved = finish(state, row["id"], "cancelled", None, None)
         fresh = state.store.query_one("SELECT * FROM finetune_jobs WHERE id = ?", (row["id"],))
     if moved and fresh is not None:
-        stop_runner(state, fresh)
+        if sky_finetunes.handles(fresh):
+            sky_finetunes.cancel(state, fresh)
+        else:
+            stop_runner(state, fresh)
     return moved
 
 
@@ -317,6 +337,8 @@ def delete(state: AppState, row: Row) -> None:
 def read_logs(state: AppState, row: Row, tail: int) -> str:
     """The last `tail` lines of the fine-tune's log (the trainer's output, secrets masked)."""
     running = row["status"] not in FINISHED
+    if running and sky_finetunes.handles(row):
+        sky_finetunes.refresh_log(state, row)
     piece = joblog.read_job_log(ft_dir(state, row["id"]), tail, None, running=running)
     return piece.text if isinstance(piece, LogPiece) else ""
 
@@ -353,9 +375,12 @@ def reconcile_finetunes(state: AppState) -> None:
     with _lock:
         _reap()
         rows = state.store.query(f"SELECT * FROM finetune_jobs WHERE {NOT_FINISHED_SQL}")
+        sky = [row for row in rows if row["status"] != "pending" and sky_finetunes.handles(row)]
         for row in rows:
-            if row["status"] != "pending":
+            if row["status"] != "pending" and not sky_finetunes.handles(row):
                 reconcile_one(state, row)
+        if sky:
+            sky_finetunes.reconcile(state, sky)
         for user_id in dict.fromkeys(int(r["user_id"]) for r in rows):
             start_queued(state, user_id)
 
@@ -364,11 +389,15 @@ def refresh(state: AppState, row: Row) -> None:
     """Read a fine-tune's runner and progress now (what the reconciler's tick does)."""
     if row["status"] not in FINISHED and row["status"] != "pending":
         with _lock:
-            reconcile_one(state, row)
+            if sky_finetunes.handles(row):
+                sky_finetunes.refresh(state, row)
+            else:
+                reconcile_one(state, row)
 
 
-def sync_progress(state: AppState, row: Row, phase: str | None) -> None:
-    """Copy the trainer's new progress (and `running` once it trains) into the row."""
+def sync_progress(state: AppState, row: Row, phase: str | None, finished_too: bool = False) -> None:
+    """Copy the trainer's new progress (and `running` once it trains) into the row
+    (`finished_too`: also into a finished one, as outputs copied back after a cancel)."""
     fields = read_progress(progress_path(state, row["id"]), row) or {}
     training = fields.pop("training", False) or phase == "running"
     fields.pop("done", None)
@@ -383,8 +412,9 @@ def sync_progress(state: AppState, row: Row, phase: str | None) -> None:
     if not fields:
         return
     assignments = ", ".join(f"{name} = ?" for name in fields)
+    unfinished = "" if finished_too else f" AND {NOT_FINISHED_SQL}"
     state.store.execute(
-        f"UPDATE finetune_jobs SET {assignments} WHERE id = ? AND {NOT_FINISHED_SQL}",
+        f"UPDATE finetune_jobs SET {assignments} WHERE id = ?{unfinished}",
         (*fields.values(), row["id"]),
     )
 

@@ -81,7 +81,7 @@ class Sandbox:
             # A symlink in the middle (`lnk/etc/passwd`, lnk -> /) must not lead outside.
             if not source.resolve().is_relative_to(workspace):
                 continue
-            files = [source] if source.is_file() else sorted(_regular_files(source))
+            files = [source] if source.is_file() else sorted(regular_files(source))
             for file in files:
                 relative = file.relative_to(workspace)
                 target = self.outputs / relative
@@ -95,7 +95,7 @@ class Sandbox:
             return []
         return [
             {"path": f.relative_to(self.outputs).as_posix(), "size": f.stat().st_size}
-            for f in sorted(_regular_files(self.outputs))
+            for f in sorted(regular_files(self.outputs))
         ]
 
     def output_file(self, relative: str) -> Path | None:
@@ -126,7 +126,7 @@ def map_workspace_path(workspace: Path, path: str) -> Path | None:
     return workspace.joinpath(*pure.parts) if pure.parts else workspace
 
 
-def _regular_files(folder: Path) -> list[Path]:
+def regular_files(folder: Path) -> list[Path]:
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         base = Path(dirpath)

@@ -13,20 +13,21 @@ steps to this module for a job whose `spec.json` says `"executor": "skypilot"`:
   managed job's id is kept in `skypilot.json` beside the job.
 - status: each reconciler pass reads `sky.jobs.queue` for the unfinished jobs and maps
   SkyPilot's `ManagedJobStatus` through `JOB_STATUS`; a finished one ends the job, its log
-  fetched once more. `timeout_minutes` is enforced here (on the server's clock): past it the
-  managed job is cancelled and the job ends `timeout`.
+  fetched once more, once its outputs are copied back (`sky_outputs`: each output path is a
+  sub-folder of the job's bucket location, mounted on the machine). `timeout_minutes` is
+  enforced here (on the server's clock): past it the managed job is cancelled and the job
+  ends `timeout`.
 - logs: `sky.jobs.tail_logs(follow=False)` into the job's `job.log` (secret values masked)
   when the logs are read while it runs, and when it ends;
-- cancel: `sky.jobs.cancel(job_ids=[id])`.
+- cancel: `sky.jobs.cancel(job_ids=[id])`, then the outputs written so far are copied back.
 
-A launch in flight when the control plane stops is not resumed: the job fails saying so (the
-managed job may exist: `sky jobs queue` shows it). `FINETUNE_STATUS` is the contract's §6.5
-mapping for fine-tunes, for when fine-tunes launch here too.
+The SDK calls themselves are `sky_managed`'s, shared with fine-tunes (`sky_finetunes`). A
+launch in flight when the control plane stops is not resumed: the job fails saying so (the
+managed job may exist: `sky jobs queue` shows it).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
@@ -36,16 +37,15 @@ from types import ModuleType
 from typing import Any
 
 from dumont_plan.server.context import AppState
-from dumont_plan.server.provider import executors, runner, workdirs
+from dumont_plan.server.provider import runner, sky_managed, sky_outputs, workdirs
 from dumont_plan.server.provider.job_secrets import Carried, mask_text
-from dumont_plan.server.provider.sandbox import read_json, write_json_atomic
+from dumont_plan.server.provider.sandbox import Sandbox, read_json, write_json_atomic
 from dumont_plan.skypilot_task import render_job_task
 
 logger = logging.getLogger("dumont_plan.server.sky_jobs")
-STATE_FILE = "skypilot.json"
-TASK_FILE = "skypilot-task.json"
+STATE_FILE = sky_managed.STATE_FILE
+TASK_FILE = sky_managed.TASK_FILE
 SHIPPED_DIR = "skypilot-workdir"
-CHECK_WAIT_SECONDS = 60.0
 
 # SkyPilot's ManagedJobStatus -> the contract's job status (§5.4).
 JOB_STATUS: dict[str, str] = {
@@ -72,15 +72,6 @@ FAILURES: dict[str, str] = {
     "FAILED_NO_RESOURCE": "Failed to provision GPU: SkyPilot found no machine for it",
     "FAILED_CONTROLLER": "SkyPilot's jobs controller failed",
 }
-# Contract §6.5, fine-tunes: SkyPilot status -> ours; any other value leaves it unchanged.
-FINETUNE_STATUS: dict[str, str] = {
-    "PENDING": "queued",
-    "SETTING_UP": "queued",
-    "RUNNING": "running",
-    "SUCCEEDED": "completed",
-    "FAILED": "failed",
-    "CANCELLED": "cancelled",
-}
 FINISHED = ("completed", "failed", "cancelled", "timeout")
 INTERRUPTED = (
     "the SkyPilot launch was interrupted by a control plane restart (the managed job may"
@@ -91,28 +82,12 @@ _launching: set[str] = set()
 _launching_lock = threading.Lock()
 
 
-def finetune_status(sky_status: str, current: str) -> str:
-    """§6.5: a fine-tune's status after a refresh that saw `sky_status`."""
-    return FINETUNE_STATUS.get(sky_status, current)
-
-
 def handles(spec: dict[str, Any]) -> bool:
     return spec.get("executor") == "skypilot"
 
 
-def _field(record: Any, name: str) -> Any:
-    """A field of a queue record: a dict (older SDKs, the fake) or a pydantic model."""
-    value = record.get(name) if isinstance(record, dict) else getattr(record, name, None)
-    return getattr(value, "value", value)  # ManagedJobStatus is an enum
-
-
-def sdk(state: AppState) -> ModuleType:
-    """SkyPilot's SDK once its check has ended; raises RuntimeError saying why it cannot run."""
-    check = executors.sky_check(state)
-    check.clouds_checked.wait(CHECK_WAIT_SECONDS)
-    if check.problem is not None or check.module is None:
-        raise RuntimeError(f"SkyPilot cannot run jobs here: {check.problem or 'not loaded'}")
-    return check.module
+_field = sky_managed.field
+sdk = sky_managed.sdk
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -186,12 +161,14 @@ def _launch(state: AppState, job_id: str, directory: Path, env: dict[str, str]) 
         shipped = ship_workdir(directory)
         if shipped is not None:
             task_config["workdir"] = shipped
+        outputs = sky_outputs.location(state.settings, f"job-{job_id}")
+        if outputs is not None:
+            paths = [str(p) for p in spec.get("output_paths") or []]
+            task_config.setdefault("file_mounts", {}).update(sky_outputs.mounts(outputs, paths))
+        sky_managed.update_state(directory, outputs=outputs)
         write_json_atomic(directory / TASK_FILE, task_config)
         sky = sdk(state)
-        task = sky.Task.from_yaml_config(task_config)
-        task.update_secrets(secrets)
-        ids, _handle = sky.get(sky.jobs.launch(task, name=task_config["name"]))
-        sky_job_id = int(ids[0] if isinstance(ids, list | tuple) else ids)
+        sky_job_id = sky_managed.launch_task(sky, task_config, secrets)
     except Exception as exc:
         logger.warning("SkyPilot launch of %s failed: %s", job_id, exc)
         jobs.finish(state, job_id, "failed", time.time(), None, f"SkyPilot launch failed: {exc}")
@@ -200,12 +177,12 @@ def _launch(state: AppState, job_id: str, directory: Path, env: dict[str, str]) 
         with _launching_lock:
             _launching.discard(job_id)
     # The note first: once the id is recorded, a log read rewrites job.log (`fetch_log`).
-    _note(directory, f"launched as SkyPilot managed job {sky_job_id}")
-    current = read_json(directory / STATE_FILE) or {}
-    write_json_atomic(directory / STATE_FILE, {**current, "sky_job_id": sky_job_id})
+    sky_managed.note(directory, f"launched as SkyPilot managed job {sky_job_id}")
+    sky_managed.update_state(directory, sky_job_id=sky_job_id)
     row = state.store.query_one("SELECT status FROM jobs WHERE id = ?", (job_id,))
     if row is not None and row["status"] == "cancelled":  # cancelled while launching
-        _cancel(sky, sky_job_id)
+        sky_managed.cancel(sky, sky_job_id)
+        _copy_outputs(state, job_id, directory, None)
 
 
 def ship_workdir(directory: Path) -> str | None:
@@ -218,16 +195,8 @@ def ship_workdir(directory: Path) -> str | None:
     if not target.is_dir():
         target.mkdir()
         files = workdirs.safe_extract(archive, target)
-        _note(directory, f"workdir unpacked for SkyPilot to sync ({files} files)")
+        sky_managed.note(directory, f"workdir unpacked for SkyPilot to sync ({files} files)")
     return str(target)
-
-
-def _note(directory: Path, text: str) -> None:
-    note = runner.LogWriter(directory / runner.LOG_FILE, [])
-    try:
-        note.note(text)
-    finally:
-        note.close()
 
 
 # -- status, timeout, logs, cancel ------------------------------------------------------------
@@ -251,7 +220,7 @@ def reconcile(state: AppState, rows: list[Row], directory_of: Any) -> None:
         return
     try:
         sky = sdk(state)
-        records = sky.get(sky.jobs.queue(refresh=False, job_ids=sorted(ids)))
+        records = sky_managed.queue(sky, list(ids))
     except Exception as exc:
         logger.warning("SkyPilot queue failed: %s", exc)
         return
@@ -264,9 +233,11 @@ def reconcile(state: AppState, rows: list[Row], directory_of: Any) -> None:
 def _apply(state: AppState, sky: ModuleType, row: Row, record: Any, directory: Path) -> None:
     from dumont_plan.server.provider import jobs
 
+    if sky_outputs.copying(row["id"]):
+        return
     sky_status = str(_field(record, "status"))
     status = JOB_STATUS.get(sky_status, row["status"])
-    current = read_json(directory / STATE_FILE) or {}
+    current = sky_managed.read_state(directory)
     sky_job_id = int(current["sky_job_id"])
     now = state.clock.now()
     started = current.get("started")
@@ -276,17 +247,16 @@ def _apply(state: AppState, sky: ModuleType, row: Row, record: Any, directory: P
         if status == "failed":
             reason = _field(record, "failure_reason")
             error = FAILURES.get(sky_status, sky_status) + (f": {reason}" if reason else "")
-        jobs.finish(state, row["id"], status, time.time(), None, error, started)
+        _copy_outputs(state, row["id"], directory, (status, error, started))
         return
     if status == "running" and started is None:
         started = now
-        write_json_atomic(directory / STATE_FILE, {**current, "started": started})
+        sky_managed.update_state(directory, started=started)
     if started is not None and now > float(started) + float(row["timeout_seconds"]):
-        _cancel(sky, sky_job_id)
+        sky_managed.cancel(sky, sky_job_id)
         fetch_log(state, sky, row["id"], sky_job_id, directory)
-        minutes = row["timeout_minutes"]
-        message = f"Job exceeded its timeout of {minutes} minutes"
-        jobs.finish(state, row["id"], "timeout", time.time(), None, message, started)
+        message = f"Job exceeded its timeout of {row['timeout_minutes']} minutes"
+        _copy_outputs(state, row["id"], directory, ("timeout", message, started))
         return
     if (status, started) != (row["status"], row["started_ts"]):
         with state.store.tx() as conn:
@@ -297,53 +267,68 @@ def _apply(state: AppState, sky: ModuleType, row: Row, record: Any, directory: P
             )
 
 
+def _copy_outputs(
+    state: AppState,
+    job_id: str,
+    directory: Path,
+    ending: tuple[str, str | None, float | None] | None,
+) -> None:
+    """Copy the managed job's outputs back (`sky_outputs`), then end the job with `ending`
+    (status, error, started; None: it has ended already, as a cancel did)."""
+    from dumont_plan.server.provider import jobs
+
+    def then(said: str) -> None:
+        if not sky_managed.read_state(directory).get("copied"):
+            sky_managed.note(directory, said)
+            sky_managed.update_state(directory, copied=True)
+        if ending is not None:
+            status, error, started = ending
+            jobs.finish(state, job_id, status, time.time(), None, error, started)
+
+    if sky_managed.read_state(directory).get("copied"):
+        then("")
+        return
+    url = sky_managed.read_state(directory).get("outputs")
+    sky_outputs.copy_back(job_id, url, Sandbox(directory).outputs, then)
+
+
 def fetch_log(
     state: AppState, sky: ModuleType, job_id: str, sky_job_id: int, directory: Path
 ) -> None:
     """The managed job's log so far into `job.log` (secret values masked)."""
     from dumont_plan.server.provider import jobs
 
-    out = io.StringIO()
     try:
-        sky.jobs.tail_logs(job_id=sky_job_id, follow=False, output_stream=out)
+        text = sky_managed.tail(sky, sky_job_id)
     except Exception as exc:
         logger.warning("SkyPilot logs of %s failed: %s", job_id, exc)
         return
-    text = mask_text(out.getvalue(), secret_values(jobs.supervisor(state).secrets.env(job_id)))
-    head = (directory / runner.LOG_FILE).read_text(errors="replace").split("\n")
-    notes = [line for line in head if line.startswith("[dumont]")]
-    body = "\n".join(notes) + ("\n" if notes else "") + text
-    (directory / runner.LOG_FILE).write_text(body, encoding="utf-8")
+    masked = mask_text(text, secret_values(jobs.supervisor(state).secrets.env(job_id)))
+    sky_managed.replace_log(directory, masked)
 
 
 def refresh_log(state: AppState, job_id: str, directory: Path) -> None:
     """Before a read of a running job's logs: fetch what SkyPilot has."""
-    current = read_json(directory / STATE_FILE) or {}
-    if current.get("sky_job_id") is None:
+    sky_job_id = sky_managed.sky_job_id(directory)
+    if sky_job_id is None:
         return
     try:
         sky = sdk(state)
     except RuntimeError:
         return
-    fetch_log(state, sky, job_id, int(current["sky_job_id"]), directory)
-
-
-def _cancel(sky: ModuleType, sky_job_id: int) -> None:
-    try:
-        sky.get(sky.jobs.cancel(job_ids=[sky_job_id]))
-    except Exception as exc:  # it may have ended meanwhile; the log says what happened
-        logger.warning("SkyPilot cancel of %s failed: %s", sky_job_id, exc)
+    fetch_log(state, sky, job_id, sky_job_id, directory)
 
 
 def cancel(state: AppState, job_id: str, directory: Path) -> None:
     """Cancel the managed job of a job just marked cancelled (a launch in flight cancels it
-    when it returns). Its log keeps what the last read fetched: the secrets that mask a
-    fetched log are forgotten once the job is finished."""
-    current = read_json(directory / STATE_FILE) or {}
-    if current.get("sky_job_id") is None:
+    when it returns), then copy back what it wrote. Its log keeps what the last read fetched:
+    the secrets that mask a fetched log are forgotten once the job is finished."""
+    sky_job_id = sky_managed.sky_job_id(directory)
+    if sky_job_id is None:
         return
     try:
         sky = sdk(state)
     except RuntimeError:
         return
-    _cancel(sky, int(current["sky_job_id"]))
+    sky_managed.cancel(sky, sky_job_id)
+    _copy_outputs(state, job_id, directory, None)

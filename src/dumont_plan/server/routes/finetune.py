@@ -1,4 +1,4 @@
-"""`/api/v1/finetune`: LoRA fine-tunes on the local executor (contract §6).
+"""`/api/v1/finetune`: LoRA fine-tunes on the local executor or SkyPilot (contract §6).
 
 The contract's paths and fields with the intended behaviour (DESIGN §6): an uploaded dataset is
 streamed to disk under a size cap, every record checked (a bad one is a 422 naming its line and
@@ -31,9 +31,10 @@ from dumont_plan.server.provider import (
     finetune_outputs,
     finetunes,
     ft_deploy,
+    sky_finetunes,
     uploads,
 )
-from dumont_plan.server.provider.executors import executor_info, skypilot_problem
+from dumont_plan.server.provider.executors import executor_info, executor_name
 from dumont_plan.server.provider.finetune_rows import finetune_view, get_row, list_rows
 from dumont_plan.wire import DatasetFormat, DatasetSource, FinetuneStatus
 
@@ -99,6 +100,9 @@ class CreateFinetuneRequest(BaseModel):
     preset: str | None = Field(
         None, description="Additive: a named bundle of GET /finetune/presets; config wins."
     )
+    use_spot: bool = Field(
+        True, description="Additive: on SkyPilot, train on a spot machine (default, as §6.7)."
+    )
 
 
 class FinetuneLogsOut(BaseModel):
@@ -137,7 +141,7 @@ def finetune_status(state: StateDep, user: UserDep) -> dict[str, Any]:
     """Which executors can run fine-tunes here, and why not (`executors`, additive), and the
     executor this server runs jobs with (`executor`: name, available, reason; additive)."""
     info = executor_info(state)
-    sky_problem = skypilot_problem(state) if info["name"] == "skypilot" else None
+    sky_problem = sky_finetunes.skypilot_problem(state)
     return {**catalog.status(state.settings, sky_problem), "executor": info}
 
 
@@ -249,7 +253,11 @@ def _merged_config(body: CreateFinetuneRequest) -> dict[str, Any]:
     return merged.model_dump(exclude={"turbo_mode"}, exclude_none=True)
 
 
-@router.post("/jobs", status_code=201)
+@router.post(
+    "/jobs",
+    status_code=201,
+    responses={503: {"description": "The executor cannot run fine-tunes (SkyPilot's check)"}},
+)
 def create_finetune(
     body: CreateFinetuneRequest, request: Request, state: StateDep, user: UserDep
 ) -> Response:
@@ -283,8 +291,13 @@ def _create(
         "num_gpus": body.num_gpus,
         "config": config,
         "preset": body.preset,
+        "use_spot": body.use_spot,
     }
     try:
+        if executor_name(state.settings) == "skypilot":
+            problem = sky_finetunes.usable(state)
+            if problem is not None:
+                raise HTTPException(503, f"No fine-tuning backend available: {problem}")
         return finetunes.submit(
             state,
             user.id,

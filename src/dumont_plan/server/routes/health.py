@@ -50,6 +50,7 @@ CAPABILITIES = [
     "spot.dashboard",
     "finetune.local-executor",
     "finetune.presets",
+    "finetune.use-spot",
     "finetune.outputs",
     "finetune.upload-checks",
     "finetune.list-pagination",

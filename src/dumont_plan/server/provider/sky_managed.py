@@ -1,0 +1,106 @@
+"""SkyPilot managed jobs: the SDK plumbing that jobs (`sky_jobs`) and fine-tunes
+(`sky_finetunes`) share on the `skypilot` executor.
+
+Every call goes through SkyPilot's Python SDK (the real `sky` package, or the test fake that
+`DUMONT_SERVER_SKY_MODULE` names): a call returns a request id that `sky.get` resolves.
+
+- `sdk`: the SDK once SkyPilot's credential check has ended, or RuntimeError saying why not;
+- `launch_task`: a rendered task dict (no secret value in it) and its secrets (memory only,
+  `Task.update_secrets`) launched with `sky.jobs.launch`; the managed job's id;
+- `queue`: `sky.jobs.queue` for some managed job ids (a record: dict or pydantic model, read
+  with `field`);
+- `tail`: the managed job's log so far (`sky.jobs.tail_logs(follow=False)`);
+- `cancel`: `sky.jobs.cancel(job_ids=[id])`, best effort (it may have ended meanwhile);
+- `STATE_FILE` (`skypilot.json` beside the job or fine-tune: the managed job's id and what the
+  launch decided) and `note` (a `[dumont]` line in its log).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from dumont_plan.server.context import AppState
+from dumont_plan.server.provider import executors, runner
+from dumont_plan.server.provider.sandbox import read_json, write_json_atomic
+
+logger = logging.getLogger("dumont_plan.server.sky_managed")
+STATE_FILE = "skypilot.json"
+TASK_FILE = "skypilot-task.json"
+CHECK_WAIT_SECONDS = 60.0
+
+
+def sdk(state: AppState, what: str = "jobs") -> ModuleType:
+    """SkyPilot's SDK once its check has ended; raises RuntimeError saying why it cannot run."""
+    check = executors.sky_check(state)
+    check.clouds_checked.wait(CHECK_WAIT_SECONDS)
+    if check.problem is not None or check.module is None:
+        raise RuntimeError(f"SkyPilot cannot run {what} here: {check.problem or 'not loaded'}")
+    return check.module
+
+
+def field(record: Any, name: str) -> Any:
+    """A field of a queue record: a dict (older SDKs, the fake) or a pydantic model."""
+    value = record.get(name) if isinstance(record, dict) else getattr(record, name, None)
+    return getattr(value, "value", value)  # ManagedJobStatus is an enum
+
+
+def launch_task(sky: ModuleType, config: dict[str, Any], secrets: dict[str, str]) -> int:
+    """Launch `config` as a managed job named after it; its managed job id."""
+    task = sky.Task.from_yaml_config(config)
+    task.update_secrets(secrets)
+    ids, _handle = sky.get(sky.jobs.launch(task, name=config["name"]))
+    return int(ids[0] if isinstance(ids, list | tuple) else ids)
+
+
+def queue(sky: ModuleType, sky_job_ids: list[int]) -> list[Any]:
+    records: list[Any] = sky.get(sky.jobs.queue(refresh=False, job_ids=sorted(sky_job_ids)))
+    return records
+
+
+def tail(sky: ModuleType, sky_job_id: int) -> str:
+    out = io.StringIO()
+    sky.jobs.tail_logs(job_id=sky_job_id, follow=False, output_stream=out)
+    return out.getvalue()
+
+
+def cancel(sky: ModuleType, sky_job_id: int) -> None:
+    try:
+        sky.get(sky.jobs.cancel(job_ids=[sky_job_id]))
+    except Exception as exc:  # it may have ended meanwhile; the log says what happened
+        logger.warning("SkyPilot cancel of %s failed: %s", sky_job_id, exc)
+
+
+def read_state(directory: Path) -> dict[str, Any]:
+    return read_json(directory / STATE_FILE) or {}
+
+
+def update_state(directory: Path, **fields: Any) -> dict[str, Any]:
+    current = {**read_state(directory), **fields}
+    write_json_atomic(directory / STATE_FILE, current)
+    return current
+
+
+def sky_job_id(directory: Path) -> int | None:
+    found = read_state(directory).get("sky_job_id")
+    return None if found is None else int(found)
+
+
+def note(directory: Path, text: str) -> None:
+    """A `[dumont]` line in the log beside the job (kept when SkyPilot's log is fetched)."""
+    writer = runner.LogWriter(directory / runner.LOG_FILE, [])
+    try:
+        writer.note(text)
+    finally:
+        writer.close()
+
+
+def replace_log(directory: Path, text: str) -> None:
+    """The fetched managed-job log as the log beside the job, after its `[dumont]` notes."""
+    path = directory / runner.LOG_FILE
+    head = path.read_text(errors="replace").split("\n") if path.exists() else []
+    notes = [line for line in head if line.startswith("[dumont]")]
+    path.write_text("\n".join(notes) + ("\n" if notes else "") + text, encoding="utf-8")
