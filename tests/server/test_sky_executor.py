@@ -78,15 +78,24 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def sky_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalServer, Sky]]:
+def start_sky_server(
+    tmp_path_factory: pytest.TempPathFactory, **env: str
+) -> tuple[LocalServer, Sky]:
+    """A control plane started with `--executor skypilot` on the fake SDK, usable."""
     root = tmp_path_factory.mktemp("fake-sky")
-    env = sky_env(root)
     srv = LocalServer(
-        tmp_path_factory.mktemp("sky-cp"), env=env, extra_args=["--executor", "skypilot"]
+        tmp_path_factory.mktemp("sky-cp"),
+        env={**sky_env(root), **env},
+        extra_args=["--executor", "skypilot"],
     ).start()
     assert executor_of(srv.url)["available"] is True
-    yield srv, Sky(root)
+    return srv, Sky(root)
+
+
+@pytest.fixture(scope="module")
+def sky_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalServer, Sky]]:
+    srv, sky = start_sky_server(tmp_path_factory)
+    yield srv, sky
     srv.stop()
 
 

@@ -20,7 +20,7 @@ from dumont_plan.server.provider import sky_finetunes
 from dumont_plan.skypilot_task import TRAINER_SOURCE
 from tests.server.finetune.ftsupport import ALPACA, FT, LLAMA, create_from, get, jsonl
 from tests.server.test_executor_select import FAKE_SKY, executor_of
-from tests.server.test_sky_executor import Sky, sky_env, wait_for
+from tests.server.test_sky_executor import Sky, start_sky_server, wait_for
 from tests.support import LocalServer, UserSession, new_user
 
 HF_TOKEN = "hf_operator_token_987"
@@ -29,14 +29,11 @@ OUT = "/workspace/outputs"
 
 @pytest.fixture(scope="module")
 def sky_ft(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalServer, Sky]]:
-    root = tmp_path_factory.mktemp("fake-sky-ft")
     hf_home = tmp_path_factory.mktemp("ft-hf-home")
-    env = {**sky_env(root), "HF_TOKEN": HF_TOKEN, "DUMONT_SERVER_HF_HOME": str(hf_home)}
-    srv = LocalServer(
-        tmp_path_factory.mktemp("sky-ft-cp"), env=env, extra_args=["--executor", "skypilot"]
-    ).start()
-    assert executor_of(srv.url)["available"] is True
-    yield srv, Sky(root)
+    srv, sky = start_sky_server(
+        tmp_path_factory, HF_TOKEN=HF_TOKEN, DUMONT_SERVER_HF_HOME=str(hf_home)
+    )
+    yield srv, sky
     srv.stop()
 
 

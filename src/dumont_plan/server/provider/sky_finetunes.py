@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,7 +40,7 @@ from typing import Any
 from dumont_plan.server.context import AppState
 from dumont_plan.server.provider import executors, ft_runner, runner, sky_managed, sky_outputs
 from dumont_plan.server.provider.job_secrets import mask_text
-from dumont_plan.server.provider.sandbox import Sandbox, read_json, write_json_atomic
+from dumont_plan.server.provider.sandbox import read_json, write_json_atomic
 from dumont_plan.server.store import loads
 from dumont_plan.skypilot_task import OUTPUT_DIR, render_finetune_task, task_name
 
@@ -75,8 +74,7 @@ PROGRESS_LINE = re.compile(
     r"^epoch (\d+)/(\d+) step (\d+)/(\d+) loss ([-+0-9.eE]+|nan|inf)\b", re.MULTILINE
 )
 
-_launching: set[str] = set()
-_launching_lock = threading.Lock()
+_launches = sky_managed.Launches("fine-tunes")
 
 
 def finetune_status(sky_status: str, current: str) -> str:
@@ -147,39 +145,32 @@ def render(state: AppState, row: Row, directory: Path) -> tuple[dict[str, Any], 
 
 def launch(state: AppState, ft_id: str) -> None:
     """Start launching a claimed (`queued`) fine-tune on SkyPilot, in a thread."""
-    directory = _dir(state, ft_id)
-    write_json_atomic(directory / sky_managed.STATE_FILE, {"sky_job_id": None})
-    with _launching_lock:
-        _launching.add(ft_id)
-    threading.Thread(
-        target=_launch, args=(state, ft_id, directory), name=f"sky-launch-{ft_id}"
-    ).start()
-
-
-def _launch(state: AppState, ft_id: str, directory: Path) -> None:
     from dumont_plan.server.provider import finetunes
 
-    try:
+    directory = _dir(state, ft_id)
+    write_json_atomic(directory / sky_managed.STATE_FILE, {})
+
+    def prepare() -> tuple[dict[str, Any], dict[str, str]]:
         row = state.store.query_one("SELECT * FROM finetune_jobs WHERE id = ?", (ft_id,))
         if row is None:
-            return
-        task, secrets = render(state, row, directory)
-        write_json_atomic(directory / sky_managed.TASK_FILE, task)
-        sky = sky_managed.sdk(state, "fine-tunes")
-        sky_job_id = sky_managed.launch_task(sky, task, secrets)
-    except Exception as exc:
-        logger.warning("SkyPilot launch of fine-tune %s failed: %s", ft_id, exc)
-        finetunes.finish(state, ft_id, "failed", None, f"SkyPilot launch failed: {exc}")
-        return
-    finally:
-        with _launching_lock:
-            _launching.discard(ft_id)
-    sky_managed.note(directory, f"launched as SkyPilot managed job {sky_job_id}")
-    sky_managed.update_state(directory, sky_job_id=sky_job_id)
-    row = state.store.query_one("SELECT status FROM finetune_jobs WHERE id = ?", (ft_id,))
-    if row is not None and row["status"] == "cancelled":  # cancelled while launching
-        sky_managed.cancel(sky, sky_job_id)
-        _copy_outputs(state, ft_id, directory, None)
+            raise RuntimeError(f"fine-tune {ft_id} was deleted")
+        return render(state, row, directory)
+
+    def cancelled() -> bool:
+        row = state.store.query_one("SELECT status FROM finetune_jobs WHERE id = ?", (ft_id,))
+        return row is not None and row["status"] == "cancelled"
+
+    _launches.start(
+        state,
+        sky_managed.Launch(
+            ft_id,
+            directory,
+            prepare,
+            lambda message: finetunes.finish(state, ft_id, "failed", None, message),
+            cancelled,
+            lambda: _copy_outputs(state, ft_id, directory, None),
+        ),
+    )
 
 
 # -- status, progress, logs, cancel -------------------------------------------------------------
@@ -189,16 +180,11 @@ def reconcile(state: AppState, rows: list[Row], with_log: bool = False) -> None:
     """One pass over unfinished SkyPilot fine-tunes (`with_log`: fetch their logs too)."""
     from dumont_plan.server.provider import finetunes
 
-    ids: dict[int, Row] = {}
-    for row in rows:
-        found = sky_managed.sky_job_id(_dir(state, row["id"]))
-        if found is not None:
-            ids[found] = row
-            continue
-        with _launching_lock:
-            in_flight = row["id"] in _launching
-        if not in_flight:
-            finetunes.finish(state, row["id"], "failed", None, INTERRUPTED)
+    ids = _launches.split(
+        rows,
+        lambda ft_id: _dir(state, ft_id),
+        lambda row: finetunes.finish(state, row["id"], "failed", None, INTERRUPTED),
+    )
     if not ids:
         return
     try:
@@ -319,13 +305,12 @@ def _copy_outputs(
     fine-tune with `ending` (status, error; None: it has ended already)."""
     from dumont_plan.server.provider import finetunes
 
-    def then(said: str) -> None:
-        if not sky_managed.read_state(directory).get("copied"):
-            sky_managed.note(directory, said)
-            sky_managed.update_state(directory, copied=True)
-            row = state.store.query_one("SELECT * FROM finetune_jobs WHERE id = ?", (ft_id,))
-            if row is not None:
-                finetunes.sync_progress(state, row, None, finished_too=True)
+    def copied() -> None:
+        row = state.store.query_one("SELECT * FROM finetune_jobs WHERE id = ?", (ft_id,))
+        if row is not None:
+            finetunes.sync_progress(state, row, None, finished_too=True)
+
+    def end() -> None:
         if ending is None:
             return
         status, error = ending
@@ -336,11 +321,7 @@ def _copy_outputs(
             error = f"{error}: {finetunes.last_log_line(state, ft_id)}"
         finetunes.finish(state, ft_id, status, None, error)
 
-    if sky_managed.read_state(directory).get("copied"):
-        then("")
-        return
-    url = sky_managed.read_state(directory).get("outputs")
-    sky_outputs.copy_back(ft_id, url, Sandbox(directory).outputs, then)
+    sky_managed.copy_outputs(ft_id, directory, end, copied)
 
 
 def skypilot_problem(state: AppState) -> str | None:

@@ -29,7 +29,6 @@ managed job may exist: `sky jobs queue` shows it).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 from sqlite3 import Row
@@ -39,7 +38,7 @@ from typing import Any
 from dumont_plan.server.context import AppState
 from dumont_plan.server.provider import runner, sky_managed, sky_outputs, workdirs
 from dumont_plan.server.provider.job_secrets import Carried, mask_text
-from dumont_plan.server.provider.sandbox import Sandbox, read_json, write_json_atomic
+from dumont_plan.server.provider.sandbox import read_json, write_json_atomic
 from dumont_plan.skypilot_task import render_job_task
 
 logger = logging.getLogger("dumont_plan.server.sky_jobs")
@@ -78,8 +77,7 @@ INTERRUPTED = (
     " exist: see `sky jobs queue`)"
 )
 
-_launching: set[str] = set()
-_launching_lock = threading.Lock()
+_launches = sky_managed.Launches("jobs")
 
 
 def handles(spec: dict[str, Any]) -> bool:
@@ -144,45 +142,44 @@ def launch(
     state: AppState, job_id: str, directory: Path, attempt: int, env: dict[str, str]
 ) -> None:
     """Start launching the job on SkyPilot (in a thread); `env`: its secrets (memory only)."""
-    write_json_atomic(directory / STATE_FILE, {"attempt": attempt, "sky_job_id": None})
-    with _launching_lock:
-        _launching.add(job_id)
-    threading.Thread(
-        target=_launch, args=(state, job_id, directory, env), name=f"sky-launch-{job_id}"
-    ).start()
-
-
-def _launch(state: AppState, job_id: str, directory: Path, env: dict[str, str]) -> None:
     from dumont_plan.server.provider import jobs
 
-    try:
-        spec = read_json(directory / runner.SPEC_FILE) or {}
-        task_config, secrets = render(job_id, spec, env)
-        shipped = ship_workdir(directory)
-        if shipped is not None:
-            task_config["workdir"] = shipped
-        outputs = sky_outputs.location(state.settings, f"job-{job_id}")
-        if outputs is not None:
-            paths = [str(p) for p in spec.get("output_paths") or []]
-            task_config.setdefault("file_mounts", {}).update(sky_outputs.mounts(outputs, paths))
-        sky_managed.update_state(directory, outputs=outputs)
-        write_json_atomic(directory / TASK_FILE, task_config)
-        sky = sdk(state)
-        sky_job_id = sky_managed.launch_task(sky, task_config, secrets)
-    except Exception as exc:
-        logger.warning("SkyPilot launch of %s failed: %s", job_id, exc)
-        jobs.finish(state, job_id, "failed", time.time(), None, f"SkyPilot launch failed: {exc}")
-        return
-    finally:
-        with _launching_lock:
-            _launching.discard(job_id)
-    # The note first: once the id is recorded, a log read rewrites job.log (`fetch_log`).
-    sky_managed.note(directory, f"launched as SkyPilot managed job {sky_job_id}")
-    sky_managed.update_state(directory, sky_job_id=sky_job_id)
-    row = state.store.query_one("SELECT status FROM jobs WHERE id = ?", (job_id,))
-    if row is not None and row["status"] == "cancelled":  # cancelled while launching
-        sky_managed.cancel(sky, sky_job_id)
-        _copy_outputs(state, job_id, directory, None)
+    write_json_atomic(directory / STATE_FILE, {"attempt": attempt})  # a fresh state
+
+    def failed(message: str) -> None:
+        jobs.finish(state, job_id, "failed", time.time(), None, message)
+
+    def cancelled() -> bool:
+        row = state.store.query_one("SELECT status FROM jobs WHERE id = ?", (job_id,))
+        return row is not None and row["status"] == "cancelled"
+
+    _launches.start(
+        state,
+        sky_managed.Launch(
+            job_id,
+            directory,
+            lambda: _prepare(state, job_id, directory, env),
+            failed,
+            cancelled,
+            lambda: sky_managed.copy_outputs(job_id, directory, None),
+        ),
+    )
+
+
+def _prepare(
+    state: AppState, job_id: str, directory: Path, env: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    spec = read_json(directory / runner.SPEC_FILE) or {}
+    task_config, secrets = render(job_id, spec, env)
+    shipped = ship_workdir(directory)
+    if shipped is not None:
+        task_config["workdir"] = shipped
+    outputs = sky_outputs.location(state.settings, f"job-{job_id}")
+    if outputs is not None:
+        paths = [str(p) for p in spec.get("output_paths") or []]
+        task_config.setdefault("file_mounts", {}).update(sky_outputs.mounts(outputs, paths))
+    sky_managed.update_state(directory, outputs=outputs)
+    return task_config, secrets
 
 
 def ship_workdir(directory: Path) -> str | None:
@@ -206,16 +203,11 @@ def reconcile(state: AppState, rows: list[Row], directory_of: Any) -> None:
     """One pass over the unfinished SkyPilot jobs (`directory_of(job_id)`: the job's folder)."""
     from dumont_plan.server.provider import jobs
 
-    ids: dict[int, Row] = {}
-    for row in rows:
-        current = read_json(directory_of(row["id"]) / STATE_FILE) or {}
-        if current.get("sky_job_id") is not None:
-            ids[int(current["sky_job_id"])] = row
-            continue
-        with _launching_lock:
-            in_flight = row["id"] in _launching
-        if not in_flight:
-            jobs.finish(state, row["id"], "failed", time.time(), None, INTERRUPTED)
+    ids = _launches.split(
+        rows,
+        directory_of,
+        lambda row: jobs.finish(state, row["id"], "failed", time.time(), None, INTERRUPTED),
+    )
     if not ids:
         return
     try:
@@ -268,28 +260,17 @@ def _apply(state: AppState, sky: ModuleType, row: Row, record: Any, directory: P
 
 
 def _copy_outputs(
-    state: AppState,
-    job_id: str,
-    directory: Path,
-    ending: tuple[str, str | None, float | None] | None,
+    state: AppState, job_id: str, directory: Path, ending: tuple[str, str | None, float | None]
 ) -> None:
-    """Copy the managed job's outputs back (`sky_outputs`), then end the job with `ending`
-    (status, error, started; None: it has ended already, as a cancel did)."""
+    """Copy the managed job's outputs back, then end the job: (status, error, started)."""
     from dumont_plan.server.provider import jobs
 
-    def then(said: str) -> None:
-        if not sky_managed.read_state(directory).get("copied"):
-            sky_managed.note(directory, said)
-            sky_managed.update_state(directory, copied=True)
-        if ending is not None:
-            status, error, started = ending
-            jobs.finish(state, job_id, status, time.time(), None, error, started)
-
-    if sky_managed.read_state(directory).get("copied"):
-        then("")
-        return
-    url = sky_managed.read_state(directory).get("outputs")
-    sky_outputs.copy_back(job_id, url, Sandbox(directory).outputs, then)
+    status, error, started = ending
+    sky_managed.copy_outputs(
+        job_id,
+        directory,
+        lambda: jobs.finish(state, job_id, status, time.time(), None, error, started),
+    )
 
 
 def fetch_log(
@@ -331,4 +312,4 @@ def cancel(state: AppState, job_id: str, directory: Path) -> None:
     except RuntimeError:
         return
     sky_managed.cancel(sky, sky_job_id)
-    _copy_outputs(state, job_id, directory, None)
+    sky_managed.copy_outputs(job_id, directory, None)

@@ -12,20 +12,27 @@ Every call goes through SkyPilot's Python SDK (the real `sky` package, or the te
 - `tail`: the managed job's log so far (`sky.jobs.tail_logs(follow=False)`);
 - `cancel`: `sky.jobs.cancel(job_ids=[id])`, best effort (it may have ended meanwhile);
 - `STATE_FILE` (`skypilot.json` beside the job or fine-tune: the managed job's id and what the
-  launch decided) and `note` (a `[dumont]` line in its log).
+  launch decided) and `note` (a `[dumont]` line in its log);
+- `Launches`: a launch in a thread (render, launch, record the id, cancel it if the work was
+  cancelled meanwhile) and which launches are in flight;
+- `copy_outputs`: the outputs copied back once (`sky_outputs`), then the work finished.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from sqlite3 import Row
 from types import ModuleType
 from typing import Any
 
 from dumont_plan.server.context import AppState
-from dumont_plan.server.provider import executors, runner
-from dumont_plan.server.provider.sandbox import read_json, write_json_atomic
+from dumont_plan.server.provider import executors, runner, sky_outputs
+from dumont_plan.server.provider.sandbox import Sandbox, read_json, write_json_atomic
 
 logger = logging.getLogger("dumont_plan.server.sky_managed")
 STATE_FILE = "skypilot.json"
@@ -104,3 +111,104 @@ def replace_log(directory: Path, text: str) -> None:
     head = path.read_text(errors="replace").split("\n") if path.exists() else []
     notes = [line for line in head if line.startswith("[dumont]")]
     path.write_text("\n".join(notes) + ("\n" if notes else "") + text, encoding="utf-8")
+
+
+# -- launching, in a thread ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One launch: `prepare()` renders the task and its secrets; a failure calls
+    `failed(message)`; once launched, if `cancelled()` says the work was cancelled meanwhile,
+    the managed job is cancelled, then `after_cancel()`."""
+
+    key: str  # the job's or fine-tune's id
+    directory: Path
+    prepare: Callable[[], tuple[dict[str, Any], dict[str, str]]]
+    failed: Callable[[str], object]
+    cancelled: Callable[[], bool]
+    after_cancel: Callable[[], object]
+
+
+class Launches:
+    """The launches in flight in this process (by job or fine-tune id): a reconciler pass
+    tells one in flight from one a restart of the control plane interrupted."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what  # "jobs" or "fine-tunes", for messages
+        self._ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def in_flight(self, key: str) -> bool:
+        with self._lock:
+            return key in self._ids
+
+    def start(self, state: AppState, launch: Launch) -> None:
+        """Launch in a thread; the managed job's id is recorded in `STATE_FILE`."""
+        update_state(launch.directory, sky_job_id=None)
+        with self._lock:
+            self._ids.add(launch.key)
+        name = f"sky-launch-{launch.key}"
+        threading.Thread(target=self._run, args=(state, launch), name=name).start()
+
+    def _run(self, state: AppState, launch: Launch) -> None:
+        try:
+            config, secrets = launch.prepare()
+            write_json_atomic(launch.directory / TASK_FILE, config)
+            sky = sdk(state, self.what)
+            launched = launch_task(sky, config, secrets)
+        except Exception as exc:
+            logger.warning("SkyPilot launch of %s failed: %s", launch.key, exc)
+            launch.failed(f"SkyPilot launch failed: {exc}")
+            return
+        finally:
+            with self._lock:
+                self._ids.discard(launch.key)
+        # The note first: once the id is recorded, a log read rewrites the log (`replace_log`).
+        note(launch.directory, f"launched as SkyPilot managed job {launched}")
+        update_state(launch.directory, sky_job_id=launched)
+        if launch.cancelled():  # cancelled while launching
+            cancel(sky, launched)
+            launch.after_cancel()
+
+    def split(
+        self,
+        rows: list[Row],
+        directory_of: Callable[[str], Path],
+        interrupted: Callable[[Row], object],
+    ) -> dict[int, Row]:
+        """The rows whose managed job is launched, by its id; `interrupted(row)` for each one
+        whose launch is neither recorded nor in flight."""
+        launched: dict[int, Row] = {}
+        for row in rows:
+            found = sky_job_id(directory_of(row["id"]))
+            if found is not None:
+                launched[found] = row
+            elif not self.in_flight(row["id"]):
+                interrupted(row)
+        return launched
+
+
+def copy_outputs(
+    key: str,
+    directory: Path,
+    ending: Callable[[], object] | None,
+    copied: Callable[[], object] | None = None,
+) -> None:
+    """Copy the managed job's outputs back (`sky_outputs`, once), note what happened, call
+    `copied()`, then `ending()` (it finishes the work; None: it has finished already)."""
+
+    def then(said: str) -> None:
+        if not read_state(directory).get("copied"):
+            note(directory, said)
+            update_state(directory, copied=True)
+            if copied is not None:
+                copied()
+        if ending is not None:
+            ending()
+
+    current = read_state(directory)
+    if current.get("copied"):
+        then("")
+        return
+    sky_outputs.copy_back(key, current.get("outputs"), Sandbox(directory).outputs, then)
