@@ -20,6 +20,7 @@ from dumont_plan.server.provider import sky_finetunes
 from dumont_plan.skypilot_task import TRAINER_SOURCE
 from tests.server.finetune.ftsupport import ALPACA, FT, LLAMA, create_from, get, jsonl
 from tests.server.test_executor_select import FAKE_SKY, executor_of
+from tests.server.test_jobs_restart import as_user_of
 from tests.server.test_sky_executor import Sky, start_sky_server, wait_for
 from tests.support import LocalServer, UserSession, new_user
 
@@ -299,3 +300,27 @@ def http_upload(user: UserSession) -> str:
     assert answer.status_code == 200, answer.text
     path: str = answer.json()["dataset_path"]
     return path
+
+
+def test_a_restarted_control_plane_follows_the_managed_job(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    srv, sky = start_sky_server(tmp_path_factory)
+    try:
+        user = new_user(srv.url)
+        ft_id, sky_id = launch(srv, sky, user, name="restart")
+        sky.set(sky_id, "RUNNING")
+        srv.reconcile()
+        srv.stop()
+        srv = LocalServer(srv.data_dir, env=srv.env, extra_args=srv.extra_args).start()
+        user = as_user_of(srv, user)
+        sky.write(sky_id, f"{OUT}/lora_model/adapter.bin", b"after-restart")
+        sky.set(sky_id, "SUCCEEDED")
+        srv.reconcile()
+        wait_for(lambda: get(user, ft_id)["status"] == "completed", "completion")
+        with user.http() as http:
+            listed = http.get(f"{FT}/jobs/{ft_id}/outputs").json()["outputs"]
+        assert [o["path"] for o in listed] == ["outputs/lora_model/adapter.bin"]
+        assert sky.count() == 1  # followed, not launched again
+    finally:
+        srv.stop()
