@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dumont_plan.apply.observe import observe
+from dumont_plan.apply.observe import Prefetch, observe
 from dumont_plan.apply.workflow import plan_stack
+from dumont_plan.errors import DumontError
 from dumont_plan.plan.build import PlanOptions
 from dumont_plan.plan.model import Action
 from dumont_plan.state.ledger import Ledger, LedgerEntry
@@ -70,3 +71,29 @@ def test_observe_reads_each_kind_once_whatever_the_spec(user: UserSession) -> No
     observed = observe(user.client, ["job", "instance"])
     assert observed.live == {"job": [], "instance": []}
     assert observed.requests == user.client.transport.request_count - start == 2
+
+
+def test_prefetched_lists_are_not_read_again(user: UserSession) -> None:
+    job = user.client.jobs.create(name="pre-a", command="true")
+    start = user.client.transport.request_count
+    prefetch = Prefetch(user.client, ["job"])
+    try:
+        observed = observe(user.client, ["job", "instance"], prefetched=prefetch)
+    finally:
+        prefetch.close()
+    assert [j.id for j in observed.live["job"]] == [job.id]
+    assert observed.live["instance"] == []
+    # The job list read once (in the background), the instance list once: no read twice.
+    assert observed.requests == user.client.transport.request_count - start == 2
+
+
+def test_a_failed_prefetch_is_reported_by_observe(user: UserSession) -> None:
+    token = user.client.token
+    user.client.token = "not-a-token"
+    prefetch = Prefetch(user.client, ["job"])
+    try:
+        with pytest.raises(DumontError, match="cannot read the live jobs"):
+            observe(user.client, ["job"], prefetched=prefetch)
+    finally:
+        prefetch.close()
+        user.client.token = token

@@ -43,43 +43,74 @@ def observe(
     *,
     ops: Mapping[str, RegisteredOps] | None = None,
     ledger: LedgerState | None = None,
+    prefetched: Prefetch | None = None,
 ) -> Observed:
     """Every live object of each kind, the kinds read concurrently (by the kinds' `ops`).
 
     With the `ledger`, a kind whose list may miss objects (a server that ignores `offset`)
     also reads the ledger's ids the list lacked one by one (`fill_missing`): "gone" only
-    after a 404 for that id.
+    after a 404 for that id. `prefetched`: lists already under way (`Prefetch`); the kinds it
+    reads are not read again.
     """
     wanted = sorted(set(kinds))
     ops = ops if ops is not None else load_ops(kinds=wanted)
-    before = client.transport.request_count
-    live: dict[str, list[WireModel]] = {}
-
-    def read(kind: str) -> list[WireModel]:
-        objects: list[WireModel] = list(ops[kind].list_live(client))
+    before = client.transport.request_count if prefetched is None else prefetched.before
+    live = prefetched.result() if prefetched is not None else {}
+    live.update(list_live(client, [k for k in wanted if k not in live], ops))
+    for kind in wanted:
         fill = getattr(ops[kind], "fill_missing", None)
         if fill is not None and ledger is not None:
             ids = [e.remote_id for e in ledger.resources.values() if e.kind == kind]
-            objects = list(fill(client, objects, [i for i in ids if i]))
-        return objects
-
-    if wanted:
-        with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(wanted))) as pool:
-            futures = {kind: pool.submit(read, kind) for kind in wanted}
-            for kind, future in futures.items():
-                try:
-                    live[kind] = list(future.result())
-                except ApiError as exc:
-                    raise DumontError(
-                        f"cannot read the live {HANDLERS[kind].section}: {exc}",
-                        # The server's own fix when it named one (a missing provider key).
-                        exc.hint or "check the API URL and your login (`dumont auth me`)",
-                    ) from exc
+            live[kind] = list(fill(client, live[kind], [i for i in ids if i]))
     return Observed(
-        live=live,
+        live={k: live[k] for k in wanted},
         requests=client.transport.request_count - before,
         at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
+
+
+def list_live(
+    client: DumontClient, kinds: Sequence[str], ops: Mapping[str, RegisteredOps] | None = None
+) -> dict[str, list[WireModel]]:
+    """The list of each kind (the kinds concurrently); DumontError naming the kind that failed."""
+    if not kinds:
+        return {}
+    ops = ops if ops is not None else load_ops(kinds=list(kinds))
+    live: dict[str, list[WireModel]] = {}
+    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(kinds))) as pool:
+        futures = {kind: pool.submit(ops[kind].list_live, client) for kind in kinds}
+        for kind, future in futures.items():
+            try:
+                live[kind] = list(future.result())
+            except ApiError as exc:
+                raise DumontError(
+                    f"cannot read the live {HANDLERS[kind].section}: {exc}",
+                    # The server's own fix when it named one (a missing provider key).
+                    exc.hint or "check the API URL and your login (`dumont auth me`)",
+                ) from exc
+    return live
+
+
+class Prefetch:
+    """The lists of some kinds, read in a background thread from the moment it is made.
+
+    `dumont plan` starts it once the spec is loaded, so that the server answers while the
+    state is read and the planner prepares (the reads are the same ones `observe` makes:
+    one paged list per kind). `observe(..., prefetched=p)` takes the result, or raises what
+    the reads raised. `close()` (always call it) abandons reads nobody will use.
+    """
+
+    def __init__(self, client: DumontClient, kinds: Iterable[str]) -> None:
+        self.kinds = sorted(set(kinds) & set(HANDLERS))
+        self.before = client.transport.request_count
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dumont-prefetch")
+        self._future = self._pool.submit(list_live, client, self.kinds)
+
+    def result(self) -> dict[str, list[WireModel]]:
+        return dict(self._future.result())
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 SPOT_SEARCHES = frozenset({"interruptible", "bid"})

@@ -24,7 +24,7 @@ from typing import NamedTuple
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
-from dumont_plan.apply.observe import fetch_offers, kinds_of, observe
+from dumont_plan.apply.observe import Prefetch, fetch_offers, kinds_of, observe
 from dumont_plan.client import DumontClient
 from dumont_plan.errors import PlanError, PolicyError
 from dumont_plan.kinds.registry import HANDLERS, handler_for
@@ -91,18 +91,33 @@ def plan_stack(
     options: PlanOptions | None = None,
     *,
     secrets: SecretStore | None = None,
+    prefetched: Prefetch | None = None,
 ) -> Planned:
-    """Observe (one list per kind), plan, fetch the offers that price it, plan again."""
+    """Observe (one list per kind), plan, fetch the offers that price it, plan again.
+
+    `prefetched`: the spec's kinds already being read (`Prefetch(client, kinds_of(stack,
+    None))`, started before the state was read)."""
     return observe_and_plan(
-        client, stack, ledger, with_secret_hashes(options or PlanOptions(), stack, ledger, secrets)
+        client,
+        stack,
+        ledger,
+        with_secret_hashes(options or PlanOptions(), stack, ledger, secrets),
+        prefetched=prefetched,
     )
 
 
 def observe_and_plan(
-    client: DumontClient, stack: Stack, ledger: Ledger, options: PlanOptions
+    client: DumontClient,
+    stack: Stack,
+    ledger: Ledger,
+    options: PlanOptions,
+    *,
+    prefetched: Prefetch | None = None,
 ) -> Planned:
     """plan_stack with `options` as given (their secret hashes already filled in)."""
-    observed = observe(client, kinds_of(stack, ledger.state), ledger=ledger.state)
+    observed = observe(
+        client, kinds_of(stack, ledger.state), ledger=ledger.state, prefetched=prefetched
+    )
     plan = build_plan(stack, observed, ledger, options)
     queries = price_queries(stack, plan)
     if queries and not plan.errors:

@@ -117,6 +117,7 @@ def plan(
     state: StateOpt = None,
 ) -> None:
     """Show what `dumont apply` would do: diff the spec against the live state, with costs."""
+    from dumont_plan.apply.observe import Prefetch, kinds_of
     from dumont_plan.apply.plan_flow import check_errors, check_policy, plan_stack
     from dumont_plan.cli.main import imports_done
     from dumont_plan.plan.render import plan_json, render_plan
@@ -125,7 +126,6 @@ def plan(
     imports_done()
 
     stack = load_from_options(files, var, var_file)
-    ledger = read_state(ctx, stack, state, files)
     options = plan_options(
         targets=target,
         excludes=exclude,
@@ -136,7 +136,14 @@ def plan(
     )
     client = open_api(ctx)
     try:
-        result = plan_stack(client, stack, ledger, options).plan
+        # The server lists the spec's kinds while the state is read (design notes: "plan
+        # reads the live objects while it reads the state").
+        prefetch = Prefetch(client, kinds_of(stack, None))
+        try:
+            ledger = read_state(ctx, stack, state, files)
+            result = plan_stack(client, stack, ledger, options, prefetched=prefetch).plan
+        finally:
+            prefetch.close()
     finally:
         client.close()
     check_errors(result)

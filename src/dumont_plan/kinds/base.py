@@ -251,7 +251,7 @@ class BaseHandler(Generic[Live]):
     governs: ClassVar[tuple[str, str] | None] = None
     # Fields where an unset (None) desired value means "the server's choice": never diffed then.
     unset_is_any: ClassVar[frozenset[str]] = frozenset()
-    _names_cache: ClassVar[dict[frozenset[FieldClass], frozenset[str]]]
+    _names_cache: ClassVar[dict[tuple[FieldClass, ...], frozenset[str]]]
 
     def controls(self, spec: BaseModel) -> dict[str, Any]:
         return self.controls_from(spec.model_dump(mode="json"))
@@ -276,10 +276,10 @@ class BaseHandler(Generic[Live]):
         if cache is None:
             cache = {}
             cls._names_cache = cache
-        wanted = frozenset(classes)
-        names = cache.get(wanted)
+        names = cache.get(classes)  # keyed by the tuple as passed: no set built per call
         if names is None:
-            names = cache[wanted] = frozenset(k for k, c in cls.fields.items() if c in wanted)
+            wanted = frozenset(classes)
+            names = cache[classes] = frozenset(k for k, c in cls.fields.items() if c in wanted)
         return names
 
     def remote_name(self, project: str, name: str, values: Mapping[str, Any]) -> str:

@@ -25,7 +25,7 @@ from dumont_plan.kinds.base import FieldClass, RegisteredHandler, id_value
 from dumont_plan.kinds.decision import Situation
 from dumont_plan.kinds.registry import HANDLERS
 from dumont_plan.plan import cost
-from dumont_plan.plan.diff import changed_fields
+from dumont_plan.plan.diff import alike, changed_fields
 from dumont_plan.plan.fingerprint import (
     canonical_json,
     fingerprint,
@@ -339,6 +339,8 @@ class _Planner:
                 ):
                     baseline[name] = value
                     drifted.add(name)
+        if baseline == desired and alike(baseline, desired):
+            return []  # the common case (nothing changed), checked in one pass
         keys = [
             k
             for k in desired

@@ -55,24 +55,24 @@ def comparison_key(value: Any, *, unordered: bool = False) -> Hashable:
     return (type(value), value)
 
 
-def _alike(old: Any, new: Any) -> bool:
+def alike(old: Any, new: Any) -> bool:
     """Given `old == new`: True when no bool stands for a number (or the reverse) inside."""
     kind = type(old)
     if kind is not type(new):
         return kind in _NUMBERS and type(new) in _NUMBERS  # 50 vs 50.0
     if isinstance(old, dict):
-        return all(_alike(v, new[k]) for k, v in old.items())
+        return all(alike(v, new[k]) for k, v in old.items())
     if kind is list or kind is tuple:
         for a, b in zip(old, new, strict=True):
             # Equal items of one plain type (most lists hold strings) are alike: no call.
-            if (type(a) is not type(b) or type(a) not in _SCALARS) and not _alike(a, b):
+            if (type(a) is not type(b) or type(a) not in _SCALARS) and not alike(a, b):
                 return False
     return True
 
 
 def values_differ(old: Any, new: Any, *, unordered: bool = False) -> bool:
     """True when `old` and `new` differ beyond int/float (and order, for sets): see the doc."""
-    if old == new and _alike(old, new):
+    if old == new and alike(old, new):
         return False  # the common case, in C but for the walk over containers
     return comparison_key(old, unordered=unordered) != comparison_key(new, unordered=unordered)
 

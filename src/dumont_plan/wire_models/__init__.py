@@ -64,9 +64,13 @@ class WireModel(BaseModel):
     @property
     def raw(self) -> JSONObject:
         """The object as the server sent it (a model built in code: its fields)."""
-        if self._raw is None:
+        # Read from pydantic's store of private values directly: `self._raw` would go through
+        # BaseModel.__getattr__, and plans ask for the raw object several times per resource.
+        private = self.__pydantic_private__
+        raw: JSONObject | None = private.get("_raw") if private else None
+        if raw is None:
             return self.model_dump(mode="json")
-        return self._raw
+        return raw
 
     @classmethod
     def from_wire(cls, data: object, where: str) -> Self:
