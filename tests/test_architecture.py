@@ -71,7 +71,7 @@ HOMES = {
     "uvicorn": ("dumont_plan.server",),
     "jinja2": ("dumont_plan.loader",),
     "yaml": ("dumont_plan.loader",),
-    "croniter": ("dumont_plan.server.provider.schedules",),
+    "croniter": ("dumont_plan.server.provider.schedules", "dumont_plan.spec.schedule"),
     # cli/session.py builds the httpx.Client that DumontClient takes injected (DESIGN §1).
     # The serverless endpoints' request path proxies to its workers with httpx's async client.
     "httpx": (

@@ -70,6 +70,8 @@ ADDITIVE_OPERATIONS = {
     "DELETE /api/v1/jobs/schedules/{schedule_id}",
     "POST /api/v1/jobs/schedules/{schedule_id}/pause",
     "POST /api/v1/jobs/schedules/{schedule_id}/resume",
+    "PATCH /api/v1/jobs/schedules/{schedule_id}",  # cron/timezone in place (dumont apply)
+    "PATCH /api/v1/jobs/{job_id}",  # a waiting job's start_at (dumont apply)
     "POST /api/v1/auth/logout-all",
     # In the contract (§2.3), not in the reference OpenAPI (capability `settings.provider-key`).
     "GET /api/v1/settings",

@@ -13,7 +13,7 @@ A case:
           with: {command: old}      # ...then these applied values changed (what was applied)
           prevent_destroy: true     # any other LedgerEntry field as is
       pending: [{address: job.train, action: create, remote_name: p-train}]
-    observed: {jobs: [...], instances: [...], offers: [...]}
+    observed: {jobs: [...], instances: [...], offers: [...]}   # job_schedules: [...] too
     options: {allow_restart: true, targets: [...], secrets: {HF_TOKEN: value}, now: ISO}
     expect:
       actions: {job.train: run}       # every change of the plan, exactly
@@ -51,7 +51,7 @@ from dumont_plan.secrets import fingerprint_secret
 from dumont_plan.spec.refs import Ref
 from dumont_plan.spec.stack import Stack
 from dumont_plan.state.ledger import LedgerEntry, LedgerState, PendingOp
-from dumont_plan.wire_models import Offer
+from dumont_plan.wire_models import JobSchedule, Offer
 
 CASES = Path(__file__).resolve().parents[1] / "cases" / "plan"
 SALT = "golden-salt"
@@ -123,9 +123,13 @@ def observed_of(case: dict[str, Any]) -> Observed:
     raw = case.get("observed") or {}
     live = {}
     for section, objects in raw.items():
-        if section != "offers":
+        if section not in ("offers", "job_schedules"):
             kind = SECTIONS.get(section, section)
             live[kind] = HANDLERS[kind].live_model.list_from_wire(list(objects), "golden case")
+    # cron schedules are the `job` kind's objects too (kinds/job_schedule.py)
+    schedules = JobSchedule.list_from_wire(list(raw.get("job_schedules") or []), "golden case")
+    if schedules:
+        live["job"] = [*live.get("job", []), *schedules]
     offers = Offer.list_from_wire(list(raw.get("offers") or []), "golden case")
     return Observed(live=live, offers=offers, offer_queries=["q"] if offers else [])
 

@@ -184,12 +184,40 @@ class JobsAPI:
     # -- cron schedules (local control plane, capability `jobs.schedules`) --
 
     def create_schedule(
-        self, cron: str, timezone: str, job: dict[str, Any], name: str | None = None
+        self,
+        cron: str,
+        timezone: str,
+        job: dict[str, Any],
+        name: str | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """`POST /api/v1/jobs/schedules`: run `job` (a CreateJob body) at each due time."""
+        """`POST /api/v1/jobs/schedules`: run `job` (a CreateJob body) at each due time. With
+        `idempotency_key` a repeated request answers the first one's schedule."""
         body = {"cron": cron, "timezone": timezone, "job": job, "name": name}
         body = {key: value for key, value in body.items() if value is not None}
-        return _schedule(self._t.request("POST", SCHEDULES, json=body, idempotent=False), "POST")
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        answer = self._t.request("POST", SCHEDULES, json=body, headers=headers, idempotent=False)
+        return _schedule(answer, "POST")
+
+    def get_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """`GET /api/v1/jobs/schedules/{id}` -> the schedule (404 when unknown or another's)."""
+        path = f"{SCHEDULES}/{quote(str(schedule_id), safe='')}"
+        return _schedule(self._t.request("GET", path), "GET")
+
+    def change_schedule(
+        self, schedule_id: str, cron: str | None = None, timezone: str | None = None
+    ) -> dict[str, Any]:
+        """`PATCH /api/v1/jobs/schedules/{id}`: a new cron and/or timezone, same schedule."""
+        path = f"{SCHEDULES}/{quote(str(schedule_id), safe='')}"
+        body = {key: value for key, value in (("cron", cron), ("timezone", timezone)) if value}
+        return _schedule(self._t.request("PATCH", path, json=body, idempotent=True), "PATCH")
+
+    def move_start(self, job_id: str, start_at: str | None) -> Job:
+        """`PATCH /api/v1/jobs/{id}` (local control plane): a waiting job's new `start_at`
+        (None: start it now); 400 once it no longer waits."""
+        path = _item(job_id)
+        answer = self._t.request("PATCH", path, json={"start_at": start_at}, idempotent=True)
+        return Job.from_wire(answer, f"PATCH {path}")
 
     def list_schedules(self) -> builtins.list[dict[str, Any]]:
         """`GET /api/v1/jobs/schedules` -> your schedules, oldest first."""

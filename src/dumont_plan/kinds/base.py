@@ -153,6 +153,14 @@ class KindHandler(Protocol[Live_contra]):
         """A few words for a create line (`RTX 4090, spot`)."""
         ...
 
+    def when_text(self, values: Mapping[str, Any], now: datetime) -> str | None:
+        """When a new run starts, for its plan line (`next run 2026-12-06 02:00 UTC`)."""
+        ...
+
+    def start_problem(self, values: Mapping[str, Any], now: datetime) -> str | None:
+        """Why a new run of `values` cannot start (a plan error), or None."""
+        ...
+
     # -- live objects (as the ops' `list_live` / `get` return them) ---------------------------
 
     def live_id(self, live: Live_contra) -> str: ...
@@ -333,6 +341,12 @@ class BaseHandler(Generic[Live]):
     def describe(self, values: Mapping[str, Any]) -> str:
         """A few words for a create line (`RTX 4090, spot`)."""
         return ""
+
+    def when_text(self, values: Mapping[str, Any], now: datetime) -> str | None:
+        return None
+
+    def start_problem(self, values: Mapping[str, Any], now: datetime) -> str | None:
+        return None
 
     def max_hours(self, values: Mapping[str, Any]) -> float | None:
         return None

@@ -3,24 +3,28 @@
 The API does not echo a job's config (command, image, timeout ...), so every desired field is
 compared with the ledger's last-applied values; the live object only tells the status.
 
-How a job is planned is `kinds/runonce.py`'s table (`run_policy`: once, on_change, always).
+How a job is planned is `kinds/runonce.py`'s table (`run_policy`: once, on_change, always);
+a job with `schedule:` (a waiting `at` job, a cron schedule) is `kinds/job_schedule.py`'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from dumont_plan.kinds import job_schedule
 from dumont_plan.kinds.base import FieldClass, cheapest_gpu_price
-from dumont_plan.kinds.decision import FieldChange
+from dumont_plan.kinds.decision import Decision, FieldChange, Situation
 from dumont_plan.kinds.runonce import RunOnceHandler
 from dumont_plan.spec.job import JobSpec
 from dumont_plan.wire_models import (
     JOB_FAILED_STATUSES,
     JOB_FINISHED_STATUSES,
     Job,
+    JobSchedule,
     Offer,
     WireModel,
 )
@@ -53,6 +57,7 @@ JOB_FIELDS: dict[str, FieldClass] = {
     "output_paths": _R,
     "auto_destroy": _R,
     "max_retries": _R,
+    "schedule": FieldClass.updatable,
     "run_policy": _C,
     "wait": _C,
     "depends_on": _C,
@@ -91,7 +96,10 @@ class JobHandler(RunOnceHandler[Job]):
         "timeout_minutes": "bounds the worst-case cost (price x timeout)",
         "run_policy": "once | on_change | always",
         "wait": "none | running | completed",
+        "schedule": "{at} or {cron, tz}; a change is an update in place (kinds/job_schedule.py)",
     }
+    # A changed `schedule` of a job that started only records (job_schedule decides the rest).
+    record_only: ClassVar[frozenset[str]] = frozenset({"schedule"})
 
     finished_statuses: ClassVar[frozenset[str]] = FINISHED_STATUSES
     failed_statuses: ClassVar[frozenset[str]] = FAILED_STATUSES
@@ -101,6 +109,42 @@ class JobHandler(RunOnceHandler[Job]):
 
     def spent(self, live: Job) -> float | None:
         return live.total_cost
+
+    def status(self, live: Job) -> str:
+        return live.status  # a schedule sends `paused`, no status (JobSchedule derives one)
+
+    def is_active(self, live: Job) -> bool:
+        """Running work a replace would stop: not a schedule, nor a job that still waits."""
+        if isinstance(live, JobSchedule) or live.status == "scheduled":
+            return False
+        return not self.is_finished(live)
+
+    def live_values(self, live: Job) -> dict[str, Any]:
+        return job_schedule.echoed(live)
+
+    def outputs(self, live: Job) -> dict[str, Any]:
+        out = super().outputs(live)
+        out["status"] = live.status
+        return out
+
+    def wait_done(self, live: Job, target: str) -> bool:
+        """A schedule, or a job that waits for its start time, is not waited for."""
+        if isinstance(live, JobSchedule) or live.status == "scheduled":
+            return True
+        return super().wait_done(live, target)
+
+    def decide(self, situation: Situation[Job]) -> Decision:
+        s = situation
+        if isinstance(s.live, JobSchedule) or job_schedule.schedule_of(s.values).get("cron"):
+            return job_schedule.decide_cron(s)
+        policy = str(s.controls.get("run_policy") or "once")
+        return job_schedule.decide_waiting(s, policy) or super().decide(s)
+
+    def when_text(self, values: Mapping[str, Any], now: datetime) -> str | None:
+        return job_schedule.when_text(values, now)
+
+    def start_problem(self, values: Mapping[str, Any], now: datetime) -> str | None:
+        return job_schedule.start_problem(values, now)
 
     def describe(self, values: Mapping[str, Any]) -> str:
         count = int(values.get("num_gpus") or 1)
@@ -115,6 +159,12 @@ class JobHandler(RunOnceHandler[Job]):
         return ", ".join(words)
 
     # -- desired values --------------------------------------------------------------------
+
+    def desired_from(self, project: str, name: str, dumped: Mapping[str, Any]) -> dict[str, Any]:
+        values = super().desired_from(project, name, dumped)
+        if isinstance(values.get("schedule"), Mapping):  # only the keys given: {at} | {cron, tz}
+            values["schedule"] = {k: v for k, v in values["schedule"].items() if v is not None}
+        return values
 
     def normalize(self, field: str, value: Any) -> Any:
         if field == "gpu_type" and isinstance(value, str):

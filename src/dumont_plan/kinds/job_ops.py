@@ -1,4 +1,10 @@
-"""`job.*` through the API: list, create, cancel, get (`kinds.job` holds the decisions)."""
+"""`job.*` through the API: list, create, cancel, get (`kinds.job` holds the decisions).
+
+A job with `schedule: {cron}` is a schedule of the local control plane (`/jobs/schedules`,
+ids `sch_…`): it is read, changed and deleted there. One with `schedule: {at}` is a job sent
+with `start_at`. The runs of schedules (jobs with a `schedule_id`) are never a resource's
+object, so they are left out of the live jobs (nor adopted by name).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,13 @@ from dumont_plan.client import DumontClient
 from dumont_plan.errors import ApplyError, BadRequestError, NotFoundError
 from dumont_plan.kinds.ops import KindOps, KindServices
 from dumont_plan.spec import workdir
-from dumont_plan.wire_models import Job, WireModel
+from dumont_plan.wire_models import Job, JobSchedule, WireModel
+
+SCHEDULE_PREFIX = "sch_"  # the local control plane's schedule ids
+
+
+def is_schedule(remote_id: str) -> bool:
+    return remote_id.startswith(SCHEDULE_PREFIX)
 
 
 class JobOps:
@@ -20,20 +32,26 @@ class JobOps:
         self.root = root or Path.cwd()
 
     def list_live(self, client: DumontClient) -> list[Job]:
-        return client.jobs.list_all()
+        return [job for job in client.jobs.list_all() if not job.raw.get("schedule_id")]
 
     def fill_missing(
         self, client: DumontClient, live: list[Job], remote_ids: Sequence[str]
     ) -> list[Job]:
         """`live` plus the jobs of `remote_ids` it lacks, read one by one, when the server's
         list may be incomplete (a server that ignores `offset`): a job is gone only on a 404
-        for its id. A complete list costs nothing more."""
-        if client.jobs.complete:
-            return live
-        listed = {job.id for job in live}
+        for its id. A complete list costs nothing more. When the ledger holds a schedule, the
+        schedules are listed once (only then: a plan of plain jobs asks nothing more)."""
         found = list(live)
+        if any(is_schedule(i) for i in remote_ids):
+            found.extend(
+                JobSchedule.from_wire(s, "GET /api/v1/jobs/schedules")
+                for s in client.jobs.list_schedules()
+            )
+        if client.jobs.complete:
+            return found
+        listed = {job.id for job in found}
         for remote_id in remote_ids:
-            if remote_id in listed:
+            if remote_id in listed or is_schedule(remote_id):
                 continue
             try:
                 found.append(client.jobs.get(remote_id))
@@ -45,6 +63,18 @@ class JobOps:
         body = dict(body)
         folder = body.pop("workdir", None)
         digest = body.pop("workdir_sha256", None)
+        schedule = body.pop("schedule", None) or {}
+        if schedule.get("cron"):
+            answer = client.jobs.create_schedule(
+                str(schedule["cron"]),
+                str(schedule.get("tz") or "UTC"),
+                body,
+                name=body.get("name"),
+                idempotency_key=idempotency_key,
+            )
+            return JobSchedule.from_wire(answer, "POST /api/v1/jobs/schedules")
+        if schedule.get("at"):
+            body["start_at"] = schedule["at"]
         if folder is not None:
             body["workdir_id"] = self.upload(client, str(folder), digest)
         return client.jobs.create(idempotency_key=idempotency_key, **body)
@@ -75,22 +105,43 @@ class JobOps:
         values: dict[str, Any],
         changed: Sequence[str],
     ) -> Job | None:
-        """Jobs have nothing to change in place: an update only records lifecycle settings."""
-        return None
+        """Only a schedule changes in place: a cron schedule's cron/tz, or a waiting job's
+        start time (one that started meanwhile keeps its run: the change is only recorded).
+        Any other update only records lifecycle settings."""
+        if "schedule" not in changed:
+            return None
+        schedule = values.get("schedule") or {}
+        if is_schedule(remote_id):
+            answer = client.jobs.change_schedule(
+                remote_id, cron=schedule.get("cron"), timezone=schedule.get("tz") or "UTC"
+            )
+            return JobSchedule.from_wire(answer, f"PATCH /api/v1/jobs/schedules/{remote_id}")
+        try:
+            if client.jobs.get(remote_id).status != "scheduled":
+                return None
+            return client.jobs.move_start(remote_id, schedule.get("at"))
+        except (NotFoundError, BadRequestError):
+            return None  # gone, or started between the read and the change
 
     def delete(self, client: DumontClient, remote_id: str, live: WireModel | None = None) -> None:
-        """Cancel the job if it is still active (a finished job has nothing left to stop).
+        """Delete a schedule (the jobs it made stay); cancel a job if it is still active (a
+        finished job has nothing left to stop; a waiting one never runs).
 
         The status is read again (not taken from `live`, which may be minutes old); a job that
         finished in between answers 400 "already finished", which is the wanted end state.
         """
         try:
-            if not client.jobs.get(remote_id).is_finished:
+            if is_schedule(remote_id):
+                client.jobs.schedule_action(remote_id, "delete")
+            elif not client.jobs.get(remote_id).is_finished:
                 client.jobs.cancel(remote_id)
         except (NotFoundError, BadRequestError):
             return
 
     def get(self, client: DumontClient, remote_id: str) -> Job:
+        if is_schedule(remote_id):
+            answer = client.jobs.get_schedule(remote_id)
+            return JobSchedule.from_wire(answer, f"GET /api/v1/jobs/schedules/{remote_id}")
         return client.jobs.get(remote_id)
 
 

@@ -239,6 +239,7 @@ class _Planner:
                 ),
             )
             self.price_start(change, handler, values, price)
+            self.check_start(change, handler, values)
             self.note_effect(change, handler, values, desired)
             return
 
@@ -299,10 +300,23 @@ class _Planner:
             )
         if change.action in (Action.create, Action.replace, Action.run, Action.resume):
             self.price_start(change, handler, values, price, live)
+        if change.action in (Action.create, Action.replace, Action.run):
+            self.check_start(change, handler, values)
         if live is not None and change.action in (Action.replace, Action.pause):
             change.hourly_saving = handler.live_hourly(live)
         if change.action in (Action.create, Action.update, Action.replace):
             self.note_effect(change, handler, values, desired)
+
+    def check_start(
+        self, change: ResourceChange, handler: RegisteredHandler, values: dict[str, Any]
+    ) -> None:
+        """A new run's start time on its line (a schedule's next run) or why it cannot start."""
+        when = handler.when_text(values, self.now)
+        if when:
+            change.reason = f"{change.reason}; {when}" if change.reason else when
+        problem = handler.start_problem(values, self.now)
+        if problem:
+            self.errors.append(f"{change.address}: {problem}")
 
     def note_effect(
         self,

@@ -60,6 +60,7 @@ def v1_routers(settings: ServerSettings) -> list[APIRouter]:
         auth.router,
         job_schedules.router,  # before jobs: /jobs/schedules is not a job id
         jobs.router,
+        job_schedules.moves,  # PATCH /jobs/{id}: a waiting job's start_at
         instances.router,
         history.router,
         state.router,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from dumont_plan.spec.common import Lifecycle, SpecModel
+from dumont_plan.spec.schedule import JobScheduleSpec
 
 
 class JobSpec(SpecModel):
@@ -74,6 +76,15 @@ class JobSpec(SpecModel):
     )
     auto_destroy: bool = Field(True, description="Destroy the machine when the job ends.")
     max_retries: int = Field(0, ge=0, le=5, description="Retries after a failure (0-5).")
+    schedule: JobScheduleSpec | None = Field(
+        None,
+        description=(
+            "When it starts: `{at: ISO time}` once (the job waits `scheduled`), or "
+            "`{cron: '0 2 * * *', tz: Europe/Paris}`: a schedule on the control plane whose "
+            "runs are jobs (run_policy and wait do not apply to it). A changed schedule is an "
+            "update in place, not a new run."
+        ),
+    )
     run_policy: Literal["once", "on_change", "always"] = Field(
         "once",
         description=(
@@ -105,4 +116,20 @@ class JobSpec(SpecModel):
             raise ValueError("`source: git` needs `git_url`; add git_url: https://...")
         if self.source == "huggingface" and not self.hf_repo:
             raise ValueError("`source: huggingface` needs `hf_repo`; add hf_repo: OWNER/NAME")
+        if self.schedule is not None and self.schedule.cron is not None:
+            self._fits_a_cron_template()
         return self
+
+    def _fits_a_cron_template(self) -> None:
+        """A cron schedule stores its job template, which never holds a secret, and runs
+        long after an upload is pruned."""
+        if self.workdir is not None:
+            raise ValueError(
+                "`schedule.cron` cannot ship a `workdir` (an upload does not outlive the runs); "
+                "use source: git with git_url, or a command that fetches the code"
+            )
+        if self.hf_token is not None or "${secret." in json.dumps(self.model_dump(mode="json")):
+            raise ValueError(
+                "`schedule.cron` stores the job as a template, and secrets are never stored; "
+                "remove hf_token and ${secret.*}, or use `schedule.at` (one run)"
+            )

@@ -21,6 +21,7 @@ from dumont_plan.spec.common import Lifecycle
 from dumont_plan.spec.finetune import FinetuneConfigSpec, FinetuneSpec
 from dumont_plan.spec.instance import InstanceSpec
 from dumont_plan.spec.job import JobSpec
+from dumont_plan.spec.schedule import JobScheduleSpec
 from dumont_plan.spec.serverless import ServerlessSpec, WebhookSpec
 from dumont_plan.spec.serverless_endpoint import ServerlessEndpointSpec
 from dumont_plan.spec.spot import SpotDeploymentSpec, SpotTemplateSpec
@@ -137,6 +138,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`spot_deployments.<name>` (address `spot_deployment.<name>`)", SpotDeploymentSpec),
     ("`finetunes.<name>` (address `finetune.<name>`)", FinetuneSpec),
     ("`config` (in a fine-tune)", FinetuneConfigSpec),
+    ("`schedule` (in a job)", JobScheduleSpec),
     ("`lifecycle` (in any resource)", Lifecycle),
     ("`backend`", BackendSpec),
 ]

@@ -27,7 +27,14 @@ from __future__ import annotations
 from functools import cache
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, TypeAdapter
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PrivateAttr,
+    TypeAdapter,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from dumont_plan.errors import UnexpectedResponseError
@@ -150,6 +157,26 @@ class Job(WireModel):
     def is_failed(self) -> bool:
         """Ended without completing: failed, cancelled or timeout."""
         return self.status in JOB_FAILED_STATUSES
+
+
+class JobSchedule(Job):
+    """A cron schedule of jobs (`/jobs/schedules`, local control plane): read as the `job`
+    kind's live object for a job with `schedule: {cron}`. It never finishes; its `status` is
+    `scheduled`, or `paused` while paused (the server sends `paused`, no status)."""
+
+    cron: str | None = None
+    timezone: str | None = None
+    paused: bool = False
+    next_run_at: str | None = None
+    last_job_id: str | None = None
+    runs: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _status_from_paused(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "status" not in data:
+            return {**data, "status": "paused" if data.get("paused") else "scheduled"}
+        return data
 
 
 class JobPage(WireModel):

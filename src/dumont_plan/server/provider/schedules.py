@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from sqlite3 import Connection, Row
 from typing import Any
@@ -102,8 +103,10 @@ def create_schedule(
     cron: str,
     timezone: str,
     template: dict[str, Any],
+    record: Callable[[Connection, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Record a schedule (its template is a job's stored configuration plus its price)."""
+    """Record a schedule (its template is a job's stored configuration plus its price);
+    `record(conn, answer)` runs in the insert's transaction (an Idempotency-Key's claim)."""
     schedule_id = new_schedule_id()
     now = state.clock.now()
     with jobs.supervisor(state).lock, state.store.tx() as conn:
@@ -121,10 +124,11 @@ def create_schedule(
                 time.time(),
             ),
         )
-    row = get_schedule(state, user_id, schedule_id)
-    if row is None:  # schedules are deleted only by their owner, under the same lock
-        raise RuntimeError(f"schedule {schedule_id} is not in the database right after its insert")
-    return schedule_view(row)
+        row = conn.execute("SELECT * FROM job_schedules WHERE id = ?", (schedule_id,)).fetchone()
+        answer = schedule_view(row)
+        if record is not None:
+            record(conn, answer)
+    return answer
 
 
 def get_schedule(state: AppState, user_id: int, schedule_id: str) -> Row | None:
@@ -149,6 +153,37 @@ def set_paused(state: AppState, row: Row, paused: bool) -> Row | None:
             (int(paused), next_ts, row["id"]),
         )
     return get_schedule(state, int(row["user_id"]), row["id"])  # None: deleted meanwhile
+
+
+def change_schedule(
+    state: AppState, row: Row, cron: str | None, timezone: str | None
+) -> Row | None:
+    """Change the cron expression and/or timezone in place (same id, same template, same
+    runs): an active schedule's next due time is recomputed from now (a paused one stays
+    paused)."""
+    cron = cron or row["cron"]
+    timezone = timezone or row["timezone"]
+    next_ts = None if row["paused"] else next_run(cron, timezone, state.clock.now())
+    with jobs.supervisor(state).lock, state.store.tx() as conn:
+        conn.execute(
+            "UPDATE job_schedules SET cron = ?, timezone = ?, next_run_ts = ? WHERE id = ?",
+            (cron, timezone, next_ts, row["id"]),
+        )
+    return get_schedule(state, int(row["user_id"]), row["id"])  # None: deleted meanwhile
+
+
+def move_start(state: AppState, row: Row, start_at: float | None) -> bool:
+    """Move a waiting job's start time (None: start now, on the next pass). False when the
+    job no longer waits (it started, or was cancelled, meanwhile)."""
+    when = state.clock.now() if start_at is None else start_at
+    with jobs.supervisor(state).lock, state.store.tx() as conn:
+        moved = conn.execute(
+            "UPDATE jobs SET start_at = ? WHERE id = ? AND status = 'scheduled'",
+            (when, row["id"]),
+        ).rowcount
+    if moved and start_at is None:
+        reconcile_schedules(state)
+    return bool(moved)
 
 
 def delete_schedule(state: AppState, row: Row) -> None:
@@ -208,7 +243,3 @@ def run_schedule(state: AppState, row: Row, now: float) -> None:
         )
 
     jobs.submit_job(state, int(row["user_id"]), config, None, price, advance, schedule_id=row["id"])
-
-
-def valid_cron(expression: str) -> bool:
-    return bool(croniter.is_valid(expression))

@@ -4,27 +4,32 @@ A schedule is a job template (the CreateJob body, without hf_token or secrets: a
 stored, and secrets never are) run at each due time of a cron expression (5 fields, the
 `croniter` library) in an IANA timezone. Each run is a job whose `schedule_id` names the
 schedule. Pause stops the runs; resume plans the next due time after now (runs missed while
-paused are skipped); delete forgets the schedule (its jobs stay). Another user's schedule is a
-404, exactly like a missing one. The runs themselves: `provider.schedules`.
+paused are skipped); PATCH changes its cron and/or timezone in place (same id: what `dumont
+apply` does when a job's `schedule:` changes); delete forgets the schedule (its jobs stay).
+`PATCH /jobs/{id}` moves a waiting (`scheduled`) job's `start_at`. Another user's schedule or
+job is a 404, exactly like a missing one. The runs themselves: `provider.schedules`.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, field_validator
 
 from dumont_plan.server.context import StateDep, User, UserDep
-from dumont_plan.server.provider import schedules
-from dumont_plan.server.routes.jobs import CreateJobRequest, _job_config
-
-CRON_HELP = (
-    "five fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * *' (every day at"
-    " 02:00) or '*/15 * * * *' (every 15 minutes)"
+from dumont_plan.server.idempotency import idempotent_create_in_tx
+from dumont_plan.server.provider import job_rows, schedules
+from dumont_plan.server.routes.jobs import (
+    CreateJobRequest,
+    JobOut,
+    _bad_field,
+    _job_config,
+    _own_job,
 )
+from dumont_plan.spec.schedule import checked_cron, checked_timezone
 
 
 class CreateScheduleRequest(BaseModel):
@@ -40,21 +45,35 @@ class CreateScheduleRequest(BaseModel):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        value = " ".join(value.split())
-        if len(value.split()) != 5 or not schedules.valid_cron(value):
-            raise ValueError(f"{value!r} is not a cron expression; use {CRON_HELP}")
-        return value
+        return checked_cron(value)
 
     @field_validator("timezone")
     @classmethod
     def _valid_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown timezone {value!r}; use an IANA name such as UTC or Europe/Paris"
-            ) from None
-        return value
+        return checked_timezone(value)
+
+
+class ChangeScheduleRequest(BaseModel):
+    """What PATCH changes in place; a field left out stays."""
+
+    cron: str | None = Field(None, min_length=1, max_length=100, description="Cron (5 fields).")
+    timezone: str | None = Field(None, min_length=1, max_length=64, description="IANA timezone.")
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        return None if value is None else checked_cron(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str | None) -> str | None:
+        return None if value is None else checked_timezone(value)
+
+
+class MoveJobRequest(BaseModel):
+    start_at: datetime | None = Field(
+        description="The new start time (ISO; no offset is UTC); null starts it now."
+    )
 
 
 class ScheduleOut(BaseModel):
@@ -77,6 +96,8 @@ class ScheduleListOut(BaseModel):
 
 
 router = APIRouter(prefix="/jobs/schedules", tags=["jobs"])
+# `PATCH /jobs/{id}` lives here (routes/jobs.py is full); registered after `jobs.router`.
+moves = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 def _own(state: StateDep, user: User, schedule_id: str) -> Any:
@@ -84,6 +105,12 @@ def _own(state: StateDep, user: User, schedule_id: str) -> Any:
     if row is None:
         raise HTTPException(404, f"Schedule {schedule_id} not found")
     return row
+
+
+def _missing_body() -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}]
+    )
 
 
 def _refuse(field: str, message: str) -> RequestValidationError:
@@ -95,8 +122,11 @@ def _refuse(field: str, message: str) -> RequestValidationError:
 @router.post(
     "", status_code=201, response_model=ScheduleOut, responses={201: {"model": ScheduleOut}}
 )
-def create_schedule(body: CreateScheduleRequest, state: StateDep, user: UserDep) -> Any:
-    """Create a schedule: a job from `job` at each due time of `cron` in `timezone`."""
+def create_schedule(
+    body: CreateScheduleRequest, request: Request, state: StateDep, user: UserDep
+) -> Any:
+    """Create a schedule: a job from `job` at each due time of `cron` in `timezone`. With an
+    `Idempotency-Key`, a repeated request answers the first one's schedule."""
     job = body.job
     for field in ("hf_token", "secrets"):
         if getattr(job, field):
@@ -116,7 +146,20 @@ def create_schedule(body: CreateScheduleRequest, state: StateDep, user: UserDep)
     config, price = _job_config(state, job)
     template = {"config": config, "price_per_hour": price}
     name = body.name or str(config["name"])
-    return schedules.create_schedule(state, user.id, name, body.cron, body.timezone, template)
+    return idempotent_create_in_tx(
+        request,
+        state,
+        user,
+        lambda claim: schedules.create_schedule(
+            state,
+            user.id,
+            name,
+            body.cron,
+            body.timezone,
+            template,
+            claim.record if claim else None,
+        ),
+    )
 
 
 @router.get("", response_model=ScheduleListOut)
@@ -147,6 +190,41 @@ def resume_schedule(schedule_id: str, state: StateDep, user: UserDep) -> Any:
     if row is None:
         raise HTTPException(404, f"Schedule {schedule_id} not found")
     return schedules.schedule_view(row)
+
+
+@router.patch("/{schedule_id}", response_model=ScheduleOut)
+def change_schedule(
+    schedule_id: str, state: StateDep, user: UserDep, body: ChangeScheduleRequest | None = None
+) -> Any:
+    """Change the cron expression and/or timezone in place: same id, same job template, same
+    runs; an active schedule's next run is recomputed from now. The body is checked after the
+    schedule: someone else's id is a 404 whatever the body."""
+    own = _own(state, user, schedule_id)
+    if body is None:
+        raise _missing_body()
+    row = schedules.change_schedule(state, own, body.cron, body.timezone)
+    if row is None:
+        raise HTTPException(404, f"Schedule {schedule_id} not found")
+    return schedules.schedule_view(row)
+
+
+@moves.patch("/{job_id}", response_model=JobOut)
+def move_job(
+    job_id: str, state: StateDep, user: UserDep, body: MoveJobRequest | None = None
+) -> Any:
+    """Additive: move a waiting (`scheduled`) job's `start_at` (null: start it now). A job that
+    no longer waits is a 400. The body is checked after the job (another's id is a 404)."""
+    row = _own_job(state, user, job_id)
+    if body is None:
+        raise _missing_body()
+    start_at, refused = schedules.start_time(state, body.start_at)
+    if refused is not None:
+        raise _bad_field("start_at", refused, str(body.start_at))
+    if row["status"] != "scheduled" or not schedules.move_start(state, row, start_at):
+        raise HTTPException(
+            400, f"Job {job_id} is no longer scheduled; only a waiting job's start_at can change"
+        )
+    return job_rows.job_view(_own_job(state, user, job_id))
 
 
 @router.delete("/{schedule_id}")
