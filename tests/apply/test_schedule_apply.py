@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.apply.applykit import Project
+from tests.server.test_job_schedules import advance
 from tests.support import LocalServer, UserSession, new_user
 
 CRON = """
@@ -135,3 +136,47 @@ def test_an_apply_killed_after_any_ledger_write_converges_to_one_schedule(
     [schedule] = user.client.jobs.list_schedules()
     assert schedule["id"] == proj.remote_id("job.nightly")
     assert schedule["cron"] == ("0 2 * * *" if writes <= 2 else "0 4 * * *")
+
+
+def test_a_schedule_created_just_before_a_crash_is_not_made_twice(
+    plane: LocalServer, tmp_path: Path
+) -> None:
+    """The window no ledger write marks: the POST reached the server, the apply died before it
+    recorded the answer. The journal kept the request's Idempotency-Key; the next apply sends
+    it again and the server answers the schedule it made (one schedule, recorded)."""
+    proj, user = project(plane, tmp_path)
+    proj.write(CRON.format(cron="0 2 * * *", tz="UTC"))
+    died = proj.popen("apply", "-y", extra_env={"DUMONT_TEST_CRASH_AFTER": "1"})
+    died.communicate(timeout=120)
+    assert died.returncode == 137
+    [pending] = proj.state()["pending"]
+    assert pending["action"] == "create" and pending["idempotency_key"]
+    body = {"name": "sched-nightly", "command": "echo nightly", "timeout_minutes": 10}
+    made = user.client.jobs.create_schedule(  # what the killed apply had sent
+        "0 2 * * *", "UTC", body, name="sched-nightly", idempotency_key=pending["idempotency_key"]
+    )
+    proj("apply", "-y")
+    proj("plan", "--detailed-exitcode")
+    [schedule] = user.client.jobs.list_schedules()
+    assert schedule["id"] == made["id"] == proj.remote_id("job.nightly")
+    assert proj.state()["pending"] == []
+
+
+def test_a_schedules_runs_are_no_resource_and_the_plan_stays_empty(
+    plane: LocalServer, tmp_path: Path
+) -> None:
+    """The control plane's clock moves past two due times: two runs, linked to the schedule;
+    the plan stays empty (a run is not adopted, nor an orphan) and says the next run."""
+    proj, user = project(plane, tmp_path)
+    proj.write(CRON.format(cron="0 2 * * *", tz="UTC"))
+    proj("apply", "-y")
+    schedule_id = proj.remote_id("job.nightly")
+    for _ in range(2):
+        advance(plane, 24 * 3600)
+        plane.reconcile()
+    runs = [j for j in user.client.jobs.list_all() if j.raw.get("schedule_id") == schedule_id]
+    assert len(runs) == 2 and {j.name for j in runs} == {"sched-nightly"}
+    quiet = json.loads(proj("plan", "-o", "json", "--detailed-exitcode").stdout)
+    [change] = quiet["changes"]
+    assert change["action"] == "noop" and change["reason"].startswith("next run ")
+    assert user.client.jobs.get_schedule(schedule_id)["runs"] == 2
