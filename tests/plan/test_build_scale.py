@@ -80,3 +80,32 @@ def test_a_create_adopts_the_newest_unclaimed_object_of_its_name(tmp_path: Path)
     assert actions["job.j8"].action is Action.create  # its namesake belongs to job.gone
     creates = [c for c in plan.changes if c.action is Action.create]
     assert len(creates) == N - 1
+
+
+def test_a_plan_drawn_only_as_a_table_skips_the_saved_plan_hashes(tmp_path: Path) -> None:
+    jobs = {f"j{i}": {"command": f"echo {i}"} for i in range(20)}
+    stack = stack_of({"version": 1, "project": "p", "jobs": jobs}, tmp_path)
+    state = LedgerState(project="p")
+    for i in range(10):  # half applied and finished, half new
+        state.resources[f"job.j{i}"] = LedgerEntry(
+            kind="job",
+            remote_id=f"id-{i}",
+            remote_name=f"p-j{i}",
+            applied_spec={"command": f"echo {i}" if i % 2 else "changed"},
+        )
+    live = [{"id": f"id-{i}", "name": f"p-j{i}", "status": "completed"} for i in range(10)]
+    observed = Observed(live={"job": Job.list_from_wire(live, "test")})
+
+    full = build_plan(stack, observed, state, PlanOptions())
+    lean = build_plan(stack, observed, state, PlanOptions(fingerprints=False))
+
+    # The same decisions, reasons, changes and costs; only the hashes are left out.
+    hashes = {"desired_fingerprint", "observed_fingerprint"}
+    assert [c.model_dump(exclude=hashes) for c in lean.changes] == [
+        c.model_dump(exclude=hashes) for c in full.changes
+    ]
+    assert {c.action for c in full.changes} >= {Action.create, Action.noop}
+    assert all(c.desired_fingerprint and c.observed_fingerprint for c in full.changes)
+    assert full.spec_digest.startswith("sha256:")
+    assert not any(c.desired_fingerprint or c.observed_fingerprint for c in lean.changes)
+    assert lean.spec_digest == ""

@@ -133,6 +133,7 @@ def plan(
         destroy=destroy,
         allow_restart=allow_restart,
         max_cost=max_cost,
+        fingerprints=out is not None or output is OutputFormat.json,
     )
     client = open_api(ctx)
     try:

@@ -40,8 +40,10 @@ def plan_options(
     destroy: bool,
     allow_restart: bool,
     max_cost: float | None,
+    fingerprints: bool = True,
 ) -> PlanOptions:
-    """The planner's options from the command line (the secret hashes are the library's)."""
+    """The planner's options from the command line (the secret hashes are the library's).
+    `fingerprints=False`: the plan is only drawn as a table (PlanOptions.fingerprints)."""
     from dumont_plan.plan.select import PlanOptions
 
     return PlanOptions(
@@ -51,6 +53,7 @@ def plan_options(
         destroy=destroy,
         allow_restart=allow_restart,
         max_cost=max_cost,
+        fingerprints=fingerprints,
     )
 
 

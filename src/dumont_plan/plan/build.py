@@ -84,7 +84,7 @@ class _Planner:
             project=stack.project,
             created_at=self.now.isoformat(timespec="seconds").replace("+00:00", "Z"),
             spec_files=list(stack.files),
-            spec_digest=stack.digest(self.dumps),
+            spec_digest=stack.digest(self.dumps) if options.fingerprints else "",
             state_serial=state.serial,
             options=options.as_dict(),
         )
@@ -216,7 +216,7 @@ class _Planner:
             name=resource.name,
             action=Action.noop,
             remote_name=remote_name,
-            desired_fingerprint=fingerprint(desired),
+            desired_fingerprint=fingerprint(desired) if self.options.fingerprints else None,
         )
         self.decided[address] = change
         entry = self.state.resources.get(address)
@@ -231,13 +231,14 @@ class _Planner:
             change.action = Action.create
             change.reason = handler.describe(values) or "new"
             change.attributes = create_attributes(handler, values, desired)
-            change.observed_fingerprint = observed_fingerprint(
-                handler,
-                None,
-                same_name=same_name_ids(
-                    handler, self.named(resource.kind, {remote_name}), remote_name
-                ),
-            )
+            if self.options.fingerprints:
+                change.observed_fingerprint = observed_fingerprint(
+                    handler,
+                    None,
+                    same_name=same_name_ids(
+                        handler, self.named(resource.kind, {remote_name}), remote_name
+                    ),
+                )
             self.price_start(change, handler, values, price)
             self.check_start(change, handler, values)
             self.note_effect(change, handler, values, desired)
@@ -256,7 +257,7 @@ class _Planner:
                 )
                 return
         change.status = handler.status(live) if live is not None else "gone"
-        change.observed_fingerprint = observed_fingerprint(handler, live)
+        change.observed_fingerprint = self.observed_fingerprint(handler, live)
         changes = self.compare(handler, entry, live, values, desired, ignore)
         applied_price = handler.hourly_price(entry.applied_spec or values, self.observed.offers)
         decision = handler.decide(
@@ -423,7 +424,7 @@ class _Planner:
         change.remote_id = handler.live_id(live)
         change.status = handler.status(live)
         change.reason = f"{why} ({change.remote_name}, {change.status})"
-        change.observed_fingerprint = observed_fingerprint(handler, live)
+        change.observed_fingerprint = self.observed_fingerprint(handler, live)
 
     def price_start(
         self,
@@ -467,7 +468,7 @@ class _Planner:
             )
             return
         live = self.live_index[entry.kind].get(entry.remote_id or "")
-        change.observed_fingerprint = observed_fingerprint(handler, live)
+        change.observed_fingerprint = self.observed_fingerprint(handler, live)
         resource = self.stack.resources.get(address)
         protected = entry.prevent_destroy
         if resource is not None:
@@ -491,6 +492,12 @@ class _Planner:
                 f"{address}` to stop managing it without deleting it"
             )
         change.hourly_saving = handler.live_hourly(live)
+
+    def observed_fingerprint(
+        self, handler: RegisteredHandler, live: WireModel | None
+    ) -> str | None:
+        """The change's observed fingerprint, when the plan keeps them (options.fingerprints)."""
+        return observed_fingerprint(handler, live) if self.options.fingerprints else None
 
     # -- references and secrets ------------------------------------------------------------
 

@@ -28,6 +28,10 @@ class PlanOptions:
     max_cost: float | None = None  # $/h the plan may add (--max-cost)
     secret_hashes: Mapping[str, str] = field(default_factory=dict)  # NAME -> salted hash
     now: datetime | None = None
+    # The hashes only a saved or printed plan uses (spec_digest, each change's desired and
+    # observed fingerprints): False for a plan only drawn as a table (`dumont plan` without
+    # -out or --output json), which then skips that work (~20% of planning a no-op).
+    fingerprints: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {
