@@ -41,7 +41,7 @@ EXPECTED_MISSING: set[str] = set()
 ADDITIVE: dict[str, dict[str, set[str]]] = {
     "GET /api/v1/jobs/": {"query": {"offset"}},
     "POST /api/v1/jobs/": {"body": {"num_nodes", "secrets", "workdir_id", "start_at"}},
-    "GET /api/v1/jobs/{job_id}/logs": {"query": {"tail", "offset"}},
+    "GET /api/v1/jobs/{job_id}/logs": {"query": {"tail", "offset", "rank"}},
     "POST /api/v1/instances": {"body": {"use_spot"}},
     "POST /api/v1/serverless/enable/{instance_id}": {
         "body": {"max_price", "webhook_url", "webhook_secret"}

@@ -53,6 +53,7 @@ CONTRACT_FIELDS = {
 ADDITIVE_FIELDS = {
     "use_spot",
     "num_gpus",
+    "num_nodes",
     "price_per_hour",
     "timeout_minutes",
     "max_retries",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dumont_plan.server.provider.sandbox import tagged_pids
 from tests.server.jobfixtures import (
     JOBS,
     FakeHub,
@@ -72,6 +73,19 @@ def test_timeout_ends_the_job_with_status_timeout(
     assert ended["exit_code"] is None
     assert not group_alive(child)
     assert logs(env_user, job["id"]).startswith("begin\n")
+
+
+def test_the_timeout_ends_every_rank_of_a_group(
+    env_server: LocalServer, env_user: UserSession
+) -> None:
+    job = create_job(env_user, command="echo begin; sleep 60", timeout_minutes=10, num_nodes=2)
+
+    ended = wait_for(env_user, job["id"], "timeout")
+    groups = runner_state(env_server, job["id"])["child_pgids"]
+
+    assert ended["error_message"] == "Job exceeded its timeout of 10 minutes"
+    assert len(groups) == 2 and not any(group_alive(g) for g in groups)
+    assert not tagged_pids(job["id"])
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dumont_plan.server.provider.runner import LogWriter, hf_download
+from dumont_plan.server.provider.joblog import LogWriter
+from dumont_plan.server.provider.runner import hf_download
 
 
 def test_the_log_writer_masks_a_secret_split_across_chunks(tmp_path: Path) -> None:

@@ -329,41 +329,41 @@ def test_num_nodes_is_skypilots_and_every_node_is_billed(
         use_spot=False,  # on-demand: its price moves little between the two creates
     )
     assert sky.launched(sky_id)["config"]["num_nodes"] == 3
+    assert get_job(user, job_id)["num_nodes"] == 3
     single = create_job(user, name="one", command="true", num_gpus=2, use_spot=False)
     assert get_job(user, job_id)["price_per_hour"] == pytest.approx(
         3 * single["price_per_hour"], rel=0.02
     )
 
 
-def test_the_local_executor_refuses_several_nodes(server: LocalServer) -> None:
-    assert "jobs.num-nodes" not in httpx.get(server.url + "/health").json()["capabilities"]
+def test_the_local_executor_takes_several_nodes_up_to_its_limit(server: LocalServer) -> None:
+    assert "jobs.num-nodes" in httpx.get(server.url + "/health").json()["capabilities"]
     user = new_user(server.url)
     with user.http() as http:
-        refused = http.post(JOBS, json={"command": "true", "num_nodes": 2})
+        refused = http.post(JOBS, json={"command": "true", "num_nodes": 17})
     assert refused.status_code == 422, refused.text
     assert refused.json()["details"][0]["loc"] == ["body", "num_nodes"]
-    assert "--executor=skypilot" in refused.text
+    assert create_job(user, command="true", num_nodes=2)["num_nodes"] == 2
 
 
-def test_cli_nodes_reaches_skypilot_and_is_refused_where_one_machine_runs(
+def test_cli_nodes_reaches_skypilot_and_the_local_ranks(
     sky_server: tuple[LocalServer, Sky], server: LocalServer, tmp_path: Path
 ) -> None:
     srv, sky = sky_server
-    for target, ok in ((srv, True), (server, False)):
+    for target, on_sky in ((srv, True), (server, False)):
         user = new_user(target.url)
-        env = cli_env(tmp_path / ("sky" if ok else "local"), user.url, user.token)
+        env = cli_env(tmp_path / ("sky" if on_sky else "local"), user.url, user.token)
         Path(env["HOME"]).mkdir()
         before = sky.count()
         done = run_cli(
             ["job", "create", "multi", "--command", "true", "--nodes", "2", "-o", "json"], env
         )
-        if ok:
-            assert done.returncode == 0, done.stderr
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["num_nodes"] == 2
+        if on_sky:
             assert sky.launched(before + 1)["config"]["num_nodes"] == 2
         else:
-            assert done.returncode == 1
-            assert "--nodes=2: this server runs a job on one machine" in done.stderr
-            assert "--executor=skypilot" in done.stderr and "Traceback" not in done.stderr
+            assert sky.count() == before
 
 
 def test_a_jobs_outputs_come_back_from_its_bucket_location(

@@ -21,7 +21,9 @@ from dumont_plan.cli.job_schedule import check_options, schedules_app, show_sche
 from dumont_plan.cli.job_schedule import timezone as check_timezone
 from dumont_plan.cli.job_watch import (
     LIST_COLUMNS,
+    RankLogs,
     about_job,
+    about_rank,
     created_text,
     finish_wait,
     list_row,
@@ -118,7 +120,8 @@ def create(
         "--nodes",
         min=1,
         max=16,
-        help="Machines, each with --num-gpus GPUs (a server run with --executor=skypilot).",
+        help="Machines, each with --num-gpus GPUs, each billed (the local control plane runs "
+        "them as ranks: `dumont job logs --rank`).",
     ),
     use_spot: str | None = typer.Option(
         None,
@@ -269,8 +272,9 @@ def create(
     client = open_client(ctx)
     if (nodes or 1) > 1 and missing(client, "jobs.num-nodes"):
         raise DumontError(
-            f"{where}: --nodes={nodes}: this server runs a job on one machine",
-            "leave out --nodes, or start the local control plane with --executor=skypilot",
+            f"{where}: --nodes={nodes}: this server runs a job on one machine "
+            "(no `jobs.num-nodes` in /health)",
+            "leave out --nodes, or use the local control plane (`dumont server start`)",
         )
     if workdir is not None:
         body["workdir_id"] = ship_workdir(client, workdir)
@@ -398,6 +402,12 @@ def logs(
         False, "--follow", "-f", help="Keep printing new lines until the job finishes."
     ),
     poll: float = typer.Option(1.0, "--poll", min=0.1, help="Seconds between checks."),
+    rank: int | None = typer.Option(
+        None,
+        "--rank",
+        min=0,
+        help="A job of several nodes (--nodes): this rank's log, 0-based (default: rank 0's).",
+    ),
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Print a job's log (while it runs and after). With --follow, stream it until the end.
@@ -408,9 +418,16 @@ def logs(
     client = open_client(ctx)
     if tail is not None:
         warn_ignored(client, [("--tail", "jobs.logs-tail")])
+    if rank and missing(client, "jobs.logs-rank"):
+        raise DumontError(
+            f"job logs: --rank={rank}: this server keeps one log per job "
+            "(no `jobs.logs-rank` in /health)",
+            "leave out --rank",
+        )
+    jobs = RankLogs(client.jobs, rank)
     if not follow:
-        with about_job(job_id, "job logs"):
-            answer = client.jobs.logs(job_id, tail=tail)
+        with about_job(job_id, "job logs"), about_rank(rank, "job logs"):
+            answer = jobs.logs(job_id, tail=tail)
         if output is OutputFormat.json:
             emit_json(answer)
             return
@@ -418,9 +435,9 @@ def logs(
         sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
         return
 
-    with about_job(job_id, "job logs"):
+    with about_job(job_id, "job logs"), about_rank(rank, "job logs"):
         result = stream_logs(
-            client.jobs,
+            jobs,
             job_id,
             log_writer(job_id, output),
             tail=tail,

@@ -9,17 +9,18 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from dumont_plan.apply.waits import WaitResult, wait_for
 from dumont_plan.cli.output import OutputFormat, StatusLine, emit_json, err_console, print_fields
 from dumont_plan.client import DumontClient
 from dumont_plan.client.base import error_message
-from dumont_plan.client.jobs import LogCursor, LogSource, is_finished
+from dumont_plan.client.jobs import JobsAPI, LogCursor, LogSource, is_finished
 from dumont_plan.errors import (
     BadRequestError,
     DumontError,
     NotFoundError,
+    UnprocessableError,
     WaitFailedError,
     WaitInterrupted,
     WaitTimeoutError,
@@ -67,6 +68,20 @@ def about(noun: str, group: str, item_id: str, where: str) -> Iterator[None]:
         ) from exc
 
 
+@contextmanager
+def about_rank(rank: int | None, where: str) -> Iterator[None]:
+    """A 422 about `rank` of a log read: a rank the job does not have, in the flag's words."""
+    try:
+        yield
+    except UnprocessableError as exc:
+        said = [str(d.get("msg")) for d in exc.details if "rank" in (d.get("loc") or [])]
+        if not said:
+            raise
+        raise DumontError(
+            f"{where}: --rank={rank}: {said[0]}", "leave out --rank for rank 0's log"
+        ) from None
+
+
 def about_job(job_id: str, where: str) -> AbstractContextManager[None]:
     """`about` a job."""
     return about("job", "job", job_id, where)
@@ -85,10 +100,36 @@ def list_row(job: Job) -> dict[str, object]:
 
 
 def print_job(job: Job) -> None:
-    """The contract's fields in a fixed order, then any extra field the server sent that is set."""
+    """The contract's fields in a fixed order (the nodes after the GPU, when the server says),
+    then any extra field the server sent that is set."""
     raw = job.raw
-    extras = [k for k in raw if k not in STATUS_FIELDS and raw[k] is not None]
-    print_fields(list_row(job), [*STATUS_FIELDS, *extras])
+    fields = [*STATUS_FIELDS]
+    if raw.get("num_nodes") is not None:
+        fields.insert(fields.index("gpu_type") + 1, "num_nodes")
+    extras = [k for k in raw if k not in fields and raw[k] is not None]
+    print_fields(list_row(job), [*fields, *extras])
+
+
+def nodes_text(job: Job) -> str:
+    """` on 2 nodes` for a job of several machines (additive `num_nodes`), else nothing."""
+    nodes = job.raw.get("num_nodes")
+    return f" on {nodes} nodes" if isinstance(nodes, int) and nodes > 1 else ""
+
+
+class RankLogs:
+    """`client.jobs` (or any `Watched` jobs API) reading one rank's log (`?rank=N`)."""
+
+    def __init__(self, jobs: JobsAPI, rank: int | None) -> None:
+        self.jobs = jobs
+        self.rank = rank
+
+    def get(self, job_id: str) -> Job:
+        return self.jobs.get(job_id)
+
+    def logs(
+        self, job_id: str, tail: int | None = None, offset: int | None = None
+    ) -> dict[str, Any]:
+        return self.jobs.logs(job_id, tail=tail, offset=offset, rank=self.rank)
 
 
 def created_text(job: Job) -> str:
@@ -97,7 +138,7 @@ def created_text(job: Job) -> str:
     if job.price_per_hour is not None:
         spot = job.use_spot
         kind = "" if spot is None else " spot" if spot else " on-demand"
-        text += f"; {job.gpu_type}{kind} at {money(job.price_per_hour)}/h"
+        text += f"; {job.gpu_type}{kind}{nodes_text(job)} at {money(job.price_per_hour)}/h"
     return text + starts_text(job)
 
 

@@ -171,14 +171,18 @@ class JobsAPI:
         return Job.from_wire(self._t.request("POST", path, idempotent=True), f"POST {path}")
 
     def logs(
-        self, job_id: str, tail: int | None = None, offset: int | None = None
+        self,
+        job_id: str,
+        tail: int | None = None,
+        offset: int | None = None,
+        rank: int | None = None,
     ) -> dict[str, Any]:
         """`GET /api/v1/jobs/{id}/logs[?tail=N|?offset=B]` -> `{"job_id", "logs"}`; no tail =
         whole log. The local control plane adds `next_offset` and `size` (bytes) and takes
-        `offset`: only what follows that byte (a server without it ignores it: whole log)."""
-        result: dict[str, Any] = self._t.request(
-            "GET", _item(job_id) + "/logs", params={"tail": tail, "offset": offset}
-        )
+        `offset`: only what follows that byte (a server without it ignores it: whole log), and
+        `rank`: that rank's log of a job of several nodes (capability `jobs.logs-rank`)."""
+        params = {"tail": tail, "offset": offset, "rank": rank}
+        result: dict[str, Any] = self._t.request("GET", _item(job_id) + "/logs", params=params)
         return result
 
     # -- cron schedules (local control plane, capability `jobs.schedules`) --

@@ -27,6 +27,7 @@ from dumont_plan.server.provider.sky_outputs import setting_problem
 from dumont_plan.server.settings import ServerSettings
 
 EXECUTORS = ("local", "skypilot")
+MAX_NODES = 16  # machines of one job (the local executor: ranks)
 SKY_MODULE_VAR = "DUMONT_SERVER_SKY_MODULE"
 NOT_INSTALLED = "skypilot is not installed (pip install 'dumont-plan[skypilot]')"
 CHECKING = "SkyPilot's credential check (sky check) is still running"
@@ -125,11 +126,9 @@ def check_setting(settings: ServerSettings) -> str | None:
 
 def nodes_problem(settings: ServerSettings, num_nodes: int) -> str | None:
     """Why a job of `num_nodes` machines cannot run here (None: it can). SkyPilot renders
-    `num_nodes` natively; the local executor runs one machine (local ranks are not built).
-    A job of several nodes is billed per node."""
-    if num_nodes <= 1 or executor_name(settings) == "skypilot":
-        return None
-    return (
-        f"num_nodes={num_nodes}: this control plane runs jobs on one machine (executor local);"
-        " use 1, or a server started with --executor=skypilot"
-    )
+    `num_nodes` natively; the local executor runs that many ranks on this machine, each in a
+    sandbox of its own (`provider.ranks`). Either way at most `MAX_NODES`, and a job of several
+    nodes is billed per node."""
+    if num_nodes > MAX_NODES:
+        return f"num_nodes={num_nodes}: at most {MAX_NODES} machines per job"
+    return None

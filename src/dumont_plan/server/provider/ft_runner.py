@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from dumont_plan.server.provider.runner import Runner
+from dumont_plan.server.provider.sandbox import Sandbox
 
 INPUTS_DIR = "inputs"
 WORKSPACE_INPUTS = "input"
@@ -40,8 +41,8 @@ class FinetuneRunner(Runner):
             if item.is_file() and not item.is_symlink():
                 shutil.copyfile(item, target / item.name)
 
-    def job_env(self, control_fd: int) -> dict[str, str]:
-        env = super().job_env(control_fd)
+    def job_env(self, control_fd: int, sandbox: Sandbox | None = None) -> dict[str, str]:
+        env = super().job_env(control_fd, sandbox)
         cache = self.spec.get("hf_hub_cache")
         if cache:
             env["HF_HUB_CACHE"] = str(cache)

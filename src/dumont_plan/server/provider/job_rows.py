@@ -52,6 +52,7 @@ def job_view(row: Row, now: float | None = None) -> dict[str, Any]:
         # Additive fields of the local control plane.
         "use_spot": bool(row["use_spot"]),
         "num_gpus": int(row["num_gpus"]),
+        "num_nodes": int(row["num_nodes"]),
         "price_per_hour": float(row["price_per_hour"]),
         "timeout_minutes": int(row["timeout_minutes"]),
         "max_retries": int(row["max_retries"]),

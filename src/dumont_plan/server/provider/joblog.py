@@ -234,17 +234,60 @@ def open_all(path: Path, cap: int | None) -> WholeLog:
 
 
 def read_job_log(
-    directory: Path, tail: int | None, offset: int | None, *, running: bool
+    directory: Path, tail: int | None, offset: int | None, *, running: bool, name: str = "job.log"
 ) -> LogPiece | WholeLog:
-    """A job's log (`job.log` of its directory, capped as its `spec.json` says): from logical
-    byte `offset` (a bounded piece), its last `tail` lines, or all of it (to stream)."""
+    """A job's log (`name` in its directory: `job.log`, or a rank's, `provider.ranks`; capped
+    as its `spec.json` says): from logical byte `offset` (a bounded piece), its last `tail`
+    lines, or all of it (to stream)."""
     cap: object = None
     with contextlib.suppress(OSError, ValueError, AttributeError):
         cap = json.loads((directory / "spec.json").read_text(encoding="utf-8")).get("log_cap_bytes")
     capped = cap if isinstance(cap, int) and cap > 0 else None
-    path = directory / "job.log"
+    path = directory / name
     if offset is not None:
         return read_from(path, offset, capped, running=running)
     if tail is not None:
         return read_tail(path, tail, capped)
     return open_all(path, capped)
+
+
+MASK = b"***"
+
+
+class LogWriter:
+    """Appends output to the job log as it arrives, whole lines at a time, secrets masked;
+    past `cap` bytes the log keeps its head and its last part (`CappedLog`)."""
+
+    def __init__(self, path: Path, secrets: list[str], cap: int | None = None) -> None:
+        self.path = path
+        self.secrets = sorted({s.encode() for s in secrets if len(s) >= 3}, key=len, reverse=True)
+        self.keep = max((len(s) for s in self.secrets), default=1) - 1
+        self.pending = b""
+        self.handle = CappedLog(path, cap)
+
+    def mask(self, data: bytes) -> bytes:
+        for secret in self.secrets:
+            data = data.replace(secret, MASK)
+        return data
+
+    def feed(self, data: bytes) -> None:
+        self.pending += data
+        cut = self.pending.rfind(b"\n") + 1
+        if cut == 0 and len(self.pending) > 65536:
+            cut = len(self.pending) - self.keep
+        if cut > 0:
+            chunk, self.pending = self.pending[:cut], self.pending[cut:]
+            self.handle.write(self.mask(chunk))
+
+    def flush(self) -> None:
+        if self.pending:
+            self.handle.write(self.mask(self.pending))
+            self.pending = b""
+
+    def note(self, message: str) -> None:
+        self.flush()
+        self.handle.write(self.mask(f"[dumont] {message}\n".encode()))
+
+    def close(self) -> None:
+        self.flush()
+        self.handle.close()

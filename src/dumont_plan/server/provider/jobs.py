@@ -40,7 +40,7 @@ from sqlite3 import Connection, Row
 from typing import Any
 
 from dumont_plan.server.context import AppState
-from dumont_plan.server.provider import isolation, joblog, runner, sky_jobs, workdirs
+from dumont_plan.server.provider import isolation, joblog, ranks, runner, sky_jobs, workdirs
 from dumont_plan.server.provider.executors import executor_name
 from dumont_plan.server.provider.job_rows import get_row, job_view
 from dumont_plan.server.provider.job_secrets import SecretKeeper, split_secrets
@@ -164,10 +164,10 @@ def submit_job(
     with sup.lock:
         with state.store.tx() as conn:
             conn.execute(
-                "INSERT INTO jobs (id, user_id, name, source, gpu_type, num_gpus, use_spot,"
-                " price_per_hour, timeout_minutes, timeout_seconds, max_retries, has_hf_token,"
-                " status, attempt, created_ts, start_at, schedule_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                "INSERT INTO jobs (id, user_id, name, source, gpu_type, num_gpus, num_nodes,"
+                " use_spot, price_per_hour, timeout_minutes, timeout_seconds, max_retries,"
+                " has_hf_token, status, attempt, created_ts, start_at, schedule_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
                 (
                     job_id,
                     user_id,
@@ -175,6 +175,7 @@ def submit_job(
                     config["source"],
                     config["gpu_type"],
                     config["num_gpus"],
+                    int(config.get("num_nodes") or 1),
                     int(config["use_spot"]),
                     price_per_hour,
                     config["timeout_minutes"],
@@ -238,7 +239,8 @@ def launch(state: AppState, job_id: str, attempt: int) -> None:
     """Spawn a runner for `attempt` of a job. Hold the supervisor lock."""
     sup = supervisor(state)
     directory = job_dir(state, job_id)
-    if sky_jobs.handles(read_json(directory / runner.SPEC_FILE) or {}):
+    spec = read_json(directory / runner.SPEC_FILE) or {}
+    if sky_jobs.handles(spec):
         sky_jobs.launch(state, job_id, directory, attempt, sup.secrets.env(job_id))
         return
     token = uuid.uuid4().hex
@@ -265,6 +267,7 @@ def launch(state: AppState, job_id: str, attempt: int) -> None:
                     token,
                     "--attempt",
                     str(attempt),
+                    *ranks.launch_args(spec),
                 ],
                 cwd=directory,
                 env=workload_env(job_id, extra),
@@ -342,16 +345,11 @@ def stop_runner(state: AppState, row: Row) -> None:
                 break
             time.sleep(0.02)
     current = read_json(directory / runner.STATE_FILE) or {}
-    kill_tagged(row["id"], (row["runner_pid"], current.get("child_pgid")))
+    kill_tagged(row["id"], (row["runner_pid"], *ranks.pgids(current)))
     sup.reap()
     current = read_json(directory / runner.STATE_FILE) or {}
     if current.get("token") != row["runner_token"] or current.get("phase") != "finished":
-        finalize_without_runner(directory)
-
-
-def finalize_without_runner(directory: Path) -> None:
-    spec = read_json(directory / runner.SPEC_FILE) or {}
-    runner.finalize(directory, spec)
+        runner.finalize(directory)
 
 
 def cancel_job(state: AppState, row: Row) -> bool:
@@ -369,13 +367,15 @@ def cancel_job(state: AppState, row: Row) -> bool:
 
 
 def read_logs(
-    state: AppState, row: Row, tail: int | None, offset: int | None
+    state: AppState, row: Row, tail: int | None, offset: int | None, rank: int = 0
 ) -> LogPiece | WholeLog:
+    """Rank `rank`'s log (rank 0's is the job's own `job.log`)."""
     running = row["status"] not in FINISHED
     directory = job_dir(state, row["id"])
     if running and sky_jobs.handles(read_json(directory / runner.SPEC_FILE) or {}):
         sky_jobs.refresh_log(state, row["id"], directory)
-    return joblog.read_job_log(job_dir(state, row["id"]), tail, offset, running=running)
+    name = ranks.log_name(rank)
+    return joblog.read_job_log(directory, tail, offset, running=running, name=name)
 
 
 def job_sandbox(state: AppState, job_id: str) -> Sandbox:
@@ -435,8 +435,8 @@ def reconcile_one(state: AppState, row: Row) -> None:
         if current is not None:
             sync_progress(state, row, current)
             if past_deadline(row, current):
-                kill_tagged(job_id, (current.get("child_pgid"),))
-                finalize_without_runner(directory)
+                kill_tagged(job_id, ranks.pgids(current))
+                runner.finalize(directory)
                 minutes = row["timeout_minutes"]
                 finish(
                     state,
@@ -479,12 +479,12 @@ def lost(state: AppState, row: Row, current: dict[str, Any] | None) -> None:
     sup = supervisor(state)
     job_id = row["id"]
     directory = job_dir(state, job_id)
-    kill_tagged(job_id, ((current or {}).get("child_pgid"),))
+    kill_tagged(job_id, ranks.pgids(current))
     reason = LOST_WHILE_UP if job_id in sup.seen_alive else LOST_WHILE_DOWN
     attempt = int((current or {}).get("attempt") or row["attempt"] or 1)
     max_attempts = int(row["max_retries"]) + 1
     token_missing = sup.secrets.missing(job_id, read_json(directory / runner.SPEC_FILE) or {})
-    note = runner.LogWriter(directory / runner.LOG_FILE, [])
+    note = joblog.LogWriter(directory / runner.LOG_FILE, [])
     try:
         if attempt < max_attempts and not token_missing:
             note.note(f"attempt {attempt} interrupted: {reason}; retrying")
@@ -495,5 +495,5 @@ def lost(state: AppState, row: Row, current: dict[str, Any] | None) -> None:
         note.note(f"job failed: {reason}")
     finally:
         note.close()
-    finalize_without_runner(directory)
+    runner.finalize(directory)
     finish(state, job_id, "failed", time.time(), None, reason, (current or {}).get("started"))

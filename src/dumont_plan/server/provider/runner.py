@@ -1,13 +1,13 @@
 """The job runner: one detached process per job, started by the control plane.
 
-`python -m dumont_plan.server.provider.runner <job_dir> --token T --attempt N` runs the job
-described by `<job_dir>/spec.json` (no secrets in it: the Hugging Face token arrives only as
-`HF_TOKEN` in this process's environment). It lives in its own session, so it outlives a restart
-of the control plane, and it tells the control plane what happens only through
+`python -m dumont_plan.server.provider.runner <job_dir> --token T --attempt N [--master-port P]`
+runs the job described by `<job_dir>/spec.json` (no secrets in it: the Hugging Face token arrives
+only as `HF_TOKEN` in this process's environment). It lives in its own session, so it outlives a
+restart of the control plane, and it tells the control plane what happens only through
 `<job_dir>/state.json`, written atomically:
 
     token, pid, pid_start, attempt, max_attempts, phase, step, started, attempt_started,
-    child_pgid, ended, outcome, exit_code, error, result
+    child_pgid, child_pgids, ended, outcome, exit_code, error, result
 
 `phase` goes provisioning -> starting (source, pip, setup) -> running (command) -> completing
 (outputs kept, sandbox destroyed) -> finished; `result` (completed|failed|timeout|cancelled) is
@@ -23,7 +23,8 @@ holding a value changes), and git credentials go through GIT_ASKPASS. A failed a
 retried up to `max_retries` times; the attempt's deadline (`timeout_seconds`) ends it with
 `timeout`; SIGTERM (the control plane's cancel) ends it with `cancelled`; a workspace grown
 past `disk_size` (`diskuse.DiskWatch`, at most every second) ends it `failed`, not retried (a
-retry would fill it again).
+retry would fill it again). A job of `num_nodes` > 1 runs that many ranks, each such a script
+in a sandbox of its own, as one group (`ranks.py`: their layout, environment and outcome).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import argparse
 import contextlib
 import json
 import os
-import selectors
 import shlex
 import signal
 import subprocess
@@ -41,9 +41,9 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from dumont_plan.server.provider import diskuse, isolation, workdirs
+from dumont_plan.server.provider import diskuse, isolation, ranks, workdirs
 from dumont_plan.server.provider.job_secrets import CARRY_VAR, Carried, strip_credentials
-from dumont_plan.server.provider.joblog import CappedLog
+from dumont_plan.server.provider.joblog import LogWriter
 from dumont_plan.server.provider.sandbox import (
     TAG_VAR,
     Sandbox,
@@ -60,48 +60,6 @@ SPEC_FILE = "spec.json"
 STATE_FILE = "state.json"
 LOG_FILE = "job.log"
 SCRIPT_FILE = "run.sh"
-MASK = b"***"
-# After the script's main process exits, how long its output may still flow before leftovers die.
-DRAIN_SECONDS = 0.5
-
-
-class LogWriter:
-    """Appends output to the job log as it arrives, whole lines at a time, secrets masked;
-    past `cap` bytes the log keeps its head and its last part (`joblog.CappedLog`)."""
-
-    def __init__(self, path: Path, secrets: list[str], cap: int | None = None) -> None:
-        self.path = path
-        self.secrets = sorted({s.encode() for s in secrets if len(s) >= 3}, key=len, reverse=True)
-        self.keep = max((len(s) for s in self.secrets), default=1) - 1
-        self.pending = b""
-        self.handle = CappedLog(path, cap)
-
-    def mask(self, data: bytes) -> bytes:
-        for secret in self.secrets:
-            data = data.replace(secret, MASK)
-        return data
-
-    def feed(self, data: bytes) -> None:
-        self.pending += data
-        cut = self.pending.rfind(b"\n") + 1
-        if cut == 0 and len(self.pending) > 65536:
-            cut = len(self.pending) - self.keep
-        if cut > 0:
-            chunk, self.pending = self.pending[:cut], self.pending[cut:]
-            self.handle.write(self.mask(chunk))
-
-    def flush(self) -> None:
-        if self.pending:
-            self.handle.write(self.mask(self.pending))
-            self.pending = b""
-
-    def note(self, message: str) -> None:
-        self.flush()
-        self.handle.write(self.mask(f"[dumont] {message}\n".encode()))
-
-    def close(self) -> None:
-        self.flush()
-        self.handle.close()
 
 
 def build_script(
@@ -165,10 +123,14 @@ STEP_FAILURES = {
 
 
 class Runner:
-    def __init__(self, job_dir: Path, token: str, attempt: int) -> None:
+    def __init__(
+        self, job_dir: Path, token: str, attempt: int, master_port: int | None = None
+    ) -> None:
         self.dir = job_dir
         self.spec: dict[str, Any] = json.loads((job_dir / SPEC_FILE).read_text(encoding="utf-8"))
         self.sandbox = Sandbox(job_dir)
+        self.ranks = ranks.count(self.spec)
+        self.master_port = master_port or (ranks.free_port() if self.ranks > 1 else 0)
         self.max_attempts = int(self.spec.get("max_retries", 0)) + 1
         previous = read_json(job_dir / STATE_FILE) or {}
         self.state: dict[str, Any] = {
@@ -182,6 +144,7 @@ class Runner:
             "started": previous.get("started"),
             "attempt_started": None,
             "child_pgid": None,
+            "child_pgids": [],
             "ended": None,
             "outcome": None,
             "exit_code": None,
@@ -194,13 +157,20 @@ class Runner:
         old_password = strip_credentials(str(self.spec.get("git_url") or ""))[2]  # old specs
         secrets = [s for s in (self.hf_token, old_password) if s]
         secrets += self.carried.values() if self.carried else []
-        cap = self.spec.get("log_cap_bytes")
-        self.log = LogWriter(job_dir / LOG_FILE, secrets, int(cap) if cap else None)
+        cap = int(self.spec.get("log_cap_bytes") or 0) or None
+        self.logs = [
+            LogWriter(job_dir / ranks.log_name(r), secrets, cap) for r in range(self.ranks)
+        ]
+        self.log = self.logs[0]
         self.cancelled = False
-        self.child_pgid: int | None = None
+        self.child_pgids: list[int] = []
+        self.group: ranks.RankGroup | None = None
         sandbox = self.spec.get("sandbox") or {}
         self.isolated = sandbox.get("isolation") == "bwrap"
-        self.disk = diskuse.DiskWatch.of(self.sandbox.workspace, sandbox)
+        self.disks = [
+            diskuse.DiskWatch.of(ranks.sandbox_of(job_dir, r).workspace, sandbox)
+            for r in range(self.ranks)
+        ]
 
     # -- state -------------------------------------------------------------------------------
     def save(self, **changes: Any) -> None:
@@ -209,17 +179,23 @@ class Runner:
 
     def on_term(self, signum: int, frame: object) -> None:
         self.cancelled = True
-        kill_group(self.child_pgid)
+        for pgid in self.child_pgids:
+            kill_group(pgid)
+
+    def disk_error(self, force: bool = False) -> str | None:
+        """Why a rank's workspace is over `disk_size` (checked at most every second)."""
+        return next((e for d in self.disks if (e := d.error or d.exceeded(force))), None)
 
     # -- one attempt -------------------------------------------------------------------------
-    def job_env(self, control_fd: int) -> dict[str, str]:
+    def job_env(self, control_fd: int, sandbox: Sandbox | None = None) -> dict[str, str]:
         """The command's environment: an allowlist of the control plane's, plus the job's own."""
         job_id = str(self.spec["job_id"])
+        sandbox = sandbox or self.sandbox
         if self.isolated:
             workspace, env_dir = isolation.WORKSPACE, isolation.ENV_MOUNT
             system_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         else:
-            workspace, env_dir = str(self.sandbox.workspace), str(self.sandbox.env_dir)
+            workspace, env_dir = str(sandbox.workspace), str(sandbox.env_dir)
             system_path = os.environ.get("PATH", "/usr/bin:/bin")
         site = f"{env_dir}/site"
         env = isolation.allowed_env()
@@ -251,15 +227,16 @@ class Runner:
             env.update(self.carried.workload_env(f"{env_dir}/bin"))
         return env
 
-    def job_argv(self, script: Path) -> list[str]:
+    def job_argv(self, script: Path, sandbox: Sandbox | None = None) -> list[str]:
         """How the attempt's script starts: in a sandbox of its own when isolation is on."""
         if not self.isolated:
             return ["bash", str(script)]
+        sandbox = sandbox or self.sandbox
         settings = self.spec.get("sandbox") or {}
         limits = isolation.Limits(**(settings.get("limits") or {}))
         mounts = isolation.Mounts(
-            workspace=self.sandbox.workspace,
-            env_dir=self.sandbox.env_dir,
+            workspace=sandbox.workspace,
+            env_dir=sandbox.env_dir,
             script=script,
             hidden=tuple(Path(p) for p in settings.get("hidden") or []),
             shared=tuple(Path(p) for p in settings.get("shared") or []),
@@ -268,18 +245,58 @@ class Runner:
         return isolation.wrap_command(["bash", isolation.SCRIPT_MOUNT], mounts, limits, uid=uid)
 
     def prepare(self) -> None:
-        self.sandbox.create()
-        (self.sandbox.env_dir / "site").mkdir()
-        (self.sandbox.env_dir / "hf-home").mkdir()
-        python_wrappers(self.sandbox.env_dir / "bin", workload_python())
-        workdirs.unpack_shipped(self.dir, self.sandbox.workspace, self.log.note)
-        if self.isolated:
-            isolation.write_git_config(self.sandbox.env_dir)
-        if self.carried is not None:
-            self.carried.write_askpass(self.sandbox.env_dir / "bin")
+        """A fresh sandbox for each rank, the job's workdir unpacked in each."""
+        for rank in range(self.ranks):
+            sandbox = ranks.sandbox_of(self.dir, rank)
+            sandbox.create()
+            (sandbox.env_dir / "site").mkdir()
+            (sandbox.env_dir / "hf-home").mkdir()
+            python_wrappers(sandbox.env_dir / "bin", workload_python())
+            workdirs.unpack_shipped(self.dir, sandbox.workspace, self.logs[rank].note)
+            if self.isolated:
+                isolation.write_git_config(sandbox.env_dir)
+            if self.carried is not None:
+                self.carried.write_askpass(sandbox.env_dir / "bin")
+
+    def start_rank(self, rank: int) -> ranks.RankRun:
+        """Start rank `rank`'s script in its sandbox, in a process group of its own."""
+        sandbox = ranks.sandbox_of(self.dir, rank)
+        script = ranks.script_of(self.dir, rank)
+        workspace = PurePosixPath(isolation.WORKSPACE) if self.isolated else sandbox.workspace
+        script.write_text(build_script(self.spec, workspace, self.carried), encoding="utf-8")
+        control_r, control_w = os.pipe()
+        env = self.job_env(control_w, sandbox)
+        if self.ranks > 1:
+            env.update(ranks.rank_env(rank, self.ranks, self.master_port))
+        try:
+            # No signal is blocked around the start (a blocked mask would be inherited by the
+            # job): a SIGTERM before the group id is known is seen through `cancelled`.
+            proc = subprocess.Popen(
+                self.job_argv(script, sandbox),
+                cwd=sandbox.workspace,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(control_w,),
+                process_group=0,
+            )
+        except BaseException:
+            os.close(control_r)
+            raise
+        finally:
+            os.close(control_w)
+        self.child_pgids.append(proc.pid)
+        return ranks.RankRun(rank, proc, control_r, self.logs[rank])
+
+    def on_step(self, run: ranks.RankRun) -> None:
+        """A rank reported its step: the job runs once a rank runs its command."""
+        runs = self.group.runs if self.group else [run]
+        phase = "running" if any(r.step == "command" for r in runs) else "starting"
+        self.save(phase=phase, step=runs[0].step)
 
     def run_attempt(self) -> tuple[str, int | None, str | None]:
-        """Run the script once; return (outcome, exit code, error message)."""
+        """Run the script once on every rank; return (outcome, exit code, error message)."""
         attempt = self.state["attempt"]
         now = time.time()
         self.save(
@@ -288,114 +305,57 @@ class Runner:
             attempt_started=now,
             started=self.state["started"] or now,
             child_pgid=None,
+            child_pgids=[],
         )
         if self.max_attempts > 1:
             self.log.note(f"attempt {attempt} of {self.max_attempts}")
         self.prepare()
-        script = self.dir / SCRIPT_FILE
-        workspace = PurePosixPath(isolation.WORKSPACE) if self.isolated else self.sandbox.workspace
-        script.write_text(build_script(self.spec, workspace, self.carried), encoding="utf-8")
         deadline = now + float(self.spec.get("timeout_seconds", 480 * 60))
-        control_r, control_w = os.pipe()
-        if self.cancelled:
-            os.close(control_r)
-            os.close(control_w)
-            return "cancelled", None, None
-        # No signal is blocked around the start (a blocked mask would be inherited by the job):
-        # a SIGTERM that arrives before `child_pgid` is set is seen through `cancelled` below.
-        proc = subprocess.Popen(
-            self.job_argv(script),
-            cwd=self.sandbox.workspace,
-            env=self.job_env(control_w),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            pass_fds=(control_w,),
-            process_group=0,
-        )
-        self.child_pgid = proc.pid
-        if self.cancelled:
-            kill_group(proc.pid)
-        os.close(control_w)
-        self.save(child_pgid=proc.pid)
-        step, step_error, timed_out = self.pump(proc, control_r, deadline)
-        self.child_pgid = None
-        # Leftovers (background processes) die with the attempt; the group id is still ours
-        # because the script's main process is not reaped yet.
-        kill_group(proc.pid)
-        kill_tagged(str(self.spec["job_id"]), exclude=os.getpid())
-        code = proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        self.log.flush()
         if self.cancelled:
             return "cancelled", None, None
-        if self.disk.error or self.disk.exceeded(force=True):  # also what a quick job left
-            return "failed", None, self.disk.error
-        if timed_out:
+        self.child_pgids, self.group = [], None
+        runs: list[ranks.RankRun] = []
+        try:
+            for rank in range(self.ranks):
+                runs.append(self.start_rank(rank))
+                if self.cancelled:
+                    break
+            self.group = ranks.RankGroup(runs, self.on_step)
+            if self.cancelled:
+                self.group.kill_all()
+            self.save(child_pgid=runs[0].proc.pid, child_pgids=self.group.pgids)
+            outcome = self.group.pump(deadline, lambda: self.disk_error() is not None)
+        finally:
+            # Leftovers (background processes) die with the attempt.
+            for run in runs:
+                kill_group(run.proc.pid)
+            kill_tagged(str(self.spec["job_id"]), exclude=os.getpid())
+            codes = [run.proc.wait() for run in runs]
+            for run in runs:
+                if run.proc.stdout is not None:
+                    run.proc.stdout.close()
+                run.log.flush()
+        self.child_pgids = []
+        if self.cancelled:
+            return "cancelled", None, None
+        disk = self.disk_error(force=True)  # also what a quick job left
+        if disk:
+            return "failed", None, disk
+        if outcome.timed_out:
             minutes = self.spec.get("timeout_minutes")
             return "timeout", None, f"Job exceeded its timeout of {minutes} minutes"
-        if code == 0:
+        failed = outcome.failed_rank
+        if failed is None:
+            failed = next((r for r, code in enumerate(codes) if code != 0), None)
+        if failed is None:
             return "completed", 0, None
-        message = step_error or STEP_FAILURES.get(step or "source", "exit code {code}")
-        return "failed", code, workdirs.with_hint(message.format(code=code), step, code, self.dir)
-
-    def pump(
-        self, proc: subprocess.Popen[bytes], control_fd: int, deadline: float
-    ) -> tuple[str | None, str | None, bool]:
-        """Relay output to the log and step markers to the state until the script ends."""
-        if proc.stdout is None:
-            raise RuntimeError("the job script was started without a stdout pipe")
-        out_fd = proc.stdout.fileno()
-        selector = selectors.DefaultSelector()
-        selector.register(out_fd, selectors.EVENT_READ)
-        selector.register(control_fd, selectors.EVENT_READ)
-        open_fds = {out_fd, control_fd}
-        control_buffer = b""
-        step: str | None = None
-        step_error: str | None = None
-        exited_at: float | None = None
-        timed_out = False
-        try:
-            while out_fd in open_fds:
-                now = time.time()
-                if now >= deadline or self.disk.exceeded():
-                    timed_out = not self.disk.error
-                    break
-                if exited_at is None and proc.poll() is not None:
-                    exited_at = now
-                if exited_at is not None and now - exited_at > DRAIN_SECONDS:
-                    break  # background leftovers keep stdout open: they die below
-                for key, _ in selector.select(min(0.2, max(0.0, deadline - now))):
-                    fd = int(key.fd)
-                    data = os.read(fd, 65536)
-                    if not data:
-                        selector.unregister(fd)
-                        open_fds.discard(fd)
-                    elif fd == out_fd:
-                        self.log.feed(data)
-                    else:
-                        control_buffer += data
-                        *lines, control_buffer = control_buffer.split(b"\n")
-                        for line in lines:
-                            kind, _, value = line.decode(errors="replace").partition(" ")
-                            if kind == "step":
-                                step = value
-                                phase = "running" if value == "command" else "starting"
-                                self.save(phase=phase, step=value)
-                            elif kind == "error":
-                                step_error = value
-        finally:
-            selector.close()
-            os.close(control_fd)
-        if timed_out or self.disk.error:
-            kill_group(proc.pid)
-        # Whatever is still buffered in the pipe after the kill.
-        with contextlib.suppress(OSError):
-            os.set_blocking(out_fd, False)
-            while chunk := os.read(out_fd, 65536):
-                self.log.feed(chunk)
-        return step, step_error, timed_out
+        run, code = runs[failed], codes[failed]
+        step = run.step
+        message = run.step_error or STEP_FAILURES.get(step or "source", "exit code {code}")
+        message = workdirs.with_hint(
+            message.format(code=code), step, code, self.dir, ranks.log_name(failed)
+        )
+        return "failed", code, f"rank {failed}: {message}" if self.ranks > 1 else message
 
     # -- whole job ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -408,13 +368,15 @@ class Runner:
             while True:
                 outcome, code, error = self.run_attempt()
                 attempt = self.state["attempt"]
-                last = attempt >= self.max_attempts or self.cancelled or self.disk.error
+                last = attempt >= self.max_attempts or self.cancelled or self.disk_error()
                 if outcome != "failed" or last:
                     break
-                self.log.note(f"attempt {attempt} failed: {error}; retrying")
+                for log in self.logs:
+                    log.note(f"attempt {attempt} failed: {error}; retrying")
                 self.save(attempt=attempt + 1)
         except Exception as exc:  # the runner's own failure still ends the job cleanly
-            kill_group(self.child_pgid)
+            for pgid in self.child_pgids:
+                kill_group(pgid)
             kill_tagged(str(self.spec["job_id"]), exclude=os.getpid())
             outcome, code, error = "failed", None, f"runner error: {type(exc).__name__}: {exc}"
         if self.cancelled:
@@ -422,18 +384,22 @@ class Runner:
         self.save(
             phase="completing", ended=time.time(), outcome=outcome, exit_code=code, error=error
         )
-        if outcome != "completed":
-            self.log.note(f"job {outcome}" + (f": {error}" if error else ""))
+        for log in self.logs:
+            if outcome != "completed":
+                log.note(f"job {outcome}" + (f": {error}" if error else ""))
         finalize(self.dir, self.spec, self.log.note)
-        self.log.close()
+        for log in self.logs:
+            log.close()
         if not self.spec.get("save_logs", True):
-            (self.dir / LOG_FILE).unlink(missing_ok=True)
+            ranks.drop_logs(self.dir, self.spec)
         self.save(phase="finished", result=outcome)
         return 0
 
 
-def finalize(job_dir: Path, spec: dict[str, Any], note: Any = None) -> None:
-    """Keep the outputs, then destroy the workspace when the job asks for it."""
+def finalize(job_dir: Path, spec: dict[str, Any] | None = None, note: Any = None) -> None:
+    """Keep the outputs (rank 0's), then destroy the workspaces when the job asks for it (as
+    `spec`, default its `spec.json`, says)."""
+    spec = read_json(job_dir / SPEC_FILE) or {} if spec is None else spec
     sandbox = Sandbox(job_dir)
     try:
         sandbox.collect([str(p) for p in spec.get("output_paths") or []])
@@ -443,6 +409,7 @@ def finalize(job_dir: Path, spec: dict[str, Any], note: Any = None) -> None:
     if spec.get("auto_destroy", True):
         sandbox.destroy()
         (job_dir / SCRIPT_FILE).unlink(missing_ok=True)
+        ranks.finalize(job_dir, spec)
 
 
 def hf_download(repo: str, revision: str, dest: str) -> int:
@@ -491,8 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job_dir", type=Path)
     parser.add_argument("--token", required=True)
     parser.add_argument("--attempt", type=int, default=1)
+    parser.add_argument("--master-port", type=int, default=None)
     ns = parser.parse_args(args)
-    return Runner(ns.job_dir.resolve(), ns.token, ns.attempt).run()
+    return Runner(ns.job_dir.resolve(), ns.token, ns.attempt, ns.master_port).run()
 
 
 if __name__ == "__main__":

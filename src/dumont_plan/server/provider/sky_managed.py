@@ -31,7 +31,7 @@ from types import ModuleType
 from typing import Any
 
 from dumont_plan.server.context import AppState
-from dumont_plan.server.provider import executors, runner, sky_outputs
+from dumont_plan.server.provider import executors, joblog, runner, sky_outputs
 from dumont_plan.server.provider.sandbox import Sandbox, read_json, write_json_atomic
 
 logger = logging.getLogger("dumont_plan.server.sky_managed")
@@ -98,7 +98,7 @@ def sky_job_id(directory: Path) -> int | None:
 
 def note(directory: Path, text: str) -> None:
     """A `[dumont]` line in the log beside the job (kept when SkyPilot's log is fetched)."""
-    writer = runner.LogWriter(directory / runner.LOG_FILE, [])
+    writer = joblog.LogWriter(directory / runner.LOG_FILE, [])
     try:
         writer.note(text)
     finally:

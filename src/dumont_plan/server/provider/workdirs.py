@@ -201,11 +201,14 @@ def unpack_shipped(job_dir: Path, workspace: Path, note: Callable[[str], None]) 
         note(f"workdir unpacked into /workspace ({files} files)")
 
 
-def with_hint(message: str, step: str | None, code: int | None, job_dir: Path) -> str:
-    """A failed command's message, plus how to ship code when its script was missing."""
+def with_hint(
+    message: str, step: str | None, code: int | None, job_dir: Path, log_name: str = "job.log"
+) -> str:
+    """A failed command's message, plus how to ship code when its script was missing (as the
+    job's log `log_name` says: a rank's own, `provider.ranks`)."""
     if step != "command" or code not in (2, 127):
         return message
-    hint = missing_file_hint(job_dir / "job.log", (job_dir / WORKDIR_FILE).is_file())
+    hint = missing_file_hint(job_dir / log_name, (job_dir / WORKDIR_FILE).is_file())
     return f"{message}: {hint}" if hint else message
 
 

@@ -29,6 +29,8 @@ CAPABILITIES = [
     "jobs.max-retries",
     "jobs.start-at",  # CreateJob start_at, status scheduled
     "jobs.schedules",  # /jobs/schedules: cron schedules of jobs
+    "jobs.num-nodes",  # CreateJob num_nodes: SkyPilot's nodes, or local ranks
+    "jobs.logs-rank",  # GET /jobs/{id}/logs?rank=N: a rank's log
     "disk-limit.workspace",
     "jobs.offset",
     "offers.all-filters",
@@ -85,7 +87,6 @@ def health(state: StateDep) -> dict[str, Any]:
             f"process-limit.{processes}",
             users,
             f"executor.{executor['name']}",
-            *(["jobs.num-nodes"] if executor["name"] == "skypilot" else []),
         ],
         "executor": executor,
     }

@@ -28,9 +28,9 @@ from dumont_plan.errors import FinetuneError, WorkdirError
 from dumont_plan.server.context import AppState, StateDep, User, UserDep
 from dumont_plan.server.idempotency import idempotent_create_in_tx
 from dumont_plan.server.limits import LIST_MAX, MAX_INT, TEXT_MAX
-from dumont_plan.server.provider import job_rows, job_secrets, schedules, uploads, workdirs
+from dumont_plan.server.provider import job_rows, job_secrets, ranks, schedules, uploads, workdirs
 from dumont_plan.server.provider import jobs as provider
-from dumont_plan.server.provider.executors import nodes_problem
+from dumont_plan.server.provider.executors import MAX_NODES, nodes_problem
 from dumont_plan.server.provider.joblog import WholeLog
 from dumont_plan.server.provider.market import (
     GPU_MODELS,
@@ -49,9 +49,6 @@ WORKSPACE_MOUNT_DIR = Path(str(WORKSPACE_MOUNT))
 MAX_SECRETS = 100
 SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 Source = Literal["command", "huggingface", "git", "script"]
-
-
-MAX_NODES = 16
 
 
 class CreateJobRequest(BaseModel):
@@ -100,7 +97,9 @@ class CreateJobRequest(BaseModel):
     )
     gpu_type: str = Field("RTX 4090", description="GPU model (ignored when offer_id is given).")
     num_gpus: int = Field(1, ge=1, le=8, description="Number of GPUs (1-8).")
-    num_nodes: int = Field(1, ge=1, le=16, description="Additive: machines (see /health).")
+    num_nodes: int = Field(
+        1, ge=1, le=MAX_NODES, description="Additive: machines (local: ranks), billed each."
+    )
     use_spot: bool = Field(True, description="Spot (cheaper, interruptible) or on-demand.")
     spot: bool | None = Field(None, description="Alias of use_spot; wins when given.")
     disk_size: float = Field(50, ge=10, description="Disk size in GB (>= 10).")
@@ -212,6 +211,7 @@ class JobOut(BaseModel):
     error_message: str | None = None
     use_spot: bool = Field(description="Additive: spot or on-demand pricing.")
     num_gpus: int = Field(description="Additive.")
+    num_nodes: int = Field(1, description="Additive: machines (ranks); the price counts each.")
     price_per_hour: float = Field(description="Additive: $/h the job is billed at.")
     timeout_minutes: int = Field(description="Additive.")
     max_retries: int = Field(description="Additive.")
@@ -248,15 +248,10 @@ class JobOutputsOut(BaseModel):
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
-def _bad_query(name: str, message: str, value: Any) -> RequestValidationError:
+def _bad_field(field: str, message: str, value: Any, part: str = "body") -> Exception:
+    """A 422 about `field` of the body (or of the query, with `part="query"`)."""
     return RequestValidationError(
-        [{"type": "value_error", "loc": ("query", name), "msg": message, "input": value}]
-    )
-
-
-def _bad_field(field: str, message: str, value: Any) -> RequestValidationError:
-    return RequestValidationError(
-        [{"type": "value_error", "loc": ("body", field), "msg": message, "input": value}]
+        [{"type": "value_error", "loc": (part, field), "msg": message, "input": value}]
     )
 
 
@@ -465,13 +460,17 @@ def job_logs(
         description="Additive: only what follows this byte offset (a `next_offset` of an earlier "
         "answer), at most 1 MiB per answer",
     ),
+    rank: int = Query(0, ge=0, le=MAX_INT, description="Additive: this rank's log (0-based)"),
 ) -> Response:
     """The job's output so far (stdout and stderr of every step): whole, its last lines, or
-    what follows a byte offset. `next_offset` says where to continue."""
+    what follows a byte offset. `next_offset` says where to continue. A job of several nodes
+    has a log per rank: rank 0's (the job's own notes too) unless `rank` says another."""
     if tail is not None and offset is not None:
-        raise _bad_query("offset", "give tail or offset, not both", offset)
+        raise _bad_field("offset", "give tail or offset, not both", offset, "query")
     row = _own_job(state, user, job_id)
-    piece = provider.read_logs(state, row, tail, offset)
+    if rank >= row["num_nodes"]:
+        raise _bad_field("rank", ranks.out_of_range(rank, row["num_nodes"]), rank, "query")
+    piece = provider.read_logs(state, row, tail, offset, rank)
     head = {"job_id": job_id, "next_offset": piece.size, "size": piece.size}
     if isinstance(piece, WholeLog):
         # Streamed from a worker thread in pieces: a big log never stalls the event loop.

@@ -1,0 +1,64 @@
+"""`dumont job … --nodes/--rank` end to end: a job of several nodes runs as ranks on the local
+control plane; the CLI creates it, shows its nodes and reads each rank's log."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable
+
+from tests.support import UserSession
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+RANK_LINE = 'echo "I am rank $RANK of $WORLD_SIZE"'
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def test_create_nodes_status_and_each_ranks_log(cli: Cli, user: UserSession) -> None:
+    created = ok(cli("job", "create", "pair", f"--command={RANK_LINE}", "--nodes=2"))
+    first = created.stdout.splitlines()[0]
+    assert re.fullmatch(r"Created job job_\w+ \(pair\): \w+; RTX 4090 spot on 2 nodes at .*", first)
+    job_id = first.split()[2]
+    ok(cli("job", "wait", job_id, "--poll=0.2"))
+
+    status = ok(cli("job", "status", job_id)).stdout
+    lines = status.splitlines()
+    gpu = next(i for i, line in enumerate(lines) if line.startswith("gpu_type"))
+    assert re.fullmatch(r"num_nodes\s+2", lines[gpu + 1]), status
+    assert json.loads(ok(cli("job", "status", job_id, "-o", "json")).stdout)["num_nodes"] == 2
+
+    assert ok(cli("job", "logs", job_id)).stdout == "I am rank 0 of 2\n"
+    assert ok(cli("job", "logs", job_id, "--rank=1")).stdout == "I am rank 1 of 2\n"
+    answer = json.loads(ok(cli("job", "logs", job_id, "--rank", "1", "-o", "json")).stdout)
+    assert answer["logs"] == "I am rank 1 of 2\n"
+
+
+def test_follow_one_rank_until_the_job_ends(cli: Cli, user: UserSession) -> None:
+    command = 'for i in 1 2 3; do echo "rank $RANK line $i"; sleep 0.2; done'
+    job_id = user.client.jobs.create(name="follow", command=command, num_nodes=2).id
+    started = time.monotonic()
+    result = ok(cli("job", "logs", job_id, "--rank=1", "--follow", "--poll=0.2", timeout=60))
+    assert time.monotonic() - started < 30
+    assert result.stdout.splitlines() == [f"rank 1 line {i}" for i in (1, 2, 3)]
+    assert "completed" in result.stderr
+
+
+def test_a_rank_the_job_does_not_have_is_one_clear_error(cli: Cli, user: UserSession) -> None:
+    job_id = user.client.jobs.create(name="one", command="true").id
+    result = cli("job", "logs", job_id, "--rank=1")
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert result.stderr == (
+        "Error: job logs: --rank=1: this job runs on 1 node: rank 0 only, not 1; "
+        "leave out --rank for rank 0's log\n"
+    )
+    negative = cli("job", "logs", job_id, "--rank=-1")
+    assert negative.returncode == 1 and "Traceback" not in negative.stderr
+    assert "Invalid value for '--rank'" in negative.stderr
