@@ -330,6 +330,13 @@ def test_num_nodes_is_skypilots_and_every_node_is_billed(
     )
     assert sky.launched(sky_id)["config"]["num_nodes"] == 3
     assert get_job(user, job_id)["num_nodes"] == 3
+    with user.http() as http:  # one log holds every node's output: no rank's own
+        assert http.get(f"{JOBS}{job_id}/logs", params={"rank": 0}).status_code == 200
+        refused = http.get(f"{JOBS}{job_id}/logs", params={"rank": 1})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["details"][0]["msg"] == (
+        "SkyPilot keeps one log of every node's output: leave out rank"
+    )
     single = create_job(user, name="one", command="true", num_gpus=2, use_spot=False)
     assert get_job(user, job_id)["price_per_hour"] == pytest.approx(
         3 * single["price_per_hour"], rel=0.02

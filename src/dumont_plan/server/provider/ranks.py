@@ -17,6 +17,7 @@ one runner (`runner.py`), so everything the control plane knows of a job (the ru
   `RANK` = `NODE_RANK` = r, `WORLD_SIZE` = `NUM_NODES` = N, `LOCAL_RANK=0`,
   `LOCAL_WORLD_SIZE=1`: one process per node. The sandboxes keep the host's network, so the
   ranks meet over loopback (`torch.distributed.init_process_group("gloo")` works as is).
+- Logs: rank r's is `log_name(r)`; under SkyPilot one log holds every node's output (rank 0's).
 - The group: it runs while any rank runs; it completes when every rank exited 0; the first rank
   that fails (or leaves its sandbox with a non-zero code) fails it: the other ranks are killed
   at once and the error names the rank (`rank 1: command exited with code 3`). A timeout, a
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from dumont_plan.server.provider.sandbox import Sandbox, kill_group
+from dumont_plan.server.provider.sandbox import Sandbox, kill_group, read_json
 
 MASTER_ADDR = "127.0.0.1"
 LOG_FILE = "job.log"
@@ -66,11 +67,15 @@ def log_name(rank: int) -> str:
     return LOG_FILE if rank == 0 else f"rank-{rank}.log"
 
 
-def out_of_range(rank: int, nodes: int) -> str:
-    """The 422 of a log asked for a rank the job does not have."""
-    if nodes == 1:
+def log_problem(job_dir: Path, nodes: int, rank: int) -> str | None:
+    """Why rank `rank`'s log of a job of `nodes` nodes cannot be read (the 422), or None."""
+    if nodes == 1 and rank:
         return f"this job runs on 1 node: rank 0 only, not {rank}"
-    return f"this job runs on {nodes} nodes: ranks 0-{nodes - 1}, not {rank}"
+    if rank >= nodes:
+        return f"this job runs on {nodes} nodes: ranks 0-{nodes - 1}, not {rank}"
+    if rank and (read_json(job_dir / "spec.json") or {}).get("executor") == "skypilot":
+        return "SkyPilot keeps one log of every node's output: leave out rank"
+    return None
 
 
 def free_port() -> int:

@@ -468,8 +468,9 @@ def job_logs(
     if tail is not None and offset is not None:
         raise _bad_field("offset", "give tail or offset, not both", offset, "query")
     row = _own_job(state, user, job_id)
-    if rank >= row["num_nodes"]:
-        raise _bad_field("rank", ranks.out_of_range(rank, row["num_nodes"]), rank, "query")
+    problem = ranks.log_problem(provider.job_dir(state, job_id), row["num_nodes"], rank)
+    if problem is not None:
+        raise _bad_field("rank", problem, rank, "query")
     piece = provider.read_logs(state, row, tail, offset, rank)
     head = {"job_id": job_id, "next_offset": piece.size, "size": piece.size}
     if isinstance(piece, WholeLog):
