@@ -25,6 +25,34 @@ def is_schedule(remote_id: str) -> bool:
     return remote_id.startswith(SCHEDULE_PREFIX)
 
 
+# What a server that lacks these extensions would do with the job: ignore the field silently.
+LOCAL = "the local control plane (`dumont server start`)"
+NEEDS = (
+    ("cron", "jobs.schedules", "has no cron schedules", f"use schedule.at for one run, or {LOCAL}"),
+    ("at", "jobs.start-at", "would start it at once", f"remove schedule.at, or use {LOCAL}"),
+    (
+        "num_nodes",
+        "jobs.num-nodes",
+        "runs a job on one machine",
+        "use num_nodes: 1, or a control plane started with --executor=skypilot",
+    ),
+)
+
+
+def check_capabilities(
+    client: DumontClient, body: dict[str, Any], schedule: dict[str, Any]
+) -> None:
+    """Refuse, before anything is sent, a job whose `schedule` or `num_nodes` the server would
+    not honour (one `/health` read, only for such a job)."""
+    given = {**schedule, "num_nodes": (body.get("num_nodes") or 1) > 1}
+    for key, capability, what, fix in NEEDS:
+        if given.get(key) and capability not in client.capabilities():
+            raise ApplyError(
+                f"job {body.get('name')}: this server {what} (no `{capability}` in /health)",
+                fix,
+            )
+
+
 class JobOps:
     kind = "job"
 
@@ -64,6 +92,7 @@ class JobOps:
         folder = body.pop("workdir", None)
         digest = body.pop("workdir_sha256", None)
         schedule = body.pop("schedule", None) or {}
+        check_capabilities(client, body, schedule)
         if schedule.get("cron"):
             answer = client.jobs.create_schedule(
                 str(schedule["cron"]),
