@@ -6,9 +6,12 @@ cancel and retries of the whole group, and the price of every node."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -271,3 +274,34 @@ def test_a_group_whose_runner_died_while_the_plane_was_down_fails(tmp_path: Path
         wait_until(lambda: no_process_left(server, job["id"]), timeout=10, what="no rank left")
     finally:
         server.stop()
+
+
+def test_the_group_stays_running_until_its_last_rank_ends(
+    server: LocalServer, user: UserSession
+) -> None:
+    job = create_job(user, command=f'if [ "$RANK" = 1 ]; then {GATE}; fi; echo done', num_nodes=2)
+    wait_until(lambda: rank_logs(user, job["id"], 0) == "done\n", what="rank 0 to end")
+    server.reconcile()
+    assert get_job(user, job["id"])["status"] == "running"
+    open_gates(server, job["id"], 2)
+    assert wait_for(user, job["id"], "completed")["exit_code"] == 0
+
+
+def test_unsandboxed_ranks_still_get_a_workspace_each(tmp_path: Path) -> None:
+    # The runner itself, as the control plane starts it, on a spec without isolation (a server
+    # where bubblewrap does not work): each rank's paths are its own sandbox's.
+    folder = tmp_path / "job"
+    folder.mkdir()
+    spec = {
+        "job_id": f"job_{uuid.uuid4().hex[:8]}",
+        "command": 'touch "mine-$RANK"; ls; echo "$HOME $WORLD_SIZE"',
+        "num_nodes": 2,
+        "timeout_seconds": 60,
+        "sandbox": {"isolation": "none"},
+    }
+    (folder / "spec.json").write_text(json.dumps(spec))
+    runner = [sys.executable, "-m", "dumont_plan.server.provider.runner", str(folder)]
+    subprocess.run([*runner, "--token", "t"], check=True, timeout=60)
+    assert json.loads((folder / "state.json").read_text())["result"] == "completed"
+    assert (folder / "job.log").read_text() == f"mine-0\n{folder / 'workspace'} 2\n"
+    assert (folder / "rank-1.log").read_text() == f"mine-1\n{folder / 'rank-1' / 'workspace'} 2\n"
