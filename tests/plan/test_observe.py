@@ -77,10 +77,7 @@ def test_prefetched_lists_are_not_read_again(user: UserSession) -> None:
     job = user.client.jobs.create(name="pre-a", command="true")
     start = user.client.transport.request_count
     prefetch = Prefetch(user.client, ["job"])
-    try:
-        observed = observe(user.client, ["job", "instance"], prefetched=prefetch)
-    finally:
-        prefetch.close()
+    observed = observe(user.client, ["job", "instance"], prefetched=prefetch)
     assert [j.id for j in observed.live["job"]] == [job.id]
     assert observed.live["instance"] == []
     # The job list read once (in the background), the instance list once: no read twice.
@@ -95,5 +92,4 @@ def test_a_failed_prefetch_is_reported_by_observe(user: UserSession) -> None:
         with pytest.raises(DumontError, match="cannot read the live jobs"):
             observe(user.client, ["job"], prefetched=prefetch)
     finally:
-        prefetch.close()
         user.client.token = token

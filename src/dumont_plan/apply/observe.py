@@ -12,11 +12,11 @@ once per distinct search (`plan.cost.price_queries`: one per GPU type, not per r
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from dumont_plan.client import DumontClient
+from dumont_plan.client.parallel import Background, read_all
 from dumont_plan.errors import ApiError, DumontError
 from dumont_plan.kinds.ops import RegisteredOps, load_ops
 from dumont_plan.kinds.registry import HANDLERS
@@ -76,19 +76,18 @@ def list_live(
     if not kinds:
         return {}
     ops = ops if ops is not None else load_ops(kinds=list(kinds))
-    live: dict[str, list[WireModel]] = {}
-    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(kinds))) as pool:
-        futures = {kind: pool.submit(ops[kind].list_live, client) for kind in kinds}
-        for kind, future in futures.items():
-            try:
-                live[kind] = list(future.result())
-            except ApiError as exc:
-                raise DumontError(
-                    f"cannot read the live {HANDLERS[kind].section}: {exc}",
-                    # The server's own fix when it named one (a missing provider key).
-                    exc.hint or "check the API URL and your login (`dumont auth me`)",
-                ) from exc
-    return live
+
+    def read(kind: str) -> list[WireModel]:
+        try:
+            return list(ops[kind].list_live(client))
+        except ApiError as exc:
+            raise DumontError(
+                f"cannot read the live {HANDLERS[kind].section}: {exc}",
+                # The server's own fix when it named one (a missing provider key).
+                exc.hint or "check the API URL and your login (`dumont auth me`)",
+            ) from exc
+
+    return dict(zip(kinds, read_all(read, kinds, MAX_WORKERS), strict=True))
 
 
 class Prefetch:
@@ -97,20 +96,17 @@ class Prefetch:
     `dumont plan` starts it once the spec is loaded, so that the server answers while the
     state is read and the planner prepares (the reads are the same ones `observe` makes:
     one paged list per kind). `observe(..., prefetched=p)` takes the result, or raises what
-    the reads raised. `close()` (always call it) abandons reads nobody will use.
+    the reads raised. Reads nobody uses (the state could not be read) are abandoned: they run
+    in daemon threads (client/parallel.py), so they never keep the process alive.
     """
 
     def __init__(self, client: DumontClient, kinds: Iterable[str]) -> None:
         self.kinds = sorted(set(kinds) & set(HANDLERS))
         self.before = client.transport.request_count
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dumont-prefetch")
-        self._future = self._pool.submit(list_live, client, self.kinds)
+        self._reads = Background(lambda: list_live(client, self.kinds), "dumont-prefetch")
 
     def result(self) -> dict[str, list[WireModel]]:
-        return dict(self._future.result())
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        return dict(self._reads.result())
 
 
 SPOT_SEARCHES = frozenset({"interruptible", "bid"})
@@ -146,8 +142,7 @@ def fetch_offers(
             return [spot_priced(offer) for offer in offers]
         return offers
 
-    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(todo))) as pool:
-        results = list(pool.map(one, todo))
+    results = read_all(one, todo, MAX_WORKERS)
     seen = {(o.id, o.dph_total) for o in observed.offers}
     for query, offers in zip(todo, results, strict=True):
         observed.offer_queries.append(query_key(query))

@@ -140,11 +140,8 @@ def plan(
         # The server lists the spec's kinds while the state is read (design notes: "plan
         # reads the live objects while it reads the state").
         prefetch = Prefetch(client, kinds_of(stack, None))
-        try:
-            ledger = read_state(ctx, stack, state, files)
-            result = plan_stack(client, stack, ledger, options, prefetched=prefetch).plan
-        finally:
-            prefetch.close()
+        ledger = read_state(ctx, stack, state, files)
+        result = plan_stack(client, stack, ledger, options, prefetched=prefetch).plan
     finally:
         client.close()
     check_errors(result)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import builtins
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -18,6 +17,7 @@ import httpx
 
 from dumont_plan.client.base import Transport
 from dumont_plan.client.finetune import ProgressReader
+from dumont_plan.client.parallel import read_all
 from dumont_plan.errors import UnexpectedResponseError
 from dumont_plan.wire import FINISHED_JOB_STATUSES
 from dumont_plan.wire_models import Job, JobPage
@@ -137,10 +137,7 @@ class JobsAPI:
         def one(offset: int) -> JobPage:
             return self.list(limit=self.page_size, status=status, offset=offset)
 
-        if len(offsets) == 1:
-            return [one(offsets[0])]
-        with ThreadPoolExecutor(max_workers=min(LIST_WORKERS, len(offsets))) as pool:
-            return builtins.list(pool.map(one, offsets))
+        return read_all(one, offsets, LIST_WORKERS)
 
     def upload_workdir(
         self, archive: Path, progress: Callable[[int, int], None] | None = None
