@@ -373,3 +373,21 @@ def test_a_broken_file_stops_before_cross_file_checks(tmp_path: Path) -> None:
         "or remove the stray comma",
         "c.yaml:3:3 duplicate key 'c' (first at line 2); keep only one of them",
     ]
+
+
+def test_a_template_spelled_with_yaml_escapes_is_still_rendered(tmp_path: Path) -> None:
+    # A file whose text has no `{{` skips the render walk; an escape may still spell one.
+    write(
+        tmp_path,
+        "dumont.yaml",
+        r"""
+        project: demo
+        variables:
+          who: {default: world}
+        jobs:
+          hello:
+            command: "echo \x7b{ var.who }}"
+        """,
+    )
+    job = load(tmp_path).resources["job.hello"].spec
+    assert isinstance(job, JobSpec) and job.command == "echo world"

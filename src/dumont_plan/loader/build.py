@@ -382,7 +382,7 @@ def load_stack(
         raise
     renderer = Renderer(values, env)
     for doc, top in load.docs:
-        for key in list(top):
+        for key in list(top) if doc.templated else ():
             if key not in UNRENDERED:
                 top[key] = load.render(doc, top[key], (key,), renderer)
     load.collect_defaults()

@@ -57,6 +57,9 @@ class Doc:
     marks: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     block: set[Loc] = field(default_factory=set)  # strings written as | or > blocks
+    # False when no value can hold a template (`{{`, `{%`): the text has none and no escape
+    # that could spell one; then the values are not walked to render them.
+    templated: bool = True
 
     def mark(self, loc: Loc, key: bool = False) -> tuple[int, int]:
         """Where the value (or the key) at `loc` is written; the nearest parent when unknown."""
@@ -212,7 +215,7 @@ class _Builder:
 
 def parse_yaml(text: str, file: str, errors: list[SpecError]) -> Doc | None:
     """Parse one YAML document; problems go to `errors` (None when the text is unusable)."""
-    doc = Doc(file)
+    doc = Doc(file, templated="{{" in text or "{%" in text or "\\" in text)
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
