@@ -47,9 +47,9 @@ class Sky:
     def set(self, sky_id: int, status: str, log: str | None = None) -> None:
         for sub in ("status", "logs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        (self.root / "status" / str(sky_id)).write_text(status)
-        if log is not None:
+        if log is not None:  # the log first: a pass that sees the status sees its log
             (self.root / "logs" / str(sky_id)).write_text(log)
+        (self.root / "status" / str(sky_id)).write_text(status)
 
     def cancelled(self, sky_id: int) -> bool:
         return (self.root / "cancelled" / str(sky_id)).exists()

@@ -153,6 +153,17 @@ def test_progress_logs_completion_and_outputs_come_back(sky_ft: tuple[LocalServe
     assert not sky.cancelled(sky_id)
 
 
+def test_the_reconciler_moves_progress_without_a_refresh(sky_ft: tuple[LocalServer, Sky]) -> None:
+    srv, sky = sky_ft
+    user = new_user(srv.url)
+    ft_id, sky_id = launch(srv, sky, user, name="tick")
+    sky.set(sky_id, "RUNNING", log="epoch 1/1 step 2/4 loss 0.7500 lr 1e-4\n")
+    srv.reconcile()  # a running fine-tune's first pass fetches its log
+    job = get(user, ft_id)
+    assert job["status"] == "running"
+    assert (job["current_step"], job["total_steps"], job["progress_percent"]) == (2, 4, 50.0)
+
+
 def test_cancel_cancels_the_managed_job_and_keeps_what_it_wrote(
     sky_ft: tuple[LocalServer, Sky],
 ) -> None:

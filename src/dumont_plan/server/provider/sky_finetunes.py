@@ -16,11 +16,12 @@ whose row says `executor = 'skypilot'`:
   a refresh; SkyPilot's failure statuses the contract's table predates (`FAILED_SETUP`, ...)
   fail the fine-tune too (left unchanged, they would keep it unfinished for ever).
 - progress: while it runs, from the trainer's log lines (`epoch E/N step S/T loss L`), fetched
-  with `sky.jobs.tail_logs` on a refresh or a log read (a bucket may be minutes behind; the
-  log is what SkyPilot shows now). When it ends, the outputs are copied back first
-  (`sky_outputs`); the trainer's `progress.jsonl` among them is then read as for a local run
-  (final step, loss, `output_model_path`, its own error reason), and only then is the
-  fine-tune finished, so a `completed` one has its outputs served.
+  with `sky.jobs.tail_logs` on a refresh or a log read, and by the reconciler every
+  `LOG_INTERVAL_SECONDS` (a bucket may be minutes behind; the log is what SkyPilot shows
+  now). When it ends, the outputs are copied back first (`sky_outputs`); the trainer's
+  `progress.jsonl` among them is then read as for a local run (final step, loss,
+  `output_model_path`, its own error reason), and only then is the fine-tune finished, so a
+  `completed` one has its outputs served.
 - logs: the managed job's log (secret values masked) behind the `[dumont]` notes.
 - cancel (any unfinished state): `sky.jobs.cancel`, then what it wrote is copied back.
 """
@@ -74,7 +75,12 @@ PROGRESS_LINE = re.compile(
     r"^epoch (\d+)/(\d+) step (\d+)/(\d+) loss ([-+0-9.eE]+|nan|inf)\b", re.MULTILINE
 )
 
+# A running fine-tune's log (its progress) is fetched by a reconciler pass at most this often;
+# a refresh or a log read fetches it at once.
+LOG_INTERVAL_SECONDS = 30.0
+
 _launches = sky_managed.Launches("fine-tunes")
+_log_fetched: dict[str, float] = {}  # fine-tune id -> time.monotonic() of its last fetch
 
 
 def finetune_status(sky_status: str, current: str) -> str:
@@ -205,9 +211,16 @@ def _apply(state: AppState, sky: ModuleType, row: Row, record: Any, with_log: bo
     directory = _dir(state, row["id"])
     sky_status = str(sky_managed.field(record, "status"))
     status = finetune_status(sky_status, row["status"])
-    if with_log or status in FINISHED:
+    last = _log_fetched.get(row["id"])
+    due = status == "running" and (
+        row["status"] != "running"  # it has just started training
+        or last is None
+        or time.monotonic() - last > LOG_INTERVAL_SECONDS
+    )
+    if with_log or due or status in FINISHED:
         fetch_log(state, sky, row, directory)
     if status in FINISHED:
+        _log_fetched.pop(row["id"], None)
         error = None
         if status == "failed":
             reason = sky_managed.field(record, "failure_reason")
@@ -258,6 +271,7 @@ def fetch_log(state: AppState, sky: ModuleType, row: Row, directory: Path) -> No
     except Exception as exc:
         logger.warning("SkyPilot logs of fine-tune %s failed: %s", row["id"], exc)
         return
+    _log_fetched[row["id"]] = time.monotonic()
     token = os.environ.get("HF_TOKEN")
     sky_managed.replace_log(directory, mask_text(text, [token] if token else []))
     fields = progress_from_log(text, row)
