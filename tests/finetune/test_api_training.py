@@ -96,7 +96,13 @@ def test_create_with_llama_3_8b_alpaca_trains_with_the_lora_configuration(
     with tarfile.open(fileobj=io.BytesIO(archive.content), mode="r:gz") as tar:
         names = tar.getnames()
     assert f"finetune-{job['id']}/outputs/lora_model/adapter_config.json" in names
-    assert not list((train_server.data_dir / "sandboxes" / "finetunes" / job["id"]).glob(".arch*"))
+    # The temporary archive is removed once the answer is sent (a task after the response):
+    # wait for it to go rather than racing it.
+    box = train_server.data_dir / "sandboxes" / "finetunes" / job["id"]
+    deadline = time.monotonic() + 10
+    while list(box.glob(".arch*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not list(box.glob(".arch*"))
 
     other = new_user(trainee.url)
     for params in ({}, {"path": "outputs/lora_model/adapter_config.json"}, {"archive": "tar.gz"}):
