@@ -60,11 +60,14 @@ def alike(old: Any, new: Any) -> bool:
     kind = type(old)
     if kind is not type(new):
         return kind in _NUMBERS and type(new) in _NUMBERS  # 50 vs 50.0
+    # Equal values of one plain type (most fields, most list items) are alike: no call.
     if isinstance(old, dict):
-        return all(alike(v, new[k]) for k, v in old.items())
-    if kind is list or kind is tuple:
+        for key, a in old.items():
+            b = new[key]
+            if (type(a) is not type(b) or type(a) not in _SCALARS) and not alike(a, b):
+                return False
+    elif kind is list or kind is tuple:
         for a, b in zip(old, new, strict=True):
-            # Equal items of one plain type (most lists hold strings) are alike: no call.
             if (type(a) is not type(b) or type(a) not in _SCALARS) and not alike(a, b):
                 return False
     return True
