@@ -158,6 +158,11 @@ def test_cancel_stops_every_rank(server: LocalServer, user: UserSession) -> None
     assert not any(group_alive(g) for g in state["child_pgids"])
     server.reconcile()
     assert get_job(user, job["id"])["status"] == "cancelled"
+    # A cancel is no rank's failure: each log ends with the cancel, none says a rank failed.
+    wait_until(lambda: runner_state(server, job["id"]).get("result"), what="the runner's end")
+    for rank in range(3):
+        text = rank_logs(user, job["id"], rank)
+        assert text.endswith("started\n[dumont] job cancelled\n"), text
 
 
 def test_a_retry_runs_the_whole_group_again(user: UserSession) -> None:

@@ -159,11 +159,18 @@ class Outcome:
 
 class RankGroup:
     """Relays every rank's output to its log and step markers to `on_step`, until each rank
-    ended; the first failed rank stops the others."""
+    ended; the first failed rank stops the others. Once `stopping()` (a cancel: the runner
+    kills every rank) a rank's end is no failure."""
 
-    def __init__(self, runs: list[RankRun], on_step: Callable[[RankRun], None]) -> None:
+    def __init__(
+        self,
+        runs: list[RankRun],
+        on_step: Callable[[RankRun], None],
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.runs = runs
         self.on_step = on_step
+        self.stopping = stopping
         self.outcome = Outcome()
 
     @property
@@ -208,7 +215,8 @@ class RankGroup:
         for run in self.runs:
             if run.exited_at is None and run.proc.poll() is not None:
                 run.exited_at = now
-                if run.proc.returncode != 0 and self.outcome.failed_rank is None:
+                failed = run.proc.returncode != 0 and self.outcome.failed_rank is None
+                if failed and not self.stopping():
                     self._fail(run)
             if not run.done and run.exited_at is not None and now - run.exited_at > DRAIN_SECONDS:
                 run.done = True  # background leftovers keep its stdout open: they die now

@@ -320,7 +320,7 @@ class Runner:
                 runs.append(self.start_rank(rank))
                 if self.cancelled:
                     break
-            self.group = ranks.RankGroup(runs, self.on_step)
+            self.group = ranks.RankGroup(runs, self.on_step, lambda: self.cancelled)
             if self.cancelled:
                 self.group.kill_all()
             self.save(child_pgid=runs[0].proc.pid, child_pgids=self.group.pgids)
