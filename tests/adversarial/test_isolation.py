@@ -190,6 +190,30 @@ def test_processes_a_job_leaves_behind_end_when_it_exits(user: UserSession) -> N
     wait_until(lambda: not leftovers(marker), timeout=10, what="the leftovers to end")
 
 
+@pytest.mark.parametrize("end", ["cancel", "a rank fails"])
+def test_no_process_of_any_rank_outlives_its_group(
+    server: LocalServer, user: UserSession, end: str
+) -> None:
+    """Every rank of a 3-node job ignores SIGTERM and leaves three processes behind; the group
+    ends by a cancel, or by rank 0's failure (its ranks 1-2 are stopped): none is left."""
+    marker = f"dumont-rank-leftover-{uuid.uuid4().hex[:10]}"
+    fail = 'if [ "$RANK" = 0 ]; then while [ ! -e .fail ]; do sleep 0.05; done; exit 4; fi; '
+    command = f"trap '' TERM HUP INT; {escapees(marker)} {fail if end != 'cancel' else ''}"
+    job = create_job(user, command=f"{command}sleep 300", num_nodes=3)
+    wait_until(lambda: len(leftovers(marker)) == 9, what="three leftovers per rank")
+
+    if end == "cancel":
+        with user.http() as http:
+            assert http.post(f"/api/v1/jobs/{job['id']}/cancel").status_code == 200
+    else:
+        (job_dir(server, str(job["id"])) / "workspace" / ".fail").touch()  # rank 0's
+        failed = wait_for(user, job["id"], "failed")
+        assert failed["error_message"] == "rank 0: command exited with code 4"
+
+    wait_until(lambda: not leftovers(marker), timeout=10, what="every rank's leftovers to end")
+    assert not tagged_pids(str(job["id"]))
+
+
 def test_a_job_starts_with_no_signal_blocked(user: UserSession) -> None:
     timed = "s=$SECONDS; timeout 1 sleep 6 || echo took=$((SECONDS - s))"
     command = f"grep SigBlk /proc/self/status; {timed}"
