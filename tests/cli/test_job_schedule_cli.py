@@ -64,8 +64,12 @@ def test_cron_makes_a_schedule_that_schedules_lists_pauses_resumes_and_deletes(r
     assert "deleted" in ok(run("job", "schedules", "delete", schedule["id"])).stdout
     assert json.loads(ok(run("job", "schedules", "-o", "json")).stdout)["total"] == 0
 
-    line = one_error_line(run("job", "schedules", "pause", schedule["id"]))
-    assert schedule["id"] in line
+    for action in ("pause", "resume", "delete"):  # gone: one line naming it and the fix
+        line = one_error_line(run("job", "schedules", action, schedule["id"]))
+        assert line == (
+            f"Error: job schedules {action}: no schedule {schedule['id']} (or it is not yours); "
+            "see your schedules with `dumont job schedules`"
+        )
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 
+from dumont_plan.cli.job_watch import about
 from dumont_plan.cli.output import OutputFormat, OutputOpt, console, emit_json, print_table
 from dumont_plan.cli.session import open_client
 from dumont_plan.client import DumontClient
@@ -96,7 +97,9 @@ def list_schedules(ctx: typer.Context, output: OutputOpt = OutputFormat.table) -
 
 def _act(ctx: typer.Context, schedule_id: str, action: str, output: OutputFormat) -> None:
     client: DumontClient = open_client(ctx)
-    answer = client.jobs.schedule_action(schedule_id, action)
+    where = f"job schedules {action}"
+    with about("schedule", "job", schedule_id, where, listing="dumont job schedules"):
+        answer = client.jobs.schedule_action(schedule_id, action)
     if action == "delete":
         if output is OutputFormat.json:
             emit_json(answer)

@@ -46,23 +46,27 @@ STATUS_FIELDS = (
 
 
 @contextmanager
-def about(noun: str, group: str, item_id: str, where: str) -> Iterator[None]:
+def about(
+    noun: str, group: str, item_id: str, where: str, listing: str | None = None
+) -> Iterator[None]:
     """Say which command and object an API refusal is about, in the user's words: a 404 is
     `no <noun> ID (or it is not yours)`, a 400 the server's reason; `group` is the CLI group
-    (`job`, `finetune`) its hints name."""
+    (`job`, `finetune`) its hints name; `listing` the command that lists such objects, when
+    it is not `dumont <group> list` (it is also the 400's hint then)."""
+    shown = listing or f"dumont {group} list"
     try:
         yield
     except NotFoundError as exc:
         raise NotFoundError(
             f"{where}: no {noun} {item_id} (or it is not yours)",
-            f"see your {noun}s with `dumont {group} list`",
+            f"see your {noun}s with `{shown}`",
             status_code=exc.status_code,
             body=exc.body,
         ) from exc
     except BadRequestError as exc:
         raise BadRequestError(
             f"{where}: {error_message(exc.body, exc.message)}",
-            f"see it with `dumont {group} status {item_id}`",
+            f"see it with `{listing or f'dumont {group} status {item_id}'}`",
             status_code=exc.status_code,
             body=exc.body,
         ) from exc
