@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from tests.support import UserSession
+from tests.server.jobfixtures import wait_for
+from tests.support import UserSession, cli_env
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 RANK_LINE = 'echo "I am rank $RANK of $WORLD_SIZE"'
@@ -62,3 +66,34 @@ def test_a_rank_the_job_does_not_have_is_one_clear_error(cli: Cli, user: UserSes
     negative = cli("job", "logs", job_id, "--rank=-1")
     assert negative.returncode == 1 and "Traceback" not in negative.stderr
     assert "Invalid value for '--rank'" in negative.stderr
+
+
+def test_ctrl_c_while_following_a_rank_says_how_to_follow_it_again(
+    home: Path, user: UserSession
+) -> None:
+    command = 'echo "rank $RANK up"; sleep 60'
+    job_id = user.client.jobs.create(name="ctrl-c", command=command, num_nodes=2).id
+    wait_for(user, job_id, "running")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dumont_plan", "job", "logs", job_id, "--rank=1", "--follow"],
+        env=cli_env(home, user.url, user.token),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == "rank 1 up\n"  # rank 1's log streams: it runs
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        user.client.jobs.cancel(job_id)
+    assert proc.returncode == 130, err
+    assert err == (
+        f"Error: stopped following: job {job_id} is running and goes on on the server; "
+        f"follow it again: `dumont job logs {job_id} --follow --rank=1`; "
+        f"stop it: `dumont job cancel {job_id}`\n"
+    )

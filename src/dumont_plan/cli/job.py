@@ -30,6 +30,7 @@ from dumont_plan.cli.job_watch import (
     log_writer,
     print_job,
     status_text,
+    stopped_waiting,
     stream_logs,
 )
 from dumont_plan.cli.job_workdir import missing_code_warning, ship_workdir
@@ -391,7 +392,8 @@ def status(
 @app.command(
     epilog=(
         "Examples:\n\n  dumont job logs job_1a2b3c4d --tail=100\n\n"
-        "  dumont job logs job_1a2b3c4d --follow"
+        "  dumont job logs job_1a2b3c4d --follow\n\n"
+        "  dumont job logs job_1a2b3c4d --rank=1 --follow"
     )
 )
 def logs(
@@ -435,17 +437,20 @@ def logs(
         sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
         return
 
-    with about_job(job_id, "job logs"), about_rank(rank, "job logs"):
-        result = stream_logs(
-            jobs,
-            job_id,
-            log_writer(job_id, output),
-            tail=tail,
-            done=is_finished,
-            failed=lambda job: False,
-            timeout=None,
-            poll=poll,
-        )
+    try:
+        with about_job(job_id, "job logs"), about_rank(rank, "job logs"):
+            result = stream_logs(
+                jobs,
+                job_id,
+                log_writer(job_id, output),
+                tail=tail,
+                done=is_finished,
+                failed=lambda job: False,
+                timeout=None,
+                poll=poll,
+            )
+    except KeyboardInterrupt:
+        raise stopped_waiting(client, job_id, "following", rank) from None
     if output is OutputFormat.table:
         err_console.print(status_text(result.state), markup=False, highlight=False)
 

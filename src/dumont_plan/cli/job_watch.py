@@ -305,20 +305,23 @@ def _wait(
         )
 
 
-def stopped_waiting(client: DumontClient, job_id: str) -> WaitInterrupted:
-    """What Ctrl-C during a wait means: the job's real state, and that it goes on."""
+def stopped_waiting(
+    client: DumontClient, job_id: str, doing: str = "waiting", rank: int | None = None
+) -> WaitInterrupted:
+    """What Ctrl-C during a wait (`doing`: waiting, following) means: the job's real state,
+    and that it goes on; the hint follows the same rank's log again."""
     try:
         job: Job | None = client.jobs.get(job_id)
     except (DumontError, KeyboardInterrupt):  # a second Ctrl-C, or the API gone: say less
         job = None
     if job is not None and job.is_finished:
         return WaitInterrupted(
-            f"stopped waiting: job {job_id} has {job.status}",
+            f"stopped {doing}: job {job_id} has {job.status}",
             f"see it with `dumont job status {job_id}`",
         )
     state = f"is {job.status}" if job is not None else "was not finished"
+    again = f"dumont job logs {job_id} --follow" + (f" --rank={rank}" if rank else "")
     return WaitInterrupted(
-        f"stopped waiting: job {job_id} {state} and goes on on the server",
-        f"follow it again: `dumont job logs {job_id} --follow`; stop it: "
-        f"`dumont job cancel {job_id}`",
+        f"stopped {doing}: job {job_id} {state} and goes on on the server",
+        f"follow it again: `{again}`; stop it: `dumont job cancel {job_id}`",
     )
