@@ -58,6 +58,13 @@ def spec(folder: Path, lines: str) -> None:
         ),
         ("    num_nodes: 17\n", "jobs.a.num_nodes"),
         ("    num_nodes: 0\n", "jobs.a.num_nodes"),
+        # A bool is no number (pydantic alone would read `true` as 1 node, 1 retry).
+        (
+            "    num_nodes: true\n",
+            "dumont.yaml:6:16 jobs.a.num_nodes: expected an integer, got true",
+        ),
+        ("    max_retries: yes\n", "jobs.a.max_retries: expected an integer, got true"),
+        ("    disk_size: false\n", "jobs.a.disk_size: expected a number, got false"),
     ],
 )
 def test_a_bad_schedule_or_num_nodes_is_one_line_naming_the_place(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import typing
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 # `${kind.name.attr}` references (resolved at apply time) and `${secret.NAME}` secrets.
 REF_RE = re.compile(r"\$\{\s*([A-Za-z_][\w-]*)\.([A-Za-z0-9_][\w-]*)(?:\.([A-Za-z_]\w*))?\s*\}")
@@ -32,6 +35,31 @@ class SpecModel(BaseModel):
         validate_default=True,
         coerce_numbers_to_str=True,
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """`num_nodes: true` is a mistake, not 1 (pydantic's lax mode reads a bool as 0/1)."""
+        if isinstance(value, bool) and info.field_name is not None:
+            kind = _numeric_fields(cls).get(info.field_name)
+            if kind is not None:
+                raise PydanticCustomError(kind, "a boolean is not a number")
+        return value
+
+
+def _numeric_fields(model: type[BaseModel]) -> dict[str, str]:
+    """The fields of `model` that take only a number: name -> the error type a bool gets
+    (`int_type` or `float_type`, worded by `spec.messages`); cached on the class."""
+    found: dict[str, str] | None = model.__dict__.get("_dumont_numeric")
+    if found is None:
+        found = {}
+        for name, info in model.model_fields.items():
+            args = typing.get_args(info.annotation) if typing.get_origin(info.annotation) else ()
+            kinds = set(args or (info.annotation,)) - {type(None)}
+            if kinds and kinds <= {int, float}:
+                found[name] = "int_type" if kinds == {int} else "float_type"
+        type.__setattr__(model, "_dumont_numeric", found)
+    return found
 
 
 class Lifecycle(SpecModel):
