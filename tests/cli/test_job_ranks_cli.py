@@ -63,9 +63,10 @@ def test_a_rank_the_job_does_not_have_is_one_clear_error(cli: Cli, user: UserSes
         "Error: job logs: --rank=1: this job runs on 1 node: rank 0 only, not 1; "
         "leave out --rank for rank 0's log\n"
     )
-    negative = cli("job", "logs", job_id, "--rank=-1")
-    assert negative.returncode == 1 and "Traceback" not in negative.stderr
-    assert "Invalid value for '--rank'" in negative.stderr
+    for bad, says in (("-1", "greater than or equal to 0"), ("16", "less than or equal to 15")):
+        refused = cli("job", "logs", job_id, f"--rank={bad}")
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert f"Error: Invalid value for '--rank': Input should be {says}" in refused.stderr
 
 
 def test_ctrl_c_while_following_a_rank_says_how_to_follow_it_again(

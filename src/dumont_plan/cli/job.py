@@ -408,6 +408,7 @@ def logs(
         None,
         "--rank",
         min=0,
+        max=15,  # a job has at most 16 nodes (--nodes)
         help="A job of several nodes (--nodes): this rank's log, 0-based (default: rank 0's).",
     ),
     output: OutputOpt = OutputFormat.table,
