@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cli.test_job_cli import Cli, created, ok, one_error_line
+from tests.support import UserSession, cli_env, run_cli
 
 
 @pytest.fixture
@@ -88,3 +90,14 @@ def test_a_bad_time_cron_or_timezone_is_one_line_naming_the_fix(
 ) -> None:
     line = one_error_line(run("job", "create", "x", "--command=true", *args))
     assert says in line
+
+
+def test_on_an_80_column_terminal_the_schedule_id_is_whole(home: Path, user: UserSession) -> None:
+    """The id is what `pause|resume|delete` need: the other columns give way, it is not cut."""
+    made = user.client.jobs.create_schedule(
+        "0 2 * * *", "Europe/Paris", {"name": "a-rather-long-schedule-name", "command": "true"}
+    )
+    env = {**cli_env(home, user.url, user.token), "COLUMNS": "80"}
+    table = ok(run_cli(["job", "schedules"], env)).stdout
+    assert made["id"] in table, table
+    assert max(len(line) for line in table.splitlines()) <= 80

@@ -95,17 +95,23 @@ def print_table(
     from rich.text import Text
 
     table = Table(title=title, show_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column.upper().replace("_", " "))
-    count = 0
-    for row in rows:
-        cells = ("" if row.get(c) is None else clean_cell(row.get(c)) for c in columns)
+    lines = [[_cell(row.get(c)) for c in columns] for row in rows]
+    for index, column in enumerate(columns):
+        # An id is what the next command needs: on a narrow terminal the other columns give
+        # way, it is never cut short (`sch_edcc…`).
+        whole = column == "id" or (column.endswith("_id") and index == 0)
+        width = max((len(cells[index]) for cells in lines), default=0) if whole else None
+        table.add_column(column.upper().replace("_", " "), no_wrap=whole, min_width=width)
+    for cells in lines:
         table.add_row(*(Text(cell) for cell in cells))
-        count += 1
-    if count == 0:
+    if not lines:
         _console("console").print("(none)")
     else:
         _console("console").print(table)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else clean_cell(value)
 
 
 def print_fields(data: dict[str, Any], fields: Sequence[str] | None = None) -> None:
