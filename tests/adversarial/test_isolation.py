@@ -190,6 +190,41 @@ def test_processes_a_job_leaves_behind_end_when_it_exits(user: UserSession) -> N
     wait_until(lambda: not leftovers(marker), timeout=10, what="the leftovers to end")
 
 
+def test_no_rank_reads_the_control_plane_its_runner_or_another_ranks_files(
+    server: LocalServer, user: UserSession
+) -> None:
+    """Each rank of a 2-node job tries the control plane's secret and database, its job's own
+    folder (spec, state, the logs the runner writes) and the other rank's workspace, by the
+    host's paths: none is there. Its runner (which holds the job's secrets) is not visible."""
+    job = create_job(user, command=f"touch mine; {GATE}", num_nodes=2)
+    wait_for(user, job["id"], "running")
+    folder = job_dir(server, str(job["id"]))
+    wait_until(lambda: (folder / "rank-1" / "workspace" / "mine").exists(), what="rank 1 up")
+    data = server.data_dir
+    paths = [data / "jwt-secret", data / "dumont.sqlite3"]
+    paths += [folder / name for name in ("spec.json", "state.json", "job.log", "rank-1.log")]
+    paths += [folder / "workspace" / "mine", folder / "rank-1" / "workspace" / "mine"]
+    runner_pid = runner_state(server, str(job["id"]))["pid"]
+    command = "; ".join(
+        [*(try_read(str(p)) for p in paths), try_read(f"/proc/{runner_pid}/environ")]
+    )
+    probe = create_job(user, command=command, num_nodes=2)
+    wait_for(user, probe["id"], "completed")
+    open_gate(server, str(job["id"]))
+    open_gate_of_rank(server, str(job["id"]), 1)
+    with user.http() as http:
+        texts = [
+            http.get(f"/api/v1/jobs/{probe['id']}/logs", params={"rank": r}).json()["logs"]
+            for r in (0, 1)
+        ]
+    assert all(LEAK not in text for text in texts), texts
+    wait_for(user, job["id"], "completed")
+
+
+def open_gate_of_rank(server: LocalServer, job_id: str, rank: int) -> None:
+    (job_dir(server, job_id) / f"rank-{rank}" / "workspace" / ".gate").touch()
+
+
 @pytest.mark.parametrize("end", ["cancel", "a rank fails"])
 def test_no_process_of_any_rank_outlives_its_group(
     server: LocalServer, user: UserSession, end: str
