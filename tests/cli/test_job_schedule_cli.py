@@ -83,6 +83,8 @@ def test_cron_makes_a_schedule_that_schedules_lists_pauses_resumes_and_deletes(r
         (["--cron=0 2 * * *", "--tz=Mars/Olympus"], "Europe/Paris"),
         (["--tz=Europe/Paris"], "--tz is for --cron"),
         ([f"--at={tomorrow()}", "--cron=0 2 * * *"], "both --at and --cron"),
+        (["--cron=0 2 * * *", "--follow"], "--follow waits for one job, and --cron makes a"),
+        (["--cron=0 2 * * *", "--wait"], "leave out --wait; follow a run with `dumont job logs"),
     ],
 )
 def test_a_bad_time_cron_or_timezone_is_one_line_naming_the_fix(
@@ -90,6 +92,7 @@ def test_a_bad_time_cron_or_timezone_is_one_line_naming_the_fix(
 ) -> None:
     line = one_error_line(run("job", "create", "x", "--command=true", *args))
     assert says in line
+    assert json.loads(ok(run("job", "schedules", "-o", "json")).stdout)["total"] == 0
 
 
 def test_on_an_80_column_terminal_the_schedule_id_is_whole(home: Path, user: UserSession) -> None:

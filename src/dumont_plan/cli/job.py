@@ -265,7 +265,7 @@ def create(
         "output_paths": list(output_path) if output_path else None,
         "auto_destroy": False if no_auto_destroy else None,
     }
-    check_options(at, cron, tz, where)
+    check_options(at, cron, tz, where, waits="--follow" if follow else "--wait" if wait else None)
     body = build_create_body(list(words or []), flags, where)
     if at is not None:
         body["start_at"] = start_at(at, where)
@@ -285,7 +285,8 @@ def create(
     warn_ignored(client, ignorable_options(flags, idempotency_key))
     try:
         if cron is not None:
-            show_schedule(client.jobs.create_schedule(cron, zone, body), output)
+            made = client.jobs.create_schedule(cron, zone, body, idempotency_key=idempotency_key)
+            show_schedule(made, output)
             return
         job = create_once(client, idempotency_key, body)
     except UnprocessableError as exc:

@@ -51,9 +51,18 @@ def timezone(value: str, where: str) -> str:
     return value
 
 
-def check_options(at: str | None, cron: str | None, tz: str | None, where: str) -> None:
+def check_options(
+    at: str | None, cron: str | None, tz: str | None, where: str, waits: str | None = None
+) -> None:
+    """`--at`/`--cron`/`--tz` together make sense; `waits`: the --wait or --follow given."""
     if at is not None and cron is not None:
         raise DumontError(f"{where}: both --at and --cron are given", "use one")
+    if cron is not None and waits:
+        raise DumontError(
+            f"{where}: {waits} waits for one job, and --cron makes a schedule (each run is a job)",
+            f"leave out {waits}; follow a run with `dumont job logs JOB_ID --follow` "
+            "(its id: `dumont job schedules`, LAST JOB ID)",
+        )
     if tz is not None and cron is None:
         raise DumontError(f"{where}: --tz is for --cron", 'add --cron="0 2 * * *" or drop --tz')
 
