@@ -76,3 +76,23 @@ def test_a_two_node_job_is_priced_per_node_applied_and_read_per_rank(
     # Converged: the second plan is empty (exit 0 with --detailed-exitcode).
     again = proj("plan", "--detailed-exitcode")
     assert "No changes" in again.stdout, again.stdout
+
+
+def test_a_failed_rank_fails_the_apply_and_names_the_log_that_says_why(proj: Project) -> None:
+    proj.write(
+        """
+        version: 1
+        project: pair
+        jobs:
+          train:
+            command: if [ "$RANK" = 1 ]; then echo "rank 1 broke"; exit 3; fi; sleep 30
+            num_nodes: 2
+            timeout_minutes: 10
+            wait: completed
+        """
+    )
+    failed = proj("apply", "--auto-approve", code=5, timeout=180)
+    job_id = proj.remote_id("job.train")
+    hint = f"rank 1: command exited with code 3; see its logs: dumont job logs {job_id} --rank=1"
+    assert hint in failed.stdout + failed.stderr, (failed.stdout, failed.stderr)
+    assert "rank 1 broke\n" in proj("job", "logs", job_id, "--rank=1").stdout

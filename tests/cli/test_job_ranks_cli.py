@@ -98,3 +98,18 @@ def test_ctrl_c_while_following_a_rank_says_how_to_follow_it_again(
         f"follow it again: `dumont job logs {job_id} --follow --rank=1`; "
         f"stop it: `dumont job cancel {job_id}`\n"
     )
+
+
+def test_a_wait_on_a_job_a_rank_failed_points_at_that_ranks_log(
+    cli: Cli, user: UserSession
+) -> None:
+    command = 'if [ "$RANK" = 1 ]; then echo "rank 1 broke"; exit 3; fi; sleep 30'
+    result = cli("job", "create", "broken", f"--command={command}", "--nodes=2", "--wait")
+    assert result.returncode == 5, (result.stdout, result.stderr)
+    found = re.search(r"job_[0-9a-f]{8}", result.stderr)
+    assert found is not None, result.stderr
+    job_id = found.group()
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: job {job_id} ended failed: rank 1: command exited with code 3; "
+        f"see its log: `dumont job logs {job_id} --rank=1`"
+    )

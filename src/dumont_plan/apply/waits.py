@@ -33,7 +33,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from dumont_plan.apply.events import ApplyEvent, EventSink, Redactor
 from dumont_plan.client import DumontClient
-from dumont_plan.client.jobs import LogCursor
+from dumont_plan.client.jobs import LogCursor, log_command
 from dumont_plan.errors import ApiError, ApplyInterrupted, WaitFailedError, WaitTimeoutError
 from dumont_plan.kinds.base import RegisteredHandler
 from dumont_plan.kinds.ops import RegisteredOps
@@ -172,7 +172,7 @@ def wait_resource(
         text = f"{address} ended {status} while waiting for {target}"
         raise WaitFailedError(
             redact(f"{text}: {detail}" if detail else text),
-            f"see its logs: dumont job logs {remote_id}" if handler.kind == "job" else None,
+            f"see its logs: {log_command(remote_id, detail)}" if handler.kind == "job" else None,
         )
     return result.state
 

@@ -15,7 +15,7 @@ from dumont_plan.apply.waits import WaitResult, wait_for
 from dumont_plan.cli.output import OutputFormat, StatusLine, emit_json, err_console, print_fields
 from dumont_plan.client import DumontClient
 from dumont_plan.client.base import error_message
-from dumont_plan.client.jobs import JobsAPI, LogCursor, LogSource, is_finished
+from dumont_plan.client.jobs import JobsAPI, LogCursor, LogSource, is_finished, log_command
 from dumont_plan.errors import (
     BadRequestError,
     DumontError,
@@ -267,7 +267,7 @@ def finish_wait(
         reason = f": {job.error_message}" if job.error_message else ""
         raise WaitFailedError(
             f"job {job_id} ended {job.status}{reason}",
-            f"see its log: `dumont job logs {job_id}`",
+            f"see its log: `{log_command(job_id, job.error_message)}`",
         )
     if follow and output is OutputFormat.table:
         err_console.print(status_text(job), markup=False, highlight=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +36,14 @@ FINISHED_STATUSES = frozenset(FINISHED_JOB_STATUSES)
 def is_finished(job: Job) -> bool:
     """True once a job reached a final status (completed, failed, cancelled or timeout)."""
     return job.is_finished
+
+
+def log_command(job_id: str, error_message: object = None) -> str:
+    """`dumont job logs ID`, with the `--rank` whose log says why when a rank failed the job
+    (the local control plane's `rank 1: command exited with code 3`)."""
+    failed = re.match(r"rank (\d+): ", error_message) if isinstance(error_message, str) else None
+    rank = int(failed.group(1)) if failed else 0
+    return f"dumont job logs {job_id}" + (f" --rank={rank}" if rank else "")
 
 
 def _schedule(answer: Any, method: str) -> dict[str, Any]:
