@@ -133,6 +133,13 @@ class DesiredRecord:
 def decode_state(text: str, what: str) -> LedgerState:
     """A state document's text as a LedgerState. ValueError (pydantic's ValidationError is
     one) when it is not one; StateError when a newer dumont wrote it (`what` names it)."""
+    try:  # the common case in one pass (pydantic parses the JSON itself)
+        state = LedgerState.model_validate_json(text)
+    except ValueError:
+        pass  # not valid as it is: the checks below say why
+    else:
+        if state.format_version <= STATE_FORMAT_VERSION:
+            return state
     data = json.loads(text)
     if not isinstance(data, dict):
         raise ValueError("the top level is not an object")
