@@ -199,7 +199,9 @@ class _Load:
                     body = resources[name] = {}
                 if not isinstance(body, dict):
                     continue
-                origins: dict[str, tuple[Doc, Loc]] = {k: (doc, (section, name, k)) for k in body}
+                # Where the keys taken from defaults were written (a key of the body is
+                # where Decl.where looks by default).
+                origins: dict[str, tuple[Doc, Loc]] = {}
                 merged: dict[str, Any] = {}
                 for key, (value, where) in self.defaults[prefix].items():
                     if key not in body:

@@ -35,7 +35,7 @@ class Decl:
     name: str
     doc: Doc
     body: dict[str, Any]
-    origins: dict[str, tuple[Doc, Loc]]  # key -> (file, loc) of its value
+    origins: dict[str, tuple[Doc, Loc]]  # key -> (file, loc) of a value not in the body
     spec: BaseModel | None = None
     deps: dict[str, tuple[Doc, Loc]] = field(default_factory=dict)  # address -> where referenced
 
