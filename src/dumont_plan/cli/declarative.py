@@ -137,8 +137,7 @@ def plan(
     )
     client = open_api(ctx)
     try:
-        # The server lists the spec's kinds while the state is read (design notes: "plan
-        # reads the live objects while it reads the state").
+        # The server lists the spec's kinds while the state is read (apply/observe.Prefetch).
         prefetch = Prefetch(client, kinds_of(stack, None))
         ledger = read_state(ctx, stack, state, files)
         result = plan_stack(client, stack, ledger, options, prefetched=prefetch).plan
