@@ -4,6 +4,9 @@ the CLI in a subprocess against the real local control plane (nothing here waits
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -104,3 +107,29 @@ def test_on_an_80_column_terminal_the_schedule_id_is_whole(home: Path, user: Use
     table = ok(run_cli(["job", "schedules"], env)).stdout
     assert made["id"] in table, table
     assert max(len(line) for line in table.splitlines()) <= 80
+
+
+def test_following_a_job_that_waits_for_its_time_says_so(home: Path, user: UserSession) -> None:
+    when = tomorrow()
+    job = user.client.jobs.create(name="later", command="echo hi", start_at=when)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dumont_plan", "job", "logs", job.id, "--follow", "--poll=0.2"],
+        env=cli_env(home, user.url, user.token),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        first = proc.stderr.readline()  # said at once, not after the wait
+        proc.send_signal(signal.SIGINT)
+        out, rest = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        user.client.jobs.cancel(job.id)
+    assert first.startswith(f"{job.id} (later): scheduled; starts at {when[:10]}"), first
+    assert first.endswith(": its log starts then (Ctrl-C stops following, not the job)\n")
+    assert proc.returncode == 130 and out == ""
+    assert rest.startswith(f"Error: stopped following: job {job.id} is scheduled and goes on")

@@ -26,12 +26,9 @@ from dumont_plan.cli.job_watch import (
     about_rank,
     created_text,
     finish_wait,
+    follow_logs,
     list_row,
-    log_writer,
     print_job,
-    status_text,
-    stopped_waiting,
-    stream_logs,
 )
 from dumont_plan.cli.job_workdir import missing_code_warning, ship_workdir
 from dumont_plan.cli.output import (
@@ -44,7 +41,6 @@ from dumont_plan.cli.output import (
     split_key_values,
 )
 from dumont_plan.cli.session import complete_ids, open_client
-from dumont_plan.client.jobs import is_finished
 from dumont_plan.errors import DumontError, UnprocessableError
 from dumont_plan.spec.messages import suggest
 from dumont_plan.wire import JOB_STATUSES
@@ -439,22 +435,7 @@ def logs(
         sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
         return
 
-    try:
-        with about_job(job_id, "job logs"), about_rank(rank, "job logs"):
-            result = stream_logs(
-                jobs,
-                job_id,
-                log_writer(job_id, output),
-                tail=tail,
-                done=is_finished,
-                failed=lambda job: False,
-                timeout=None,
-                poll=poll,
-            )
-    except KeyboardInterrupt:
-        raise stopped_waiting(client, job_id, "following", rank) from None
-    if output is OutputFormat.table:
-        err_console.print(status_text(result.state), markup=False, highlight=False)
+    follow_logs(client, jobs, job_id, tail=tail, poll=poll, output=output)
 
 
 @app.command(epilog="Example:\n\n  dumont job cancel job_1a2b3c4d")

@@ -121,14 +121,21 @@ def nodes_text(job: Job) -> str:
 
 
 class RankLogs:
-    """`client.jobs` (or any `Watched` jobs API) reading one rank's log (`?rank=N`)."""
+    """`client.jobs` (or any `Watched` jobs API) reading one rank's log (`?rank=N`); `on_get`
+    sees each status read."""
 
-    def __init__(self, jobs: JobsAPI, rank: int | None) -> None:
+    def __init__(
+        self, jobs: JobsAPI, rank: int | None, on_get: Callable[[Job], None] | None = None
+    ) -> None:
         self.jobs = jobs
         self.rank = rank
+        self.on_get = on_get
 
     def get(self, job_id: str) -> Job:
-        return self.jobs.get(job_id)
+        job = self.jobs.get(job_id)
+        if self.on_get is not None:
+            self.on_get(job)
+        return job
 
     def logs(
         self, job_id: str, tail: int | None = None, offset: int | None = None
@@ -229,6 +236,47 @@ def stream_logs(
         on_tick=tick,
         poll=poll,
     )
+
+
+def follow_logs(
+    client: DumontClient,
+    jobs: RankLogs,
+    job_id: str,
+    *,
+    tail: int | None,
+    poll: float,
+    output: OutputFormat,
+) -> None:
+    """`dumont job logs --follow`: stream one rank's log until the job ends; a job still
+    `scheduled` is said once (its log starts with it); Ctrl-C says it goes on (exit 130)."""
+    said: list[str] = []
+
+    def announce(job: Job) -> None:
+        if job.status == "scheduled" and not said:
+            said.append(job.status)
+            err_console.print(
+                f"{status_text(job)}: its log starts then (Ctrl-C stops following, not the job)",
+                markup=False,
+                highlight=False,
+            )
+
+    jobs.on_get = announce
+    try:
+        with about_job(job_id, "job logs"), about_rank(jobs.rank, "job logs"):
+            result = stream_logs(
+                jobs,
+                job_id,
+                log_writer(job_id, output),
+                tail=tail,
+                done=is_finished,
+                failed=lambda job: False,
+                timeout=None,
+                poll=poll,
+            )
+    except KeyboardInterrupt:
+        raise stopped_waiting(client, job_id, "following", jobs.rank) from None
+    if output is OutputFormat.table:
+        err_console.print(status_text(result.state), markup=False, highlight=False)
 
 
 def finish_wait(
