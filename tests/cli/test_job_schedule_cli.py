@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,9 @@ def test_following_a_job_that_waits_for_its_time_says_so(home: Path, user: UserS
     assert proc.stderr is not None
     try:
         first = proc.stderr.readline()  # said at once, not after the wait
+        # A moment later it sleeps between polls (a signal in the middle of rich writing the
+        # line out would print it a second time).
+        time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         out, rest = proc.communicate(timeout=30)
     finally:
