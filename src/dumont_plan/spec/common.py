@@ -6,8 +6,7 @@ import re
 import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # `${kind.name.attr}` references (resolved at apply time) and `${secret.NAME}` secrets.
 REF_RE = re.compile(r"\$\{\s*([A-Za-z_][\w-]*)\.([A-Za-z0-9_][\w-]*)(?:\.([A-Za-z_]\w*))?\s*\}")
@@ -36,28 +35,46 @@ class SpecModel(BaseModel):
         coerce_numbers_to_str=True,
     )
 
-    @field_validator("*", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
-        """`num_nodes: true` is a mistake, not 1 (pydantic's lax mode reads a bool as 0/1)."""
-        if isinstance(value, bool) and info.field_name is not None:
-            kind = _numeric_fields(cls).get(info.field_name)
-            if kind is not None:
-                raise PydanticCustomError(kind, "a boolean is not a number")
-        return value
+    def _no_bool_for_a_number(cls, data: Any) -> Any:
+        """`num_nodes: true` is a mistake, not 1 (pydantic's lax mode reads a bool as 0/1): a
+        bool given to a number field becomes a `WrittenBool`, which no number parses. One call
+        per model, not per field: the plan validates thousands."""
+        if not isinstance(data, dict):
+            return data
+        for value in data.values():
+            if value is True or value is False:
+                break
+        else:
+            return data
+        numeric = _numeric_fields(cls)
+        return {
+            key: WrittenBool(str(value).lower())
+            if (value is True or value is False) and key in numeric
+            else value
+            for key, value in data.items()
+        }
 
 
-def _numeric_fields(model: type[BaseModel]) -> dict[str, str]:
-    """The fields of `model` that take only a number: name -> the error type a bool gets
-    (`int_type` or `float_type`, worded by `spec.messages`); cached on the class."""
-    found: dict[str, str] | None = model.__dict__.get("_dumont_numeric")
+class WrittenBool(str):
+    """A YAML `true`/`false` where a number goes: fails int and float parsing, and the error
+    shows it as written (`expected an integer, got true`, `spec.messages.show`)."""
+
+    __slots__ = ()
+
+
+def _numeric_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of `model` that take only a number (cached on the class)."""
+    found: frozenset[str] | None = model.__dict__.get("_dumont_numeric")
     if found is None:
-        found = {}
+        names = set()
         for name, info in model.model_fields.items():
             args = typing.get_args(info.annotation) if typing.get_origin(info.annotation) else ()
             kinds = set(args or (info.annotation,)) - {type(None)}
             if kinds and kinds <= {int, float}:
-                found[name] = "int_type" if kinds == {int} else "float_type"
+                names.add(name)
+        found = frozenset(names)
         type.__setattr__(model, "_dumont_numeric", found)
     return found
 

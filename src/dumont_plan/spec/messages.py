@@ -18,7 +18,7 @@ from typing import Any
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
 
-from dumont_plan.spec.common import NAME_RULE
+from dumont_plan.spec.common import NAME_RULE, WrittenBool
 
 Loc = tuple[str | int, ...]
 
@@ -35,6 +35,8 @@ def show(value: Any) -> str:
     """A value as the user wrote it in YAML, short."""
     if value is None:
         return "null"
+    if isinstance(value, WrittenBool):
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
