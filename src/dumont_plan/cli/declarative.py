@@ -186,7 +186,11 @@ def show(
 
 
 def explain(
-    kind: str = typer.Argument(..., help="A kind: job or instance (or jobs, instances)."),
+    kind: str = typer.Argument(
+        ...,
+        help="A kind, as in an address or its spec section: job, instance, finetune, "
+        "serverless, serverless_endpoint, spot_template, spot_deployment (or jobs, ...).",
+    ),
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Print a kind's field table: what each field's change does (update, replace, ...)."""
