@@ -301,15 +301,10 @@ def cancel(state: AppState, row: Row) -> None:
     """Cancel the managed job of a fine-tune just marked cancelled (a launch in flight does
     it when it returns), then copy back what it wrote."""
     directory = _dir(state, row["id"])
-    sky_job_id = sky_managed.sky_job_id(directory)
-    if sky_job_id is None:
-        return
-    try:
-        sky = sky_managed.sdk(state, "fine-tunes")
-    except RuntimeError:
-        return
-    sky_managed.cancel(sky, sky_job_id)
-    _copy_outputs(state, row["id"], directory, None)
+    found = sky_managed.launched(state, directory, "fine-tunes")
+    if found is not None:
+        sky_managed.cancel(*found)
+        _copy_outputs(state, row["id"], directory, None)
 
 
 def _copy_outputs(

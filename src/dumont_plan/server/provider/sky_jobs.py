@@ -290,26 +290,17 @@ def fetch_log(
 
 def refresh_log(state: AppState, job_id: str, directory: Path) -> None:
     """Before a read of a running job's logs: fetch what SkyPilot has."""
-    sky_job_id = sky_managed.sky_job_id(directory)
-    if sky_job_id is None:
-        return
-    try:
-        sky = sdk(state)
-    except RuntimeError:
-        return
-    fetch_log(state, sky, job_id, sky_job_id, directory)
+    found = sky_managed.launched(state, directory, "jobs")
+    if found is not None:
+        sky, sky_job_id = found
+        fetch_log(state, sky, job_id, sky_job_id, directory)
 
 
 def cancel(state: AppState, job_id: str, directory: Path) -> None:
     """Cancel the managed job of a job just marked cancelled (a launch in flight cancels it
     when it returns), then copy back what it wrote. Its log keeps what the last read fetched:
     the secrets that mask a fetched log are forgotten once the job is finished."""
-    sky_job_id = sky_managed.sky_job_id(directory)
-    if sky_job_id is None:
-        return
-    try:
-        sky = sdk(state)
-    except RuntimeError:
-        return
-    sky_managed.cancel(sky, sky_job_id)
-    sky_managed.copy_outputs(job_id, directory, None)
+    found = sky_managed.launched(state, directory, "jobs")
+    if found is not None:
+        sky_managed.cancel(*found)
+        sky_managed.copy_outputs(job_id, directory, None)

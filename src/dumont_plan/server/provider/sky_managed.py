@@ -96,6 +96,18 @@ def sky_job_id(directory: Path) -> int | None:
     return None if found is None else int(found)
 
 
+def launched(state: AppState, directory: Path, what: str) -> tuple[ModuleType, int] | None:
+    """The SDK and the managed job of the run in `directory`; None when it has not been
+    launched or SkyPilot cannot run `what` here (nothing to cancel or read then)."""
+    found = sky_job_id(directory)
+    if found is None:
+        return None
+    try:
+        return sdk(state, what), found
+    except RuntimeError:
+        return None
+
+
 def note(directory: Path, text: str) -> None:
     """A `[dumont]` line in the log beside the job (kept when SkyPilot's log is fetched)."""
     writer = joblog.LogWriter(directory / runner.LOG_FILE, [])

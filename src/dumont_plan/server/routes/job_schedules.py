@@ -177,16 +177,17 @@ def get_schedule(schedule_id: str, state: StateDep, user: UserDep) -> Any:
 @router.post("/{schedule_id}/pause", response_model=ScheduleOut)
 def pause_schedule(schedule_id: str, state: StateDep, user: UserDep) -> Any:
     """No run until resumed (a job it already created goes on)."""
-    row = schedules.set_paused(state, _own(state, user, schedule_id), True)
-    if row is None:
-        raise HTTPException(404, f"Schedule {schedule_id} not found")
-    return schedules.schedule_view(row)
+    return _set_paused(state, user, schedule_id, True)
 
 
 @router.post("/{schedule_id}/resume", response_model=ScheduleOut)
 def resume_schedule(schedule_id: str, state: StateDep, user: UserDep) -> Any:
     """Runs again from the next due time after now (the ones missed while paused are skipped)."""
-    row = schedules.set_paused(state, _own(state, user, schedule_id), False)
+    return _set_paused(state, user, schedule_id, False)
+
+
+def _set_paused(state: StateDep, user: User, schedule_id: str, paused: bool) -> Any:
+    row = schedules.set_paused(state, _own(state, user, schedule_id), paused)
     if row is None:
         raise HTTPException(404, f"Schedule {schedule_id} not found")
     return schedules.schedule_view(row)
