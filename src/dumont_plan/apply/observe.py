@@ -17,7 +17,7 @@ from typing import Any
 
 from dumont_plan.client import DumontClient
 from dumont_plan.client.parallel import Background, read_all
-from dumont_plan.errors import ApiError, DumontError
+from dumont_plan.errors import ApiError, DumontError, NotFoundError
 from dumont_plan.kinds.ops import RegisteredOps, load_ops
 from dumont_plan.kinds.registry import HANDLERS
 from dumont_plan.plan.cost import query_key
@@ -50,7 +50,9 @@ def observe(
     With the `ledger`, a kind whose list may miss objects (a server that ignores `offset`)
     also reads the ledger's ids the list lacked one by one (`fill_missing`): "gone" only
     after a 404 for that id. `prefetched`: lists already under way (`Prefetch`); the kinds it
-    reads are not read again.
+    reads are not read again. Those lists were read before the state, so an id of the state
+    they lack may be younger than the list (an apply that ended in between): it is read by
+    itself, and "gone" only after a 404 (a plan with nothing gone asks nothing more).
     """
     wanted = sorted(set(kinds))
     ops = ops if ops is not None else load_ops(kinds=wanted)
@@ -62,11 +64,31 @@ def observe(
         if fill is not None and ledger is not None:
             ids = [e.remote_id for e in ledger.resources.values() if e.kind == kind]
             live[kind] = list(fill(client, live[kind], [i for i in ids if i]))
+        if prefetched is not None and kind in prefetched.kinds and ledger is not None:
+            live[kind] = younger_than_the_list(client, ops[kind], live[kind], ledger)
     return Observed(
         live={k: live[k] for k in wanted},
         requests=client.transport.request_count - before,
         at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
+
+
+def younger_than_the_list(
+    client: DumontClient, ops: RegisteredOps, listed: list[WireModel], ledger: LedgerState
+) -> list[WireModel]:
+    """`listed` plus the objects of the ledger's ids it lacks that still exist (one GET each)."""
+    handler = HANDLERS[ops.kind]
+    have = {handler.live_id(obj) for obj in listed}
+    found = list(listed)
+    for entry in ledger.resources.values():
+        if entry.kind != ops.kind or not entry.remote_id or entry.remote_id in have:
+            continue
+        have.add(entry.remote_id)
+        try:
+            found.append(ops.get(client, entry.remote_id))
+        except NotFoundError:
+            continue  # gone: the server said so for this id
+    return found
 
 
 def list_live(

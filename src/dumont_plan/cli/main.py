@@ -5,8 +5,12 @@ from __future__ import annotations
 import atexit
 import gc
 import sys
+from typing import TYPE_CHECKING
 
 from dumont_plan import __version__
+
+if TYPE_CHECKING:
+    from dumont_plan.cli.early import EarlyReads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:  # this process is `dumont` (not a caller running it in-process)
         tune_gc_for_a_cli()
         skip_httpx_command_line()
+        start_early_reads(args)
     # Deferred on purpose: the full CLI costs ~5x `python -c pass` to import (benchmarks/).
     from dumont_plan.cli.app import run
 
@@ -49,6 +54,24 @@ def skip_httpx_command_line() -> None:
     """
     if "httpx" not in sys.modules:
         sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
+_EARLY: EarlyReads | None = None
+
+
+def start_early_reads(args: list[str]) -> None:
+    """`dumont plan`: ask for the job list now, while the CLI loads (cli/early.py)."""
+    global _EARLY
+    if "plan" not in args:
+        return
+    from dumont_plan.cli.early import start
+
+    _EARLY = start(args)
+
+
+def early_reads() -> EarlyReads | None:
+    """The reads `start_early_reads` started in this process, if any."""
+    return _EARLY
 
 
 def imports_done() -> None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import ssl
+from typing import TYPE_CHECKING
 
-import httpx
 import typer
 
+from dumont_plan.cli import main
 from dumont_plan.cli.embedded import local_credentials, running_server, start_server
 from dumont_plan.client import DumontClient
 from dumont_plan.client.auth import token_of
 from dumont_plan.config import (
+    PROXY_VARS,
     Endpoint,
     config_retry_deadline,
     load_token,
@@ -19,6 +21,9 @@ from dumont_plan.config import (
     save_token,
 )
 from dumont_plan.errors import AuthenticationError, BadRequestError, ConfigError, DumontError
+
+if TYPE_CHECKING:
+    import httpx
 
 HTTP_TIMEOUT = 60.0
 
@@ -36,6 +41,8 @@ def _local_login(url: str, endpoint: Endpoint) -> str:
     Two CLI processes may race here on a fresh data dir: the loser of the register race gets
     400 (already exists) and logs in with the same credentials (`local_credentials` is shared).
     """
+    import httpx
+
     creds = local_credentials()
     with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT) as http:
         bare = DumontClient(http)
@@ -69,6 +76,8 @@ def complete_ids(path: str, key: str, incomplete: str) -> list[str]:
     """Shell completion of ids: the `key` of the objects `GET path` lists, starting with
     `incomplete`. Quick and silent: nothing is started (an embedded server only when it runs),
     nothing is printed, any failure completes nothing."""
+    import httpx
+
     try:
         endpoint = resolve_endpoint()
         url = endpoint.url
@@ -87,9 +96,6 @@ def complete_ids(path: str, key: str, incomplete: str) -> list[str]:
     return sorted(i for i in ids if i.startswith(incomplete))
 
 
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
-
-
 def tls_for(url: str) -> ssl.SSLContext | bool:
     """httpx's default TLS (the CA bundle) for https, or when a proxy may carry the traffic.
 
@@ -101,6 +107,14 @@ def tls_for(url: str) -> ssl.SSLContext | bool:
     if proxied or not url.lower().startswith("http://"):
         return True
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def http_client(url: str) -> httpx.Client:
+    """The httpx client of a command's API calls, made when the first one goes out: a plan
+    whose reads were all answered at start-up (cli/early.py) never loads httpx."""
+    import httpx
+
+    return httpx.Client(base_url=url, timeout=HTTP_TIMEOUT, verify=tls_for(url))
 
 
 def _with_deadline(client: DumontClient) -> DumontClient:
@@ -117,8 +131,10 @@ def open_client(ctx: typer.Context, *, login: bool = True) -> DumontClient:
     endpoint = resolve_endpoint(api_url_of(ctx))
     token = load_token(endpoint)  # a damaged credentials file fails before anything starts
     endpoint, url = resolve_target(ctx)
-    http = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT, verify=tls_for(url))
-    client = _with_deadline(DumontClient(http, token))
+    client = _with_deadline(DumontClient(lambda: http_client(url), token))
+    early = main.early_reads()
+    if early is not None and early.url == url:
+        client.transport.preloaded = early.take  # `dumont plan`'s job list, read at start-up
     if endpoint.url is not None or not login:
         return client
 

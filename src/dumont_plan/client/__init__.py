@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from dumont_plan.client.auth import AuthAPI
 from dumont_plan.client.base import RetryPolicy, Transport
@@ -19,15 +17,19 @@ from dumont_plan.client.jobs import JobsAPI
 from dumont_plan.client.serverless import ServerlessAPI
 from dumont_plan.client.spot import SpotAPI
 
+if TYPE_CHECKING:
+    import httpx
+
 __all__ = ["DumontClient", "RetryPolicy", "Transport", "health", "is_healthy"]
 
 
 class DumontClient:
-    """The Dumont API v1 over an injected `httpx.Client` (its base_url is the server root)."""
+    """The Dumont API v1 over an injected `httpx.Client` (its base_url is the server root), or
+    a function that makes one when the first request goes out."""
 
     def __init__(
         self,
-        http: httpx.Client,
+        http: httpx.Client | Callable[[], httpx.Client],
         token: str | None = None,
         *,
         retry: RetryPolicy | None = None,
@@ -74,11 +76,13 @@ class DumontClient:
         return self._capabilities
 
     def close(self) -> None:
-        self.transport.http.close()
+        self.transport.close()
 
 
 def health(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
     """One unauthenticated `GET {url}/health` (no retries): its body when `healthy`, else None."""
+    import httpx
+
     try:
         response = httpx.get(f"{url}/health", timeout=timeout)
         body = response.json()

@@ -8,13 +8,14 @@ An endpoint is addressed by its id (`ep-xxxxxxxx`). `command`, `concurrency` and
 from __future__ import annotations
 
 import builtins
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from dumont_plan.client.base import Transport
 from dumont_plan.errors import UnexpectedResponseError
+
+if TYPE_CHECKING:
+    import httpx  # annotations only: the transport loads it when it sends
 
 PREFIX = "/api/v1/serverless"
 

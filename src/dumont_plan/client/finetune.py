@@ -11,10 +11,8 @@ import builtins
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from dumont_plan.client.base import Transport
 from dumont_plan.wire_models import (
@@ -24,6 +22,9 @@ from dumont_plan.wire_models import (
     FinetunePage,
     FinetunePreset,
 )
+
+if TYPE_CHECKING:
+    import httpx  # annotations only: the transport loads it when it sends
 
 PREFIX = "/api/v1/finetune"
 COLLECTION = f"{PREFIX}/jobs"

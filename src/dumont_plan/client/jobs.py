@@ -11,10 +11,8 @@ import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
-
-import httpx
 
 from dumont_plan.client.base import Transport
 from dumont_plan.client.finetune import ProgressReader
@@ -22,6 +20,9 @@ from dumont_plan.client.parallel import read_all
 from dumont_plan.errors import UnexpectedResponseError
 from dumont_plan.wire import FINISHED_JOB_STATUSES
 from dumont_plan.wire_models import Job, JobPage
+
+if TYPE_CHECKING:
+    import httpx  # annotations only: the transport loads it when it sends
 
 COLLECTION = "/api/v1/jobs/"
 WORKDIRS = "/api/v1/jobs/workdirs"

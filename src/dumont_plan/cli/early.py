@@ -1,0 +1,272 @@
+"""Early reads: the job list `dumont plan` will read, asked for while the CLI is still loading.
+
+`dumont plan` spends ~150 ms importing typer, pydantic, the spec models and the planner, then
+~50 ms loading the spec, before it sends its first request; at 1,000 applied jobs the server
+then needs ~30 ms for the ten list pages. `main()` starts those reads in a daemon thread
+before it imports the CLI, so that the answers are waiting when the plan asks:
+
+    reads = start(argv)                          # cli/main.py, before the heavy imports
+    ...
+    client.transport.preloaded = reads.take      # cli/session.py, when the URL is the same
+
+The transport then takes an answer read here instead of sending the same request (same method,
+path, query and token), and sends anything else as usual. So the server sees the requests the
+plan would have made anyway, never more (DESIGN §7 invariant 3): a request is sent here only
+when nothing has asked for it yet, and the transport never sends one that is under way here
+(it waits for it). An answer that is not a 200, or a read that failed, is handed back as
+nothing: the transport sends that request itself, with its retries and its error messages.
+
+Reads start only when everything they need is known without starting anything or asking:
+`plan` is the command, the API URL is configured (`--api-url`, DUMONT_API_URL, the config
+file: the embedded server is left alone), a token is set, and a spec file (the default names,
+or `-f FILE`) has a top-level `jobs:` section. Anything else (another command, a folder given
+with `-f`, an unreadable file, a damaged credentials file) starts nothing: the command then
+runs exactly as before and reports its own errors.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import json
+import os
+import re
+import signal
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from dumont_plan.config import PROXY_VARS
+
+JOBS_PATH = "/api/v1/jobs/"
+PAGE_SIZE = 100  # client/jobs.py PAGE_SIZE (a test keeps them equal)
+HTTP_TIMEOUT = 60.0  # cli/session.py HTTP_TIMEOUT
+PIPE_SIZE = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
+_JOBS_SECTION = re.compile(rb"^jobs[ \t]*:", re.MULTILINE)
+_SPEC_NAMES = ("dumont.yaml", "dumont.yml", "dumontfile")  # loader/inputs.py DEFAULT_FILES
+
+Key = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+def request_key(method: str, path: str, params: dict[str, Any] | None) -> Key:
+    """What identifies a read: method, path and query (values as the URL carries them)."""
+    query = tuple(sorted((str(k), str(v)) for k, v in (params or {}).items() if v is not None))
+    return method.upper(), path, query
+
+
+class EarlyReads:
+    """The answers a forked reader process sends back, each handed out once."""
+
+    def __init__(self, url: str, token: str, pid: int, pipe: BinaryIO) -> None:
+        self.url = url
+        self.token = token
+        self._pid = pid
+        self._pipe: BinaryIO | None = pipe
+        self._lock = threading.Lock()
+        self._got: dict[Key, bytes | None] = {}
+
+    def take(self, path: str, params: dict[str, Any], token: str | None) -> bytes | None:
+        """The body of the 200 answer read early for `GET path?params`, once; else None."""
+        key = request_key("GET", path, params)
+        if token != self.token or not _is_page(key):
+            return None
+        with self._lock:
+            while key not in self._got and self._pipe is not None:
+                message = _read_message(self._pipe)
+                if message is None:
+                    self.close()
+                    break
+                self._got[message[0]] = message[1]
+            return self._got.pop(key, None)
+
+    def close(self) -> None:
+        """Stop the reader (if it still runs) and reap it; what it did not send is sent by
+        the transport."""
+        pipe, self._pipe = self._pipe, None
+        if pipe is None:
+            return
+        # The reader first: a thread blocked reading the pipe holds its lock, and gets its
+        # end of file only once the reader is gone; closing the pipe before would wait on it.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self._pid, 0)
+        pipe.close()
+
+
+def _is_page(key: Key) -> bool:
+    method, path, query = key
+    names = [name for name, _ in query]
+    return method == "GET" and path == JOBS_PATH and names in (["limit"], ["limit", "offset"])
+
+
+def _read_message(pipe: BinaryIO) -> tuple[Key, bytes | None] | None:
+    head = pipe.read(8)
+    if len(head) < 8:
+        return None
+    size = int.from_bytes(head, "big")
+    data = pipe.read(size)
+    if len(data) < size:
+        return None
+    meta_size = int.from_bytes(data[:4], "big")
+    meta = json.loads(data[4 : 4 + meta_size])
+    key: Key = ("GET", JOBS_PATH, tuple((str(k), str(v)) for k, v in meta["query"]))
+    json_answer = str(meta["content_type"]).split(";")[0].strip() == "application/json"
+    if meta["status"] != 200 or not json_answer:
+        return key, None
+    return key, data[4 + meta_size :]
+
+
+def _write_message(fd: int, params: dict[str, Any], status: int, ctype: str, body: bytes) -> None:
+    query = [list(pair) for pair in request_key("GET", JOBS_PATH, params)[2]]
+    meta = json.dumps({"query": query, "status": status, "content_type": ctype}).encode()
+    data = len(meta).to_bytes(4, "big") + meta + body
+    view = memoryview(len(data).to_bytes(8, "big") + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _reader(url: str, token: str, fd: int) -> None:
+    """The forked reader: the job list's pages, in order, each written to `fd` as it comes.
+
+    It speaks HTTP with the standard library (one kept-alive connection): importing httpx
+    would cost this process ~35 ms of CPU for ten GETs (the plan's own client, httpx, sends
+    everything else, and anything this process did not answer)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it with the command
+    import http.client
+    from urllib.parse import urlencode, urlsplit
+
+    from dumont_plan import __version__
+
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/") + JOBS_PATH
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(
+            parts.netloc, timeout=HTTP_TIMEOUT, context=_tls_context()
+        )
+    else:
+        connection = http.client.HTTPConnection(parts.netloc, timeout=HTTP_TIMEOUT)
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/json",
+        "User-Agent": f"dumont-plan/{__version__}",  # client/base.py USER_AGENT
+    }
+
+    def get(params: dict[str, Any]) -> tuple[int, bytes]:
+        connection.request("GET", f"{path}?{urlencode(params)}", headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        ctype = response.getheader("content-type", "")
+        _write_message(fd, params, response.status, ctype, body)
+        return response.status, body
+
+    with contextlib.closing(connection):
+        status, body = get({"limit": PAGE_SIZE})
+        total = _total(body) if status == 200 else None
+        for offset in range(PAGE_SIZE, total or 0, PAGE_SIZE):
+            if get({"limit": PAGE_SIZE, "offset": offset})[0] != 200:
+                break
+
+
+def _tls_context() -> Any:
+    """httpx's default verification: SSL_CERT_FILE, else SSL_CERT_DIR, else certifi's CAs."""
+    import ssl
+
+    cafile = os.environ.get("SSL_CERT_FILE")
+    capath = os.environ.get("SSL_CERT_DIR")
+    if not cafile and not capath:
+        import certifi
+
+        cafile = certifi.where()
+    return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
+
+
+def _total(body: bytes) -> int | None:
+    try:
+        page = json.loads(body)
+    except ValueError:
+        return None
+    total = page.get("total") if isinstance(page, dict) else None
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
+def start(argv: Sequence[str], cwd: Path | None = None) -> EarlyReads | None:
+    """Start the early reads of `dumont ARGV` when it is a `plan` that will read the job
+    list from a configured API (see the module's docstring); None when nothing started."""
+    try:
+        wanted = _wanted(list(argv), cwd or Path.cwd())
+    except Exception:  # anything odd: the command runs as before and says what is wrong
+        return None
+    if wanted is None:
+        return None
+    url, token = wanted
+    read_end, write_end = os.pipe()
+    # The pages wait in the pipe until the plan asks (~53 KB per 100 jobs); the default 64 KB
+    # would stop the reader after its first page. Linux lets a user grow a pipe to 1 MB.
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    pid = os.fork()
+    if pid == 0:  # the reader: nothing of the parent's runs here (no atexit, no flush)
+        code = 1
+        try:
+            os.close(read_end)
+            _reader(url, token, write_end)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    reads = EarlyReads(url, token, pid, os.fdopen(read_end, "rb"))
+    atexit.register(reads.close)
+    return reads
+
+
+def _wanted(argv: list[str], cwd: Path) -> tuple[str, str] | None:
+    """(URL, token) when the early reads apply to this command line, else None."""
+    api_url: str | None = None
+    while argv and argv[0].startswith("--api-url"):
+        option = argv.pop(0)
+        if "=" in option:
+            api_url = option.split("=", 1)[1]
+        elif argv:
+            api_url = argv.pop(0)
+    if not argv or argv[0] != "plan":
+        return None
+    files = _files(argv[1:])
+    if files is None:
+        return None
+    paths = [p if p.is_absolute() else cwd / p for p in files] or [
+        next((cwd / n for n in _SPEC_NAMES if (cwd / n).is_file()), cwd / _SPEC_NAMES[0])
+    ]
+    if not any(p.is_file() and _JOBS_SECTION.search(p.read_bytes()) for p in paths):
+        return None
+    if any(os.environ.get(v) or os.environ.get(v.lower()) for v in PROXY_VARS):
+        return None  # a proxy may carry the traffic: httpx's business (cli/tls.py)
+    from dumont_plan.config import load_token, resolve_endpoint
+
+    endpoint = resolve_endpoint(api_url)
+    if endpoint.url is None:
+        return None  # the embedded server: finding or starting it is the command's business
+    token = load_token(endpoint)
+    return (endpoint.url, token) if token else None
+
+
+def _files(args: list[str]) -> list[Path] | None:
+    """The `-f/--file` paths of plan's arguments; None when one is a folder or unclear."""
+    files: list[Path] = []
+    it = iter(args)
+    for arg in it:
+        if arg in ("-f", "--file"):
+            value = next(it, None)
+            if value is None:
+                return None
+            files.append(Path(value))
+        elif arg.startswith("--file="):
+            files.append(Path(arg.split("=", 1)[1]))
+        elif arg.startswith("-f") and len(arg) > 2:
+            files.append(Path(arg[2:]))
+    if any(p.is_dir() for p in files):
+        return None
+    return files
