@@ -17,7 +17,10 @@ Figures per N:
   with `yaml.CSafeLoader` and makes the same paged `GET /api/v1/jobs/` calls through one
   `httpx.Client` (same page size). So interpreter start, the HTTP stack's import and the
   server's time count on both sides; what only the plan pays is its CLI (typer, rich), its
-  models (pydantic) and its own work per resource (validation, planning, fingerprints);
+  models (pydantic) and its own work per resource (validation, planning, fingerprints).
+  The plan reads the job list in a forked reader while it loads (cli/early.py): its CPU row
+  counts that process too, and the same plan with DUMONT_EARLY_READS=0 is timed in the same
+  rounds, so the rows show what the reader changes;
 - HTTP requests the plan makes (the server's `_local/stats`), against the pages the floor reads;
 - peak RSS of the `dumont plan` process (`ru_maxrss`, from a small process that forks it).
 """
@@ -47,6 +50,7 @@ from benchmarks.common import (
 )
 from benchmarks.startup import dumont_argv
 from dumont_plan.apply.resolve import resolve_body
+from dumont_plan.cli.early import SWITCH as EARLY_READS_SWITCH
 from dumont_plan.client.jobs import PAGE_SIZE
 from dumont_plan.loader import load_stack
 from dumont_plan.secrets import SecretStore
@@ -235,7 +239,12 @@ def one_scale(opts: Options, n: int) -> tuple[list[Row], float, float]:
             floor_requests = api_requests(server) - before
             cpu: dict[str, list[float]] = {}
             times = time_commands_interleaved(
-                {"plan": plan, "floor": floor_argv}, repeats, env=env, cwd=folder, cpu=cpu
+                {"plan": plan, "plan, early reads off": plan, "floor": floor_argv},
+                repeats,
+                env=env,
+                cwd=folder,
+                cpu=cpu,
+                env_of={"plan, early reads off": {**env, EARLY_READS_SWITCH: "0"}},
             )
             rss = peak_rss_mb(plan, env, folder)
             floor_rss = peak_rss_mb(floor_argv, env, folder)
@@ -263,9 +272,30 @@ def one_scale(opts: Options, n: int) -> tuple[list[Row], float, float]:
             "ms",
             label,
             note=(
-                "user + system CPU of each process (the same runs as the wall row); the "
-                "server's work is in neither, so this ratio is above the wall one"
+                "user + system CPU of each process and its children (the same runs as the "
+                "wall row; the plan's early reader included); the server's work is in "
+                "neither, so this ratio is above the wall one"
             ),
+        ),
+        Row.ratio_row(
+            f"plan: N={n:,} wall, early reads off",
+            median(times["plan, early reads off"]) * 1000,
+            floor_s * 1000,
+            "ms",
+            label,
+            note=(
+                f"{EARLY_READS_SWITCH}=0, in the same rounds: the job list read by the plan "
+                "itself after it loaded (cli/early.py otherwise reads it in a forked reader "
+                "while the CLI loads)"
+            ),
+        ),
+        Row.ratio_row(
+            f"plan: N={n:,} CPU, early reads off",
+            median(cpu["plan, early reads off"]) * 1000,
+            median(cpu["floor"]) * 1000,
+            "ms",
+            label,
+            note="the same runs as the row above",
         ),
         Row.ratio_row(
             f"plan: N={n:,} requests",

@@ -134,12 +134,14 @@ def time_commands_interleaved(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     cpu: dict[str, list[float]] | None = None,
+    env_of: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, list[float]]:
     """Wall seconds of each command, run in turn `repeats` times (one warm-up round first).
 
     Interleaving spreads the machine's load changes over every command alike. With `cpu`,
     each command's CPU seconds (user + system of the process and its children) are appended
-    there too: on shared cores they vary far less than wall time.
+    there too: on shared cores they vary far less than wall time. `env_of`: the environment
+    of some commands by name (the others get `env`).
     """
     times: dict[str, list[float]] = {name: [] for name in commands}
     for round_ in range(repeats + 1):
@@ -147,7 +149,11 @@ def time_commands_interleaved(
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             done = subprocess.run(
-                argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                argv,
+                env=(env_of or {}).get(name, env),
+                cwd=cwd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
             elapsed = time.perf_counter() - start
             after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -8,6 +8,7 @@ import pytest
 
 from tests.support import (
     LocalServer,
+    SilentServer,
     UserSession,
     cli_env,
     close_user_clients,
@@ -87,3 +88,11 @@ def cli(home: Path, user: UserSession) -> Callable[..., object]:
         return run_cli(list(args), env, **kwargs)  # type: ignore[arg-type]
 
     return _run
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentServer]:
+    """A loopback port whose connections are accepted and never answered."""
+    server = SilentServer()
+    yield server
+    server.close()

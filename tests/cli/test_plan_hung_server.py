@@ -8,65 +8,25 @@ once instead of after the HTTP timeout.
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import cli_env
+from tests.support import SilentServer, cli_env
 
 SPEC = 'version: 1\nproject: hung\njobs:\n  a: {command: "true"}\n'
 
 
-class SilentServer:
-    """A loopback port whose connections are accepted and never answered."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.accepted: list[socket.socket] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.accepted.append(conn)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        for conn in self.accepted:
-            conn.close()
-        self.sock.close()
-
-
-@pytest.fixture
-def silent() -> Iterator[SilentServer]:
-    server = SilentServer()
-    yield server
-    server.close()
-
-
-def start_plan(tmp_path: Path, url: str) -> subprocess.Popen[str]:
+def start_plan(tmp_path: Path, url: str, early_reads: str = "1") -> subprocess.Popen[str]:
     (tmp_path / "dumont.yaml").write_text(SPEC)
     home = tmp_path / "home"
     home.mkdir()
     return subprocess.Popen(
         [sys.executable, "-m", "dumont_plan", "plan"],
-        env=cli_env(home, url, "some-token"),
+        env={**cli_env(home, url, "some-token"), "DUMONT_EARLY_READS": early_reads},
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -95,15 +55,20 @@ def test_a_bad_state_is_reported_without_waiting_for_the_server(
     assert took < 15  # the unanswered list read is abandoned, not waited for
 
 
+@pytest.mark.parametrize("early_reads", ["1", "0"])  # cli/early.py's reader, the plan's own
 def test_ctrl_c_while_the_lists_are_read_ends_the_plan_at_once(
-    tmp_path: Path, silent: SilentServer
+    tmp_path: Path, silent: SilentServer, early_reads: str
 ) -> None:
-    proc = start_plan(tmp_path, silent.url)
+    proc = start_plan(tmp_path, silent.url, early_reads)
     deadline = time.monotonic() + 30
     while not silent.accepted and time.monotonic() < deadline:
         time.sleep(0.05)  # until the plan's first request is in flight
     assert silent.accepted, "the plan never connected"
     proc.send_signal(signal.SIGINT)
     err, took = finish(proc, within=30)
-    assert proc.returncode == 130 and "Traceback" not in err
+    # With the early reader the Ctrl-C lands while the CLI loads: then the exit is 130, or the
+    # signal itself when it landed in an exec() of generated code (dataclasses; CPython then
+    # re-raises SIGINT at exit). A shell reads both as 130; no traceback either way.
+    ends = {130} if early_reads == "0" else {130, -signal.SIGINT}
+    assert proc.returncode in ends and "Traceback" not in err
     assert took < 15

@@ -1,27 +1,30 @@
 """Early reads: the job list `dumont plan` will read, asked for while the CLI is still loading.
 
-`dumont plan` spends ~150 ms importing typer, pydantic, the spec models and the planner, then
-~50 ms loading the spec, before it sends its first request; at 1,000 applied jobs the server
-then needs ~30 ms for the ten list pages. `main()` starts those reads in a daemon thread
-before it imports the CLI, so that the answers are waiting when the plan asks:
+Before `dumont plan` sends its first request it spends ~200 ms of CPU importing typer,
+pydantic, the spec models and the planner and loading the spec; at 1,000 applied jobs the job
+list then takes ten pages, ~30 ms of the server's time and ~30 ms of httpx's. `main()` forks a
+small reader process before it imports the CLI; the reader asks for those pages with the
+standard library's HTTP client while the command loads, on another core, and leaves each
+answer in a pipe:
 
     reads = start(argv)                          # cli/main.py, before the heavy imports
     ...
-    client.transport.preloaded = reads.take      # cli/session.py, when the URL is the same
+    client.transport.preloaded = reads.take      # cli/session.py, for the same URL
 
-The transport then takes an answer read here instead of sending the same request (same method,
-path, query and token), and sends anything else as usual. So the server sees the requests the
-plan would have made anyway, never more (DESIGN §7 invariant 3): a request is sent here only
-when nothing has asked for it yet, and the transport never sends one that is under way here
-(it waits for it). An answer that is not a 200, or a read that failed, is handed back as
-nothing: the transport sends that request itself, with its retries and its error messages.
+The transport then takes the body read early for a request instead of sending the same one
+(same path, query and token), and sends everything else itself. So the server sees the
+requests the plan makes anyway, never more (DESIGN §7 invariant 3): the reader asks only for
+the job list's pages, each once, and the transport waits for a page the reader will send
+rather than ask for it too. A page that was not a 200 JSON answer, or a reader that died,
+hands nothing over: the transport sends that request itself, with its retries and error
+messages. A plan whose reads were all answered this way never loads httpx.
 
-Reads start only when everything they need is known without starting anything or asking:
-`plan` is the command, the API URL is configured (`--api-url`, DUMONT_API_URL, the config
-file: the embedded server is left alone), a token is set, and a spec file (the default names,
-or `-f FILE`) has a top-level `jobs:` section. Anything else (another command, a folder given
-with `-f`, an unreadable file, a damaged credentials file) starts nothing: the command then
-runs exactly as before and reports its own errors.
+Reads start only when what they need is known without asking anything: `plan` is the
+command, the API URL is configured (`--api-url`, DUMONT_API_URL, the config file; not the
+embedded server, which the command finds or starts), a token is set, no proxy variable is
+set, and a spec file (the default names, or the `-f FILE`s) has a top-level `jobs:` section.
+`DUMONT_EARLY_READS=0` turns them off. Anything unexpected starts nothing: the command then
+runs exactly as it would without them and reports its own errors.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dumont_plan.config import PROXY_VARS
+from dumont_plan.config import PROXY_VARS, load_token, resolve_endpoint
 
+SWITCH = "DUMONT_EARLY_READS"  # "0": off
 JOBS_PATH = "/api/v1/jobs/"
 PAGE_SIZE = 100  # client/jobs.py PAGE_SIZE (a test keeps them equal)
 HTTP_TIMEOUT = 60.0  # cli/session.py HTTP_TIMEOUT
@@ -232,7 +236,9 @@ def _wanted(argv: list[str], cwd: Path) -> tuple[str, str] | None:
             api_url = option.split("=", 1)[1]
         elif argv:
             api_url = argv.pop(0)
-    if not argv or argv[0] != "plan":
+    if not argv or argv[0] != "plan" or {"--help", "-h"} & set(argv):
+        return None
+    if os.environ.get(SWITCH, "1") == "0":
         return None
     files = _files(argv[1:])
     if files is None:
@@ -243,9 +249,7 @@ def _wanted(argv: list[str], cwd: Path) -> tuple[str, str] | None:
     if not any(p.is_file() and _JOBS_SECTION.search(p.read_bytes()) for p in paths):
         return None
     if any(os.environ.get(v) or os.environ.get(v.lower()) for v in PROXY_VARS):
-        return None  # a proxy may carry the traffic: httpx's business (cli/tls.py)
-    from dumont_plan.config import load_token, resolve_endpoint
-
+        return None  # a proxy may carry the traffic: httpx's business
     endpoint = resolve_endpoint(api_url)
     if endpoint.url is None:
         return None  # the embedded server: finding or starting it is the command's business

@@ -18,13 +18,16 @@ def main(argv: list[str] | None = None) -> int:
     if args in (["--version"], ["-V"], ["version"]):
         print(f"dumont {__version__}")
         return 0
-    if argv is None:  # this process is `dumont` (not a caller running it in-process)
-        tune_gc_for_a_cli()
-        skip_httpx_command_line()
-        start_early_reads(args)
-    # Deferred on purpose: the full CLI costs ~5x `python -c pass` to import (benchmarks/).
-    from dumont_plan.cli.app import run
-
+    try:
+        if argv is None:  # this process is `dumont` (not a caller running it in-process)
+            tune_gc_for_a_cli()
+            skip_httpx_command_line()
+            start_early_reads(args)
+        # Deferred on purpose: the full CLI costs ~5x `python -c pass` to import (benchmarks/).
+        from dumont_plan.cli.app import run
+    except KeyboardInterrupt:  # Ctrl-C while the CLI loads: as run() answers it later
+        print("Interrupted.", file=sys.stderr)
+        return 130
     return run(args)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import ssl
 from typing import TYPE_CHECKING
 
 import typer
@@ -12,8 +11,8 @@ from dumont_plan.cli import main
 from dumont_plan.cli.embedded import local_credentials, running_server, start_server
 from dumont_plan.client import DumontClient
 from dumont_plan.client.auth import token_of
+from dumont_plan.client.base import tls_for
 from dumont_plan.config import (
-    PROXY_VARS,
     Endpoint,
     config_retry_deadline,
     load_token,
@@ -94,19 +93,6 @@ def complete_ids(path: str, key: str, incomplete: str) -> list[str]:
     except (DumontError, httpx.HTTPError, ValueError, AttributeError):
         return []
     return sorted(i for i in ids if i.startswith(incomplete))
-
-
-def tls_for(url: str) -> ssl.SSLContext | bool:
-    """httpx's default TLS (the CA bundle) for https, or when a proxy may carry the traffic.
-
-    A plain-http endpoint (the local control plane) never makes a TLS handshake: loading the CA
-    bundle would cost ~20 ms of CPU per command for nothing. It gets a context with no CA, so
-    a handshake it should never make would fail verification rather than go unchecked.
-    """
-    proxied = any(os.environ.get(v) or os.environ.get(v.lower()) for v in PROXY_VARS)
-    if proxied or not url.lower().startswith("http://"):
-        return True
-    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 def http_client(url: str) -> httpx.Client:

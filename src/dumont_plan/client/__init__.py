@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dumont_plan.client.auth import AuthAPI
-from dumont_plan.client.base import RetryPolicy, Transport
+from dumont_plan.client.base import RetryPolicy, Transport, tls_for
 from dumont_plan.client.blacklist import BlacklistAPI
 from dumont_plan.client.endpoints import EndpointsAPI
 from dumont_plan.client.finetune import FinetuneAPI
@@ -84,7 +84,7 @@ def health(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
     import httpx
 
     try:
-        response = httpx.get(f"{url}/health", timeout=timeout)
+        response = httpx.get(f"{url}/health", timeout=timeout, verify=tls_for(url))
         body = response.json()
     except (httpx.HTTPError, ValueError):
         return None

@@ -12,9 +12,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dumont_plan import __version__
+from dumont_plan.config import PROXY_VARS
 from dumont_plan.errors import ApiError, ConnectError, error_for_status
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 USER_AGENT = f"dumont-plan/{__version__}"
@@ -73,6 +76,21 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
+
+
+def tls_for(url: str) -> ssl.SSLContext | bool:
+    """httpx's default TLS (the CA bundle) for https, or when a proxy may carry the traffic.
+
+    A plain-http endpoint (the local control plane) never makes a TLS handshake: loading the CA
+    bundle would cost ~20 ms of CPU per command for nothing. It gets a context with no CA, so
+    a handshake it should never make would fail verification rather than go unchecked.
+    """
+    import ssl
+
+    proxied = any(os.environ.get(v) or os.environ.get(v.lower()) for v in PROXY_VARS)
+    if proxied or not url.lower().startswith("http://"):
+        return True
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 def connect_reason(exc: httpx.ConnectError) -> str:

@@ -1,0 +1,249 @@
+"""`dumont plan` reads the job list in a forked reader while the CLI loads (cli/early.py).
+
+What must hold: the plan is the same, the server sees the same requests (invariant 3), the
+plan's own process never loads httpx when the reader answered everything, nothing is left
+running, and every case the reader cannot serve falls back to the transport.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from benchmarks.bench_plan import seed
+from dumont_plan.apply.observe import observe
+from dumont_plan.cli import early
+from dumont_plan.client.jobs import PAGE_SIZE
+from dumont_plan.state.ledger import Ledger, default_state_path
+from tests.support import LocalServer, SilentServer, UserSession, cli_env, new_user, run_cli
+
+JOBS = 250  # three pages
+
+
+def list_requests(server: LocalServer) -> int:
+    counts: dict[str, int] = server.stats()["requests"]
+    return sum(n for key, n in counts.items() if key.startswith("GET /api/v1/jobs"))
+
+
+@pytest.fixture
+def seeded(server: LocalServer, tmp_path: Path) -> tuple[UserSession, Path]:
+    """A user with JOBS applied jobs and the spec folder whose ledger holds them."""
+    user = new_user(server.url, "early")
+    folder = tmp_path / "spec"
+    folder.mkdir()
+    seed(server, user.email, folder, JOBS)  # type: ignore[arg-type]
+    return user, folder
+
+
+def plan_json(env: dict[str, str], folder: Path) -> dict[str, Any]:
+    done = run_cli(["plan", "--detailed-exitcode", "--output", "json"], env, cwd=folder)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_the_plan_and_its_requests_are_the_same_with_and_without_early_reads(
+    server: LocalServer, seeded: tuple[UserSession, Path], tmp_path: Path
+) -> None:
+    user, folder = seeded
+    env = cli_env(tmp_path / "home", server.url, user.token)
+    (tmp_path / "home").mkdir()
+    before = list_requests(server)
+    with_reads = plan_json(env, folder)
+    during = list_requests(server) - before
+    before = list_requests(server)
+    without = plan_json({**env, early.SWITCH: "0"}, folder)
+    assert list_requests(server) - before == during == 3  # the pages, once each
+    assert with_reads["changes"] == without["changes"]  # fingerprints of what was read too
+    assert with_reads["summary"]["counts"] == {"noop": JOBS}
+
+
+def test_the_plan_process_loads_no_httpx_when_the_reader_answered_everything(
+    server: LocalServer, seeded: tuple[UserSession, Path], tmp_path: Path
+) -> None:
+    user, folder = seeded
+    (tmp_path / "home").mkdir()
+    env = cli_env(tmp_path / "home", server.url, user.token)
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('httpx loaded:', 'httpx' in sys.modules, file=sys.stderr))\n"
+        "sys.argv = ['dumont', 'plan']\n"
+        "from dumont_plan.cli.main import main\n"
+        "sys.exit(main())\n"
+    )
+    for switch, loaded in (("1", False), ("0", True)):
+        done = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**env, early.SWITCH: switch},
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "No changes" in done.stdout
+        assert f"httpx loaded: {loaded}" in done.stderr, (switch, done.stderr)
+
+
+class ListedBefore:
+    """What observe takes from a Prefetch: lists read before the state was."""
+
+    def __init__(self, lists: dict[str, list[Any]], before: int) -> None:
+        self.kinds = sorted(lists)
+        self.before = before
+        self.lists = lists
+
+    def result(self) -> dict[str, list[Any]]:
+        return dict(self.lists)
+
+
+def test_a_job_created_after_the_list_was_read_is_not_planned_as_gone(
+    server: LocalServer, seeded: tuple[UserSession, Path]
+) -> None:
+    """Lists read before the state (early reads, Prefetch) may miss what an apply made in
+    between: observe reads those ids one by one, and only a 404 means gone."""
+    user, folder = seeded
+    ledger = Ledger.load(default_state_path(folder), "scale")
+    entries = list(ledger.state.resources.values())
+    client = user.client
+    before = client.transport.request_count
+    listed = client.jobs.list_all()  # the list as it was before `newer` existed
+    newer = client.jobs.create(name="scale-newer", command="true", gpu_type="A100")
+    gone_id = "job_" + uuid.uuid4().hex[:8]
+    ledger.state.resources["job.newer"] = entries[0].model_copy(update={"remote_id": newer.id})
+    ledger.state.resources["job.deleted"] = entries[1].model_copy(update={"remote_id": gone_id})
+    reads = client.transport.request_count
+    observed = observe(
+        client, ["job"], ledger=ledger.state, prefetched=ListedBefore({"job": listed}, before)
+    )
+    ids = {job.id for job in observed.objects("job")}
+    assert newer.id in ids and gone_id not in ids and len(ids) == JOBS + 1
+    assert client.transport.request_count - reads == 2  # one GET each, nothing else
+
+    # The same list, read after the state: complete, so an id it lacks is gone at once.
+    reads = client.transport.request_count
+    observed = observe(client, ["job"], ledger=ledger.state)
+    assert client.transport.request_count - reads == 3  # the pages only
+
+
+def test_the_reader_hands_over_the_pages_the_server_sends(
+    server: LocalServer, seeded: tuple[UserSession, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user, folder = seeded
+    monkeypatch.setenv("DUMONT_API_URL", server.url)
+    monkeypatch.setenv("DUMONT_TOKEN", user.token)
+    monkeypatch.delenv(early.SWITCH, raising=False)
+    reads = early.start(["plan"], folder)
+    assert reads is not None
+    try:
+        with user.http() as http:
+            for offset in range(0, JOBS, PAGE_SIZE):
+                params: dict[str, Any] = {"limit": PAGE_SIZE}
+                if offset:
+                    params["offset"] = offset
+                body = reads.take(early.JOBS_PATH, params, user.token)
+                assert body is not None
+                direct = http.get(early.JOBS_PATH, params=params).json()
+                assert json.loads(body)["jobs"] == direct["jobs"]
+                assert reads.take(early.JOBS_PATH, params, user.token) is None  # once
+        # Not a page of the job list, or another token: the transport sends it.
+        assert reads.take("/api/v1/instances/", {}, user.token) is None
+        assert reads.take(early.JOBS_PATH, {"limit": PAGE_SIZE}, "another-token") is None
+    finally:
+        reads.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(reads._pid, os.WNOHANG)  # stopped and reaped
+
+
+def test_a_refused_token_is_left_to_the_transport(
+    server: LocalServer, seeded: tuple[UserSession, Path], tmp_path: Path
+) -> None:
+    """The reader's 401 is not handed over: the transport asks itself and reports it."""
+    _, folder = seeded
+    (tmp_path / "home").mkdir()
+    env = cli_env(tmp_path / "home", server.url, "not-a-valid-token")
+    for switch in ("1", "0"):
+        done = run_cli(["plan"], {**env, early.SWITCH: switch}, cwd=folder)
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        assert done.stderr.startswith("Error:") and "401" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "spec"),
+    [
+        (["apply"], {}, "jobs:\n"),  # another command
+        (["plan", "--help"], {}, "jobs:\n"),
+        (["plan"], {"DUMONT_EARLY_READS": "0"}, "jobs:\n"),
+        (["plan"], {"HTTPS_PROXY": "http://127.0.0.1:9"}, "jobs:\n"),
+        (["plan"], {}, "instances:\n  a: {}\n"),  # no job list to read
+        (["plan"], {"DUMONT_API_URL": ""}, "jobs:\n"),  # the embedded server
+        (["plan", "-f", "."], {}, "jobs:\n"),  # a folder: left to the loader
+        (["--backend-config", "a=b", "plan"], {}, "jobs:\n"),
+    ],
+)
+def test_nothing_starts_when_the_reads_do_not_apply(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    env: dict[str, str],
+    spec: str,
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DUMONT_API_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("DUMONT_TOKEN", "some-token")
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(early.SWITCH, raising=False)
+    for name, value in env.items():
+        if value:
+            monkeypatch.setenv(name, value)
+        else:
+            monkeypatch.delenv(name)
+    (tmp_path / "dumont.yaml").write_text(f"version: 1\nproject: p\n{spec}")
+    assert early.start(argv, tmp_path) is None
+
+
+def processes_with(marker: str) -> list[int]:
+    """The pids whose environment holds `marker` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_the_reader_does_not_outlive_a_plan_that_stopped_before_reading(
+    tmp_path: Path, silent: SilentServer
+) -> None:
+    """A server that never answers keeps the reader waiting; a spec error ends the plan
+    before it asks for anything, and the reader goes with it."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "dumont.yaml").write_text(
+        "version: 1\nproject: p\njobs:\n  a: {command: 1, nope: 2}\n"
+    )
+    marker = f"DUMONT_TEST_MARK={uuid.uuid4().hex}"
+    env = {**cli_env(tmp_path / "home", silent.url, "some-token"), **dict([marker.split("=")])}
+    done = run_cli(["plan"], env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 1 and "nope" in done.stderr and "Traceback" not in done.stderr
+    assert silent.accepted, "the reader never connected"
+    assert processes_with(marker) == []
+
+
+def test_the_page_size_is_the_clients() -> None:
+    assert early.PAGE_SIZE == PAGE_SIZE
+    with httpx.Client() as http:  # the same query the transport builds for a page
+        url = http.build_request("GET", "http://x" + early.JOBS_PATH, params={"limit": 1})
+    assert url.url.path == early.JOBS_PATH
