@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from benchmarks.bench_plan import seed
 from dumont_plan.apply.observe import observe
 from dumont_plan.cli import early
 from dumont_plan.client.jobs import PAGE_SIZE
-from dumont_plan.state.ledger import Ledger, default_state_path
+from dumont_plan.state.ledger import Ledger, default_state_path, now_iso
 from tests.support import LocalServer, SilentServer, UserSession, cli_env, new_user, run_cli
 
 JOBS = 250  # three pages
@@ -94,11 +95,12 @@ def test_the_plan_process_loads_no_httpx_when_the_reader_answered_everything(
 
 
 class ListedBefore:
-    """What observe takes from a Prefetch: lists read before the state was."""
+    """What observe takes from a Prefetch: lists read before the state was, from `since`."""
 
-    def __init__(self, lists: dict[str, list[Any]], before: int) -> None:
+    def __init__(self, lists: dict[str, list[Any]], before: int, since: float) -> None:
         self.kinds = sorted(lists)
         self.before = before
+        self.since = since
         self.lists = lists
 
     def result(self) -> dict[str, list[Any]]:
@@ -109,24 +111,28 @@ def test_a_job_created_after_the_list_was_read_is_not_planned_as_gone(
     server: LocalServer, seeded: tuple[UserSession, Path]
 ) -> None:
     """Lists read before the state (early reads, Prefetch) may miss what an apply made in
-    between: observe reads those ids one by one, and only a 404 means gone."""
+    between: observe reads the ids of entries written since one by one, and only a 404
+    means gone. An entry older than the list whose id it lacks is gone at once."""
     user, folder = seeded
     ledger = Ledger.load(default_state_path(folder), "scale")
     entries = list(ledger.state.resources.values())
     client = user.client
     before = client.transport.request_count
+    since = time.time()
     listed = client.jobs.list_all()  # the list as it was before `newer` existed
     newer = client.jobs.create(name="scale-newer", command="true", gpu_type="A100")
-    gone_id = "job_" + uuid.uuid4().hex[:8]
-    ledger.state.resources["job.newer"] = entries[0].model_copy(update={"remote_id": newer.id})
-    ledger.state.resources["job.deleted"] = entries[1].model_copy(update={"remote_id": gone_id})
+    fresh = {"updated_at": now_iso()}
+    old = {"updated_at": "2026-01-01T00:00:00Z"}
+    state = ledger.state.resources
+    state["job.newer"] = entries[0].model_copy(update={"remote_id": newer.id, **fresh})
+    state["job.deleted"] = entries[1].model_copy(update={"remote_id": "job_0badc0de", **fresh})
+    state["job.long-gone"] = entries[2].model_copy(update={"remote_id": "job_0ldc0de0", **old})
     reads = client.transport.request_count
-    observed = observe(
-        client, ["job"], ledger=ledger.state, prefetched=ListedBefore({"job": listed}, before)
-    )
+    prefetched = ListedBefore({"job": listed}, before, since)
+    observed = observe(client, ["job"], ledger=ledger.state, prefetched=prefetched)
     ids = {job.id for job in observed.objects("job")}
-    assert newer.id in ids and gone_id not in ids and len(ids) == JOBS + 1
-    assert client.transport.request_count - reads == 2  # one GET each, nothing else
+    assert newer.id in ids and len(ids) == JOBS + 1  # neither gone id
+    assert client.transport.request_count - reads == 2  # newer and deleted: one GET each
 
     # The same list, read after the state: complete, so an id it lacks is gone at once.
     reads = client.transport.request_count

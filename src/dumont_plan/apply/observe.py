@@ -11,6 +11,7 @@ once per distinct search (`plan.cost.price_queries`: one per GPU type, not per r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -51,8 +52,9 @@ def observe(
     also reads the ledger's ids the list lacked one by one (`fill_missing`): "gone" only
     after a 404 for that id. `prefetched`: lists already under way (`Prefetch`); the kinds it
     reads are not read again. Those lists were read before the state, so an id of the state
-    they lack may be younger than the list (an apply that ended in between): it is read by
-    itself, and "gone" only after a 404 (a plan with nothing gone asks nothing more).
+    they lack may be younger than the list (an apply that ended in between): such an id, when
+    its ledger entry changed since the lists were asked for, is read by itself, and "gone"
+    only after a 404 (a plan with nothing gone, or gone long ago, asks nothing more).
     """
     wanted = sorted(set(kinds))
     ops = ops if ops is not None else load_ops(kinds=wanted)
@@ -65,7 +67,9 @@ def observe(
             ids = [e.remote_id for e in ledger.resources.values() if e.kind == kind]
             live[kind] = list(fill(client, live[kind], [i for i in ids if i]))
         if prefetched is not None and kind in prefetched.kinds and ledger is not None:
-            live[kind] = younger_than_the_list(client, ops[kind], live[kind], ledger)
+            live[kind] = younger_than_the_list(
+                client, ops[kind], live[kind], ledger, prefetched.since
+            )
     return Observed(
         live={k: live[k] for k in wanted},
         requests=client.transport.request_count - before,
@@ -74,14 +78,22 @@ def observe(
 
 
 def younger_than_the_list(
-    client: DumontClient, ops: RegisteredOps, listed: list[WireModel], ledger: LedgerState
+    client: DumontClient,
+    ops: RegisteredOps,
+    listed: list[WireModel],
+    ledger: LedgerState,
+    since: float,
 ) -> list[WireModel]:
-    """`listed` plus the objects of the ledger's ids it lacks that still exist (one GET each)."""
+    """`listed` (read from `since`, epoch seconds) plus the objects it lacks of the ledger's
+    entries written since then that still exist (one GET each). An entry written before
+    `since` whose id the list lacks is gone: the list was read after it was written."""
     handler = HANDLERS[ops.kind]
     have = {handler.live_id(obj) for obj in listed}
     found = list(listed)
     for entry in ledger.resources.values():
         if entry.kind != ops.kind or not entry.remote_id or entry.remote_id in have:
+            continue
+        if _epoch(entry.updated_at) < since - 1:  # the ledger keeps whole seconds
             continue
         have.add(entry.remote_id)
         try:
@@ -89,6 +101,14 @@ def younger_than_the_list(
         except NotFoundError:
             continue  # gone: the server said so for this id
     return found
+
+
+def _epoch(stamp: str) -> float:
+    """An ISO time of the ledger as epoch seconds (unreadable: now, so it is checked)."""
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return time.time()
 
 
 def list_live(
@@ -122,9 +142,14 @@ class Prefetch:
     in daemon threads (client/parallel.py), so they never keep the process alive.
     """
 
-    def __init__(self, client: DumontClient, kinds: Iterable[str]) -> None:
+    def __init__(
+        self, client: DumontClient, kinds: Iterable[str], since: float | None = None
+    ) -> None:
         self.kinds = sorted(set(kinds) & set(HANDLERS))
         self.before = client.transport.request_count
+        # When the lists were first asked for (epoch seconds): now, or earlier when some
+        # pages were read before this (cli/early.py).
+        self.since = time.time() if since is None else since
         self._reads = Background(lambda: list_live(client, self.kinds), "dumont-prefetch")
 
     def result(self) -> dict[str, list[WireModel]]:

@@ -119,7 +119,7 @@ def plan(
     """Show what `dumont apply` would do: diff the spec against the live state, with costs."""
     from dumont_plan.apply.observe import Prefetch, kinds_of
     from dumont_plan.apply.plan_flow import check_errors, check_policy, plan_stack
-    from dumont_plan.cli.main import imports_done
+    from dumont_plan.cli.main import early_reads, imports_done
     from dumont_plan.plan.render import plan_json, render_plan
     from dumont_plan.state.planfile import write_plan_file
 
@@ -138,7 +138,8 @@ def plan(
     client = open_api(ctx)
     try:
         # The server lists the spec's kinds while the state is read (apply/observe.Prefetch).
-        prefetch = Prefetch(client, kinds_of(stack, None))
+        early = early_reads()
+        prefetch = Prefetch(client, kinds_of(stack, None), early.started if early else None)
         ledger = read_state(ctx, stack, state, files)
         result = plan_stack(client, stack, ledger, options, prefetched=prefetch).plan
     finally:

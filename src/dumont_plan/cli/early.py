@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import json
 import os
 import re
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -63,9 +63,10 @@ def request_key(method: str, path: str, params: dict[str, Any] | None) -> Key:
 class EarlyReads:
     """The answers a forked reader process sends back, each handed out once."""
 
-    def __init__(self, url: str, token: str, pid: int, pipe: BinaryIO) -> None:
+    def __init__(self, url: str, token: str, pid: int, pipe: BinaryIO, started: float) -> None:
         self.url = url
         self.token = token
+        self.started = started  # epoch seconds: the pages are no older than this
         self._pid = pid
         self._pipe: BinaryIO | None = pipe
         self._lock = threading.Lock()
@@ -204,14 +205,17 @@ def start(argv: Sequence[str], cwd: Path | None = None) -> EarlyReads | None:
         wanted = _wanted(list(argv), cwd or Path.cwd())
     except Exception:  # anything odd: the command runs as before and says what is wrong
         return None
-    if wanted is None:
+    if wanted is None or not hasattr(os, "fork"):
         return None
     url, token = wanted
     read_end, write_end = os.pipe()
     # The pages wait in the pipe until the plan asks (~53 KB per 100 jobs); the default 64 KB
     # would stop the reader after its first page. Linux lets a user grow a pipe to 1 MB.
     with contextlib.suppress(AttributeError, OSError):
+        import fcntl
+
         fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    started = time.time()
     pid = os.fork()
     if pid == 0:  # the reader: nothing of the parent's runs here (no atexit, no flush)
         code = 1
@@ -222,7 +226,7 @@ def start(argv: Sequence[str], cwd: Path | None = None) -> EarlyReads | None:
         finally:
             os._exit(code)
     os.close(write_end)
-    reads = EarlyReads(url, token, pid, os.fdopen(read_end, "rb"))
+    reads = EarlyReads(url, token, pid, os.fdopen(read_end, "rb"), started)
     atexit.register(reads.close)
     return reads
 
