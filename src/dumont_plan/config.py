@@ -18,8 +18,6 @@ from dumont_plan.errors import ConfigError
 from dumont_plan.files import write_atomic
 
 APP_NAME = "dumont-plan"
-# Environment variables that send HTTP through a proxy (httpx honours them).
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 LOCAL_KEY = "local"
 
 

@@ -22,6 +22,7 @@ import pytest
 from benchmarks.bench_plan import seed
 from dumont_plan.apply.observe import observe
 from dumont_plan.cli import early
+from dumont_plan.client.base import PROXY_VARS
 from dumont_plan.client.jobs import PAGE_SIZE
 from dumont_plan.state.ledger import Ledger, default_state_path, now_iso
 from tests.support import LocalServer, SilentServer, UserSession, cli_env, new_user, run_cli
@@ -248,8 +249,9 @@ def test_the_reader_does_not_outlive_a_plan_that_stopped_before_reading(
     assert processes_with(marker) == []
 
 
-def test_the_page_size_is_the_clients() -> None:
+def test_the_page_size_and_the_proxy_variables_are_the_clients() -> None:
     assert early.PAGE_SIZE == PAGE_SIZE
+    assert early.PROXY_VARS == PROXY_VARS
     with httpx.Client() as http:  # the same query the transport builds for a page
         url = http.build_request("GET", "http://x" + early.JOBS_PATH, params={"limit": 1})
     assert url.url.path == early.JOBS_PATH

@@ -41,12 +41,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dumont_plan.config import PROXY_VARS, load_token, resolve_endpoint
+from dumont_plan.config import load_token, resolve_endpoint
 
 SWITCH = "DUMONT_EARLY_READS"  # "0": off
 JOBS_PATH = "/api/v1/jobs/"
 PAGE_SIZE = 100  # client/jobs.py PAGE_SIZE (a test keeps them equal)
 HTTP_TIMEOUT = 60.0  # cli/session.py HTTP_TIMEOUT
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")  # client/base.py PROXY_VARS
 PIPE_SIZE = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
 _JOBS_SECTION = re.compile(rb"^jobs[ \t]*:", re.MULTILINE)
 _SPEC_NAMES = ("dumont.yaml", "dumont.yml", "dumontfile")  # loader/inputs.py DEFAULT_FILES

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dumont_plan import __version__
-from dumont_plan.config import PROXY_VARS
 from dumont_plan.errors import ApiError, ConnectError, error_for_status
 
 if TYPE_CHECKING:
@@ -21,6 +20,8 @@ if TYPE_CHECKING:
     import httpx
 
 USER_AGENT = f"dumont-plan/{__version__}"
+# Environment variables that send HTTP through a proxy (httpx honours them).
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
