@@ -255,3 +255,29 @@ def test_the_page_size_and_the_proxy_variables_are_the_clients() -> None:
     with httpx.Client() as http:  # the same query the transport builds for a page
         url = http.build_request("GET", "http://x" + early.JOBS_PATH, params={"limit": 1})
     assert url.url.path == early.JOBS_PATH
+
+
+def test_the_reader_dies_with_a_killed_plan(tmp_path: Path, silent: SilentServer) -> None:
+    """SIGKILL runs no atexit: the reader, waiting on a server that never answers, is killed
+    by the kernel when the plan's process dies (Linux)."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "dumont.yaml").write_text('version: 1\nproject: p\njobs:\n  a: {command: "true"}\n')
+    marker = f"DUMONT_TEST_MARK={uuid.uuid4().hex}"
+    env = {**cli_env(tmp_path / "home", silent.url, "some-token"), **dict([marker.split("=")])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dumont_plan", "plan"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not silent.accepted and time.monotonic() < deadline:
+        time.sleep(0.02)  # the reader is connected and waits for an answer
+    assert len(processes_with(marker)) == 2
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_with(marker) == []

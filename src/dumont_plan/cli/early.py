@@ -35,6 +35,7 @@ import json
 import os
 import re
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ JOBS_PATH = "/api/v1/jobs/"
 PAGE_SIZE = 100  # client/jobs.py PAGE_SIZE (a test keeps them equal)
 HTTP_TIMEOUT = 60.0  # cli/session.py HTTP_TIMEOUT
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")  # client/base.py PROXY_VARS
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PIPE_SIZE = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
 _JOBS_SECTION = re.compile(rb"^jobs[ \t]*:", re.MULTILINE)
 _SPEC_NAMES = ("dumont.yaml", "dumont.yml", "dumontfile")  # loader/inputs.py DEFAULT_FILES
@@ -140,7 +142,6 @@ def _reader(url: str, token: str, fd: int) -> None:
     It speaks HTTP with the standard library (one kept-alive connection): importing httpx
     would cost this process ~35 ms of CPU for ten GETs (the plan's own client, httpx, sends
     everything else, and anything this process did not answer)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it with the command
     import http.client
     from urllib.parse import urlencode, urlsplit
 
@@ -175,6 +176,19 @@ def _reader(url: str, token: str, fd: int) -> None:
         for offset in range(PAGE_SIZE, total or 0, PAGE_SIZE):
             if get({"limit": PAGE_SIZE, "offset": offset})[0] != 200:
                 break
+
+
+def _die_with(parent: int) -> None:
+    """Linux: the reader is killed when the command's process dies, however it dies (a
+    SIGKILL runs no atexit); elsewhere it ends with its reads or their timeout."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it with the command
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before that was in place
+        os._exit(1)
 
 
 def _tls_context() -> Any:
@@ -217,11 +231,13 @@ def start(argv: Sequence[str], cwd: Path | None = None) -> EarlyReads | None:
 
         fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     started = time.time()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the reader: nothing of the parent's runs here (no atexit, no flush)
         code = 1
         try:
             os.close(read_end)
+            _die_with(parent)
             _reader(url, token, write_end)
             code = 0
         finally:
