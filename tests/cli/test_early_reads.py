@@ -281,3 +281,22 @@ def test_the_reader_dies_with_a_killed_plan(tmp_path: Path, silent: SilentServer
     while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert processes_with(marker) == []
+
+
+def test_the_reader_verifies_tls_as_httpx_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SSL_CERT_FILE, else SSL_CERT_DIR, else certifi's bundle (httpx's own order)."""
+    import certifi
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    bundled = early._tls_context().cert_store_stats()["x509_ca"]
+    assert bundled > 0
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))  # an empty folder: no CA at all
+    assert early._tls_context().cert_store_stats()["x509_ca"] == 0
+    one = tmp_path / "one.pem"
+    text = Path(certifi.where()).read_text()
+    one.write_text(text[: text.index("-----END CERTIFICATE-----") + 26])
+    monkeypatch.setenv("SSL_CERT_FILE", str(one))  # wins over the folder
+    assert early._tls_context().cert_store_stats()["x509_ca"] == 1

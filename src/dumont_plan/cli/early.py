@@ -195,13 +195,13 @@ def _tls_context() -> Any:
     """httpx's default verification: SSL_CERT_FILE, else SSL_CERT_DIR, else certifi's CAs."""
     import ssl
 
-    cafile = os.environ.get("SSL_CERT_FILE")
-    capath = os.environ.get("SSL_CERT_DIR")
-    if not cafile and not capath:
-        import certifi
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    import certifi
 
-        cafile = certifi.where()
-    return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _total(body: bytes) -> int | None:
