@@ -11,10 +11,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -300,3 +303,57 @@ def test_the_reader_verifies_tls_as_httpx_does(
     one.write_text(text[: text.index("-----END CERTIFICATE-----") + 26])
     monkeypatch.setenv("SSL_CERT_FILE", str(one))  # wins over the folder
     assert early._tls_context().cert_store_stats()["x509_ca"] == 1
+
+
+class OddPages(BaseHTTPRequestHandler):
+    """A server whose 200 JSON answers to the job list are odd: `body` for every page."""
+
+    body = b""
+    paths: ClassVar[list[str]] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        OddPages.paths.append(self.path)
+        body = OddPages.body if self.path.startswith(early.JOBS_PATH) else b'{"offers": []}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def odd() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OddPages)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"jobs": [], "total": 250}',  # a short first page: the client asks for no more
+        b"{not json",  # a 200 that is not JSON: the same one-line error as without the reader
+        b"",
+    ],
+)
+def test_odd_pages_get_the_same_requests_and_answer_as_without_the_reader(
+    tmp_path: Path, odd: str, body: bytes
+) -> None:
+    OddPages.body = body
+    (tmp_path / "home").mkdir()
+    (tmp_path / "dumont.yaml").write_text('version: 1\nproject: p\njobs:\n  a: {command: "true"}\n')
+    seen = {}
+    for switch in ("1", "0"):
+        OddPages.paths = []
+        env = {**cli_env(tmp_path / "home", odd, "some-token"), early.SWITCH: switch}
+        done = run_cli(["plan"], env, cwd=tmp_path)
+        assert "Traceback" not in done.stderr
+        pages = [p for p in OddPages.paths if p.startswith(early.JOBS_PATH)]
+        seen[switch] = (done.returncode, done.stderr, pages)
+    assert seen["1"] == seen["0"]
+    assert seen["1"][2] == [early.JOBS_PATH + "?limit=100"]

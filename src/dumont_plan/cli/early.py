@@ -172,7 +172,7 @@ def _reader(url: str, token: str, fd: int) -> None:
 
     with contextlib.closing(connection):
         status, body = get({"limit": PAGE_SIZE})
-        total = _total(body) if status == 200 else None
+        total = _more(body) if status == 200 else None
         for offset in range(PAGE_SIZE, total or 0, PAGE_SIZE):
             if get({"limit": PAGE_SIZE, "offset": offset})[0] != 200:
                 break
@@ -204,12 +204,18 @@ def _tls_context() -> Any:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def _total(body: bytes) -> int | None:
+def _more(body: bytes) -> int | None:
+    """The first page's `total` when the client will ask for the pages up to it: a full
+    page (client/jobs.py `_pages` stops after a short one, whatever `total` says)."""
     try:
         page = json.loads(body)
     except ValueError:
         return None
-    total = page.get("total") if isinstance(page, dict) else None
+    if not isinstance(page, dict):
+        return None
+    jobs, total = page.get("jobs"), page.get("total")
+    if not isinstance(jobs, list) or len(jobs) < PAGE_SIZE:
+        return None
     return total if isinstance(total, int) and not isinstance(total, bool) else None
 
 

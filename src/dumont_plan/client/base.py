@@ -162,6 +162,17 @@ class RetryPolicy:
         return backoff / 2 + float(self.rng()) * backoff / 2
 
 
+def _decoded(body: bytes) -> Any:
+    """A preloaded 200 body as `request` decodes a sent one's (a JSON content type): its
+    JSON, None when empty, else its text (the caller then reports what it is not)."""
+    if not body:
+        return None
+    try:
+        return jsonlib.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")
+
+
 class Preloaded(Protocol):
     """`(path, params, token) -> body`: the body of a 200 JSON answer to that GET, read
     before it was asked for (cli/early.py), handed out once; None: send the request."""
@@ -248,7 +259,7 @@ class Transport:
             if body is not None:
                 with self._count_lock:
                     self.request_count += 1
-                return jsonlib.loads(body)
+                return _decoded(body)
         import httpx  # here, not at the top: see `http`
 
         reauthed = False
