@@ -159,10 +159,10 @@ def test_the_reader_hands_over_the_pages_the_server_sends(
                 params: dict[str, Any] = {"limit": PAGE_SIZE}
                 if offset:
                     params["offset"] = offset
-                body = reads.take(early.JOBS_PATH, params, user.token)
-                assert body is not None
+                answer = reads.take(early.JOBS_PATH, params, user.token)
+                assert answer is not None and answer.is_json_ok
                 direct = http.get(early.JOBS_PATH, params=params).json()
-                assert json.loads(body)["jobs"] == direct["jobs"]
+                assert json.loads(answer.body)["jobs"] == direct["jobs"]
                 assert reads.take(early.JOBS_PATH, params, user.token) is None  # once
         # Not a page of the job list, or another token: the transport sends it.
         assert reads.take("/api/v1/instances/", {}, user.token) is None
@@ -173,18 +173,23 @@ def test_the_reader_hands_over_the_pages_the_server_sends(
         os.waitpid(reads._pid, os.WNOHANG)  # stopped and reaped
 
 
-def test_a_refused_token_is_left_to_the_transport(
+def test_a_refused_token_is_answered_once(
     server: LocalServer, seeded: tuple[UserSession, Path], tmp_path: Path
 ) -> None:
-    """The reader's 401 is not handed over: the transport asks itself and reports it."""
+    """The reader's 401 is the transport's answer: the same error, and not asked twice."""
     _, folder = seeded
     (tmp_path / "home").mkdir()
     env = cli_env(tmp_path / "home", server.url, "not-a-valid-token")
+    errors = {}
     for switch in ("1", "0"):
+        before = list_requests(server)
         done = run_cli(["plan"], {**env, early.SWITCH: switch}, cwd=folder)
         assert done.returncode == 1, done.stderr
         assert "Traceback" not in done.stderr
         assert done.stderr.startswith("Error:") and "401" in done.stderr, done.stderr
+        assert list_requests(server) - before == 1
+        errors[switch] = done.stderr
+    assert errors["1"] == errors["0"]
 
 
 @pytest.mark.parametrize(
@@ -309,6 +314,7 @@ class OddPages(BaseHTTPRequestHandler):
     """A server whose 200 JSON answers to the job list are odd: `body` for every page."""
 
     body = b""
+    status = 200
     paths: ClassVar[list[str]] = []
 
     def log_message(self, *args: object) -> None:
@@ -316,8 +322,10 @@ class OddPages(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         OddPages.paths.append(self.path)
-        body = OddPages.body if self.path.startswith(early.JOBS_PATH) else b'{"offers": []}'
-        self.send_response(200)
+        page = self.path.startswith(early.JOBS_PATH)
+        body = OddPages.body if page else b'{"offers": []}'
+        self.send_response(OddPages.status if page else 200)
+        self.send_header("Retry-After", "0")
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -334,17 +342,19 @@ def odd() -> Iterator[str]:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("status", "body", "asked"),
     [
-        b'{"jobs": [], "total": 250}',  # a short first page: the client asks for no more
-        b"{not json",  # a 200 that is not JSON: the same one-line error as without the reader
-        b"",
+        (200, b'{"jobs": [], "total": 250}', 1),  # a short first page: the client asks no more
+        (200, b"{not json", 1),  # not JSON: the same one-line error as without the reader
+        (200, b"", 1),
+        (503, b'{"detail": "busy"}', 4),  # the reader's 503 is the transport's first attempt
+        (404, b"<html>not here</html>", 1),  # not the API: said once, asked once
     ],
 )
 def test_odd_pages_get_the_same_requests_and_answer_as_without_the_reader(
-    tmp_path: Path, odd: str, body: bytes
+    tmp_path: Path, odd: str, status: int, body: bytes, asked: int
 ) -> None:
-    OddPages.body = body
+    OddPages.status, OddPages.body = status, body
     (tmp_path / "home").mkdir()
     (tmp_path / "dumont.yaml").write_text('version: 1\nproject: p\njobs:\n  a: {command: "true"}\n')
     seen = {}
@@ -356,4 +366,4 @@ def test_odd_pages_get_the_same_requests_and_answer_as_without_the_reader(
         pages = [p for p in OddPages.paths if p.startswith(early.JOBS_PATH)]
         seen[switch] = (done.returncode, done.stderr, pages)
     assert seen["1"] == seen["0"]
-    assert seen["1"][2] == [early.JOBS_PATH + "?limit=100"]
+    assert seen["1"][2] == [early.JOBS_PATH + "?limit=100"] * asked

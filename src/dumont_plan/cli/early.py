@@ -15,9 +15,10 @@ The transport then takes the body read early for a request instead of sending th
 (same path, query and token), and sends everything else itself. So the server sees the
 requests the plan makes anyway, never more (DESIGN §7 invariant 3): the reader asks only for
 the job list's pages, each once, and the transport waits for a page the reader will send
-rather than ask for it too. A page that was not a 200 JSON answer, or a reader that died,
-hands nothing over: the transport sends that request itself, with its retries and error
-messages. A plan whose reads were all answered this way never loads httpx.
+rather than ask for it too. An answer that was not a 200 JSON one (a refused token, a 503)
+is the transport's first answer to that request: its retries and error messages follow as
+if it had sent it. A reader that died or timed out before a page hands nothing over: the
+transport sends that request itself (then the server sees it twice). A plan whose reads were all answered this way never loads httpx.
 
 Reads start only when what they need is known without asking anything: `plan` is the
 command, the API URL is configured (`--api-url`, DUMONT_API_URL, the config file; not the
@@ -40,7 +41,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from dumont_plan.config import load_token, resolve_endpoint
 
@@ -55,6 +56,20 @@ _JOBS_SECTION = re.compile(rb"^jobs[ \t]*:", re.MULTILINE)
 _SPEC_NAMES = ("dumont.yaml", "dumont.yml", "dumontfile")  # loader/inputs.py DEFAULT_FILES
 
 Key = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+class Answer(NamedTuple):
+    """An answer the reader read (client/base.py `Answer`): status, kept headers, body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    @property
+    def is_json_ok(self) -> bool:
+        """A 200 with a JSON content type: decoded without loading httpx."""
+        ctype = next((v for k, v in self.headers if k.lower() == "content-type"), "")
+        return self.status == 200 and ctype.split(";")[0].strip() == "application/json"
 
 
 def request_key(method: str, path: str, params: dict[str, Any] | None) -> Key:
@@ -73,10 +88,11 @@ class EarlyReads:
         self._pid = pid
         self._pipe: BinaryIO | None = pipe
         self._lock = threading.Lock()
-        self._got: dict[Key, bytes | None] = {}
+        self._got: dict[Key, Answer] = {}
 
-    def take(self, path: str, params: dict[str, Any], token: str | None) -> bytes | None:
-        """The body of the 200 answer read early for `GET path?params`, once; else None."""
+    def take(self, path: str, params: dict[str, Any], token: str | None) -> Answer | None:
+        """The answer read early for `GET path?params` (whatever its status), once; None when
+        there is none (not a page, another token, or the reader stopped before it)."""
         key = request_key("GET", path, params)
         if token != self.token or not _is_page(key):
             return None
@@ -110,7 +126,7 @@ def _is_page(key: Key) -> bool:
     return method == "GET" and path == JOBS_PATH and names in (["limit"], ["limit", "offset"])
 
 
-def _read_message(pipe: BinaryIO) -> tuple[Key, bytes | None] | None:
+def _read_message(pipe: BinaryIO) -> tuple[Key, Answer] | None:
     head = pipe.read(8)
     if len(head) < 8:
         return None
@@ -121,15 +137,20 @@ def _read_message(pipe: BinaryIO) -> tuple[Key, bytes | None] | None:
     meta_size = int.from_bytes(data[:4], "big")
     meta = json.loads(data[4 : 4 + meta_size])
     key: Key = ("GET", JOBS_PATH, tuple((str(k), str(v)) for k, v in meta["query"]))
-    json_answer = str(meta["content_type"]).split(";")[0].strip() == "application/json"
-    if meta["status"] != 200 or not json_answer:
-        return key, None
-    return key, data[4 + meta_size :]
+    headers = [(str(name), str(value)) for name, value in meta["headers"]]
+    return key, Answer(int(meta["status"]), headers, data[4 + meta_size :])
 
 
-def _write_message(fd: int, params: dict[str, Any], status: int, ctype: str, body: bytes) -> None:
+# The headers of an answer the transport reads (its type; a 429's or 503's wait).
+_KEPT_HEADERS = ("content-type", "retry-after")
+
+
+def _write_message(
+    fd: int, params: dict[str, Any], status: int, headers: list[tuple[str, str]], body: bytes
+) -> None:
     query = [list(pair) for pair in request_key("GET", JOBS_PATH, params)[2]]
-    meta = json.dumps({"query": query, "status": status, "content_type": ctype}).encode()
+    kept = [[name, value] for name, value in headers if name.lower() in _KEPT_HEADERS]
+    meta = json.dumps({"query": query, "status": status, "headers": kept}).encode()
     data = len(meta).to_bytes(4, "big") + meta + body
     view = memoryview(len(data).to_bytes(8, "big") + data)
     while view:
@@ -166,8 +187,7 @@ def _reader(url: str, token: str, fd: int) -> None:
         connection.request("GET", f"{path}?{urlencode(params)}", headers=headers)
         response = connection.getresponse()
         body = response.read()
-        ctype = response.getheader("content-type", "")
-        _write_message(fd, params, response.status, ctype, body)
+        _write_message(fd, params, response.status, response.getheaders(), body)
         return response.status, body
 
     with contextlib.closing(connection):

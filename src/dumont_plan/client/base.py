@@ -173,11 +173,29 @@ def _decoded(body: bytes) -> Any:
         return body.decode("utf-8", "replace")
 
 
-class Preloaded(Protocol):
-    """`(path, params, token) -> body`: the body of a 200 JSON answer to that GET, read
-    before it was asked for (cli/early.py), handed out once; None: send the request."""
+class Answer(Protocol):
+    """An HTTP answer read before it was asked for (cli/early.py's `Answer`)."""
 
-    def __call__(self, path: str, params: dict[str, Any], token: str | None) -> bytes | None: ...
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> list[tuple[str, str]]: ...
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def is_json_ok(self) -> bool:
+        """A 200 with a JSON content type: decoded without loading httpx."""
+        ...
+
+
+class Preloaded(Protocol):
+    """`(path, params, token) -> answer`: the answer to that GET, read before it was asked
+    for (cli/early.py), handed out once; None: send the request."""
+
+    def __call__(self, path: str, params: dict[str, Any], token: str | None) -> Answer | None: ...
 
 
 class Transport:
@@ -254,12 +272,13 @@ class Transport:
         # Only a per-call timeout is passed: the client's default sentinel belongs to the
         # injected client's own library (starlette's TestClient may be built on `httpx2`).
         per_call: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        early = None
         if self.preloaded is not None and method == "GET" and not raw:
-            body = self.preloaded(path, clean_params, self.token)
-            if body is not None:
+            early = self.preloaded(path, clean_params, self.token)
+            if early is not None and early.is_json_ok:
                 with self._count_lock:
                     self.request_count += 1
-                return _decoded(body)
+                return _decoded(early.body)
         import httpx  # here, not at the top: see `http`
 
         reauthed = False
@@ -276,15 +295,24 @@ class Transport:
                 if method not in READ_METHODS:
                     self.change_requests += 1
             try:
-                response = self.http.request(
-                    method,
-                    path,
-                    params=clean_params or None,
-                    json=json,
-                    files=files,
-                    headers=send_headers,
-                    **per_call,
-                )
+                if early is not None:  # the first answer, read early (a 401, a 503, ...)
+                    request = self.http.build_request(
+                        method, path, params=clean_params or None, headers=send_headers
+                    )
+                    response = httpx.Response(
+                        early.status, headers=early.headers, content=early.body, request=request
+                    )
+                    early = None
+                else:
+                    response = self.http.request(
+                        method,
+                        path,
+                        params=clean_params or None,
+                        json=json,
+                        files=files,
+                        headers=send_headers,
+                        **per_call,
+                    )
             except httpx.ConnectError as exc:
                 # Refused or unresolvable: nothing listens there, and waiting will not change
                 # that within a command (retrying cost 2-4.5 s before the same message).
