@@ -367,3 +367,35 @@ def test_odd_pages_get_the_same_requests_and_answer_as_without_the_reader(
         seen[switch] = (done.returncode, done.stderr, pages)
     assert seen["1"] == seen["0"]
     assert seen["1"][2] == [early.JOBS_PATH + "?limit=100"] * asked
+
+
+def test_a_page_never_answered_is_the_transports_timeout_not_asked_again(
+    tmp_path: Path, silent: SilentServer
+) -> None:
+    """The reader's GET that timed out is the plan's: one GET, one timeout, the same error."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "dumont.yaml").write_text('version: 1\nproject: p\njobs:\n  a: {command: "true"}\n')
+    probe = (  # both timeouts shortened to 2 s, in the plan's process before it starts
+        "import sys\n"
+        "import dumont_plan.cli.early as early\n"
+        "import dumont_plan.cli.session as session\n"
+        "early.HTTP_TIMEOUT = session.HTTP_TIMEOUT = 2.0\n"
+        "sys.argv = ['dumont', 'plan']\n"
+        "from dumont_plan.cli.main import main\n"
+        "sys.exit(main())\n"
+    )
+    errors = {}
+    for switch in ("1", "0"):
+        accepted = len(silent.accepted)
+        done = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**cli_env(tmp_path / "home", silent.url, "some-token"), early.SWITCH: switch},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1 and "did not answer" in done.stderr, done.stderr
+        assert len(silent.accepted) - accepted == 1, switch
+        errors[switch] = done.stderr.replace(silent.url, "URL")
+    assert errors["1"] == errors["0"]

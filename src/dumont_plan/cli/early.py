@@ -17,8 +17,9 @@ requests the plan makes anyway, never more (DESIGN §7 invariant 3): the reader 
 the job list's pages, each once, and the transport waits for a page the reader will send
 rather than ask for it too. An answer that was not a 200 JSON one (a refused token, a 503)
 is the transport's first answer to that request: its retries and error messages follow as
-if it had sent it. A reader that died or timed out before a page hands nothing over: the
-transport sends that request itself (then the server sees it twice). A plan whose reads were all answered this way never loads httpx.
+if it had sent it; a page asked for and not answered in time is the transport's timeout.
+A reader that died before a page hands nothing over: the transport sends that request
+itself. A plan whose reads were all answered this way never loads httpx.
 
 Reads start only when what they need is known without asking anything: `plan` is the
 command, the API URL is configured (`--api-url`, DUMONT_API_URL, the config file; not the
@@ -51,6 +52,7 @@ PAGE_SIZE = 100  # client/jobs.py PAGE_SIZE (a test keeps them equal)
 HTTP_TIMEOUT = 60.0  # cli/session.py HTTP_TIMEOUT
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")  # client/base.py PROXY_VARS
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+NO_ANSWER = 0  # the status of a page the server did not answer within HTTP_TIMEOUT
 PIPE_SIZE = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
 _JOBS_SECTION = re.compile(rb"^jobs[ \t]*:", re.MULTILINE)
 _SPEC_NAMES = ("dumont.yaml", "dumont.yml", "dumontfile")  # loader/inputs.py DEFAULT_FILES
@@ -184,9 +186,15 @@ def _reader(url: str, token: str, fd: int) -> None:
     }
 
     def get(params: dict[str, Any]) -> tuple[int, bytes]:
-        connection.request("GET", f"{path}?{urlencode(params)}", headers=headers)
-        response = connection.getresponse()
-        body = response.read()
+        if connection.sock is None:
+            connection.connect()  # failing here, nothing was asked: the transport asks
+        try:
+            connection.request("GET", f"{path}?{urlencode(params)}", headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+        except TimeoutError:  # asked, never answered: the transport says so, not asks again
+            _write_message(fd, params, NO_ANSWER, [], b"")
+            raise
         _write_message(fd, params, response.status, response.getheaders(), body)
         return response.status, body
 

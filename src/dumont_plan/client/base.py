@@ -177,7 +177,9 @@ class Answer(Protocol):
     """An HTTP answer read before it was asked for (cli/early.py's `Answer`)."""
 
     @property
-    def status(self) -> int: ...
+    def status(self) -> int:
+        """The HTTP status; 0: the request went out and was not answered in time."""
+        ...
 
     @property
     def headers(self) -> list[tuple[str, str]]: ...
@@ -299,6 +301,8 @@ class Transport:
                     request = self.http.build_request(
                         method, path, params=clean_params or None, headers=send_headers
                     )
+                    if early.status == 0:  # asked early, not answered in time
+                        raise httpx.ReadTimeout("no answer (read early)", request=request)
                     response = httpx.Response(
                         early.status, headers=early.headers, content=early.body, request=request
                     )
