@@ -200,6 +200,8 @@ def test_a_refused_token_is_answered_once(
         (["plan"], {"DUMONT_EARLY_READS": "0"}, "jobs:\n"),
         (["plan"], {"HTTPS_PROXY": "http://127.0.0.1:9"}, "jobs:\n"),
         (["plan"], {}, "instances:\n  a: {}\n"),  # no job list to read
+        (["plan"], {}, "jobs: {}\n"),  # an empty section: the plan may not list jobs
+        (["plan"], {}, "jobs:\n  # none yet\ninstances: {}\n"),
         (["plan"], {"DUMONT_API_URL": ""}, "jobs:\n"),  # the embedded server
         (["plan", "-f", "."], {}, "jobs:\n"),  # a folder: left to the loader
         (["--backend-config", "a=b", "plan"], {}, "jobs:\n"),

@@ -24,7 +24,7 @@ itself. A plan whose reads were all answered this way never loads httpx.
 Reads start only when what they need is known without asking anything: `plan` is the
 command, the API URL is configured (`--api-url`, DUMONT_API_URL, the config file; not the
 embedded server, which the command finds or starts), a token is set, no proxy variable is
-set, and a spec file (the default names, or the `-f FILE`s) has a top-level `jobs:` section.
+set, and a spec file (the default names, or the `-f FILE`s) has a non-empty top-level `jobs:`.
 `DUMONT_EARLY_READS=0` turns them off. Anything unexpected starts nothing: the command then
 runs exactly as it would without them and reports its own errors.
 """
@@ -54,7 +54,13 @@ PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")  # client/base.py PROXY_
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 NO_ANSWER = 0  # the status of a page the server did not answer within HTTP_TIMEOUT
 PIPE_SIZE = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
-_JOBS_SECTION = re.compile(rb"^jobs[ \t]*:", re.MULTILINE)
+# A top-level `jobs:` holding something: a block with an indented line, or a non-empty flow
+# mapping (`jobs: {}` and a block of comments read nothing: the plan may not list jobs).
+_JOBS_SECTION = re.compile(
+    rb"^jobs[ \t]*:[ \t]*(?:#[^\n]*)?\n(?:[ \t]*(?:#[^\n]*)?\n)*[ \t]+[^\s#]"
+    rb"|^jobs[ \t]*:[ \t]*\{[ \t]*[^}\s]",
+    re.MULTILINE,
+)
 _SPEC_NAMES = ("dumont.yaml", "dumont.yml", "dumontfile")  # loader/inputs.py DEFAULT_FILES
 
 Key = tuple[str, str, tuple[tuple[str, str], ...]]
