@@ -19,7 +19,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
-import httpx
 import pytest
 
 from benchmarks.bench_plan import seed
@@ -259,12 +258,20 @@ def test_the_reader_does_not_outlive_a_plan_that_stopped_before_reading(
     assert processes_with(marker) == []
 
 
-def test_the_page_size_and_the_proxy_variables_are_the_clients() -> None:
+def test_the_readers_copies_of_the_clients_settings_are_equal() -> None:
+    """cli/early.py cannot import these (their modules load pydantic or httpx): it copies them."""
+    from dumont_plan import __version__
+    from dumont_plan.cli.session import HTTP_TIMEOUT
+    from dumont_plan.client.base import USER_AGENT
+    from dumont_plan.client.jobs import COLLECTION
+    from dumont_plan.loader.inputs import DEFAULT_FILES
+
     assert early.PAGE_SIZE == PAGE_SIZE
     assert early.PROXY_VARS == PROXY_VARS
-    with httpx.Client() as http:  # the same query the transport builds for a page
-        url = http.build_request("GET", "http://x" + early.JOBS_PATH, params={"limit": 1})
-    assert url.url.path == early.JOBS_PATH
+    assert early.HTTP_TIMEOUT == HTTP_TIMEOUT
+    assert early.JOBS_PATH == COLLECTION
+    assert early._SPEC_NAMES == DEFAULT_FILES
+    assert f"dumont-plan/{__version__}" == USER_AGENT  # as the reader builds it
 
 
 def test_the_reader_dies_with_a_killed_plan(tmp_path: Path, silent: SilentServer) -> None:
