@@ -187,6 +187,7 @@ def test_a_refused_token_is_answered_once(
         assert "Traceback" not in done.stderr
         assert done.stderr.startswith("Error:") and "401" in done.stderr, done.stderr
         assert list_requests(server) - before == 1
+        assert done.stderr.count("log in again") == 1, done.stderr  # the hint, once
         errors[switch] = done.stderr
     assert errors["1"] == errors["0"]
 

@@ -124,7 +124,7 @@ def list_live(
             return list(ops[kind].list_live(client))
         except ApiError as exc:
             raise DumontError(
-                f"cannot read the live {HANDLERS[kind].section}: {exc}",
+                f"cannot read the live {HANDLERS[kind].section}: {exc.message}",
                 # The server's own fix when it named one (a missing provider key).
                 exc.hint or "check the API URL and your login (`dumont auth me`)",
             ) from exc
